@@ -1,0 +1,1 @@
+//! The cipherdoc command line: management commands and the standalone `cipherdoc` binary.

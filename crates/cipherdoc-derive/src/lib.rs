@@ -1,0 +1,1 @@
+//! `#[derive(Model)]` and `#[derive(EmbeddedModel)]` for cipherdoc.

@@ -1,0 +1,1 @@
+//! Storage engines behind one async `Engine` trait, and the QE server role.

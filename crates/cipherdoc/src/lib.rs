@@ -1,0 +1,1 @@
+//! cipherdoc: a Rust data layer with MongoDB Queryable Encryption.

@@ -1,0 +1,3 @@
+//! The clinic reference application.
+
+fn main() {}
