@@ -1,0 +1,1 @@
+//! Models, embedded models and their schema metadata.

@@ -1,0 +1,1 @@
+//! Settings: database connections, encryption options and routers.
