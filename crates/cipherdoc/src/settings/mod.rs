@@ -1,1 +1,377 @@
 //! Settings: database connections, encryption options and routers.
+//!
+//! Read from a TOML file (`cipherdoc.toml`, or the path in `CIPHERDOC_SETTINGS`)
+//! or built in code. Every mistake is a [`SettingsError`] naming the setting's
+//! dotted path and the fix:
+//!
+//! ```toml
+//! [databases.default]
+//! engine = "sqlite"
+//! path = "var/default.db"
+//!
+//! [databases.encrypted]
+//! engine = "sqlite"
+//! path = "var/encrypted.db"
+//! name = "encrypted_db"
+//!
+//! [databases.encrypted.encryption]
+//! key_vault_namespace = "encrypted_db.__keyVault"
+//! kms_providers.local.key_file = "var/master.key"
+//! # encrypted_fields_map = "encrypted_fields_map.json"   # pinned in production
+//!
+//! [[routers]]
+//! app = "myapp"
+//! database = "encrypted"
+//! ```
+//!
+//! Strings may use `${VAR}` to take a value from the environment. Secrets
+//! (`kms_providers.*`) are given as `<secret>_file` or `<secret>_env`; written
+//! inline they work but are logged as a development-only warning.
+
+mod error;
+mod kms;
+mod reader;
+mod router;
+
+use std::path::{Path, PathBuf};
+
+use toml::Table;
+
+pub use error::SettingsError;
+pub use kms::{KmsKind, KmsProviderName, KmsProviderSettings, MasterKeySettings, SecretSource};
+pub use router::{DEFAULT_DB, ModelRef, Router, Routers, RuleRouter};
+
+use reader::{EnvLookup, TableReader};
+
+/// The environment variable naming the settings file.
+pub const SETTINGS_ENV: &str = "CIPHERDOC_SETTINGS";
+/// The settings file used when `CIPHERDOC_SETTINGS` is not set.
+pub const DEFAULT_SETTINGS_FILE: &str = "cipherdoc.toml";
+
+/// Everything the settings file says.
+#[derive(Debug)]
+pub struct Settings {
+    /// The databases, by alias, in file order; `default` is always present.
+    pub databases: Vec<DatabaseSettings>,
+    /// Routers, asked in order.
+    pub routers: Routers,
+}
+
+/// One database connection (`databases.<alias>`).
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// The alias models are routed to, e.g. `encrypted`.
+    pub alias: String,
+    /// Which engine stores the data.
+    pub engine: EngineSettings,
+    /// The database's name (namespaces are `<name>.<collection>`); defaults to the alias.
+    pub name: String,
+    /// Engine-specific options, passed to the engine unchanged.
+    pub options: Table,
+    /// Queryable Encryption, when this connection encrypts.
+    pub encryption: Option<EncryptionSettings>,
+}
+
+/// The storage engine of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineSettings {
+    /// The embedded default: one SQLite file per database.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL server.
+    Postgres {
+        /// Connection URL, e.g. `postgres://user@127.0.0.1/test`.
+        url: String,
+    },
+}
+
+/// The `encryption` table of a database: what the reference passes as
+/// `AutoEncryptionOpts` plus `KMS_CREDENTIALS`.
+#[derive(Debug, Clone)]
+pub struct EncryptionSettings {
+    /// `<db>.<collection>` of the key vault; `<db>` equals the database name.
+    pub key_vault_namespace: String,
+    /// Configured providers with their credentials and master keys.
+    pub kms_providers: Vec<KmsProvider>,
+    /// The provider new data keys use when a model or field names none.
+    pub default_kms_provider: Option<KmsProviderName>,
+    /// A pinned encrypted fields map (file path), which wins over the catalog.
+    pub encrypted_fields_map: Option<PathBuf>,
+    /// How long unwrapped data keys stay cached, in seconds.
+    pub data_key_cache_ttl_secs: u64,
+}
+
+/// One configured KMS provider.
+#[derive(Debug, Clone)]
+pub struct KmsProvider {
+    /// `aws`, `aws:prod`, `local`, ...
+    pub name: KmsProviderName,
+    /// How to reach and authenticate to it.
+    pub settings: KmsProviderSettings,
+    /// The master key new data keys are wrapped with.
+    pub master_key: MasterKeySettings,
+}
+
+impl EncryptionSettings {
+    /// The key vault's database and collection.
+    pub fn key_vault(&self) -> (&str, &str) {
+        self.key_vault_namespace
+            .split_once('.')
+            .unwrap_or((&self.key_vault_namespace, ""))
+    }
+
+    /// The provider to wrap a new key with: the one asked for, else the
+    /// default, else the only one configured.
+    pub fn provider_for(&self, asked: Option<&str>) -> Result<&KmsProvider, String> {
+        let wanted = match asked {
+            Some(a) => Some(KmsProviderName::parse(a)?),
+            None => self.default_kms_provider.clone(),
+        };
+        match wanted {
+            Some(w) => self.kms_providers.iter().find(|p| p.name == w).ok_or_else(|| {
+                format!("KMS provider `{w}` is not configured; add it to kms_providers")
+            }),
+            None => match self.kms_providers.as_slice() {
+                [only] => Ok(only),
+                _ => Err("several KMS providers are configured; name one with kms_provider on the model or field, or set encryption.default_kms_provider".to_owned()),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the file named by `CIPHERDOC_SETTINGS`, else `cipherdoc.toml`.
+    pub fn load() -> Result<Self, SettingsError> {
+        let path = std::env::var_os(SETTINGS_ENV)
+            .map_or_else(|| PathBuf::from(DEFAULT_SETTINGS_FILE), PathBuf::from);
+        Self::from_file(&path)
+    }
+
+    /// Loads a settings file; relative paths in it are relative to its folder.
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        Self::from_toml_with(&text, path, base, &|v| std::env::var(v).ok())
+    }
+
+    /// Parses settings text; `base_dir` anchors relative paths.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Self, SettingsError> {
+        Self::from_toml_with(text, Path::new("<settings>"), base_dir, &|v| {
+            std::env::var(v).ok()
+        })
+    }
+
+    /// As [`Settings::from_toml`], with an explicit environment for `${VAR}`.
+    pub fn from_toml_with(
+        text: &str,
+        file: &Path,
+        base_dir: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, SettingsError> {
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| SettingsError::Syntax {
+                path: file.to_owned(),
+                message: e.to_string(),
+            })?;
+        let mut root = TableReader::new("", &table, env);
+        let dbs = root
+            .opt_table("databases")?
+            .ok_or_else(|| root.error("databases", "missing; add at least [databases.default]"))?;
+        if !dbs.contains_key(DEFAULT_DB) {
+            return Err(root.error(
+                "databases.default",
+                "missing; every project needs a `default` database",
+            ));
+        }
+        let dbr = root.sub("databases", dbs);
+        let mut databases = Vec::new();
+        for (alias, value) in dbs {
+            let t = value
+                .as_table()
+                .ok_or_else(|| dbr.error(alias, "expected a table"))?;
+            let mut r = dbr.sub(alias, t);
+            databases.push(read_database(&mut r, alias, base_dir)?);
+        }
+        let mut routers = Routers::default();
+        if let Some(list) = root.opt_array("routers")? {
+            for (i, v) in list.iter().enumerate() {
+                let key = format!("routers[{i}]");
+                let t = v.as_table().ok_or_else(|| {
+                    root.error(
+                        &key,
+                        "expected a table like { app = \"myapp\", database = \"encrypted\" }",
+                    )
+                })?;
+                let mut r = root.sub(&key, t);
+                let app = r.req_str("app", "name the application label the rule routes")?;
+                let database =
+                    r.req_str("database", "name the database alias the app's models use")?;
+                let models = match r.opt_array("models")? {
+                    None => Vec::new(),
+                    Some(a) => a
+                        .iter()
+                        .map(|m| m.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| r.error("models", "expected an array of model names"))?,
+                };
+                r.finish(&["app", "database", "models"])?;
+                if !databases.iter().any(|d| d.alias == database) {
+                    return Err(r.error(
+                        "database",
+                        format!("no database `{database}` in [databases]"),
+                    ));
+                }
+                routers.push(RuleRouter {
+                    app,
+                    models,
+                    database,
+                });
+            }
+        }
+        root.finish(&["databases", "routers"])?;
+        Ok(Self { databases, routers })
+    }
+
+    /// The database with this alias.
+    pub fn database(&self, alias: &str) -> Option<&DatabaseSettings> {
+        self.databases.iter().find(|d| d.alias == alias)
+    }
+}
+
+fn read_database(
+    r: &mut TableReader<'_>,
+    alias: &str,
+    base_dir: &Path,
+) -> Result<DatabaseSettings, SettingsError> {
+    let engine_name = r.req_str("engine", "set engine = \"sqlite\" or \"postgres\"")?;
+    if engine_name == "sqlite" && r.has("url") {
+        return Err(r.error("url", "the sqlite engine takes `path`, not `url`"));
+    }
+    if engine_name == "postgres" && r.has("path") {
+        return Err(r.error("path", "the postgres engine takes `url`, not `path`"));
+    }
+    let engine = match engine_name.as_str() {
+        "sqlite" => {
+            let path = r.req_str(
+                "path",
+                "set the SQLite file, e.g. path = \"var/default.db\"",
+            )?;
+            EngineSettings::Sqlite {
+                path: base_dir.join(path),
+            }
+        }
+        "postgres" => EngineSettings::Postgres {
+            url: r.req_str(
+                "url",
+                "set the server, e.g. url = \"postgres://postgres@127.0.0.1:5432/test\"",
+            )?,
+        },
+        "mongodb" => {
+            return Err(r.error(
+                "engine",
+                "the mongodb engine is not available yet; use \"sqlite\" or \"postgres\"",
+            ));
+        }
+        other => {
+            return Err(r.error(
+                "engine",
+                format!("unknown engine `{other}`; use \"sqlite\" or \"postgres\""),
+            ));
+        }
+    };
+    let name = r.opt_str("name")?.unwrap_or_else(|| alias.to_owned());
+    if name.is_empty() || name.contains('.') || name.contains('\0') {
+        return Err(r.error("name", "a database name may not be empty or contain `.`"));
+    }
+    let options = r.opt_table("options")?.cloned().unwrap_or_default();
+    let encryption = match r.opt_table("encryption")? {
+        None => None,
+        Some(t) => {
+            let mut e = r.sub("encryption", t);
+            Some(read_encryption(&mut e, &name, base_dir)?)
+        }
+    };
+    r.finish(&["engine", "path", "url", "name", "options", "encryption"])?;
+    Ok(DatabaseSettings {
+        alias: alias.to_owned(),
+        engine,
+        name,
+        options,
+        encryption,
+    })
+}
+
+fn read_encryption(
+    r: &mut TableReader<'_>,
+    db_name: &str,
+    base_dir: &Path,
+) -> Result<EncryptionSettings, SettingsError> {
+    let key_vault_namespace = r.req_str(
+        "key_vault_namespace",
+        &format!(
+            "set it to \"{db_name}.__keyVault\" (the database part must be this database's name)"
+        ),
+    )?;
+    match key_vault_namespace.split_once('.') {
+        Some((db, coll)) if db == db_name && !coll.is_empty() => {}
+        Some((db, _)) if db != db_name => {
+            return Err(r.error(
+                "key_vault_namespace",
+                format!("the database part `{db}` must equal the database name `{db_name}`; use \"{db_name}.__keyVault\""),
+            ));
+        }
+        _ => {
+            return Err(r.error(
+                "key_vault_namespace",
+                format!("expected \"<database>.<collection>\", e.g. \"{db_name}.__keyVault\""),
+            ));
+        }
+    }
+    let kms_providers = kms::read_kms(r, base_dir)?
+        .into_iter()
+        .map(|(name, settings, master_key)| KmsProvider {
+            name,
+            settings,
+            master_key,
+        })
+        .collect::<Vec<_>>();
+    let default_kms_provider = match r.opt_str("default_kms_provider")? {
+        None => None,
+        Some(s) => {
+            let n = KmsProviderName::parse(&s).map_err(|p| r.error("default_kms_provider", p))?;
+            if !kms_providers.iter().any(|p| p.name == n) {
+                return Err(r.error(
+                    "default_kms_provider",
+                    format!("`{n}` is not in kms_providers"),
+                ));
+            }
+            Some(n)
+        }
+    };
+    let encrypted_fields_map = r.opt_str("encrypted_fields_map")?.map(|p| base_dir.join(p));
+    let ttl = r.opt_int("data_key_cache_ttl_secs")?.unwrap_or(60);
+    let data_key_cache_ttl_secs = u64::try_from(ttl)
+        .map_err(|_| r.error("data_key_cache_ttl_secs", "must be 0 or more seconds"))?;
+    r.finish(&[
+        "key_vault_namespace",
+        "kms_providers",
+        "kms_credentials",
+        "default_kms_provider",
+        "encrypted_fields_map",
+        "data_key_cache_ttl_secs",
+    ])?;
+    Ok(EncryptionSettings {
+        key_vault_namespace,
+        kms_providers,
+        default_kms_provider,
+        encrypted_fields_map,
+        data_key_cache_ttl_secs,
+    })
+}

@@ -1,0 +1,54 @@
+//! The one error type of settings loading.
+
+use std::path::PathBuf;
+
+/// A mistake in the settings, named by the setting's dotted path.
+///
+/// `Display` reads `<path>: <problem>; <fix>` so that the first line of output
+/// tells the user which line of `cipherdoc.toml` to change and how.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The settings file could not be read.
+    #[error("cannot read settings file {}: {source}; set CIPHERDOC_SETTINGS or create the file", path.display())]
+    Read {
+        /// The file that was tried.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("settings file {} is not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A setting is wrong; `path` is its dotted path, e.g.
+    /// `databases.encrypted.encryption.kms_credentials.aws.region`.
+    #[error("{path}: {problem}")]
+    Invalid {
+        /// Dotted path of the offending setting.
+        path: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+impl SettingsError {
+    pub(crate) fn invalid(path: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The dotted path of the setting at fault, when there is one.
+    pub fn setting_path(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}

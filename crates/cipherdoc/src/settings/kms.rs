@@ -1,0 +1,610 @@
+//! KMS settings: which providers a database may use (`kms_providers`, the
+//! credentials) and which master key new data keys are wrapped with
+//! (`kms_credentials`), in the shapes of the reference's `KMS_CREDENTIALS`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml::Table;
+use zeroize::Zeroizing;
+
+use super::SettingsError;
+use super::reader::TableReader;
+
+/// The kinds of KMS provider cipherdoc speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KmsKind {
+    /// A 96-byte master key held by the application (development only).
+    Local,
+    /// AWS KMS.
+    Aws,
+    /// Azure Key Vault.
+    Azure,
+    /// GCP Cloud KMS.
+    Gcp,
+    /// A KMIP server.
+    Kmip,
+}
+
+impl KmsKind {
+    /// The provider name as MongoDB writes it in `masterKey.provider`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Aws => "aws",
+            Self::Azure => "azure",
+            Self::Gcp => "gcp",
+            Self::Kmip => "kmip",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "local" => Self::Local,
+            "aws" => Self::Aws,
+            "azure" => Self::Azure,
+            "gcp" => Self::Gcp,
+            "kmip" => Self::Kmip,
+            _ => return None,
+        })
+    }
+}
+
+/// A provider name: a kind with an optional name, `aws` or `aws:prod`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KmsProviderName {
+    kind: KmsKind,
+    name: Option<String>,
+}
+
+impl KmsProviderName {
+    /// Parses `kind` or `kind:name` (name: letters, digits, `_`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (kind, name) = match s.split_once(':') {
+            Some((k, n)) => (k, Some(n)),
+            None => (s, None),
+        };
+        let kind = KmsKind::parse(kind).ok_or_else(|| {
+            format!("unknown KMS provider `{kind}`; use local, aws, azure, gcp or kmip, optionally named as `aws:prod`")
+        })?;
+        if let Some(n) = name
+            && (n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(format!(
+                "invalid provider name `{s}`: the part after `:` must be letters, digits or `_`"
+            ));
+        }
+        Ok(Self {
+            kind,
+            name: name.map(str::to_owned),
+        })
+    }
+
+    /// The provider's kind.
+    pub fn kind(&self) -> KmsKind {
+        self.kind
+    }
+
+    /// The part after `:`, when named.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl fmt::Display for KmsProviderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}:{n}", self.kind.as_str()),
+            None => f.write_str(self.kind.as_str()),
+        }
+    }
+}
+
+/// Where a secret comes from. Resolved only when needed, so that the secret
+/// is held for as short a time as possible and a key file may be created
+/// after the settings are read (the clinic does so on first run).
+#[derive(Clone)]
+pub enum SecretSource {
+    /// Read from this file (trailing whitespace trimmed for text secrets).
+    File(PathBuf),
+    /// Read from this environment variable.
+    Env(String),
+    /// Written in the settings file: development only, warned about at load.
+    Inline(Zeroizing<String>),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+            Self::Env(v) => f.debug_tuple("Env").field(v).finish(),
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret's bytes. Errors name the source, never the secret.
+    pub fn read_bytes(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        match self {
+            Self::File(p) => std::fs::read(p)
+                .map(Zeroizing::new)
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+            Self::Env(v) => std::env::var(v)
+                .map(|s| Zeroizing::new(s.into_bytes()))
+                .map_err(|_| format!("environment variable {v} is not set")),
+            Self::Inline(s) => Ok(Zeroizing::new(s.as_bytes().to_vec())),
+        }
+    }
+
+    /// Reads the secret as text, trimming surrounding whitespace.
+    pub fn read_string(&self) -> Result<Zeroizing<String>, String> {
+        let bytes = self.read_bytes()?;
+        let s = std::str::from_utf8(&bytes).map_err(|_| "secret is not UTF-8 text".to_owned())?;
+        Ok(Zeroizing::new(s.trim().to_owned()))
+    }
+}
+
+/// Credentials of one configured provider (`kms_providers.<name>`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum KmsProviderSettings {
+    /// `key_file` (raw 96 bytes), `key_env` or `key` (base64 of 96 bytes).
+    Local {
+        /// The master key's source.
+        key: SecretSource,
+        /// Whether `key` holds raw bytes (a key file) or base64 text.
+        raw: bool,
+    },
+    /// AWS; `None` credentials mean the standard AWS environment variables.
+    Aws {
+        /// Access key id (not secret).
+        access_key_id: Option<String>,
+        /// Secret access key.
+        secret_access_key: Option<SecretSource>,
+        /// Session token for temporary credentials.
+        session_token: Option<SecretSource>,
+    },
+    /// Azure: client credentials or a given access token.
+    Azure {
+        /// Tenant id.
+        tenant_id: Option<String>,
+        /// Client id.
+        client_id: Option<String>,
+        /// Client secret.
+        client_secret: Option<SecretSource>,
+        /// Identity platform endpoint (default login.microsoftonline.com).
+        identity_platform_endpoint: Option<String>,
+        /// A ready access token instead of client credentials.
+        access_token: Option<SecretSource>,
+    },
+    /// GCP: a service account or a given access token.
+    Gcp {
+        /// Service account e-mail.
+        email: Option<String>,
+        /// Service account private key (PEM or base64 PKCS#8).
+        private_key: Option<SecretSource>,
+        /// OAuth endpoint override.
+        endpoint: Option<String>,
+        /// A ready access token instead of a service account.
+        access_token: Option<SecretSource>,
+    },
+    /// KMIP over TLS with a client certificate.
+    Kmip {
+        /// `host:port` of the KMIP server.
+        endpoint: String,
+        /// CA certificate (PEM) that signed the server's certificate.
+        tls_ca_file: Option<PathBuf>,
+        /// Client certificate (PEM).
+        tls_cert_file: Option<PathBuf>,
+        /// Client private key (PEM).
+        tls_key_file: Option<PathBuf>,
+    },
+}
+
+/// The master key new data keys are wrapped with (`kms_credentials.<name>`),
+/// the shape of `masterKey` in a key document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MasterKeySettings {
+    /// The local provider needs no master-key document.
+    Local,
+    /// `{key: ARN, region, endpoint?}`.
+    Aws {
+        /// Key ARN or alias.
+        key: String,
+        /// AWS region.
+        region: String,
+        /// Endpoint override.
+        endpoint: Option<String>,
+    },
+    /// `{keyVaultEndpoint, keyName, keyVersion?}`.
+    Azure {
+        /// Vault endpoint.
+        key_vault_endpoint: String,
+        /// Key name.
+        key_name: String,
+        /// Key version.
+        key_version: Option<String>,
+    },
+    /// `{projectId, location, keyRing, keyName, keyVersion?, endpoint?}`.
+    Gcp {
+        /// Project.
+        project_id: String,
+        /// Location.
+        location: String,
+        /// Key ring.
+        key_ring: String,
+        /// Key name.
+        key_name: String,
+        /// Key version.
+        key_version: Option<String>,
+        /// Endpoint override.
+        endpoint: Option<String>,
+    },
+    /// `{keyId?, endpoint?, delegated?}`.
+    Kmip {
+        /// Existing KMIP secret's id; a new one is registered when absent.
+        key_id: Option<String>,
+        /// Endpoint override.
+        endpoint: Option<String>,
+        /// Encrypt by the KMIP server instead of locally.
+        delegated: bool,
+    },
+}
+
+/// Reads a secret given as `<key>_file`, `<key>_env` or inline `<key>`.
+fn secret(
+    r: &mut TableReader<'_>,
+    file_key: &'static str,
+    env_key: &'static str,
+    inline_key: &'static str,
+    base_dir: &Path,
+) -> Result<Option<SecretSource>, SettingsError> {
+    let file = r.opt_str(file_key)?;
+    let env = r.opt_str(env_key)?;
+    let inline = r.opt_str(inline_key)?;
+    let given =
+        usize::from(file.is_some()) + usize::from(env.is_some()) + usize::from(inline.is_some());
+    if given > 1 {
+        return Err(r.error(
+            inline_key,
+            format!("give only one of `{file_key}`, `{env_key}` and `{inline_key}`"),
+        ));
+    }
+    Ok(if let Some(f) = file {
+        Some(SecretSource::File(base_dir.join(f)))
+    } else if let Some(e) = env {
+        Some(SecretSource::Env(e))
+    } else if let Some(s) = inline {
+        tracing::warn!(
+            setting = %r.child_path(inline_key),
+            "secret written inline in the settings file; this is for development only: use `{file_key}` or `{env_key}`"
+        );
+        Some(SecretSource::Inline(Zeroizing::new(s)))
+    } else {
+        None
+    })
+}
+
+pub(crate) fn read_provider(
+    r: &mut TableReader<'_>,
+    name: &KmsProviderName,
+    base_dir: &Path,
+) -> Result<KmsProviderSettings, SettingsError> {
+    Ok(match name.kind() {
+        KmsKind::Local => {
+            let has_file = r.has("key_file");
+            let key = secret(r, "key_file", "key_env", "key", base_dir)?.ok_or_else(|| {
+                r.error(
+                    "key_file",
+                    "missing; the local provider needs a 96-byte master key: set `key_file` (e.g. \"var/master.key\") or `key_env`",
+                )
+            })?;
+            r.finish(&["key_file", "key_env", "key"])?;
+            KmsProviderSettings::Local { key, raw: has_file }
+        }
+        KmsKind::Aws => {
+            let access_key_id = r.opt_str("access_key_id")?;
+            let secret_access_key = secret(
+                r,
+                "secret_access_key_file",
+                "secret_access_key_env",
+                "secret_access_key",
+                base_dir,
+            )?;
+            let session_token = secret(
+                r,
+                "session_token_file",
+                "session_token_env",
+                "session_token",
+                base_dir,
+            )?;
+            if access_key_id.is_some() != secret_access_key.is_some() {
+                return Err(r.error(
+                    if access_key_id.is_some() { "secret_access_key" } else { "access_key_id" },
+                    "missing; give both `access_key_id` and a secret access key, or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment",
+                ));
+            }
+            r.finish(&[
+                "access_key_id",
+                "secret_access_key",
+                "secret_access_key_file",
+                "secret_access_key_env",
+                "session_token",
+                "session_token_file",
+                "session_token_env",
+            ])?;
+            KmsProviderSettings::Aws {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            }
+        }
+        KmsKind::Azure => read_azure(r, base_dir)?,
+        KmsKind::Gcp => read_gcp(r, base_dir)?,
+        KmsKind::Kmip => {
+            let endpoint = r.req_str("endpoint", "set the KMIP server as \"host:port\"")?;
+            let path = |r: &mut TableReader<'_>, k: &'static str| {
+                r.opt_str(k).map(|o| o.map(|p| base_dir.join(p)))
+            };
+            let tls_ca_file = path(r, "tls_ca_file")?;
+            let tls_cert_file = path(r, "tls_cert_file")?;
+            let tls_key_file = path(r, "tls_key_file")?;
+            if tls_cert_file.is_some() != tls_key_file.is_some() {
+                return Err(r.error(
+                    "tls_key_file",
+                    "give both `tls_cert_file` and `tls_key_file` for the client certificate",
+                ));
+            }
+            r.finish(&["endpoint", "tls_ca_file", "tls_cert_file", "tls_key_file"])?;
+            KmsProviderSettings::Kmip {
+                endpoint,
+                tls_ca_file,
+                tls_cert_file,
+                tls_key_file,
+            }
+        }
+    })
+}
+
+fn read_azure(
+    r: &mut TableReader<'_>,
+    base_dir: &Path,
+) -> Result<KmsProviderSettings, SettingsError> {
+    let tenant_id = r.opt_str("tenant_id")?;
+    let client_id = r.opt_str("client_id")?;
+    let client_secret = secret(
+        r,
+        "client_secret_file",
+        "client_secret_env",
+        "client_secret",
+        base_dir,
+    )?;
+    let identity_platform_endpoint = r.opt_str("identity_platform_endpoint")?;
+    let access_token = secret(
+        r,
+        "access_token_file",
+        "access_token_env",
+        "access_token",
+        base_dir,
+    )?;
+    if access_token.is_none() {
+        for (key, present) in [
+            ("tenant_id", tenant_id.is_some()),
+            ("client_id", client_id.is_some()),
+            ("client_secret", client_secret.is_some()),
+        ] {
+            if !present {
+                return Err(r.error(key, "missing; Azure needs tenant_id, client_id and client_secret (or an access_token)"));
+            }
+        }
+    }
+    r.finish(&[
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "client_secret_file",
+        "client_secret_env",
+        "identity_platform_endpoint",
+        "access_token",
+        "access_token_file",
+        "access_token_env",
+    ])?;
+    Ok(KmsProviderSettings::Azure {
+        tenant_id,
+        client_id,
+        client_secret,
+        identity_platform_endpoint,
+        access_token,
+    })
+}
+
+fn read_gcp(
+    r: &mut TableReader<'_>,
+    base_dir: &Path,
+) -> Result<KmsProviderSettings, SettingsError> {
+    let email = r.opt_str("email")?;
+    let private_key = secret(
+        r,
+        "private_key_file",
+        "private_key_env",
+        "private_key",
+        base_dir,
+    )?;
+    let endpoint = r.opt_str("endpoint")?;
+    let access_token = secret(
+        r,
+        "access_token_file",
+        "access_token_env",
+        "access_token",
+        base_dir,
+    )?;
+    if access_token.is_none() {
+        if email.is_none() {
+            return Err(r.error("email", "missing; GCP needs a service account `email` and `private_key_file` (or an access_token)"));
+        }
+        if private_key.is_none() {
+            return Err(r.error(
+                "private_key_file",
+                "missing; GCP needs the service account's private key (or an access_token)",
+            ));
+        }
+    }
+    r.finish(&[
+        "email",
+        "private_key",
+        "private_key_file",
+        "private_key_env",
+        "endpoint",
+        "access_token",
+        "access_token_file",
+        "access_token_env",
+    ])?;
+    Ok(KmsProviderSettings::Gcp {
+        email,
+        private_key,
+        endpoint,
+        access_token,
+    })
+}
+
+pub(crate) fn read_master_key(
+    r: &mut TableReader<'_>,
+    kind: KmsKind,
+) -> Result<MasterKeySettings, SettingsError> {
+    Ok(match kind {
+        KmsKind::Local => {
+            r.finish(&[])?;
+            MasterKeySettings::Local
+        }
+        KmsKind::Aws => {
+            let key = r.req_str("key", "set the AWS KMS key ARN, e.g. key = \"arn:aws:kms:us-east-1:123456789012:key/...\"")?;
+            let region = r.req_str(
+                "region",
+                "set the AWS region of the key, e.g. region = \"us-east-1\"",
+            )?;
+            let endpoint = r.opt_str("endpoint")?;
+            r.finish(&["key", "region", "endpoint"])?;
+            MasterKeySettings::Aws {
+                key,
+                region,
+                endpoint,
+            }
+        }
+        KmsKind::Azure => {
+            let key_vault_endpoint = r.req_str(
+                "key_vault_endpoint",
+                "set the vault, e.g. \"myvault.vault.azure.net\"",
+            )?;
+            let key_name = r.req_str("key_name", "set the key's name in the vault")?;
+            let key_version = r.opt_str("key_version")?;
+            r.finish(&["key_vault_endpoint", "key_name", "key_version"])?;
+            MasterKeySettings::Azure {
+                key_vault_endpoint,
+                key_name,
+                key_version,
+            }
+        }
+        KmsKind::Gcp => {
+            let project_id = r.req_str("project_id", "set the GCP project id")?;
+            let location = r.req_str("location", "set the key ring's location, e.g. \"global\"")?;
+            let key_ring = r.req_str("key_ring", "set the key ring's name")?;
+            let key_name = r.req_str("key_name", "set the key's name")?;
+            let key_version = r.opt_str("key_version")?;
+            let endpoint = r.opt_str("endpoint")?;
+            r.finish(&[
+                "project_id",
+                "location",
+                "key_ring",
+                "key_name",
+                "key_version",
+                "endpoint",
+            ])?;
+            MasterKeySettings::Gcp {
+                project_id,
+                location,
+                key_ring,
+                key_name,
+                key_version,
+                endpoint,
+            }
+        }
+        KmsKind::Kmip => {
+            let key_id = r.opt_str("key_id")?;
+            let endpoint = r.opt_str("endpoint")?;
+            let delegated = r.opt_bool("delegated")?.unwrap_or(false);
+            r.finish(&["key_id", "endpoint", "delegated"])?;
+            MasterKeySettings::Kmip {
+                key_id,
+                endpoint,
+                delegated,
+            }
+        }
+    })
+}
+
+/// Reads `kms_providers` and `kms_credentials` of one database.
+pub(crate) fn read_kms(
+    enc: &mut TableReader<'_>,
+    base_dir: &Path,
+) -> Result<Vec<(KmsProviderName, KmsProviderSettings, MasterKeySettings)>, SettingsError> {
+    let providers: &Table = enc.opt_table("kms_providers")?.ok_or_else(|| {
+        enc.error(
+            "kms_providers",
+            "missing; configure at least one KMS provider, e.g. kms_providers.local.key_file = \"var/master.key\"",
+        )
+    })?;
+    if providers.is_empty() {
+        return Err(enc.error(
+            "kms_providers",
+            "empty; configure at least one KMS provider",
+        ));
+    }
+    let empty = Table::new();
+    let credentials = enc.opt_table("kms_credentials")?.unwrap_or(&empty);
+    let pr = enc.sub("kms_providers", providers);
+    let cr = enc.sub("kms_credentials", credentials);
+    for name in credentials.keys() {
+        if !providers.contains_key(name) {
+            return Err(cr.error(
+                name,
+                format!(
+                    "no provider `{name}` in kms_providers; configure it there or remove this table"
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (name_str, value) in providers {
+        let name = KmsProviderName::parse(name_str).map_err(|p| pr.error(name_str, p))?;
+        let table = value
+            .as_table()
+            .ok_or_else(|| pr.error(name_str, "expected a table"))?;
+        let mut r = pr.sub(name_str, table);
+        let provider = read_provider(&mut r, &name, base_dir)?;
+        let master = match credentials.get(name_str) {
+            Some(v) => {
+                let t = v
+                    .as_table()
+                    .ok_or_else(|| cr.error(name_str, "expected a table"))?;
+                read_master_key(&mut cr.sub(name_str, t), name.kind())?
+            }
+            None if name.kind() == KmsKind::Local => MasterKeySettings::Local,
+            None if name.kind() == KmsKind::Kmip => MasterKeySettings::Kmip {
+                key_id: None,
+                endpoint: None,
+                delegated: false,
+            },
+            None => {
+                return Err(cr.error(
+                    name_str,
+                    format!("missing; new data keys need a master key for `{name_str}` (see the reference's KMS_CREDENTIALS)"),
+                ));
+            }
+        };
+        out.push((name, provider, master));
+    }
+    Ok(out)
+}

@@ -1,0 +1,286 @@
+//! Settings: every kind of mistake names its setting's path and the fix.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use cipherdoc::settings::{EngineSettings, KmsKind, MasterKeySettings, Settings, SettingsError};
+
+const GOOD: &str = r#"
+[databases.default]
+engine = "sqlite"
+path = "var/default.db"
+
+[databases.encrypted]
+engine = "sqlite"
+path = "var/encrypted.db"
+name = "encrypted_db"
+
+[databases.encrypted.encryption]
+key_vault_namespace = "encrypted_db.__keyVault"
+kms_providers.local.key_file = "var/master.key"
+kms_providers.aws.access_key_id = "${AKID}"
+kms_providers.aws.secret_access_key_env = "AWS_SECRET"
+kms_credentials.aws = { key = "arn:aws:kms:us-east-1:1:key/x", region = "us-east-1" }
+default_kms_provider = "local"
+
+[[routers]]
+app = "myapp"
+database = "encrypted"
+"#;
+
+fn env(name: &str) -> Option<String> {
+    (name == "AKID").then(|| "AKIAEXAMPLE".to_owned())
+}
+
+fn load(text: &str) -> Result<Settings, SettingsError> {
+    Settings::from_toml_with(text, Path::new("cipherdoc.toml"), Path::new("/app"), &env)
+}
+
+fn err(text: &str) -> SettingsError {
+    load(text).expect_err("settings should be refused")
+}
+
+#[test]
+fn the_reference_layout_loads() {
+    let s = load(GOOD).unwrap();
+    assert_eq!(s.databases.len(), 2);
+    let enc = s.database("encrypted").unwrap();
+    assert_eq!(enc.name, "encrypted_db");
+    assert_eq!(
+        enc.engine,
+        EngineSettings::Sqlite {
+            path: "/app/var/encrypted.db".into()
+        }
+    );
+    let e = enc.encryption.as_ref().unwrap();
+    assert_eq!(e.key_vault(), ("encrypted_db", "__keyVault"));
+    assert_eq!(e.kms_providers.len(), 2);
+    let aws = e.provider_for(Some("aws")).unwrap();
+    assert!(
+        matches!(&aws.master_key, MasterKeySettings::Aws { region, .. } if region == "us-east-1")
+    );
+    assert_eq!(e.provider_for(None).unwrap().name.kind(), KmsKind::Local);
+    assert_eq!(s.database("default").unwrap().name, "default");
+    let patient = cipherdoc::settings::ModelRef {
+        app: "myapp",
+        model: "Patient",
+    };
+    assert_eq!(s.routers.db_for_write(patient), "encrypted");
+}
+
+fn assert_err(text: &str, path: &str, needle: &str) {
+    let e = err(text);
+    assert_eq!(e.setting_path(), Some(path), "{e}");
+    let msg = e.to_string();
+    assert!(msg.starts_with(path), "{msg}");
+    assert!(msg.contains(needle), "`{msg}` should contain `{needle}`");
+}
+
+#[test]
+fn missing_aws_region_is_named_by_its_full_path() {
+    let text = GOOD.replace(", region = \"us-east-1\"", "");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_credentials.aws.region",
+        "missing",
+    );
+}
+
+#[test]
+fn key_vault_namespace_must_be_in_this_database() {
+    let text = GOOD.replace("\"encrypted_db.__keyVault\"", "\"other.__keyVault\"");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.key_vault_namespace",
+        "must equal the database name `encrypted_db`",
+    );
+    let text = GOOD.replace("\"encrypted_db.__keyVault\"", "\"encrypted_db\"");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.key_vault_namespace",
+        "<database>.<collection>",
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused_with_a_suggestion() {
+    let text = GOOD.replace(
+        "engine = \"sqlite\"\npath = \"var/default.db\"",
+        "enigne = \"sqlite\"\nengine = \"sqlite\"\npath = \"var/default.db\"",
+    );
+    assert_err(&text, "databases.default.enigne", "did you mean `engine`?");
+}
+
+#[test]
+fn missing_default_database() {
+    let text = GOOD.replace("[databases.default]", "[databases.other]");
+    assert_err(
+        &text,
+        "databases.default",
+        "every project needs a `default` database",
+    );
+}
+
+#[test]
+fn unknown_engine_and_unavailable_mongodb() {
+    assert_err(
+        &GOOD.replacen("engine = \"sqlite\"", "engine = \"oracle\"", 1),
+        "databases.default.engine",
+        "unknown engine `oracle`",
+    );
+    assert_err(
+        &GOOD.replacen("engine = \"sqlite\"", "engine = \"mongodb\"", 1),
+        "databases.default.engine",
+        "not available yet",
+    );
+}
+
+#[test]
+fn engine_specific_keys() {
+    let text = GOOD.replacen("path = \"var/default.db\"", "url = \"postgres://x\"", 1);
+    assert_err(&text, "databases.default.url", "takes `path`");
+    let text = GOOD.replacen(
+        "engine = \"sqlite\"\npath = \"var/default.db\"",
+        "engine = \"postgres\"",
+        1,
+    );
+    assert_err(&text, "databases.default.url", "missing");
+}
+
+#[test]
+fn unset_environment_variable() {
+    let text = GOOD.replace("${AKID}", "${NOPE_NOT_SET}");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_providers.aws.access_key_id",
+        "NOPE_NOT_SET is not set",
+    );
+}
+
+#[test]
+fn provider_names_are_checked() {
+    let text = GOOD.replace(
+        "kms_providers.local.key_file",
+        "kms_providers.vault.key_file",
+    );
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_providers.vault",
+        "unknown KMS provider `vault`",
+    );
+    let text = GOOD.replace(
+        "default_kms_provider = \"local\"",
+        "default_kms_provider = \"gcp\"",
+    );
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.default_kms_provider",
+        "not in kms_providers",
+    );
+}
+
+#[test]
+fn credentials_without_provider_and_provider_without_master_key() {
+    let text = GOOD.replace("kms_credentials.aws", "kms_credentials.azure");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_credentials.azure",
+        "no provider `azure`",
+    );
+    let text = GOOD.replace("kms_credentials.aws = { key = \"arn:aws:kms:us-east-1:1:key/x\", region = \"us-east-1\" }\n", "");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_credentials.aws",
+        "need a master key",
+    );
+}
+
+#[test]
+fn a_secret_may_come_from_one_place_only() {
+    let text = GOOD.replace(
+        "kms_providers.local.key_file = \"var/master.key\"",
+        "kms_providers.local.key_file = \"a\"\nkms_providers.local.key = \"b\"",
+    );
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_providers.local.key",
+        "only one of",
+    );
+}
+
+#[test]
+fn local_provider_needs_a_key_and_kms_providers_must_exist() {
+    let text = GOOD.replace(
+        "kms_providers.local.key_file = \"var/master.key\"",
+        "kms_providers.local = {}",
+    );
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_providers.local.key_file",
+        "96-byte master key",
+    );
+    let text = GOOD
+        .lines()
+        .filter(|l| !l.starts_with("kms_") && !l.starts_with("default_kms"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_err(
+        &text,
+        "databases.encrypted.encryption.kms_providers",
+        "at least one KMS provider",
+    );
+}
+
+#[test]
+fn several_providers_need_a_choice() {
+    let text = GOOD.replace("default_kms_provider = \"local\"\n", "");
+    let s = load(&text).unwrap();
+    let e = s
+        .database("encrypted")
+        .unwrap()
+        .encryption
+        .as_ref()
+        .unwrap();
+    assert!(
+        e.provider_for(None)
+            .unwrap_err()
+            .contains("several KMS providers")
+    );
+    assert!(
+        e.provider_for(Some("gcp"))
+            .unwrap_err()
+            .contains("not configured")
+    );
+}
+
+#[test]
+fn routers_must_name_a_database() {
+    let text = GOOD.replace("database = \"encrypted\"\n", "database = \"nowhere\"\n");
+    assert_err(&text, "routers[0].database", "no database `nowhere`");
+    let text = GOOD.replace("app = \"myapp\"\n", "");
+    assert_err(&text, "routers[0].app", "missing");
+}
+
+#[test]
+fn wrong_types_and_bad_toml() {
+    assert_err(
+        &GOOD.replace("name = \"encrypted_db\"", "name = 5"),
+        "databases.encrypted.name",
+        "expected a string, found integer",
+    );
+    assert!(matches!(err("[databases"), SettingsError::Syntax { .. }));
+    let e = Settings::from_file(Path::new("/nonexistent/cipherdoc.toml")).unwrap_err();
+    assert!(e.to_string().contains("CIPHERDOC_SETTINGS"), "{e}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let text = GOOD.replace(
+        "kms_providers.local.key_file = \"var/master.key\"",
+        "kms_providers.local.key = \"c3VwZXItc2VjcmV0LWNhbmFyeQ==\"",
+    );
+    let s = load(&text).unwrap();
+    let dbg = format!("{s:?}");
+    assert!(!dbg.contains("c3VwZXItc2VjcmV0"), "{dbg}");
+    assert!(dbg.contains("<redacted>"));
+}
