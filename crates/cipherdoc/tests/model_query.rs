@@ -1,6 +1,11 @@
 //! Typed lookups build the expected Q ASTs; custom field types
 //! (the reference's EncryptedFieldMixin).
-#![allow(clippy::unwrap_used, clippy::panic, missing_debug_implementations)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::many_single_char_names,
+    missing_debug_implementations
+)]
 
 use bson::{Bson, oid::ObjectId};
 use cipherdoc::model::{
