@@ -78,7 +78,7 @@
 mod error;
 mod query;
 mod schema;
-mod value;
+pub mod value;
 
 pub use error::{ModelError, ValueError, bson_type_name};
 pub use query::{

@@ -1,4 +1,5 @@
-//! Mapping Rust values to and from BSON: the [`FieldValue`] trait.
+//! Mapping Rust values to and from BSON: the [`FieldValue`] trait (its items
+//! are re-exported from [`cipherdoc::model`](crate::model)).
 //!
 //! # The mapping
 //!
@@ -98,7 +99,7 @@ use super::schema::FieldKind;
 
 /// A Rust type that can be a model field: how it maps to BSON, which Django
 /// field it corresponds to and what its typed path is. See the
-/// [module documentation](self) for the table of built-in impls.
+/// [module documentation](crate::model::value) for the table of built-in impls.
 pub trait FieldValue: Sized {
     /// The BSON type the value is stored as (the `bsonType` of
     /// `encryptedFields`).
