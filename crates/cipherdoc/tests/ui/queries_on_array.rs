@@ -1,0 +1,11 @@
+use bson::oid::ObjectId;
+use cipherdoc::Model;
+
+#[derive(Model)]
+#[model(app = "ui")]
+pub struct Patient {
+    pub id: ObjectId,
+    #[encrypted(queries = "equality")]
+    pub allergies: Vec<String>,
+}
+fn main() {}
