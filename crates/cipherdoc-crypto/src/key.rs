@@ -271,7 +271,6 @@ impl TryFrom<&Bson> for KeyId {
     }
 }
 
-#[allow(dead_code)]
 pub(crate) fn key_id_from_raw(what: &'static str, v: RawBsonRef<'_>) -> Result<KeyId> {
     match v {
         RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid && b.bytes.len() == 16 => {

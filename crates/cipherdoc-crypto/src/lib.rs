@@ -12,8 +12,10 @@
 //! * [`range`] — range encodings, edges and mincover.
 
 pub mod aead;
+pub mod client;
 pub mod error;
 pub mod key;
+pub mod payload;
 pub mod random;
 pub mod range;
 pub mod server;

@@ -19,7 +19,8 @@ pub fn json(rel: &str) -> serde_json::Value {
 }
 
 /// Parses Extended JSON (canonical or relaxed) into a BSON document, keeping key order.
-pub fn ejson_doc(v: serde_json::Value) -> Document {
+pub fn ejson_doc(mut v: serde_json::Value) -> Document {
+    normalize(&mut v);
     match Bson::try_from(v).expect("extended JSON") {
         Bson::Document(d) => d,
         other => panic!("expected a document, got {other:?}"),
@@ -69,5 +70,25 @@ pub fn shared_vectors() -> Option<PathBuf> {
         if !dir.pop() {
             return None;
         }
+    }
+}
+
+/// Some upstream fixtures write `"subType": "6"`; Extended JSON wants two hex digits.
+fn normalize(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "subType" {
+                    if let serde_json::Value::String(s) = x {
+                        if s.len() == 1 {
+                            *s = format!("0{s}");
+                        }
+                    }
+                }
+                normalize(x);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
     }
 }
