@@ -391,7 +391,6 @@ pub fn decrypt_ctr_into(
 }
 
 /// Decrypts a fixed-size CTR ciphertext (`16 + N` bytes) into an array.
-#[allow(dead_code)]
 pub(crate) fn decrypt_ctr_array<const N: usize>(
     key: &(impl CtrKey + ?Sized),
     ciphertext: &[u8],
