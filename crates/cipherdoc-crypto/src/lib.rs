@@ -1,6 +1,27 @@
 //! MongoDB Queryable Encryption protocol v2 and FLE1, in pure synchronous Rust.
 //!
-//! This crate is filled by the protocol-core work (issue 2) and the range work
-//! (issue 6); see `ARCHITECTURE.md` for what it owns.
+//! Byte-compatible with libmongocrypt and the MongoDB server (see
+//! `qe-protocol.md`). No I/O, no async: callers bring keys, random bytes and,
+//! for the server role, a probe into their ESC storage.
+//!
+//! * [`key`] — data keys, key ids, local master key wrapping, key documents.
+//! * [`aead`] — the symmetric constructions (FLE1, FLE2v2 CBC-AEAD, CTR).
+//! * [`tokens`] — the token hierarchy, one type per token.
+//! * [`random`] — random sources and the contention-factor draw.
+//! * [`server`] — what `mongod` does with QE payloads (tags, ESC, emuBinary).
+//! * [`range`] — range encodings, edges and mincover.
 
+pub mod aead;
+pub mod client;
+pub mod efc;
+pub mod error;
+pub mod key;
+pub mod payload;
+pub mod random;
 pub mod range;
+pub mod server;
+pub mod tokens;
+
+pub use error::{Error, Result};
+pub use key::{DataKey, KeyDocument, KeyId, LocalMasterKey, MasterKey, unwrap_local, wrap_local};
+pub use random::{OsRandom, RandomSource, ReplayRandom};

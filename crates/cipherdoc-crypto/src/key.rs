@@ -1,0 +1,687 @@
+//! Key material (qe-protocol §1): data keys, key ids, the local master key,
+//! local wrapping, and key-vault documents.
+
+use std::fmt;
+
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, DateTime, Document, RawBsonRef, RawDocument};
+use zeroize::Zeroize;
+
+use crate::aead::{self, Key96};
+use crate::error::{Error, Result};
+use crate::random::RandomSource;
+use crate::tokens::TokenKey;
+
+fn key96_from_slice(what: &'static str, bytes: &[u8]) -> Result<Box<Key96>> {
+    if bytes.len() != 96 {
+        return Err(Error::KeyLength {
+            what,
+            expected: 96,
+            actual: bytes.len(),
+        });
+    }
+    let mut k: Box<Key96> = Box::new([[0u8; 32]; 3]);
+    for (dst, src) in k.iter_mut().zip(bytes.chunks_exact(32)) {
+        dst.copy_from_slice(src);
+    }
+    Ok(k)
+}
+
+/// A 96-byte data encryption key (DEK), zeroized on drop.
+///
+/// Different algorithms read different 32-byte slices (§1.1); the accessors
+/// name them so callers never slice by hand.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKey(Box<Key96>);
+
+impl DataKey {
+    /// Length in bytes.
+    pub const LEN: usize = 96;
+
+    /// From exactly 96 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        key96_from_slice("data key", bytes).map(Self)
+    }
+
+    /// From a 96-byte array (the array is zeroized after copying).
+    pub fn from_bytes(mut bytes: [u8; 96]) -> Self {
+        let mut k: Box<Key96> = Box::new([[0u8; 32]; 3]);
+        for (dst, src) in k.iter_mut().zip(bytes.chunks_exact(32)) {
+            dst.copy_from_slice(src);
+        }
+        bytes.zeroize();
+        Self(k)
+    }
+
+    /// A fresh random key.
+    pub fn generate(rng: &mut dyn RandomSource) -> Result<Self> {
+        let mut k: Box<Key96> = Box::new([[0u8; 32]; 3]);
+        for part in k.iter_mut() {
+            rng.fill(part)?;
+        }
+        Ok(Self(k))
+    }
+
+    /// The whole key as bytes (for wrapping by a KMS).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_flattened()
+    }
+
+    pub(crate) fn parts(&self) -> &Key96 {
+        &self.0
+    }
+
+    /// FLE1 MAC key `Km` (bytes 0..32).
+    pub fn fle1_mac_key(&self) -> &[u8; 32] {
+        &self.0[0]
+    }
+    /// FLE1 encryption key `Ke` (bytes 32..64).
+    pub fn fle1_enc_key(&self) -> &[u8; 32] {
+        &self.0[1]
+    }
+    /// FLE1 deterministic-IV key `Kiv` (bytes 64..96).
+    pub fn fle1_iv_key(&self) -> &[u8; 32] {
+        &self.0[2]
+    }
+    /// FLE2 encryption key `Ke` (bytes 0..32; note the swap against FLE1).
+    pub fn fle2_enc_key(&self) -> &[u8; 32] {
+        &self.0[0]
+    }
+    /// FLE2 MAC key `Km` (bytes 32..64).
+    pub fn fle2_mac_key(&self) -> &[u8; 32] {
+        &self.0[1]
+    }
+    /// The QE token root, `TokenKey = DEK[64..96]` (§4).
+    pub fn token_key(&self) -> TokenKey {
+        TokenKey::from_bytes(self.0[2])
+    }
+}
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        self.0.as_flattened_mut().zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for DataKey {}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+/// The 96-byte key-encryption key of the `local` KMS provider, zeroized on drop.
+#[derive(Clone)]
+pub struct LocalMasterKey(Box<Key96>);
+
+impl LocalMasterKey {
+    /// From exactly 96 bytes; any other length is [`Error::KeyLength`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        key96_from_slice("local master key", bytes).map(Self)
+    }
+}
+
+impl Drop for LocalMasterKey {
+    fn drop(&mut self) {
+        self.0.as_flattened_mut().zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for LocalMasterKey {}
+
+impl fmt::Debug for LocalMasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LocalMasterKey(..)")
+    }
+}
+
+/// Wraps a DEK with the local master key (§1.2): FLE1 AEAD, random IV, no
+/// associated data. The result is always 160 bytes.
+pub fn wrap_local(
+    kek: &LocalMasterKey,
+    dek: &DataKey,
+    rng: &mut dyn RandomSource,
+) -> Result<Vec<u8>> {
+    let iv = crate::random::random_iv(rng)?;
+    aead::fle1_encrypt_raw(&kek.0, &iv, &[], dek.as_bytes())
+}
+
+/// Unwraps `keyMaterial` produced by [`wrap_local`] (or libmongocrypt).
+///
+/// A wrong master key or modified material is [`Error::AuthenticationFailed`].
+pub fn unwrap_local(kek: &LocalMasterKey, key_material: &[u8]) -> Result<DataKey> {
+    let pt = aead::fle1_decrypt_raw(&kek.0, &[], key_material)?;
+    if pt.len() != DataKey::LEN {
+        return Err(Error::KeyLength {
+            what: "unwrapped data key",
+            expected: DataKey::LEN,
+            actual: pt.len(),
+        });
+    }
+    DataKey::from_slice(&pt)
+}
+
+/// A data key's id: a 16-byte UUID (BSON binary subtype 4).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; 16]);
+
+impl KeyId {
+    /// From the 16 UUID bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+    /// From a slice; fails unless it is 16 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        bytes.try_into().map(Self).map_err(|_| Error::KeyLength {
+            what: "key id",
+            expected: 16,
+            actual: bytes.len(),
+        })
+    }
+    /// The 16 UUID bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+    /// A random version-4 UUID, as libmongocrypt generates key ids.
+    pub fn generate(rng: &mut dyn RandomSource) -> Result<Self> {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b)?;
+        b[6] = 0x40 | (b[6] & 0x0f);
+        b[8] = 0x80 | (b[8] & 0x3f);
+        Ok(Self(b))
+    }
+    /// As a BSON binary of subtype 4.
+    pub fn to_binary(&self) -> Binary {
+        Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: self.0.to_vec(),
+        }
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&uuid::Uuid::from_bytes(self.0).hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl std::str::FromStr for KeyId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        uuid::Uuid::parse_str(s)
+            .map(|u| Self(u.into_bytes()))
+            .map_err(|e| Error::InvalidArgument(format!("not a UUID: {e}")))
+    }
+}
+
+impl From<uuid::Uuid> for KeyId {
+    fn from(u: uuid::Uuid) -> Self {
+        Self(u.into_bytes())
+    }
+}
+
+impl From<KeyId> for uuid::Uuid {
+    fn from(k: KeyId) -> Self {
+        uuid::Uuid::from_bytes(k.0)
+    }
+}
+
+impl From<KeyId> for Binary {
+    fn from(k: KeyId) -> Self {
+        k.to_binary()
+    }
+}
+
+impl From<KeyId> for Bson {
+    fn from(k: KeyId) -> Self {
+        Bson::Binary(k.to_binary())
+    }
+}
+
+impl TryFrom<&Binary> for KeyId {
+    type Error = Error;
+    fn try_from(b: &Binary) -> Result<Self> {
+        if b.subtype != BinarySubtype::Uuid {
+            return Err(Error::decode(
+                "key id",
+                "expected BSON binary subtype 4 (UUID)",
+            ));
+        }
+        Self::from_slice(&b.bytes).map_err(|_| Error::decode("key id", "UUID must be 16 bytes"))
+    }
+}
+
+impl TryFrom<&Bson> for KeyId {
+    type Error = Error;
+    fn try_from(b: &Bson) -> Result<Self> {
+        match b {
+            Bson::Binary(bin) => Self::try_from(bin),
+            _ => Err(Error::decode(
+                "key id",
+                "expected BSON binary subtype 4 (UUID)",
+            )),
+        }
+    }
+}
+
+pub(crate) fn key_id_from_raw(what: &'static str, v: RawBsonRef<'_>) -> Result<KeyId> {
+    match v {
+        RawBsonRef::Binary(b) if b.subtype == BinarySubtype::Uuid && b.bytes.len() == 16 => {
+            KeyId::from_slice(b.bytes)
+        }
+        _ => Err(Error::decode(
+            what,
+            "expected a UUID (binary subtype 4, 16 bytes)",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Master keys and key documents
+
+/// The `masterKey` of a key document: which KMS provider wrapped the DEK and
+/// with which key (§1.3). Named providers (`"local:backup"`, `"aws:eu"`) keep
+/// their name in `name`. Field sets are checked as strictly as libmongocrypt
+/// (`_mongocrypt_kek_parse_owned`): required fields present, strings typed,
+/// no unknown fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MasterKey {
+    /// `{provider: "local"}`.
+    Local {
+        /// Provider name after `local:`, if any.
+        name: Option<String>,
+    },
+    /// AWS KMS.
+    Aws {
+        /// Provider name after `aws:`, if any.
+        name: Option<String>,
+        /// AWS region.
+        region: String,
+        /// Customer master key ARN.
+        key: String,
+        /// Custom endpoint.
+        endpoint: Option<String>,
+    },
+    /// Azure Key Vault.
+    Azure {
+        /// Provider name after `azure:`, if any.
+        name: Option<String>,
+        /// Key vault endpoint.
+        key_vault_endpoint: String,
+        /// Key name.
+        key_name: String,
+        /// Key version.
+        key_version: Option<String>,
+    },
+    /// Google Cloud KMS.
+    Gcp {
+        /// Provider name after `gcp:`, if any.
+        name: Option<String>,
+        /// Project id.
+        project_id: String,
+        /// Location.
+        location: String,
+        /// Key ring.
+        key_ring: String,
+        /// Key name.
+        key_name: String,
+        /// Key version.
+        key_version: Option<String>,
+        /// Custom endpoint.
+        endpoint: Option<String>,
+    },
+    /// KMIP.
+    Kmip {
+        /// Provider name after `kmip:`, if any.
+        name: Option<String>,
+        /// KMIP key id.
+        key_id: Option<String>,
+        /// Endpoint.
+        endpoint: Option<String>,
+        /// Whether the KMIP server encrypts (delegated mode).
+        delegated: Option<bool>,
+    },
+}
+
+impl MasterKey {
+    /// The provider kind: `local`, `aws`, `azure`, `gcp` or `kmip`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MasterKey::Local { .. } => "local",
+            MasterKey::Aws { .. } => "aws",
+            MasterKey::Azure { .. } => "azure",
+            MasterKey::Gcp { .. } => "gcp",
+            MasterKey::Kmip { .. } => "kmip",
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            MasterKey::Local { name }
+            | MasterKey::Aws { name, .. }
+            | MasterKey::Azure { name, .. }
+            | MasterKey::Gcp { name, .. }
+            | MasterKey::Kmip { name, .. } => name.as_deref(),
+        }
+    }
+
+    /// The full provider string as stored, e.g. `local` or `local:backup`.
+    pub fn provider(&self) -> String {
+        match self.name() {
+            Some(n) => format!("{}:{n}", self.kind()),
+            None => self.kind().to_string(),
+        }
+    }
+
+    /// Parses a `masterKey` document.
+    pub fn from_document(doc: &Document) -> Result<Self> {
+        let err = |m: String| Error::KeyDocument(format!("masterKey: {m}"));
+        let provider = match doc.get("provider") {
+            Some(Bson::String(s)) => s.as_str(),
+            Some(_) => return Err(err("'provider' must be a string".into())),
+            None => return Err(err("'provider' is required".into())),
+        };
+        let (kind, name) = match provider.split_once(':') {
+            Some((k, n)) => {
+                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(err(format!(
+                        "invalid provider name in '{provider}': use letters, digits and '_'"
+                    )));
+                }
+                (k, Some(n.to_string()))
+            }
+            None => (provider, None),
+        };
+        let allowed: &[&str] = match kind {
+            "local" => &["provider"],
+            "aws" => &["provider", "key", "region", "endpoint"],
+            "azure" => &["provider", "keyVaultEndpoint", "keyName", "keyVersion"],
+            "gcp" => &[
+                "provider",
+                "endpoint",
+                "projectId",
+                "location",
+                "keyRing",
+                "keyName",
+                "keyVersion",
+            ],
+            "kmip" => &["provider", "endpoint", "keyId", "delegated"],
+            other => return Err(err(format!("unrecognized KMS provider: {other}"))),
+        };
+        if let Some(k) = doc.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(err(format!("unexpected field '{k}' for provider '{kind}'")));
+        }
+        let req = |f: &str| -> Result<String> {
+            match doc.get(f) {
+                Some(Bson::String(s)) => Ok(s.clone()),
+                Some(_) => Err(err(format!("'{f}' must be a string"))),
+                None => Err(err(format!("'{f}' is required for provider '{kind}'"))),
+            }
+        };
+        let opt = |f: &str| -> Result<Option<String>> {
+            match doc.get(f) {
+                Some(Bson::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(err(format!("'{f}' must be a string"))),
+                None => Ok(None),
+            }
+        };
+        Ok(match kind {
+            "local" => MasterKey::Local { name },
+            "aws" => MasterKey::Aws {
+                name,
+                region: req("region")?,
+                key: req("key")?,
+                endpoint: opt("endpoint")?,
+            },
+            "azure" => MasterKey::Azure {
+                name,
+                key_vault_endpoint: req("keyVaultEndpoint")?,
+                key_name: req("keyName")?,
+                key_version: opt("keyVersion")?,
+            },
+            "gcp" => MasterKey::Gcp {
+                name,
+                project_id: req("projectId")?,
+                location: req("location")?,
+                key_ring: req("keyRing")?,
+                key_name: req("keyName")?,
+                key_version: opt("keyVersion")?,
+                endpoint: opt("endpoint")?,
+            },
+            _ => MasterKey::Kmip {
+                name,
+                key_id: opt("keyId")?,
+                endpoint: opt("endpoint")?,
+                delegated: match doc.get("delegated") {
+                    Some(Bson::Boolean(b)) => Some(*b),
+                    Some(_) => return Err(err("'delegated' must be a boolean".into())),
+                    None => None,
+                },
+            },
+        })
+    }
+
+    /// Writes the document in libmongocrypt's field order (`_mongocrypt_kek_append`).
+    pub fn to_document(&self) -> Document {
+        let mut d = Document::new();
+        d.insert("provider", self.provider());
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                d.insert(k, v.clone());
+            }
+        };
+        match self {
+            MasterKey::Local { .. } => {}
+            MasterKey::Aws {
+                region,
+                key,
+                endpoint,
+                ..
+            } => {
+                put("region", &Some(region.clone()));
+                put("key", &Some(key.clone()));
+                put("endpoint", endpoint);
+            }
+            MasterKey::Azure {
+                key_vault_endpoint,
+                key_name,
+                key_version,
+                ..
+            } => {
+                put("keyVaultEndpoint", &Some(key_vault_endpoint.clone()));
+                put("keyName", &Some(key_name.clone()));
+                put("keyVersion", key_version);
+            }
+            MasterKey::Gcp {
+                project_id,
+                location,
+                key_ring,
+                key_name,
+                key_version,
+                endpoint,
+                ..
+            } => {
+                put("projectId", &Some(project_id.clone()));
+                put("location", &Some(location.clone()));
+                put("keyRing", &Some(key_ring.clone()));
+                put("keyName", &Some(key_name.clone()));
+                put("keyVersion", key_version);
+                put("endpoint", endpoint);
+            }
+            MasterKey::Kmip {
+                key_id,
+                endpoint,
+                delegated,
+                ..
+            } => {
+                put("endpoint", endpoint);
+                put("keyId", key_id);
+                if let Some(b) = delegated {
+                    d.insert("delegated", *b);
+                }
+            }
+        }
+        d
+    }
+}
+
+/// A key-vault document (§1.3), parsed as strictly as libmongocrypt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDocument {
+    /// `_id`.
+    pub id: KeyId,
+    /// `keyAltNames` (unique strings; empty when absent).
+    pub key_alt_names: Vec<String>,
+    /// `keyMaterial`: the wrapped DEK (binary subtype 0).
+    pub key_material: Vec<u8>,
+    /// `creationDate`.
+    pub creation_date: DateTime,
+    /// `updateDate`.
+    pub update_date: DateTime,
+    /// `status`: must be present; libmongocrypt ignores its value.
+    pub status: Bson,
+    /// `masterKey`.
+    pub master_key: MasterKey,
+}
+
+impl KeyDocument {
+    /// A new document for a freshly wrapped key, as libmongocrypt writes it
+    /// (`status` int32 0, both dates `now`).
+    pub fn new(
+        id: KeyId,
+        key_alt_names: Vec<String>,
+        key_material: Vec<u8>,
+        master_key: MasterKey,
+        now: DateTime,
+    ) -> Self {
+        Self {
+            id,
+            key_alt_names,
+            key_material,
+            creation_date: now,
+            update_date: now,
+            status: Bson::Int32(0),
+            master_key,
+        }
+    }
+
+    /// Parses a key-vault document, rejecting unknown top-level fields,
+    /// `keyMaterial` of a subtype other than 0, missing required fields,
+    /// duplicate `keyAltNames` and `version` other than 0.
+    pub fn from_document(doc: &Document) -> Result<Self> {
+        let e = |m: &str| Error::KeyDocument(m.to_string());
+        let mut id = None;
+        let mut alt = Vec::new();
+        let mut material = None;
+        let mut created = None;
+        let mut updated = None;
+        let mut status = None;
+        let mut master = None;
+        for (k, v) in doc {
+            match k.as_str() {
+                "_id" => id = Some(KeyId::try_from(v).map_err(|_| e("'_id' is not a UUID"))?),
+                "keyAltNames" => {
+                    let Bson::Array(a) = v else {
+                        return Err(e("malformed keyAltNames, expected array"));
+                    };
+                    alt.clear();
+                    for n in a {
+                        let Bson::String(s) = n else {
+                            return Err(e("unexpected non-UTF8 keyAltName"));
+                        };
+                        if alt.contains(s) {
+                            return Err(e("unexpected duplicate keyAltNames"));
+                        }
+                        alt.push(s.clone());
+                    }
+                }
+                "keyMaterial" => match v {
+                    Bson::Binary(b) if b.subtype == BinarySubtype::Generic => {
+                        material = Some(b.bytes.clone());
+                    }
+                    Bson::Binary(_) => return Err(e("invalid 'keyMaterial', expected subtype 0")),
+                    _ => return Err(e("invalid 'keyMaterial', expected binary")),
+                },
+                "masterKey" => {
+                    let Bson::Document(d) = v else {
+                        return Err(e("invalid 'masterKey', expected document"));
+                    };
+                    master = Some(MasterKey::from_document(d)?);
+                }
+                "version" => {
+                    let n = match v {
+                        Bson::Int32(n) => i64::from(*n),
+                        Bson::Int64(n) => *n,
+                        _ => return Err(e("invalid 'version', expect int")),
+                    };
+                    if n != 0 {
+                        return Err(e(
+                            "unsupported key document version, only supports version=0",
+                        ));
+                    }
+                }
+                "status" => status = Some(v.clone()),
+                "creationDate" => match v {
+                    Bson::DateTime(d) => created = Some(*d),
+                    _ => return Err(e("invalid 'creationDate', expect datetime")),
+                },
+                "updateDate" => match v {
+                    Bson::DateTime(d) => updated = Some(*d),
+                    _ => return Err(e("invalid 'updateDate', expect datetime")),
+                },
+                other => {
+                    return Err(Error::KeyDocument(format!("unrecognized field '{other}'")));
+                }
+            }
+        }
+        Ok(Self {
+            id: id.ok_or_else(|| e("no '_id'"))?,
+            master_key: master.ok_or_else(|| e("no 'masterKey'"))?,
+            key_material: material.ok_or_else(|| e("no 'keyMaterial'"))?,
+            status: status.ok_or_else(|| e("no 'status'"))?,
+            creation_date: created.ok_or_else(|| e("no 'creationDate'"))?,
+            update_date: updated.ok_or_else(|| e("no 'updateDate'"))?,
+            key_alt_names: alt,
+        })
+    }
+
+    /// Parses raw BSON bytes of a key document.
+    pub fn from_bson_bytes(bytes: &[u8]) -> Result<Self> {
+        let raw = RawDocument::from_bytes(bytes)
+            .map_err(|e| Error::KeyDocument(format!("invalid BSON: {e}")))?;
+        let doc: Document = raw
+            .try_into()
+            .map_err(|e: bson::raw::Error| Error::KeyDocument(format!("invalid BSON: {e}")))?;
+        Self::from_document(&doc)
+    }
+
+    /// Writes the document in libmongocrypt's order: `_id, keyAltNames?,
+    /// keyMaterial, creationDate, updateDate, status, masterKey`.
+    pub fn to_document(&self) -> Document {
+        let mut d = Document::new();
+        d.insert("_id", self.id);
+        if !self.key_alt_names.is_empty() {
+            d.insert("keyAltNames", self.key_alt_names.clone());
+        }
+        d.insert(
+            "keyMaterial",
+            Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: self.key_material.clone(),
+            },
+        );
+        d.insert("creationDate", self.creation_date);
+        d.insert("updateDate", self.update_date);
+        d.insert("status", self.status.clone());
+        d.insert("masterKey", self.master_key.to_document());
+        d
+    }
+}
