@@ -46,7 +46,7 @@ pub fn build_provider(
         KmsCredentials::Azure(c) => Arc::new(AzureProvider::new(name, c.clone(), http, tls)?),
         KmsCredentials::Gcp(c) => Arc::new(GcpProvider::new(name, c.clone(), http, tls)?),
         KmsCredentials::Kmip(c) => Arc::new(KmipProvider::new(
-            name.clone(),
+            name,
             c.clone(),
             http,
             tls,

@@ -113,14 +113,14 @@ fn tls_config(name: &ProviderName, tls: &TlsOptions) -> Result<rustls::ClientCon
 impl KmipProvider {
     /// Builds the provider. `local` is required to wrap without `delegated`.
     pub fn new(
-        name: ProviderName,
+        name: &ProviderName,
         creds: KmipCredentials,
         http: &HttpOptions,
         tls: &TlsOptions,
         local: Option<Arc<dyn LocalWrap>>,
     ) -> Result<Self, KmsError> {
         if name.kind() != ProviderKind::Kmip {
-            return Err(KmsError::config(&name, "not a kmip provider name"));
+            return Err(KmsError::config(name, "not a kmip provider name"));
         }
         // KMIP servers are private: a public web-PKI root would not have
         // issued their certificate, so the CA must be given.
@@ -130,9 +130,9 @@ impl KmipProvider {
                 "KMIP needs tls ca_file (the CA that issued the server certificate)",
             ));
         }
-        let connector = TlsConnector::from(Arc::new(tls_config(&name, tls)?));
+        let connector = TlsConnector::from(Arc::new(tls_config(name, tls)?));
         Ok(Self {
-            name,
+            name: name.clone(),
             endpoint: creds.endpoint,
             connector,
             opts: http.clone(),

@@ -8,7 +8,9 @@ pub fn peer_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
-            println!("skipped: {var} is not set (run crates/cipherdoc-kms/tests/peers/setup.sh and source its env file)");
+            println!(
+                "skipped: {var} is not set (run crates/cipherdoc-kms/tests/peers/setup.sh and source its env file)"
+            );
             None
         }
     }
@@ -16,9 +18,15 @@ pub fn peer_env(var: &str) -> Option<String> {
 
 /// Asserts that an error names the provider and contains none of the secrets.
 pub fn assert_clean_error(err: &impl Debug, display: &str, provider: &str, secrets: &[&str]) {
-    assert!(display.contains(provider), "error does not name provider {provider}: {display}");
+    assert!(
+        display.contains(provider),
+        "error does not name provider {provider}: {display}"
+    );
     let dbg = format!("{err:?}");
     for s in secrets {
-        assert!(!display.contains(s) && !dbg.contains(s), "error leaks a secret: {display} / {dbg}");
+        assert!(
+            !display.contains(s) && !dbg.contains(s),
+            "error leaks a secret: {display} / {dbg}"
+        );
     }
 }
