@@ -1,6 +1,9 @@
 //! AWS KMS provider against moto in server mode with authentication on
 //! (started by tests/peers/setup.sh).
 
+// Helpers outside #[test] fns are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use cipherdoc_kms::sigv4::{SigningInput, authorization};

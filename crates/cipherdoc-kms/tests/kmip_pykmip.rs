@@ -1,6 +1,9 @@
 //! KMIP provider against pykmip's server over TLS 1.2 with client
 //! certificates (started by tests/peers/setup.sh).
 
+// Helpers outside #[test] fns are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::PathBuf;
