@@ -4,7 +4,12 @@
 //! JSON 1.1 protocol (canned answers; moto does not enforce key state).
 
 // Helpers outside #[test] fns are test code too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::result_large_err
+)]
 
 mod common;
 
