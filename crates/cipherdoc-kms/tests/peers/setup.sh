@@ -115,9 +115,14 @@ print(k["AccessKeyId"], k["SecretAccessKey"])
 PYEOF
 )
 read -r AKID SECRET <<< "$CREDS"
+if [ -z "${AKID:-}" ] || [ -z "${SECRET:-}" ]; then
+  echo "setup.sh: could not create the moto IAM user; see $DIR/moto.log" >&2
+  exit 1
+fi
 
 # KMIP: a real round trip (TLS handshake with the client certificate) proves
 # the server is ready, not just listening.
+kmip_ready=0
 for _ in $(seq 1 50); do
   if "$VENV/bin/python" - "$KMIP_PORT" "$PKI" >/dev/null 2>&1 <<'PYEOF'
 import socket, ssl, sys
@@ -130,9 +135,13 @@ with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
     with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
         t.do_handshake()
 PYEOF
-  then break; fi
+  then kmip_ready=1; break; fi
   sleep 0.2
 done
+if [ "$kmip_ready" != 1 ]; then
+  echo "setup.sh: pykmip-server does not complete a TLS handshake; see $DIR/kmip.log" >&2
+  exit 1
+fi
 
 cat > "$DIR/env" <<ENV
 CIPHERDOC_TEST_AWS_ENDPOINT=http://127.0.0.1:$AWS_PORT
