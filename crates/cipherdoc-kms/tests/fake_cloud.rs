@@ -663,3 +663,104 @@ async fn gcp_access_token_wrong_and_disabled_keys() {
     );
     assert_clean_error(&err, &err.to_string(), "gcp", &[bad]);
 }
+
+// ------------------------------------------------------ settings, rewrap ----
+
+/// Stand-in for cipherdoc-crypto's FLE1 wrapping (the lead wires the real one).
+#[derive(Debug)]
+struct TestWrap;
+
+impl cipherdoc_kms::LocalWrap for TestWrap {
+    fn wrap(&self, kek: &[u8], dek: &[u8]) -> Result<Vec<u8>, String> {
+        let c = Aes256Gcm::new_from_slice(&kek[..32]).map_err(|e| e.to_string())?;
+        let mut out = vec![0u8; 12];
+        OsRng.fill_bytes(&mut out);
+        let ct = c
+            .encrypt(Nonce::from_slice(&out), dek)
+            .map_err(|e| e.to_string())?;
+        out.extend(ct);
+        Ok(out)
+    }
+
+    fn unwrap(&self, kek: &[u8], km: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        let c = Aes256Gcm::new_from_slice(&kek[..32]).map_err(|e| e.to_string())?;
+        if km.len() < 12 {
+            return Err("key material too short".into());
+        }
+        c.decrypt(Nonce::from_slice(&km[..12]), &km[12..])
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| "authentication failed".into())
+    }
+}
+
+#[tokio::test]
+async fn named_providers_from_settings_and_rewrap_local_to_azure() {
+    let (base, _fake) = azure_fake().await;
+    let mut az = ProviderSettings::new(KmsCredentials::Azure(az_creds(AZ_SECRET)));
+    az.http = HttpOptions {
+        endpoint_override: Some(base.clone()),
+        token_endpoint_override: Some(base),
+        ..HttpOptions::default()
+    };
+    let local = ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
+        key: SecretBytes::new(vec![3u8; 96]),
+    }));
+    let backup = ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
+        key: SecretBytes::new(vec![4u8; 96]),
+    }));
+    let settings = [
+        ("local".parse::<ProviderName>().unwrap(), local),
+        ("local:backup".parse().unwrap(), backup),
+        ("azure:prod".parse().unwrap(), az),
+    ]
+    .into_iter()
+    .collect();
+    let hook: Arc<dyn cipherdoc_kms::LocalWrap> = Arc::new(TestWrap);
+    let kms = KmsProviders::from_settings(&settings, Some(&hook)).unwrap();
+    assert_eq!(
+        kms.names().map(ToString::to_string).collect::<Vec<_>>(),
+        ["azure:prod", "local", "local:backup"]
+    );
+
+    let dek = vec![0x42; 96];
+    let local_mk = MasterKey::from_document(&bson::doc! {"provider": "local"}).unwrap();
+    let backup_mk = MasterKey::from_document(&bson::doc! {"provider": "local:backup"}).unwrap();
+    let w = kms.wrap(&local_mk, &dek).await.unwrap();
+    // Two named local providers hold different KEKs.
+    assert!(kms.unwrap(&backup_mk, &w.key_material).await.is_err());
+
+    let az_mk = az_mk("azure:prod", "test-key", None);
+    let moved = kms
+        .rewrap(&local_mk, &w.key_material, &az_mk)
+        .await
+        .unwrap();
+    assert_eq!(moved.master_key, az_mk);
+    assert_eq!(
+        &kms.unwrap(&az_mk, &moved.key_material).await.unwrap()[..],
+        &dek[..]
+    );
+
+    // Credentials of the wrong kind, and local without the hook, are refused.
+    let wrong = [(
+        "aws".parse::<ProviderName>().unwrap(),
+        ProviderSettings::new(KmsCredentials::Azure(az_creds("x"))),
+    )]
+    .into_iter()
+    .collect();
+    assert!(matches!(
+        KmsProviders::from_settings(&wrong, None),
+        Err(KmsError::Config { .. })
+    ));
+    let nohook = [(
+        "local".parse::<ProviderName>().unwrap(),
+        ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
+            key: SecretBytes::new(vec![3u8; 96]),
+        })),
+    )]
+    .into_iter()
+    .collect();
+    assert!(matches!(
+        KmsProviders::from_settings(&nohook, None),
+        Err(KmsError::Config { .. })
+    ));
+}
