@@ -214,13 +214,11 @@ fn aws_error(resp: &HttpResponse) -> (String, String) {
 
 fn b64_field(
     provider: &ProviderName,
-    v: &Value,
+    v: &mut Value,
     field: &str,
 ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-    let s = v.get(field).and_then(Value::as_str).ok_or_else(|| {
-        KmsError::protocol(provider, format!("response lacks string field {field}"))
-    })?;
-    B64.decode(s)
+    let s = crate::http::take_str(provider, v, field)?;
+    B64.decode(s.as_bytes())
         .map(Zeroizing::new)
         .map_err(|e| KmsError::protocol(provider, format!("field {field} is not base64: {e}")))
 }
@@ -239,7 +237,7 @@ impl KmsProvider for AwsProvider {
             });
         };
         let plaintext = Zeroizing::new(B64.encode(dek));
-        let v = self
+        let mut v = self
             .call(
                 &mk.region,
                 mk.endpoint.as_ref(),
@@ -247,7 +245,7 @@ impl KmsProvider for AwsProvider {
                 &json!({"KeyId": mk.key, "Plaintext": *plaintext}),
             )
             .await?;
-        let blob = b64_field(&self.http.provider, &v, "CiphertextBlob")?;
+        let blob = b64_field(&self.http.provider, &mut v, "CiphertextBlob")?;
         Ok(WrappedKey {
             key_material: blob.to_vec(),
             master_key: master_key.clone(),
@@ -267,7 +265,7 @@ impl KmsProvider for AwsProvider {
         };
         // KeyId is optional for symmetric keys; sending it makes AWS refuse
         // key material made under another key (IncorrectKeyException).
-        let v = self
+        let mut v = self
             .call(
                 &mk.region,
                 mk.endpoint.as_ref(),
@@ -275,6 +273,6 @@ impl KmsProvider for AwsProvider {
                 &json!({"CiphertextBlob": B64.encode(key_material), "KeyId": mk.key}),
             )
             .await?;
-        b64_field(&self.http.provider, &v, "Plaintext")
+        b64_field(&self.http.provider, &mut v, "Plaintext")
     }
 }

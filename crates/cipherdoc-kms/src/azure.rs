@@ -132,10 +132,8 @@ impl AzureProvider {
         if resp.status == 401 {
             self.token.clear().await;
         }
-        let v = self.check(&resp)?;
-        let s = v.get("value").and_then(Value::as_str).ok_or_else(|| {
-            KmsError::protocol(&self.http.provider, "response lacks string field value")
-        })?;
+        let mut v = self.check(&resp)?;
+        let s = crate::http::take_str(&self.http.provider, &mut v, "value")?;
         B64URL
             .decode(s.trim_end_matches('='))
             .map(Zeroizing::new)

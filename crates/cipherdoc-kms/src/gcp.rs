@@ -216,14 +216,9 @@ impl GcpProvider {
         if resp.status == 401 {
             self.token.clear().await;
         }
-        let v = self.check(&resp, op)?;
-        let s = v.get(out).and_then(Value::as_str).ok_or_else(|| {
-            KmsError::protocol(
-                &self.http.provider,
-                format!("response lacks string field {out}"),
-            )
-        })?;
-        B64.decode(s).map(Zeroizing::new).map_err(|e| {
+        let mut v = self.check(&resp, op)?;
+        let s = crate::http::take_str(&self.http.provider, &mut v, out)?;
+        B64.decode(s.as_bytes()).map(Zeroizing::new).map_err(|e| {
             KmsError::protocol(
                 &self.http.provider,
                 format!("field {out} is not base64: {e}"),

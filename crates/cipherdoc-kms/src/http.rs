@@ -241,6 +241,22 @@ impl HttpSender {
     }
 }
 
+/// Moves the string `field` out of a JSON answer, so that the (possibly
+/// secret) base64 text is zeroized when dropped rather than left in the `Value`.
+pub(crate) fn take_str(
+    provider: &ProviderName,
+    v: &mut serde_json::Value,
+    field: &str,
+) -> Result<zeroize::Zeroizing<String>, KmsError> {
+    match v.get_mut(field).map(serde_json::Value::take) {
+        Some(serde_json::Value::String(s)) => Ok(zeroize::Zeroizing::new(s)),
+        _ => Err(KmsError::protocol(
+            provider,
+            format!("response lacks string field {field}"),
+        )),
+    }
+}
+
 /// Trims a service message for inclusion in an error (bounded length, one line).
 pub(crate) fn clip(s: &str) -> String {
     let s: String = s.chars().filter(|c| !c.is_control()).take(300).collect();
