@@ -1,0 +1,66 @@
+//! The provider abstraction and the local-wrapping hook.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use crate::{KmsError, MasterKey, ProviderKind, ProviderName};
+
+/// The result of wrapping a data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// Opaque `keyMaterial` for the key document (BSON binary subtype 0).
+    pub key_material: Vec<u8>,
+    /// The `masterKey` to store: the one given, except that a KMIP key
+    /// without `keyId` comes back with the id of the object the server created.
+    pub master_key: MasterKey,
+}
+
+/// A KMS that wraps and unwraps data keys.
+///
+/// Object-safe: providers live behind `Arc<dyn KmsProvider>`.
+#[async_trait]
+pub trait KmsProvider: Send + Sync + Debug {
+    /// The provider's name (`aws`, `aws:prod`, ...).
+    fn name(&self) -> &ProviderName;
+
+    /// Wraps (encrypts) a data key with the master key.
+    async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError>;
+
+    /// Unwraps `keyMaterial` made by [`KmsProvider::wrap`] with the same master key.
+    async fn unwrap(
+        &self,
+        master_key: &MasterKey,
+        key_material: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+}
+
+/// Local (client-side) key wrapping, implemented by `cipherdoc-crypto` with
+/// FLE1 AEAD (`_mongocrypt_wrap_key`: AEAD_AES_256_CBC_HMAC_SHA_512, random
+/// IV, no associated data, 96-byte KEK).
+///
+/// Used by the `local` provider and by KMIP without `delegated`, where
+/// libmongocrypt fetches a 96-byte SecretData from the KMIP server and wraps
+/// the DEK with it exactly as the local provider does.
+pub trait LocalWrap: Send + Sync + Debug {
+    /// Wraps `dek` under the 96-byte `kek`.
+    fn wrap(&self, kek: &[u8], dek: &[u8]) -> Result<Vec<u8>, String>;
+    /// Verifies and unwraps `key_material` under `kek`.
+    fn unwrap(&self, kek: &[u8], key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>, String>;
+}
+
+pub(crate) fn expect_kind(
+    provider: &ProviderName,
+    mk: &MasterKey,
+    kind: ProviderKind,
+) -> Result<(), KmsError> {
+    if mk.kind() == kind {
+        Ok(())
+    } else {
+        Err(KmsError::WrongMasterKeyKind {
+            provider: provider.to_string(),
+            got: mk.kind(),
+        })
+    }
+}

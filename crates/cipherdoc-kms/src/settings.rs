@@ -1,0 +1,133 @@
+//! Building providers from settings, and dispatching by `masterKey.provider`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::{
+    AwsProvider, AzureProvider, GcpProvider, HttpOptions, KmipProvider, KmsCredentials, KmsError,
+    KmsProvider, LocalProvider, LocalWrap, MasterKey, ProviderName, TlsOptions, WrappedKey,
+};
+
+/// Settings of one provider.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// Credentials (their kind must match the provider name's kind).
+    pub credentials: KmsCredentials,
+    /// Timeouts, retries, endpoint overrides.
+    pub http: HttpOptions,
+    /// CA file and client certificate.
+    pub tls: TlsOptions,
+}
+
+impl ProviderSettings {
+    /// Settings with default transport and TLS options.
+    pub fn new(credentials: KmsCredentials) -> Self {
+        Self {
+            credentials,
+            http: HttpOptions::default(),
+            tls: TlsOptions::default(),
+        }
+    }
+}
+
+/// Builds one provider. `local_wrap` is needed for `local` and for KMIP
+/// without `delegated`.
+pub fn build_provider(
+    name: &ProviderName,
+    settings: &ProviderSettings,
+    local_wrap: Option<&Arc<dyn LocalWrap>>,
+) -> Result<Arc<dyn KmsProvider>, KmsError> {
+    settings.credentials.check_kind(name)?;
+    let (http, tls) = (&settings.http, &settings.tls);
+    Ok(match &settings.credentials {
+        KmsCredentials::Aws(c) => Arc::new(AwsProvider::new(name, c.clone(), http, tls)?),
+        KmsCredentials::Azure(c) => Arc::new(AzureProvider::new(name, c.clone(), http, tls)?),
+        KmsCredentials::Gcp(c) => Arc::new(GcpProvider::new(name, c.clone(), http, tls)?),
+        KmsCredentials::Kmip(c) => Arc::new(KmipProvider::new(
+            name,
+            c.clone(),
+            http,
+            tls,
+            local_wrap.cloned(),
+        )?),
+        KmsCredentials::Local(c) => {
+            let w = local_wrap.ok_or_else(|| {
+                KmsError::config(name, "the local provider needs the local wrapping hook")
+            })?;
+            Arc::new(LocalProvider::new(name.clone(), c.key.clone(), w.clone())?)
+        }
+    })
+}
+
+/// All configured providers of a database, by name (`aws`, `aws:prod`, `local:backup`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct KmsProviders {
+    providers: BTreeMap<ProviderName, Arc<dyn KmsProvider>>,
+}
+
+impl KmsProviders {
+    /// Builds every provider in `settings`.
+    pub fn from_settings(
+        settings: &BTreeMap<ProviderName, ProviderSettings>,
+        local_wrap: Option<&Arc<dyn LocalWrap>>,
+    ) -> Result<Self, KmsError> {
+        let mut providers = BTreeMap::new();
+        for (name, s) in settings {
+            providers.insert(name.clone(), build_provider(name, s, local_wrap)?);
+        }
+        Ok(Self { providers })
+    }
+
+    /// Adds (or replaces) a provider under its own name.
+    pub fn insert(&mut self, provider: Arc<dyn KmsProvider>) {
+        self.providers.insert(provider.name().clone(), provider);
+    }
+
+    /// The provider with this name.
+    pub fn get(&self, name: &ProviderName) -> Option<&Arc<dyn KmsProvider>> {
+        self.providers.get(name)
+    }
+
+    /// Configured names.
+    pub fn names(&self) -> impl Iterator<Item = &ProviderName> {
+        self.providers.keys()
+    }
+
+    fn for_key(&self, mk: &MasterKey) -> Result<&Arc<dyn KmsProvider>, KmsError> {
+        self.get(mk.provider()).ok_or_else(|| {
+            KmsError::config(
+                mk.provider(),
+                "no such KMS provider is configured (the masterKey names it)",
+            )
+        })
+    }
+
+    /// Wraps with the provider named by `master_key.provider`.
+    pub async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {
+        self.for_key(master_key)?.wrap(master_key, dek).await
+    }
+
+    /// Unwraps with the provider named by `master_key.provider`.
+    pub async fn unwrap(
+        &self,
+        master_key: &MasterKey,
+        key_material: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.for_key(master_key)?
+            .unwrap(master_key, key_material)
+            .await
+    }
+
+    /// Unwraps under `from` and wraps under `to` (key rotation, `rewrapManyDataKey`).
+    pub async fn rewrap(
+        &self,
+        from: &MasterKey,
+        key_material: &[u8],
+        to: &MasterKey,
+    ) -> Result<WrappedKey, KmsError> {
+        let dek = self.unwrap(from, key_material).await?;
+        self.wrap(to, &dek).await
+    }
+}
