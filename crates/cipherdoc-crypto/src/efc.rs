@@ -90,7 +90,11 @@ const TYPE_NAMES: [(BsonTypeName, &str, u8); 17] = [
     (BsonTypeName::DbPointer, "dbPointer", 0x0C),
     (BsonTypeName::JavaScript, "javascript", 0x0D),
     (BsonTypeName::Symbol, "symbol", 0x0E),
-    (BsonTypeName::JavaScriptWithScope, "javascriptWithScope", 0x0F),
+    (
+        BsonTypeName::JavaScriptWithScope,
+        "javascriptWithScope",
+        0x0F,
+    ),
     (BsonTypeName::Int, "int", 0x10),
     (BsonTypeName::Timestamp, "timestamp", 0x11),
     (BsonTypeName::Long, "long", 0x12),
@@ -100,12 +104,18 @@ const TYPE_NAMES: [(BsonTypeName, &str, u8); 17] = [
 impl BsonTypeName {
     /// Parses a `bsonType` string.
     pub fn parse(s: &str) -> Option<Self> {
-        TYPE_NAMES.iter().find(|(_, n, _)| *n == s).map(|(t, _, _)| *t)
+        TYPE_NAMES
+            .iter()
+            .find(|(_, n, _)| *n == s)
+            .map(|(t, _, _)| *t)
     }
 
     /// The type from a BSON element type byte.
     pub fn from_type_byte(b: u8) -> Option<Self> {
-        TYPE_NAMES.iter().find(|(_, _, x)| *x == b).map(|(t, _, _)| *t)
+        TYPE_NAMES
+            .iter()
+            .find(|(_, _, x)| *x == b)
+            .map(|(t, _, _)| *t)
     }
 
     /// The `bsonType` spelling.
@@ -323,7 +333,12 @@ impl EncryptedFieldConfig {
             };
             let path = match f.get("path") {
                 Some(Bson::String(s)) if !s.is_empty() => s.clone(),
-                _ => return Err(err(format!("{at}.path"), "missing or not a non-empty string")),
+                _ => {
+                    return Err(err(
+                        format!("{at}.path"),
+                        "missing or not a non-empty string",
+                    ));
+                }
             };
             let key = match (f.get("keyId"), f.get("keyAltName")) {
                 (Some(id), None) => FieldKey::Id(
@@ -356,7 +371,10 @@ impl EncryptedFieldConfig {
                     })
                     .collect::<Result<_, _>>()?,
                 Some(_) => {
-                    return Err(err(format!("{at}.queries"), "must be a document or an array"));
+                    return Err(err(
+                        format!("{at}.queries"),
+                        "must be a document or an array",
+                    ));
                 }
             };
             fields.push(EncryptedField {
@@ -386,7 +404,10 @@ impl EncryptedFieldConfig {
                     };
                     return Err(err(
                         format!("fields[{i}]"),
-                        format!("{what} is already used by fields[{j}] ({}); each encrypted field needs its own key", g.path),
+                        format!(
+                            "{what} is already used by fields[{j}] ({}); each encrypted field needs its own key",
+                            g.path
+                        ),
                     ));
                 }
                 if f.path == g.path {
@@ -401,7 +422,9 @@ impl EncryptedFieldConfig {
                 if overlaps {
                     return Err(err(
                         format!("fields[{i}].path"),
-                        format!("'{a}' and '{b}' overlap; an encrypted field cannot contain another"),
+                        format!(
+                            "'{a}' and '{b}' overlap; an encrypted field cannot contain another"
+                        ),
                     ));
                 }
             }
@@ -417,18 +440,33 @@ impl EncryptedFieldConfig {
             if f.path == "_id" || f.path.starts_with("_id.") {
                 return Err(err(format!("{at}.path"), "_id cannot be encrypted"));
             }
-            if f.path.split('.').any(|p| p.is_empty() || p.starts_with('$')) {
-                return Err(err(format!("{at}.path"), format!("'{}' is not a valid field path", f.path)));
+            if f.path
+                .split('.')
+                .any(|p| p.is_empty() || p.starts_with('$'))
+            {
+                return Err(err(
+                    format!("{at}.path"),
+                    format!("'{}' is not a valid field path", f.path),
+                ));
             }
             if matches!(f.key, FieldKey::AltName(_)) {
-                return Err(err(format!("{at}.keyId"), "the server needs keyId; resolve keyAltName first"));
+                return Err(err(
+                    format!("{at}.keyId"),
+                    "the server needs keyId; resolve keyAltName first",
+                ));
             }
             if f.queries.len() > 1 {
-                return Err(err(format!("{at}.queries"), "only one query type per field is supported"));
+                return Err(err(
+                    format!("{at}.queries"),
+                    "only one query type per field is supported",
+                ));
             }
             let Some(q) = f.queries.first() else { continue };
             let Some(t) = f.bson_type else {
-                return Err(err(format!("{at}.bsonType"), "required when queries is set"));
+                return Err(err(
+                    format!("{at}.bsonType"),
+                    "required when queries is set",
+                ));
             };
             match q {
                 QueryTypeConfig::Equality { .. } if !t.allows_equality() => {
@@ -448,7 +486,10 @@ impl EncryptedFieldConfig {
                     if !t.allows_range() {
                         return Err(err(
                             format!("{at}.bsonType"),
-                            format!("type '{}' cannot have a range index; use int, long, double, decimal or date", t.as_str()),
+                            format!(
+                                "type '{}' cannot have a range index; use int, long, double, decimal or date",
+                                t.as_str()
+                            ),
                         ));
                     }
                     for (name, v) in [("min", min), ("max", max)] {
@@ -464,14 +505,23 @@ impl EncryptedFieldConfig {
                     if let Some(s) = sparsity
                         && !(1..=8).contains(s)
                     {
-                        return Err(err(format!("{at}.queries.sparsity"), "must be between 1 and 8"));
+                        return Err(err(
+                            format!("{at}.queries.sparsity"),
+                            "must be between 1 and 8",
+                        ));
                     }
                     if let Some(p) = precision {
                         if !matches!(t, BsonTypeName::Double | BsonTypeName::Decimal) {
-                            return Err(err(format!("{at}.queries.precision"), "only double and decimal fields take a precision"));
+                            return Err(err(
+                                format!("{at}.queries.precision"),
+                                "only double and decimal fields take a precision",
+                            ));
                         }
                         if *p < 0 {
-                            return Err(err(format!("{at}.queries.precision"), "must be 0 or more"));
+                            return Err(err(
+                                format!("{at}.queries.precision"),
+                                "must be 0 or more",
+                            ));
                         }
                     }
                     if let Some(tf) = trim_factor
@@ -483,7 +533,10 @@ impl EncryptedFieldConfig {
                     let all = min.is_some() && max.is_some() && precision.is_some();
                     let none = min.is_none() && max.is_none() && precision.is_none();
                     if fractional && !(all || none) {
-                        return Err(err(format!("{at}.queries"), "for double and decimal give min, max and precision together, or none of them"));
+                        return Err(err(
+                            format!("{at}.queries"),
+                            "for double and decimal give min, max and precision together, or none of them",
+                        ));
                     }
                 }
                 QueryTypeConfig::Equality { .. } => {}

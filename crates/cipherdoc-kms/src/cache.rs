@@ -63,8 +63,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// Default bound on the number of cached keys.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
-struct Entry {
-    key: Zeroizing<Vec<u8>>,
+struct Entry<V> {
+    key: V,
     inserted: Instant,
 }
 
@@ -73,14 +73,18 @@ struct Entry {
 /// `max_entries` keys, evicting the oldest. Key bytes are zeroized when an
 /// entry is evicted, replaced, removed, or the cache is dropped (each is a
 /// `Zeroizing<Vec<u8>>`). Callers get their own zeroizing copy.
-pub struct DataKeyCache {
-    entries: Mutex<HashMap<[u8; 16], Entry>>,
+///
+/// The value type is generic so that a caller may cache a richer, zeroizing
+/// key object (e.g. an `Arc` of a data key with its derived tokens): such a
+/// value is wiped when the last reference to it is dropped.
+pub struct DataKeyCache<V: Clone = Zeroizing<Vec<u8>>> {
+    entries: Mutex<HashMap<[u8; 16], Entry<V>>>,
     ttl: Duration,
     max_entries: usize,
     clock: Arc<dyn Clock>,
 }
 
-impl fmt::Debug for DataKeyCache {
+impl<V: Clone> fmt::Debug for DataKeyCache<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataKeyCache")
             .field("len", &self.lock().len())
@@ -90,13 +94,13 @@ impl fmt::Debug for DataKeyCache {
     }
 }
 
-impl Default for DataKeyCache {
+impl<V: Clone> Default for DataKeyCache<V> {
     fn default() -> Self {
         Self::new(DEFAULT_TTL, DEFAULT_MAX_ENTRIES)
     }
 }
 
-impl DataKeyCache {
+impl<V: Clone> DataKeyCache<V> {
     /// A cache on the system clock. A zero `ttl` caches nothing; `max_entries` is at least 1.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         Self::with_clock(ttl, max_entries, Arc::new(SystemClock))
@@ -112,7 +116,7 @@ impl DataKeyCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 16], Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 16], Entry<V>>> {
         // A panic while holding the lock cannot leave the map inconsistent
         // (every update is a single insert/remove), so poisoning is ignored.
         self.entries
@@ -120,12 +124,12 @@ impl DataKeyCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn expired(&self, e: &Entry, now: Instant) -> bool {
+    fn expired(&self, e: &Entry<V>, now: Instant) -> bool {
         now.saturating_duration_since(e.inserted) >= self.ttl
     }
 
     /// The cached key, if present and not expired (an expired entry is evicted).
-    pub fn get(&self, id: &[u8; 16]) -> Option<Zeroizing<Vec<u8>>> {
+    pub fn get(&self, id: &[u8; 16]) -> Option<V> {
         let now = self.clock.now();
         let mut map = self.lock();
         match map.get(id) {
@@ -139,7 +143,7 @@ impl DataKeyCache {
     }
 
     /// Caches `key` under `id`, replacing any previous entry.
-    pub fn insert(&self, id: [u8; 16], key: Zeroizing<Vec<u8>>) {
+    pub fn insert(&self, id: [u8; 16], key: V) {
         if self.ttl.is_zero() {
             return;
         }
@@ -156,14 +160,10 @@ impl DataKeyCache {
     }
 
     /// The cached key, or the result of `unwrap` (cached on success).
-    pub async fn get_or_try_insert<F, Fut, E>(
-        &self,
-        id: [u8; 16],
-        unwrap: F,
-    ) -> Result<Zeroizing<Vec<u8>>, E>
+    pub async fn get_or_try_insert<F, Fut, E>(&self, id: [u8; 16], unwrap: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Zeroizing<Vec<u8>>, E>>,
+        Fut: std::future::Future<Output = Result<V, E>>,
     {
         if let Some(k) = self.get(&id) {
             return Ok(k);

@@ -4,8 +4,12 @@
 // used inside this crate too.
 extern crate self as cipherdoc;
 
+pub mod client_encryption;
+mod error;
 pub mod key_vault;
+pub mod keys;
 pub mod model;
 pub mod settings;
 
 pub use cipherdoc_derive::{EmbeddedModel, Model};
+pub use error::{Error, Result};

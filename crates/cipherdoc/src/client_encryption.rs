@@ -1,0 +1,371 @@
+//! Explicit encryption: the equivalent of MongoDB's `ClientEncryption`.
+//!
+//! ```no_run
+//! # async fn demo() -> cipherdoc::Result<()> {
+//! use std::sync::Arc;
+//! use cipherdoc::client_encryption::{Algorithm, ClientEncryption, EncryptOptions, KeyRef};
+//! use cipherdoc::key_vault::JsonFileKeyVault;
+//!
+//! let vault = Arc::new(JsonFileKeyVault::new("vault.json"));
+//! let ce = ClientEncryption::with_local_master_key_file(vault, "master.key".as_ref())?;
+//! let id = ce.create_data_key("local", vec!["ssn".into()]).await?;
+//! let blob = ce
+//!     .encrypt("123-45-6789".into(), &EncryptOptions::new(KeyRef::Id(id), Algorithm::Indexed))
+//!     .await?;
+//! assert_eq!(ce.decrypt(&blob).await?, bson::Bson::from("123-45-6789"));
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, Document, doc};
+use cipherdoc_crypto::client::{self, UserKey};
+use cipherdoc_crypto::payload::{
+    BlobSubtype, FindEqualityPayloadV2, Fle1Algorithm, Fle1EncryptedValue,
+    IndexedEqualityEncryptedValueV2, InsertUpdatePayloadV2, UnindexedEncryptedValueV2,
+};
+use cipherdoc_crypto::{KeyId, OsRandom, RandomSource};
+use cipherdoc_kms::{
+    KmsProviders, LocalProvider, MasterKey as KmsMasterKey, ProviderKind, ProviderName, SecretBytes,
+};
+
+use crate::error::{Error, Result};
+use crate::key_vault::{KeyVault, write_private};
+use crate::keys::{CryptoLocalWrap, KeyStore, LoadedKey};
+
+/// How to encrypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// Queryable Encryption with an equality index: an insert payload (11),
+    /// or with [`QueryType::Equality`] a find payload (12).
+    Indexed,
+    /// Queryable Encryption, not queryable: a stored value (16).
+    Unindexed,
+    /// FLE1 `AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic` (1).
+    Deterministic,
+    /// FLE1 `AEAD_AES_256_CBC_HMAC_SHA_512-Random` (2).
+    Random,
+}
+
+/// The query a payload is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryType {
+    /// An equality query.
+    Equality,
+}
+
+/// Which data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// By `_id`.
+    Id(KeyId),
+    /// By `keyAltNames`.
+    AltName(String),
+}
+
+/// Options of [`ClientEncryption::encrypt`].
+#[derive(Debug, Clone)]
+pub struct EncryptOptions {
+    /// The data key.
+    pub key: KeyRef,
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Maximum contention factor of an indexed field (default 8).
+    pub contention_factor: Option<i64>,
+    /// Make a query payload instead of an insert payload.
+    pub query_type: Option<QueryType>,
+}
+
+impl EncryptOptions {
+    /// Options with the default contention and no query type.
+    pub fn new(key: KeyRef, algorithm: Algorithm) -> Self {
+        Self {
+            key,
+            algorithm,
+            contention_factor: None,
+            query_type: None,
+        }
+    }
+}
+
+/// The default maximum contention factor of indexed fields.
+pub const DEFAULT_CONTENTION: i64 = 8;
+
+/// Explicit encryption and data-key management over a key vault and KMS providers.
+#[derive(Debug, Clone)]
+pub struct ClientEncryption {
+    keys: Arc<KeyStore>,
+    master_keys: Vec<KmsMasterKey>,
+}
+
+impl ClientEncryption {
+    /// A client over a key store; `master_keys` are the master keys new data
+    /// keys may be wrapped with, one per provider name.
+    pub fn new(keys: Arc<KeyStore>, master_keys: Vec<KmsMasterKey>) -> Self {
+        Self { keys, master_keys }
+    }
+
+    /// A client with one provider, `local`, whose 96-byte master key is read
+    /// from `master_key_file`.
+    pub fn with_local_master_key_file(
+        vault: Arc<dyn KeyVault>,
+        master_key_file: &Path,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(master_key_file).map_err(|e| {
+            Error::Encryption(format!(
+                "cannot read master key file {}: {e}",
+                master_key_file.display()
+            ))
+        })?;
+        let bytes = zeroize::Zeroizing::new(bytes);
+        if bytes.len() != 96 {
+            return Err(Error::Encryption(format!(
+                "master key file {} holds {} bytes; a local master key is exactly 96 bytes (make one with `cipherdoc key generate-master`)",
+                master_key_file.display(),
+                bytes.len()
+            )));
+        }
+        let name = ProviderName::new(ProviderKind::Local);
+        let provider = LocalProvider::new(
+            name.clone(),
+            SecretBytes::new(bytes.to_vec()),
+            Arc::new(CryptoLocalWrap),
+        )?;
+        let mut kms = KmsProviders::default();
+        kms.insert(Arc::new(provider));
+        let master = KmsMasterKey::from_document(&doc! { "provider": "local" })?;
+        let keys = KeyStore::new(vault, Arc::new(kms), Duration::from_secs(60));
+        Ok(Self::new(Arc::new(keys), vec![master]))
+    }
+
+    /// The key store (vault, KMS, cache).
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Creates a data key with the master key configured for `provider`
+    /// (`local`, `aws:prod`, ...); returns its id.
+    pub async fn create_data_key(&self, provider: &str, alt_names: Vec<String>) -> Result<KeyId> {
+        let master = self
+            .master_keys
+            .iter()
+            .find(|m| m.provider().to_string() == provider)
+            .ok_or_else(|| {
+                Error::Encryption(format!(
+                    "KMS provider '{provider}' is not configured; configured: {}",
+                    self.master_keys
+                        .iter()
+                        .map(|m| m.provider().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        self.keys.create_data_key(master, alt_names).await
+    }
+
+    async fn key(&self, key: &KeyRef) -> Result<Arc<LoadedKey>> {
+        match key {
+            KeyRef::Id(id) => self.keys.key(*id).await,
+            KeyRef::AltName(n) => self.keys.key_by_alt_name(n).await,
+        }
+    }
+
+    /// Encrypts one value; returns the blob (binary subtype 6).
+    pub async fn encrypt(&self, value: Bson, options: &EncryptOptions) -> Result<Binary> {
+        let key = self.key(&options.key).await?;
+        self.encrypt_with(&value, options, &key, &mut OsRandom)
+    }
+
+    /// [`encrypt`](Self::encrypt) with an already loaded key and a given
+    /// random source (for byte-exact tests).
+    pub fn encrypt_with(
+        &self,
+        value: &Bson,
+        options: &EncryptOptions,
+        key: &LoadedKey,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Binary> {
+        let user = UserKey {
+            id: key.id,
+            key: &key.key,
+        };
+        let contention = options.contention_factor.unwrap_or(DEFAULT_CONTENTION);
+        let bytes = match (options.algorithm, options.query_type) {
+            (Algorithm::Indexed, None) => {
+                let cm = cipherdoc_crypto::random::validate_max_contention(contention)?;
+                client::encrypt_equality_insert(value, &key.tokens, user, cm, rng)?.encode()
+            }
+            (Algorithm::Indexed, Some(QueryType::Equality)) => {
+                let cm = cipherdoc_crypto::random::validate_max_contention(contention)?;
+                client::encrypt_equality_find(value, &key.tokens, cm)?.encode()
+            }
+            (Algorithm::Unindexed, None) => client::encrypt_unindexed(value, user, rng)?.encode(),
+            (Algorithm::Deterministic, None) => {
+                client::encrypt_fle1(value, Fle1Algorithm::Deterministic, user, rng)?.encode()
+            }
+            (Algorithm::Random, None) => {
+                client::encrypt_fle1(value, Fle1Algorithm::Random, user, rng)?.encode()
+            }
+            (alg, Some(q)) => {
+                return Err(Error::Encryption(format!(
+                    "query type {q:?} needs the indexed algorithm, not {alg:?}"
+                )));
+            }
+        };
+        if options.contention_factor.is_some() && options.algorithm != Algorithm::Indexed {
+            return Err(Error::Encryption(
+                "a contention factor applies only to the indexed algorithm".to_owned(),
+            ));
+        }
+        Ok(Binary {
+            subtype: BinarySubtype::Encrypted,
+            bytes,
+        })
+    }
+
+    /// Decrypts a blob (subtypes 1, 2, 11, 14, 15, 16), loading the keys it needs.
+    pub async fn decrypt(&self, blob: &Binary) -> Result<Bson> {
+        if blob.subtype != BinarySubtype::Encrypted {
+            return Err(Error::Encryption(format!(
+                "expected an encrypted blob (binary subtype 6), got subtype {:?}",
+                blob.subtype
+            )));
+        }
+        let mut loaded = Vec::new();
+        for id in key_ids_of(&blob.bytes)? {
+            let k = self.keys.key(id).await?;
+            loaded.push(k);
+        }
+        // A stored indexed value names its user key only inside the
+        // server-encrypted part: load keys as decryption asks for them.
+        for _ in 0..4 {
+            match client::decrypt_blob(&blob.bytes, &Loaded(&loaded)) {
+                Err(cipherdoc_crypto::Error::MissingKey(id)) => {
+                    loaded.push(self.keys.key(id).await?)
+                }
+                Err(e) => return Err(e.into()),
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {
+                    return Err(Error::Encryption(
+                        "this blob carries no ciphertext (a placeholder or find payload); nothing to decrypt"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        Err(Error::Encryption(
+            "the blob refers to more keys than a value can".to_owned(),
+        ))
+    }
+}
+
+struct Loaded<'a>(&'a [Arc<LoadedKey>]);
+
+impl client::KeyLookup for Loaded<'_> {
+    fn data_key(&self, id: &KeyId) -> Option<&cipherdoc_crypto::DataKey> {
+        self.0.iter().find(|k| k.id == *id).map(|k| &k.key)
+    }
+}
+
+/// The data keys a blob needs to be decrypted, outermost first.
+pub fn key_ids_of(blob: &[u8]) -> Result<Vec<KeyId>> {
+    use BlobSubtype as B;
+    Ok(match BlobSubtype::of(blob)? {
+        B::Fle1DeterministicEncryptedValue | B::Fle1RandomEncryptedValue => {
+            vec![Fle1EncryptedValue::decode(blob)?.key_id]
+        }
+        B::Fle2UnindexedEncryptedValueV2 => vec![UnindexedEncryptedValueV2::decode(blob)?.key_id],
+        B::Fle2InsertUpdatePayloadV2 => {
+            vec![InsertUpdatePayloadV2::decode(blob)?.user_key_id()?]
+        }
+        // The user key id of a stored indexed value sits inside the
+        // server-encrypted value: only the index key (S_KeyId) is known up
+        // front; decryption asks for the user key when it reaches it.
+        B::Fle2IndexedEqualityEncryptedValueV2 | B::Fle2IndexedRangeEncryptedValueV2 => {
+            vec![KeyId::from_slice(blob.get(1..17).unwrap_or(&[]))?]
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// A readable description of a blob's fields; needs no keys.
+pub fn inspect(blob: &[u8]) -> Result<Document> {
+    use BlobSubtype as B;
+    let subtype = BlobSubtype::of(blob)?;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let ty = |t: bson::spec::ElementType| format!("{t:?}");
+    let mut d = doc! { "subtype": i32::from(subtype as u8), "name": format!("{subtype:?}") };
+    match subtype {
+        B::Fle1DeterministicEncryptedValue | B::Fle1RandomEncryptedValue => {
+            let v = Fle1EncryptedValue::decode(blob)?;
+            d.insert("keyId", v.key_id.to_binary());
+            d.insert("bsonType", ty(v.bson_type));
+            d.insert("ciphertextLength", len_i64(v.ciphertext.len()));
+        }
+        B::Fle2UnindexedEncryptedValueV2 => {
+            let v = UnindexedEncryptedValueV2::decode(blob)?;
+            d.insert("keyId", v.key_id.to_binary());
+            d.insert("bsonType", ty(v.bson_type));
+            d.insert("ciphertextLength", len_i64(v.ciphertext.len()));
+        }
+        B::Fle2InsertUpdatePayloadV2 => {
+            let p = InsertUpdatePayloadV2::decode(blob)?;
+            d.insert("indexKeyId", p.index_key_id.to_binary());
+            d.insert("userKeyId", p.user_key_id()?.to_binary());
+            d.insert("bsonType", ty(p.bson_type));
+            d.insert(
+                "contentionFactor",
+                i64::try_from(p.contention_factor).unwrap_or(i64::MAX),
+            );
+            d.insert(
+                "edges",
+                len_i64(p.edge_token_sets.as_ref().map_or(0, Vec::len)),
+            );
+            d.insert("valueLength", len_i64(p.value.len()));
+        }
+        B::Fle2FindEqualityPayloadV2 => {
+            let p = FindEqualityPayloadV2::decode(blob)?;
+            d.insert(
+                "maxContentionFactor",
+                i64::try_from(p.max_contention_factor).unwrap_or(i64::MAX),
+            );
+        }
+        B::Fle2IndexedEqualityEncryptedValueV2 => {
+            let v = IndexedEqualityEncryptedValueV2::decode(blob)?;
+            d.insert("indexKeyId", v.index_key_id.to_binary());
+            d.insert("bsonType", ty(v.bson_type));
+            d.insert(
+                "serverEncryptedValueLength",
+                len_i64(v.server_encrypted_value.len()),
+            );
+            d.insert("tag", hex(v.metadata.tag.as_bytes()));
+        }
+        _ => {
+            d.insert("length", len_i64(blob.len()));
+        }
+    }
+    Ok(d)
+}
+
+fn len_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Writes 96 random bytes to a new file with mode 0600; refuses to overwrite.
+pub fn generate_local_master_key_file(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Err(Error::Encryption(format!(
+            "{} already exists; a master key is never overwritten (remove it first if you mean it)",
+            path.display()
+        )));
+    }
+    let mut key = zeroize::Zeroizing::new([0u8; 96]);
+    OsRandom.fill(&mut key[..]).map_err(Error::Crypto)?;
+    write_private(path, &key[..])
+        .map_err(|e| Error::Encryption(format!("cannot write {}: {e}", path.display())))
+}

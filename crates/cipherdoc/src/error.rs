@@ -1,0 +1,37 @@
+//! The one error type of the `cipherdoc` crate.
+
+use crate::key_vault::KeyVaultError;
+use crate::model::ModelError;
+use crate::settings::SettingsError;
+
+/// Everything that can go wrong in cipherdoc, by layer. Messages name the
+/// database alias, model and field where there is one, and say what to do;
+/// they never contain plaintext values, keys or tokens.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The settings are wrong.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The key vault failed.
+    #[error(transparent)]
+    KeyVault(#[from] KeyVaultError),
+    /// A KMS provider failed.
+    #[error(transparent)]
+    Kms(#[from] cipherdoc_kms::KmsError),
+    /// The protocol layer refused or failed (includes authentication failures).
+    #[error(transparent)]
+    Crypto(#[from] cipherdoc_crypto::Error),
+    /// A model or field value is wrong.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A data key could not be found.
+    #[error("{0}")]
+    KeyNotFound(String),
+    /// An encryption request is not allowed or not possible.
+    #[error("{0}")]
+    Encryption(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
