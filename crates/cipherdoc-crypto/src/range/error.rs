@@ -183,6 +183,17 @@ pub enum RangeError {
         upper: String,
     },
 
+    /// The mincover would exceed [`MAX_MIN_COVER_LEN`](super::MAX_MIN_COVER_LEN)
+    /// strings (a trim factor close to the domain width with a wide query).
+    #[error(
+        "the range query needs more than {limit} mincover strings; \
+         lower the trimFactor or narrow the query"
+    )]
+    MinCoverTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+
     /// A query bound is outside the index range, or an exclusive bound sits on
     /// the edge of the domain so that excluding it leaves nothing.
     #[error("query {side} bound {bound} is invalid for the index range: {reason}")]

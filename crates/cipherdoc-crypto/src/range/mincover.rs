@@ -111,6 +111,12 @@ impl MinCover {
     }
 }
 
+/// Largest mincover we generate. A trim factor close to the bit width makes
+/// every block above it unstorable, so a wide query would expand into up to
+/// `2^trimFactor` strings; libmongocrypt has no limit and would exhaust memory.
+/// Real covers are far smaller (the server caps a query at ~300 000 tags).
+pub const MAX_MIN_COVER_LEN: usize = 1 << 18;
+
 struct Generator {
     range_min: u128,
     range_max: u128,
@@ -125,7 +131,8 @@ impl Generator {
         masked == 0 || (level >= self.trim_factor && u64::from(level) % self.sparsity == 0)
     }
 
-    fn rec(&self, out: &mut MinCover, block_start: u128, masked: u32) {
+    /// Returns `false` once the cover exceeds [`MAX_MIN_COVER_LEN`].
+    fn rec(&self, out: &mut MinCover, block_start: u128, masked: u32) -> bool {
         let mask = if masked == 0 {
             0
         } else {
@@ -133,7 +140,7 @@ impl Generator {
         };
         let block_end = block_start | mask;
         if block_end < self.range_min || block_start > self.range_max {
-            return;
+            return true;
         }
         if block_start >= self.range_min
             && block_end <= self.range_max
@@ -144,12 +151,12 @@ impl Generator {
             } else {
                 out.push_prefix(block_start, masked, self.maxlen - masked);
             }
-            return;
+            return out.len() <= MAX_MIN_COVER_LEN;
         }
         // masked > 0 here: a one-value block inside the range is always stored.
         let new_bits = masked - 1;
-        self.rec(out, block_start, new_bits);
-        self.rec(out, block_start | (1u128 << new_bits), new_bits);
+        self.rec(out, block_start, new_bits)
+            && self.rec(out, block_start | (1u128 << new_bits), new_bits)
     }
 }
 
@@ -241,7 +248,11 @@ pub fn min_cover<T: OstInt>(
         sparsity,
         trim_factor,
     };
-    generator.rec(&mut out, 0, maxlen);
+    if !generator.rec(&mut out, 0, maxlen) {
+        return Err(RangeError::MinCoverTooLarge {
+            limit: MAX_MIN_COVER_LEN,
+        });
+    }
     Ok(out)
 }
 

@@ -32,7 +32,7 @@ pub use encoding::{
 };
 pub use error::{BoundSide, PrecisionBoundProblem, RangeError};
 pub use mincover::{
-    MinCover, OnEmpty, RangeQuery, min_cover, min_cover_decimal128, min_cover_double,
-    min_cover_int32, min_cover_int64,
+    MAX_MIN_COVER_LEN, MinCover, OnEmpty, RangeQuery, min_cover, min_cover_decimal128,
+    min_cover_double, min_cover_int32, min_cover_int64,
 };
 pub use options::{RangeIndex, RangeOptions, RangeValue, RangeValueKind};
