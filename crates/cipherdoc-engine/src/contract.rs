@@ -453,21 +453,10 @@ pub async fn filter_semantics(e: Arc<dyn Engine>) {
         "numeric path component indexes arrays"
     );
     assert_eq!(
-        q(doc! {"a": {"$gt": Bson::MinKey}}).await.len(),
-        10,
-        "MinKey compares with every type"
+        q(doc! {"a": {"$gt": Bson::MinKey}}).await,
+        vec![1, 2, 3, 4, 5, 7, 8, 9, 10],
+        "MinKey compares with every present value"
     );
-    assert!(matches!(
-        e.find(
-            "s",
-            &Filter::parse(&doc! {"a": {"$size": 1}})
-                .map_err(EngineError::from)
-                .unwrap_or(Filter::all()),
-            &all()
-        )
-        .await,
-        Ok(_)
-    ));
     assert!(
         Filter::parse(&doc! {"a": {"$size": 1}}).is_err(),
         "unknown operators are typed errors"
