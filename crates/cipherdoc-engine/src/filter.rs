@@ -169,6 +169,7 @@ impl Filter {
     }
     /// Negation of `self`.
     #[allow(clippy::should_implement_trait)]
+    #[must_use]
     pub fn not(self) -> Self {
         Filter::Not(Box::new(self))
     }
@@ -469,7 +470,7 @@ fn op_matches(op: &FieldOp, reach: &Reach<'_>) -> bool {
         FieldOp::Lte(x) => cmp_matches(x, reach, |o| o == Less, true),
         FieldOp::Gt(x) => cmp_matches(x, reach, |o| o == Greater, false),
         FieldOp::Gte(x) => cmp_matches(x, reach, |o| o == Greater, true),
-        FieldOp::Exists(yes) => *yes == !reach.values.is_empty(),
+        FieldOp::Exists(yes) => *yes != reach.values.is_empty(),
     }
 }
 

@@ -42,6 +42,7 @@ pub fn canonical_rank(v: &Bson) -> u8 {
 /// `None` is NaN (MongoDB sorts NaN below every other number and equal to
 /// itself), otherwise the nearest double plus the exact integer residual that
 /// separates int64 values sharing that double.
+#[allow(clippy::option_option)] // outer: is it a number; inner: is it NaN
 fn number_key(v: &Bson) -> Option<Option<(f64, i64)>> {
     let norm = |f: f64| if f == 0.0 { 0.0 } else { f };
     match v {

@@ -1,5 +1,8 @@
 //! The engine contract suite on SQLite.
 
+// The factory is test code (it may panic) and must be async to fit the macro.
+#![allow(clippy::expect_used, clippy::unused_async)]
+
 use cipherdoc_engine::sqlite::SqliteEngine;
 
 async fn fresh() -> SqliteEngine {

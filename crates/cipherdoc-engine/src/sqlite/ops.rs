@@ -22,6 +22,7 @@
 //! with a collection.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use bson::{Bson, Document, oid::ObjectId, spec::BinarySubtype};
@@ -327,16 +328,13 @@ pub(crate) fn drop_collection(conn: &Connection, name: &str) -> Result<bool> {
     };
     let mut sql = format!("DROP TABLE IF EXISTS {};", q(name));
     for i in &meta.indexes {
-        sql.push_str(&format!(
-            "DROP TABLE IF EXISTS {};",
-            idx_table(name, &i.name)
-        ));
+        let _ = write!(sql, "DROP TABLE IF EXISTS {};", idx_table(name, &i.name));
     }
     if meta.encrypted() {
         for t in [esc_name(name), ecoc_name(name), ecoc_compact_name(name)] {
-            sql.push_str(&format!("DROP TABLE IF EXISTS {};", q(&t)));
+            let _ = write!(sql, "DROP TABLE IF EXISTS {};", q(&t));
         }
-        sql.push_str(&format!("DROP TABLE IF EXISTS {};", tags_table(name)));
+        let _ = write!(sql, "DROP TABLE IF EXISTS {};", tags_table(name));
     }
     conn.execute_batch(&sql)?;
     conn.execute("DELETE FROM \"$catalog\" WHERE name=?1", [name])?;
@@ -445,12 +443,11 @@ fn with_id_first(id: Bson, doc: Document) -> Document {
 }
 
 pub(crate) fn insert_one(conn: &Connection, meta: &Meta, doc: Document) -> Result<Bson> {
-    let (id, doc) = match doc.get("_id") {
-        Some(id) => (id.clone(), doc),
-        None => {
-            let id = Bson::ObjectId(ObjectId::new());
-            (id.clone(), with_id_first(id, doc))
-        }
+    let (id, doc) = if let Some(id) = doc.get("_id") {
+        (id.clone(), doc)
+    } else {
+        let id = Bson::ObjectId(ObjectId::new());
+        (id.clone(), with_id_first(id, doc))
     };
     check_id(meta, &id)?;
     let bytes = bson::to_vec(&doc)?;
