@@ -1,1 +1,24 @@
-//! Storage engines behind one async `Engine` trait, and the QE server role.
+//! Storage behind one async [`Engine`] trait: catalog (collections with their
+//! `encryptedFields`), documents, MongoDB-style filters ([`Filter`]),
+//! transactions, and the ESC/ECOC state storage ([`QeState`]) that the QE
+//! server role runs on.
+//!
+//! Engines: [`sqlite::SqliteEngine`] (embedded default). Every engine must
+//! pass the [`contract`] suite.
+
+pub mod contract;
+mod engine;
+mod error;
+pub mod filter;
+pub mod keyvault;
+pub mod qe_state;
+pub mod sqlite;
+pub mod value;
+
+pub use engine::{
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, SortDirection,
+    Transaction,
+};
+pub use error::{EngineError, Result};
+pub use filter::{FieldOp, Filter, FilterError};
+pub use qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState, Tag};

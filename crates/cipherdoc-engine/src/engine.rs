@@ -1,0 +1,194 @@
+//! The engine-independent interface: the [`Engine`] trait, its
+//! [`Transaction`] handle, and their option types.
+
+use async_trait::async_trait;
+use bson::{Bson, Document};
+
+use crate::Result;
+use crate::filter::Filter;
+use crate::qe_state::QeState;
+
+/// Options of `create_collection`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateCollectionOptions {
+    /// The collection's `encryptedFields` (qe-protocol.md §7.1). `Some` makes
+    /// it an encrypted collection: the engine creates its ESC and ECOC
+    /// storage (`enxcol_.<coll>.esc`/`.ecoc`) and its tag index.
+    pub encrypted_fields: Option<Document>,
+}
+
+/// What `describe_collection` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    /// The collection name.
+    pub name: String,
+    /// The options it was created with (`encryptedFields` as stored, with
+    /// `escCollection`/`ecocCollection` filled in with their defaults).
+    pub options: CreateCollectionOptions,
+    /// Its secondary indexes (the implicit `_id_` index is not listed).
+    pub indexes: Vec<IndexSpec>,
+}
+
+/// A secondary index on one plaintext path (ascending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Index name, unique within the collection (MongoDB's default is
+    /// `"<path>_1"`).
+    pub name: String,
+    /// Dotted path. Arrays on the path are indexed element by element
+    /// (multikey), as MongoDB does.
+    pub path: String,
+    /// Refuse two documents with an equal key.
+    pub unique: bool,
+    /// Skip documents where the path is missing (otherwise they are indexed
+    /// under `null`, and a unique index allows only one of them).
+    pub sparse: bool,
+}
+
+impl IndexSpec {
+    /// A non-unique, non-sparse index named `"<path>_1"`.
+    pub fn new(path: impl Into<String>) -> Self {
+        let path = path.into();
+        Self {
+            name: format!("{path}_1"),
+            path,
+            unique: false,
+            sparse: false,
+        }
+    }
+    /// Make it unique.
+    #[must_use]
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+    /// Make it sparse.
+    #[must_use]
+    pub fn sparse(mut self) -> Self {
+        self.sparse = true;
+        self
+    }
+    /// Rename it.
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+/// Sort direction of one sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortDirection {
+    /// Smallest first (an array sorts by its smallest element).
+    Ascending,
+    /// Largest first (an array sorts by its largest element).
+    Descending,
+}
+
+/// Options of `find`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindOptions {
+    /// Sort keys in priority order; ties keep insertion order.
+    pub sort: Vec<(String, SortDirection)>,
+    /// Documents to skip after sorting.
+    pub skip: u64,
+    /// At most this many documents (`None`: all).
+    pub limit: Option<u64>,
+    /// MongoDB projection: `{a: 1, "b.c": 1}` (inclusion, `_id` kept unless
+    /// `_id: 0`) or `{a: 0}` (exclusion).
+    pub projection: Option<Document>,
+}
+
+/// Document operations, shared by the autocommit engine and transactions.
+/// Writes on an engine each run in their own transaction.
+#[async_trait]
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    /// Short engine name (`"sqlite"`, `"postgres"`).
+    fn kind(&self) -> &'static str;
+
+    /// Create a collection; fails with `CollectionExists` if present.
+    async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()>;
+    /// Names of all collections, sorted.
+    async fn list_collections(&self) -> Result<Vec<String>>;
+    /// Options and indexes of a collection, `None` if it does not exist.
+    async fn describe_collection(&self, name: &str) -> Result<Option<CollectionInfo>>;
+    /// Drop a collection with its indexes, tag index, ESC and ECOC storage.
+    /// Returns whether it existed.
+    async fn drop_collection(&self, name: &str) -> Result<bool>;
+    /// Create a secondary index (building it over existing documents; a
+    /// unique violation among them fails the whole call). Creating an
+    /// identical index again is a no-op. Creates the collection if missing.
+    async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()>;
+
+    /// Insert one document (an `_id` ObjectId is added when missing, first);
+    /// returns its `_id`. Creates the collection if missing, as MongoDB does.
+    async fn insert_one(&self, collection: &str, doc: Document) -> Result<Bson>;
+    /// Insert documents atomically (all or none); returns their `_id`s.
+    async fn insert_many(&self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>>;
+    /// Replace the document whose `_id` is `id`; returns whether it existed.
+    async fn replace_one(&self, collection: &str, id: &Bson, doc: Document) -> Result<bool>;
+    /// Delete the first matching document; returns 0 or 1.
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64>;
+    /// Delete every matching document; returns how many.
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64>;
+    /// Matching documents (empty for a missing collection).
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>>;
+    /// Number of matching documents.
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64>;
+
+    /// Start a read-write transaction. Dropping the handle without
+    /// `commit` rolls it back.
+    async fn begin(&self) -> Result<Box<dyn Transaction>>;
+
+    /// The first matching document, if any.
+    async fn find_one(&self, collection: &str, filter: &Filter) -> Result<Option<Document>> {
+        let opts = FindOptions {
+            limit: Some(1),
+            ..FindOptions::default()
+        };
+        Ok(self
+            .find(collection, filter, &opts)
+            .await?
+            .into_iter()
+            .next())
+    }
+}
+
+/// An open transaction: the same document operations as [`Engine`], plus the
+/// QE state operations, all committed or rolled back together. A failed
+/// operation leaves the transaction as it was before that operation (it is
+/// atomic on its own), so the caller may retry or carry on.
+#[async_trait]
+pub trait Transaction: QeState + Send + std::fmt::Debug {
+    /// See [`Engine::insert_one`].
+    async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson>;
+    /// See [`Engine::insert_many`].
+    async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>>;
+    /// See [`Engine::replace_one`].
+    async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool>;
+    /// See [`Engine::delete_one`].
+    async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64>;
+    /// See [`Engine::delete_many`].
+    async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64>;
+    /// See [`Engine::find`]; sees this transaction's own writes.
+    async fn find(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>>;
+    /// See [`Engine::count`].
+    async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64>;
+    /// See [`Engine::describe_collection`] (QE needs the `encryptedFields`
+    /// inside the write's transaction).
+    async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>>;
+    /// Make every write of the transaction durable.
+    async fn commit(self: Box<Self>) -> Result<()>;
+    /// Discard every write of the transaction.
+    async fn rollback(self: Box<Self>) -> Result<()>;
+}

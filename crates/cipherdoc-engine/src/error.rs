@@ -1,0 +1,112 @@
+//! The crate's error type.
+
+use crate::filter::FilterError;
+
+/// Everything an engine operation can fail with.
+///
+/// Messages name the collection, index or key involved and say what to do;
+/// they never contain stored document contents beyond the offending key of a
+/// plaintext unique index (which the caller wrote).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The filter document could not be understood.
+    #[error("invalid filter: {0}")]
+    Filter(#[from] FilterError),
+    /// A collection name the engine cannot store.
+    #[error("invalid collection name {name:?}: {reason}")]
+    InvalidCollectionName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// `create_collection` on a name that already exists.
+    #[error("collection {0:?} already exists; drop it first or use another name")]
+    CollectionExists(String),
+    /// An operation that needs an existing collection did not find it.
+    #[error("collection {0:?} does not exist; create it first")]
+    CollectionNotFound(String),
+    /// The collection's `encryptedFields` document is not acceptable.
+    #[error("invalid encryptedFields for collection {collection:?}: {reason}")]
+    InvalidEncryptedFields {
+        /// The collection being created.
+        collection: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A QE state operation on a collection created without `encryptedFields`.
+    #[error("collection {0:?} is not an encrypted collection (it has no encryptedFields)")]
+    NotEncrypted(String),
+    /// A unique index (including the implicit `_id_` index) refused a key.
+    #[error(
+        "duplicate key in collection {collection:?}, index {index:?}: key {key} is already present"
+    )]
+    DuplicateKey {
+        /// The collection written to.
+        collection: String,
+        /// The unique index that refused the write (`_id_` for the primary key).
+        index: String,
+        /// The offending key, rendered as relaxed extended JSON.
+        key: String,
+    },
+    /// An ESC insert found the id already present: a concurrent writer took
+    /// the same position. The QE server role retries with a fresh count.
+    #[error(
+        "ESC id conflict in collection {collection:?}: another writer took this position; retry the write"
+    )]
+    EscIdConflict {
+        /// The encrypted collection whose ESC refused the insert.
+        collection: String,
+    },
+    /// An index with that name exists with a different definition, or the
+    /// spec is unusable.
+    #[error("invalid index {index:?} on collection {collection:?}: {reason}")]
+    InvalidIndex {
+        /// The collection.
+        collection: String,
+        /// The index name.
+        index: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A document the engine cannot store (for example an array `_id`).
+    #[error("invalid document for collection {collection:?}: {reason}")]
+    InvalidDocument {
+        /// The collection.
+        collection: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A projection mixing inclusion and exclusion, or otherwise invalid.
+    #[error("invalid projection: {0}")]
+    InvalidProjection(String),
+    /// A stored document could not be decoded: the database file was changed
+    /// outside cipherdoc or is corrupt.
+    #[error("corrupt stored document in collection {collection:?}: {reason}")]
+    Corrupt {
+        /// The collection.
+        collection: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The transaction handle was already finished or lost its connection
+    /// (an operation on it was cancelled midway); start a new transaction.
+    #[error("transaction is no longer usable: {0}")]
+    TransactionClosed(&'static str),
+    /// An error from SQLite itself.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Encoding a document to BSON failed.
+    #[error("bson encoding: {0}")]
+    BsonEncode(#[from] bson::ser::Error),
+    /// The blocking worker running a storage call panicked or was cancelled.
+    #[error("storage worker failed: {0}")]
+    Worker(String),
+    /// Any other I/O failure (opening files, temporary directories).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias for engine operations.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

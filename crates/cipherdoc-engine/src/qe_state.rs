@@ -1,0 +1,147 @@
+//! The narrow storage interface the QE server role (`qe_server`) needs: ESC
+//! probes and inserts, ECOC appends and the compaction hand-off, with opaque
+//! byte types. qe-protocol.md §9.1–9.8 say what the bytes mean; this module
+//! never interprets them.
+//!
+//! The tag index (`__safeContent__` tag → document) is not written through
+//! this trait: the engine maintains it itself from each stored document's
+//! `__safeContent__` array on every insert, replace and delete, so the index
+//! can never disagree with the documents. Queries reach it through
+//! [`crate::Filter::TagIn`].
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+macro_rules! bytes32 {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// The 32 bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// From a slice; `None` unless it is exactly 32 bytes long.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                <[u8; 32]>::try_from(bytes).ok().map(Self)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            // Ids and tags are public values (they are stored in the clear),
+            // so a short hex prefix helps debugging without being noisy.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "("))?;
+                for b in &self.0[..4] {
+                    write!(f, "{b:02x}")?;
+                }
+                write!(f, "..)")
+            }
+        }
+    };
+}
+
+bytes32!(
+    /// An ESC document id (`HMAC(ESCTwiceDerivedTagToken, …)`, §9.2).
+    EscId
+);
+bytes32!(
+    /// A `__safeContent__` tag (BinData 0, 32 bytes, §9.4 step 4).
+    Tag
+);
+
+/// An ESC document's `value` (an `EncryptCTR` ciphertext of two LE64
+/// numbers, §9.2). Anchors and null anchors have one; non-anchors do not.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EscValue(pub Vec<u8>);
+
+impl std::fmt::Debug for EscValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EscValue({} bytes)", self.0.len())
+    }
+}
+
+/// What an ESC probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EscEntry {
+    /// `None` for a non-anchor; the encrypted positions for (null) anchors.
+    pub value: Option<EscValue>,
+}
+
+/// One ECOC document: `{fieldName, value}` (§9.1); `value` is the client's `p`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EcocEntry {
+    /// The encrypted field's dotted path.
+    pub field_name: String,
+    /// The encrypted compaction value (opaque here).
+    pub value: Vec<u8>,
+}
+
+/// ESC/ECOC state of encrypted collections, available inside a transaction so
+/// that a document and its state rows commit together (ARCHITECTURE.md
+/// invariant 3). Every method fails with [`crate::EngineError::NotEncrypted`]
+/// on a collection created without `encryptedFields`.
+#[async_trait]
+pub trait QeState: Send {
+    /// Probe one ESC id.
+    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>>;
+
+    /// Probe many ESC ids in one round trip; the answer is in input order.
+    /// emuBinary's doubling and bisection rounds should batch through this.
+    async fn esc_get_many(
+        &mut self,
+        collection: &str,
+        ids: &[EscId],
+    ) -> Result<Vec<Option<EscEntry>>>;
+
+    /// Insert an ESC document. An existing id is reported as
+    /// [`crate::EngineError::EscIdConflict`] (a concurrent writer won the
+    /// position) and leaves the transaction usable.
+    async fn esc_insert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()>;
+
+    /// Insert or overwrite an ESC document (null anchor updates in cleanup).
+    async fn esc_upsert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()>;
+
+    /// Delete ESC documents by id; returns how many existed.
+    async fn esc_delete_many(&mut self, collection: &str, ids: &[EscId]) -> Result<u64>;
+
+    /// Number of ESC documents (emuBinary's `rho` starts from it).
+    async fn esc_count(&mut self, collection: &str) -> Result<u64>;
+
+    /// Ids of all non-anchors (documents without `value`), for compaction
+    /// step 1.
+    async fn esc_non_anchor_ids(&mut self, collection: &str) -> Result<Vec<EscId>>;
+
+    /// Append one ECOC document.
+    async fn ecoc_append(&mut self, collection: &str, field_name: &str, value: &[u8])
+    -> Result<()>;
+
+    /// Number of documents in the live ECOC.
+    async fn ecoc_count(&mut self, collection: &str) -> Result<u64>;
+
+    /// Compaction step 1: rename the ECOC to `<ecoc>.compact` and create a
+    /// fresh empty ECOC. Returns `false` (and changes nothing) when
+    /// `<ecoc>.compact` already exists, i.e. an interrupted compaction is
+    /// being resumed.
+    async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool>;
+
+    /// All documents of `<ecoc>.compact` (empty when it does not exist).
+    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>>;
+
+    /// Drop `<ecoc>.compact` (no-op when absent).
+    async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()>;
+}

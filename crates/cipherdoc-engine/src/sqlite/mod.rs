@@ -1,0 +1,518 @@
+//! The embedded SQLite engine.
+//!
+//! ```no_run
+//! # async fn demo() -> cipherdoc_engine::Result<()> {
+//! use cipherdoc_engine::{Engine, Filter, FindOptions, sqlite::SqliteEngine};
+//! let engine = SqliteEngine::open("var/encrypted.db")?;   // or SqliteEngine::temporary()?
+//! engine.insert_one("people", bson::doc! {"name": "Ada"}).await?;
+//! let found = engine.find("people", &Filter::eq("name", "Ada"), &FindOptions::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Concurrency and busy handling
+//!
+//! One database file is one `SqliteEngine`. It keeps **one writer
+//! connection**, guarded by an async mutex, and a small pool of reader
+//! connections. Every write — an autocommit operation or a whole
+//! [`Transaction`] from `begin()` to `commit` — holds the writer for its
+//! duration and runs `BEGIN IMMEDIATE`, so writes through one engine are
+//! serialised in-process and never meet `SQLITE_BUSY` from each other: no
+//! write is lost or has to be retried by the caller. In particular the QE
+//! server role's "probe the ESC, then insert the next position" cannot
+//! interleave with another writer of the same engine, so ESC id conflicts
+//! cannot arise from it (they are still reported as `EscIdConflict` if they
+//! do, e.g. with a second process). Readers use WAL snapshots and never block
+//! the writer. Other processes (or a second engine) opening the same file
+//! contend through SQLite's file locks; `BEGIN IMMEDIATE` takes the write lock
+//! up front (so a transaction never fails later on lock upgrade) and a 10 s
+//! busy timeout makes them wait rather than fail. We chose one writer over a
+//! pool of writers because SQLite admits one writer at a time anyway: a pool
+//! would only turn queueing into busy-retry loops.
+//!
+//! Storage calls run on tokio's blocking thread pool (`spawn_blocking`), so
+//! the engine must be used inside a tokio runtime.
+
+mod ops;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use bson::{Bson, Document};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::engine::{
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
+};
+use crate::filter::Filter;
+use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
+use crate::{EngineError, Result};
+
+/// How many idle reader connections are kept.
+const MAX_IDLE_READERS: usize = 4;
+
+/// An embedded SQLite database (one file, WAL mode) behind [`Engine`].
+#[derive(Clone)]
+pub struct SqliteEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+    // Kept so a temporary database lives as long as the engine.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for SqliteEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteEngine")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    rusqlite::vtab::array::load_module(&conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Worker(e.to_string()))
+}
+
+/// Roll back a transaction left open by a cancelled operation.
+fn reset(conn: &Connection) -> Result<()> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")?;
+    }
+    Ok(())
+}
+
+impl SqliteEngine {
+    /// Open (creating if needed) the database file at `path`. Blocks briefly
+    /// on file I/O.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_inner(path.as_ref().to_path_buf(), None)
+    }
+
+    /// A fresh database in a temporary directory, deleted when the last clone
+    /// of the engine is dropped. For tests.
+    pub fn temporary() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("cipherdoc.db");
+        Self::open_inner(path, Some(dir))
+    }
+
+    fn open_inner(path: PathBuf, temp: Option<tempfile::TempDir>) -> Result<Self> {
+        let writer = open_conn(&path, OpenFlags::default())?;
+        writer.execute_batch(ops::SCHEMA)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Arc::new(tokio::sync::Mutex::new(writer)),
+                readers: Mutex::new(Vec::new()),
+                _temp: temp,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// SQLite's `EXPLAIN QUERY PLAN` lines for the candidate query `find`
+    /// would run for `filter` (for tests and diagnosis).
+    pub async fn explain(&self, collection: &str, filter: &Filter) -> Result<Vec<String>> {
+        let (c, f) = (collection.to_owned(), filter.clone());
+        self.read(move |conn| {
+            let meta = ops::load_meta(conn, &c)?
+                .ok_or_else(|| EngineError::CollectionNotFound(c.clone()))?;
+            ops::explain(conn, &meta, &f)
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+            };
+            reset(&conn)?;
+            // One read transaction, so the catalog and the documents are
+            // read from the same snapshot.
+            conn.execute_batch("BEGIN")?;
+            let r = f(&conn);
+            conn.execute_batch("COMMIT")?;
+            let mut idle = inner.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            r
+        })
+        .await?
+    }
+
+    async fn writer(&self) -> OwnedMutexGuard<Connection> {
+        Arc::clone(&self.inner.writer).lock_owned().await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let guard = self.writer().await;
+        blocking(move || {
+            reset(&guard)?;
+            guard.execute_batch("BEGIN IMMEDIATE")?;
+            match f(&guard) {
+                Ok(v) => {
+                    guard.execute_batch("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    guard.execute_batch("ROLLBACK")?;
+                    Err(e)
+                }
+            }
+        })
+        .await?
+    }
+}
+
+#[async_trait]
+impl Engine for SqliteEngine {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |c| ops::create_collection(c, &name, options).map(|_| ()))
+            .await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>> {
+        self.read(ops::list_collections).await
+    }
+
+    async fn describe_collection(&self, name: &str) -> Result<Option<CollectionInfo>> {
+        let name = name.to_owned();
+        self.read(move |c| Ok(ops::load_meta(c, &name)?.map(|m| m.info())))
+            .await
+    }
+
+    async fn drop_collection(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |c| ops::drop_collection(c, &name)).await
+    }
+
+    async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {
+        let name = collection.to_owned();
+        self.write(move |c| ops::create_index(c, &name, &spec))
+            .await
+    }
+
+    async fn insert_one(&self, collection: &str, doc: Document) -> Result<Bson> {
+        let name = collection.to_owned();
+        self.write(move |c| {
+            let meta = ops::ensure_collection(c, &name)?;
+            ops::insert_one(c, &meta, doc)
+        })
+        .await
+    }
+
+    async fn insert_many(&self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        let name = collection.to_owned();
+        self.write(move |c| insert_many(c, &name, docs)).await
+    }
+
+    async fn replace_one(&self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        let (name, id) = (collection.to_owned(), id.clone());
+        self.write(move |c| replace_one(c, &name, &id, doc)).await
+    }
+
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let (name, f) = (collection.to_owned(), filter.clone());
+        self.write(move |c| ops::delete(c, &name, &f, true)).await
+    }
+
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let (name, f) = (collection.to_owned(), filter.clone());
+        self.write(move |c| ops::delete(c, &name, &f, false)).await
+    }
+
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
+        self.read(move |c| ops::find(c, &name, &f, &o)).await
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let (name, f) = (collection.to_owned(), filter.clone());
+        self.read(move |c| ops::count(c, &name, &f)).await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        let guard = self.writer().await;
+        let guard = blocking(move || -> Result<_> {
+            reset(&guard)?;
+            guard.execute_batch("BEGIN IMMEDIATE")?;
+            Ok(guard)
+        })
+        .await??;
+        Ok(Box::new(SqliteTransaction { conn: Some(guard) }))
+    }
+}
+
+fn insert_many(c: &Connection, name: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+    let meta = ops::ensure_collection(c, name)?;
+    docs.into_iter()
+        .map(|d| ops::insert_one(c, &meta, d))
+        .collect()
+}
+
+fn replace_one(c: &Connection, name: &str, id: &Bson, doc: Document) -> Result<bool> {
+    match ops::load_meta(c, name)? {
+        Some(meta) => ops::replace_one(c, &meta, id, doc),
+        None => Ok(false),
+    }
+}
+
+/// A write transaction on a [`SqliteEngine`]; holds the engine's writer
+/// connection until it is committed, rolled back or dropped (which rolls
+/// back).
+pub struct SqliteTransaction {
+    conn: Option<OwnedMutexGuard<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTransaction")
+            .field("open", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl SqliteTransaction {
+    /// Run one operation atomically (a savepoint) on the transaction's
+    /// connection. If the future is cancelled midway, the connection is lost
+    /// to this handle; the engine rolls the transaction back the next time it
+    /// takes the writer.
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let guard = self.conn.take().ok_or(EngineError::TransactionClosed(
+            "an earlier operation on it was cancelled or it was already finished",
+        ))?;
+        let (guard, r) = blocking(move || {
+            let r = ops::atomic(&guard, f);
+            (guard, r)
+        })
+        .await?;
+        self.conn = Some(guard);
+        r
+    }
+
+    async fn finish(mut self: Box<Self>, sql: &'static str) -> Result<()> {
+        let guard = self
+            .conn
+            .take()
+            .ok_or(EngineError::TransactionClosed("it was already finished"))?;
+        blocking(move || -> Result<()> {
+            let r = guard.execute_batch(sql);
+            if r.is_err() {
+                // Never hand the writer on with a transaction open.
+                let _ = reset(&guard);
+            }
+            Ok(r?)
+        })
+        .await?
+    }
+}
+
+impl Drop for SqliteTransaction {
+    fn drop(&mut self) {
+        if let Some(guard) = self.conn.take() {
+            // A rollback is a short local operation; doing it here keeps the
+            // "drop means rollback" promise even outside a runtime.
+            if let Err(e) = reset(&guard) {
+                tracing::warn!(error = %e, "rollback of a dropped transaction failed");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transaction for SqliteTransaction {
+    async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
+        let name = collection.to_owned();
+        self.run(move |c| {
+            let meta = ops::ensure_collection(c, &name)?;
+            ops::insert_one(c, &meta, doc)
+        })
+        .await
+    }
+
+    async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        let name = collection.to_owned();
+        self.run(move |c| insert_many(c, &name, docs)).await
+    }
+
+    async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        let (name, id) = (collection.to_owned(), id.clone());
+        self.run(move |c| replace_one(c, &name, &id, doc)).await
+    }
+
+    async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        let (name, f) = (collection.to_owned(), filter.clone());
+        self.run(move |c| ops::delete(c, &name, &f, true)).await
+    }
+
+    async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        let (name, f) = (collection.to_owned(), filter.clone());
+        self.run(move |c| ops::delete(c, &name, &f, false)).await
+    }
+
+    async fn find(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
+        self.run(move |c| ops::find(c, &name, &f, &o)).await
+    }
+
+    async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        let (name, f) = (collection.to_owned(), filter.clone());
+        self.run(move |c| ops::count(c, &name, &f)).await
+    }
+
+    async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {
+        let name = name.to_owned();
+        self.run(move |c| Ok(ops::load_meta(c, &name)?.map(|m| m.info())))
+            .await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.finish("COMMIT").await
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.finish("ROLLBACK").await
+    }
+}
+
+#[async_trait]
+impl QeState for SqliteTransaction {
+    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
+        let mut v = self
+            .esc_get_many(collection, std::slice::from_ref(id))
+            .await?;
+        Ok(v.pop().flatten())
+    }
+
+    async fn esc_get_many(
+        &mut self,
+        collection: &str,
+        ids: &[EscId],
+    ) -> Result<Vec<Option<EscEntry>>> {
+        let (name, ids) = (collection.to_owned(), ids.to_vec());
+        self.run(move |c| ops::esc_get_many(c, &name, &ids)).await
+    }
+
+    async fn esc_insert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()> {
+        let (name, id) = (collection.to_owned(), *id);
+        self.run(move |c| ops::esc_insert(c, &name, &id, value.as_ref(), false))
+            .await
+    }
+
+    async fn esc_upsert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()> {
+        let (name, id) = (collection.to_owned(), *id);
+        self.run(move |c| ops::esc_insert(c, &name, &id, value.as_ref(), true))
+            .await
+    }
+
+    async fn esc_delete_many(&mut self, collection: &str, ids: &[EscId]) -> Result<u64> {
+        let (name, ids) = (collection.to_owned(), ids.to_vec());
+        self.run(move |c| ops::esc_delete_many(c, &name, &ids))
+            .await
+    }
+
+    async fn esc_count(&mut self, collection: &str) -> Result<u64> {
+        let name = collection.to_owned();
+        self.run(move |c| ops::esc_count(c, &name)).await
+    }
+
+    async fn esc_non_anchor_ids(&mut self, collection: &str) -> Result<Vec<EscId>> {
+        let name = collection.to_owned();
+        self.run(move |c| ops::esc_non_anchor_ids(c, &name)).await
+    }
+
+    async fn ecoc_append(
+        &mut self,
+        collection: &str,
+        field_name: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let (name, field, value) = (collection.to_owned(), field_name.to_owned(), value.to_vec());
+        self.run(move |c| ops::ecoc_append(c, &name, &field, &value))
+            .await
+    }
+
+    async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {
+        let name = collection.to_owned();
+        self.run(move |c| ops::ecoc_count(c, &name)).await
+    }
+
+    async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool> {
+        let name = collection.to_owned();
+        self.run(move |c| ops::ecoc_begin_compaction(c, &name))
+            .await
+    }
+
+    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
+        let name = collection.to_owned();
+        self.run(move |c| ops::ecoc_read_compact(c, &name)).await
+    }
+
+    async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {
+        let name = collection.to_owned();
+        self.run(move |c| ops::ecoc_drop_compact(c, &name)).await
+    }
+}

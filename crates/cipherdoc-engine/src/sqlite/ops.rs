@@ -1,0 +1,1066 @@
+//! Synchronous storage operations on one SQLite connection inside an open
+//! transaction. The async layer in `mod.rs` decides which connection and
+//! which transaction; everything here is plain SQL plus the in-memory
+//! evaluator.
+//!
+//! Layout (one database file):
+//! - `"$catalog"(name, encrypted_fields)` and `"$indexes"(collection, name,
+//!   path, is_unique, sparse)`;
+//! - per collection `C`: table `"C"(rid INTEGER PRIMARY KEY, id BLOB UNIQUE,
+//!   doc BLOB)` holding the BSON bytes, `id` being the order-preserving key
+//!   encoding of `_id` (so `_id` 1 and 1.0 collide, as in MongoDB);
+//! - per secondary index: `"C.$idx.<name>"(key BLOB, rid)` WITHOUT ROWID, primary
+//!   key `(key)` when unique, `(key, rid)` otherwise; keys are
+//!   [`crate::value::encode_key`] of every value the path reaches and, for
+//!   arrays, of every element (multikey), plus `null` for a missing path
+//!   unless sparse;
+//! - per encrypted collection: `"C.$tags"(tag, rid)` WITHOUT ROWID, primary key
+//!   `(tag, rid)`, maintained from `__safeContent__`; `"enxcol_.C.esc"(id
+//!   PRIMARY KEY, value)`; `"enxcol_.C.ecoc"(rid, field, value)`.
+//!
+//! `$` cannot appear in collection names, so the helper tables never collide
+//! with a collection.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use bson::{Bson, Document, oid::ObjectId, spec::BinarySubtype};
+use rusqlite::ToSql;
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use crate::engine::{
+    CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec, SortDirection,
+};
+use crate::filter::{FieldOp, Filter, Reach, SAFE_CONTENT};
+use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, Tag};
+use crate::value::{canonical_rank, compare, encode_key};
+use crate::{EngineError, Result};
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS "$catalog"(
+    name TEXT PRIMARY KEY NOT NULL,
+    encrypted_fields BLOB
+);
+CREATE TABLE IF NOT EXISTS "$indexes"(
+    collection TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    is_unique INTEGER NOT NULL,
+    sparse INTEGER NOT NULL,
+    PRIMARY KEY(collection, name)
+);
+"#;
+
+/// Quote an SQL identifier.
+pub(crate) fn q(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn idx_table(c: &str, index: &str) -> String {
+    q(&format!("{c}.$idx.{index}"))
+}
+fn tags_table(c: &str) -> String {
+    q(&format!("{c}.$tags"))
+}
+/// MongoDB's default ESC name for `c`.
+pub(crate) fn esc_name(c: &str) -> String {
+    format!("enxcol_.{c}.esc")
+}
+/// MongoDB's default ECOC name for `c`.
+pub(crate) fn ecoc_name(c: &str) -> String {
+    format!("enxcol_.{c}.ecoc")
+}
+fn ecoc_compact_name(c: &str) -> String {
+    format!("enxcol_.{c}.ecoc.compact")
+}
+
+/// A collection's catalog entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub(crate) name: String,
+    pub(crate) encrypted_fields: Option<Document>,
+    pub(crate) indexes: Vec<IndexSpec>,
+}
+
+impl Meta {
+    fn encrypted(&self) -> bool {
+        self.encrypted_fields.is_some()
+    }
+    pub(crate) fn info(&self) -> CollectionInfo {
+        CollectionInfo {
+            name: self.name.clone(),
+            options: CreateCollectionOptions {
+                encrypted_fields: self.encrypted_fields.clone(),
+            },
+            indexes: self.indexes.clone(),
+        }
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn render(v: &Bson) -> String {
+    v.clone().into_relaxed_extjson().to_string()
+}
+
+/// Run `f` atomically inside the enclosing transaction: on error, its
+/// partial writes are undone and the transaction stays usable.
+pub(crate) fn atomic<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE op")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            Err(e)
+        }
+    }
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.contains('$') || name.contains('\0') {
+        Some("it contains '$' or a NUL byte")
+    } else if name.to_ascii_lowercase().starts_with("sqlite_") {
+        Some("names starting with 'sqlite_' are reserved by SQLite")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(EngineError::InvalidCollectionName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn load_meta(conn: &Connection, name: &str) -> Result<Option<Meta>> {
+    let row: Option<Option<Vec<u8>>> = conn
+        .query_row(
+            "SELECT encrypted_fields FROM \"$catalog\" WHERE name=?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(ef) = row else { return Ok(None) };
+    let encrypted_fields = match ef {
+        Some(bytes) => Some(decode(name, &bytes)?),
+        None => None,
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, path, is_unique, sparse FROM \"$indexes\" WHERE collection=?1 ORDER BY name",
+    )?;
+    let indexes = stmt
+        .query_map([name], |r| {
+            Ok(IndexSpec {
+                name: r.get(0)?,
+                path: r.get(1)?,
+                unique: r.get(2)?,
+                sparse: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(Meta {
+        name: name.to_owned(),
+        encrypted_fields,
+        indexes,
+    }))
+}
+
+fn decode(collection: &str, bytes: &[u8]) -> Result<Document> {
+    Document::from_reader(bytes).map_err(|e| EngineError::Corrupt {
+        collection: collection.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn require_meta(conn: &Connection, name: &str) -> Result<Meta> {
+    load_meta(conn, name)?.ok_or_else(|| EngineError::CollectionNotFound(name.to_owned()))
+}
+
+fn require_encrypted(conn: &Connection, name: &str) -> Result<Meta> {
+    let m = require_meta(conn, name)?;
+    if m.encrypted() {
+        Ok(m)
+    } else {
+        Err(EngineError::NotEncrypted(name.to_owned()))
+    }
+}
+
+/// Fill in and check the state collection names (§7.1: the server insists on
+/// the `enxcol_.<coll>.esc/.ecoc` pattern).
+fn normalize_encrypted_fields(name: &str, mut ef: Document) -> Result<Document> {
+    let bad = |reason: String| EngineError::InvalidEncryptedFields {
+        collection: name.to_owned(),
+        reason,
+    };
+    for (key, want) in [
+        ("escCollection", esc_name(name)),
+        ("ecocCollection", ecoc_name(name)),
+    ] {
+        match ef.get(key) {
+            None => {
+                ef.insert(key, want);
+            }
+            Some(Bson::String(s)) if *s == want => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "{key} must be {want:?} (got {other}); omit it to use the default"
+                )));
+            }
+        }
+    }
+    match ef.get("fields") {
+        None => {
+            ef.insert("fields", Bson::Array(Vec::new()));
+        }
+        Some(Bson::Array(fields)) => {
+            for f in fields {
+                let ok = matches!(f, Bson::Document(d) if matches!(d.get("path"), Some(Bson::String(_))));
+                if !ok {
+                    return Err(bad(
+                        "every entry of fields must be a document with a string path".into(),
+                    ));
+                }
+            }
+        }
+        Some(_) => return Err(bad("fields must be an array".into())),
+    }
+    Ok(ef)
+}
+
+pub(crate) fn create_collection(
+    conn: &Connection,
+    name: &str,
+    opts: CreateCollectionOptions,
+) -> Result<Meta> {
+    validate_name(name)?;
+    if load_meta(conn, name)?.is_some() {
+        return Err(EngineError::CollectionExists(name.to_owned()));
+    }
+    let ef = opts
+        .encrypted_fields
+        .map(|ef| normalize_encrypted_fields(name, ef))
+        .transpose()?;
+    let mut tables = vec![name.to_owned()];
+    if ef.is_some() {
+        tables.extend([
+            format!("{name}.$tags"),
+            esc_name(name),
+            ecoc_name(name),
+            ecoc_compact_name(name),
+        ]);
+    }
+    for t in &tables {
+        if table_exists(conn, t)? {
+            return Err(EngineError::InvalidCollectionName {
+                name: name.to_owned(),
+                reason: "one of its storage tables is already used by another collection's ESC/ECOC; choose another name",
+            });
+        }
+    }
+    conn.execute_batch(&format!(
+        "CREATE TABLE {}(rid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, doc BLOB NOT NULL);",
+        q(name)
+    ))?;
+    let ef_bytes = match &ef {
+        Some(d) => {
+            conn.execute_batch(&format!(
+                "CREATE TABLE {}(tag BLOB NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY(tag, rid)) WITHOUT ROWID;
+                 CREATE TABLE {}(id BLOB PRIMARY KEY NOT NULL, value BLOB) WITHOUT ROWID;
+                 CREATE TABLE {}(rid INTEGER PRIMARY KEY, field TEXT NOT NULL, value BLOB NOT NULL);",
+                tags_table(name),
+                q(&esc_name(name)),
+                q(&ecoc_name(name))
+            ))?;
+            Some(bson::to_vec(d)?)
+        }
+        None => None,
+    };
+    conn.execute(
+        "INSERT INTO \"$catalog\"(name, encrypted_fields) VALUES(?1, ?2)",
+        params![name, ef_bytes],
+    )?;
+    Ok(Meta {
+        name: name.to_owned(),
+        encrypted_fields: ef,
+        indexes: Vec::new(),
+    })
+}
+
+pub(crate) fn ensure_collection(conn: &Connection, name: &str) -> Result<Meta> {
+    match load_meta(conn, name)? {
+        Some(m) => Ok(m),
+        None => create_collection(conn, name, CreateCollectionOptions::default()),
+    }
+}
+
+pub(crate) fn list_collections(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM \"$catalog\" ORDER BY name")?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}
+
+pub(crate) fn drop_collection(conn: &Connection, name: &str) -> Result<bool> {
+    let Some(meta) = load_meta(conn, name)? else {
+        return Ok(false);
+    };
+    let mut sql = format!("DROP TABLE IF EXISTS {};", q(name));
+    for i in &meta.indexes {
+        let _ = write!(sql, "DROP TABLE IF EXISTS {};", idx_table(name, &i.name));
+    }
+    if meta.encrypted() {
+        for t in [esc_name(name), ecoc_name(name), ecoc_compact_name(name)] {
+            let _ = write!(sql, "DROP TABLE IF EXISTS {};", q(&t));
+        }
+        let _ = write!(sql, "DROP TABLE IF EXISTS {};", tags_table(name));
+    }
+    conn.execute_batch(&sql)?;
+    conn.execute("DELETE FROM \"$catalog\" WHERE name=?1", [name])?;
+    conn.execute("DELETE FROM \"$indexes\" WHERE collection=?1", [name])?;
+    Ok(true)
+}
+
+/// Index keys of one document: (encoded key, the value it came from).
+fn index_keys(doc: &Document, spec: &IndexSpec) -> BTreeMap<Vec<u8>, Bson> {
+    let reach = Reach::of(doc, &spec.path);
+    let mut keys = BTreeMap::new();
+    for c in reach.candidates() {
+        keys.entry(encode_key(c)).or_insert_with(|| c.clone());
+    }
+    if reach.missing && !spec.sparse {
+        keys.entry(encode_key(&Bson::Null)).or_insert(Bson::Null);
+    }
+    keys
+}
+
+fn doc_tags(doc: &Document) -> BTreeSet<Tag> {
+    match doc.get(SAFE_CONTENT) {
+        Some(Bson::Array(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Bson::Binary(b) if b.subtype == BinarySubtype::Generic => Tag::from_slice(&b.bytes),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn add_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> Result<()> {
+    for spec in &meta.indexes {
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO {}(key, rid) VALUES(?1, ?2)",
+            idx_table(&meta.name, &spec.name)
+        ))?;
+        for (key, value) in index_keys(doc, spec) {
+            match stmt.execute(params![key, rid]) {
+                Ok(_) => {}
+                Err(e) if is_constraint(&e) => {
+                    return Err(EngineError::DuplicateKey {
+                        collection: meta.name.clone(),
+                        index: spec.name.clone(),
+                        key: format!("{{{}: {}}}", spec.path, render(&value)),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if meta.encrypted() {
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {}(tag, rid) VALUES(?1, ?2)",
+            tags_table(&meta.name)
+        ))?;
+        for t in doc_tags(doc) {
+            stmt.execute(params![&t.0[..], rid])?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> Result<()> {
+    for spec in &meta.indexes {
+        let mut stmt = conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE key=?1 AND rid=?2",
+            idx_table(&meta.name, &spec.name)
+        ))?;
+        for key in index_keys(doc, spec).into_keys() {
+            stmt.execute(params![key, rid])?;
+        }
+    }
+    if meta.encrypted() {
+        let mut stmt = conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE tag=?1 AND rid=?2",
+            tags_table(&meta.name)
+        ))?;
+        for t in doc_tags(doc) {
+            stmt.execute(params![&t.0[..], rid])?;
+        }
+    }
+    Ok(())
+}
+
+fn check_id(meta: &Meta, id: &Bson) -> Result<()> {
+    if matches!(
+        id,
+        Bson::Array(_) | Bson::RegularExpression(_) | Bson::Undefined
+    ) {
+        return Err(EngineError::InvalidDocument {
+            collection: meta.name.clone(),
+            reason: "_id cannot be an array, a regular expression or undefined".into(),
+        });
+    }
+    Ok(())
+}
+
+fn with_id_first(id: Bson, doc: Document) -> Document {
+    let mut out = Document::new();
+    out.insert("_id", id);
+    out.extend(doc);
+    out
+}
+
+pub(crate) fn insert_one(conn: &Connection, meta: &Meta, doc: Document) -> Result<Bson> {
+    let (id, doc) = if let Some(id) = doc.get("_id") {
+        (id.clone(), doc)
+    } else {
+        let id = Bson::ObjectId(ObjectId::new());
+        (id.clone(), with_id_first(id, doc))
+    };
+    check_id(meta, &id)?;
+    let bytes = bson::to_vec(&doc)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO {}(id, doc) VALUES(?1, ?2)",
+        q(&meta.name)
+    ))?;
+    match stmt.execute(params![encode_key(&id), bytes]) {
+        Ok(_) => {}
+        Err(e) if is_constraint(&e) => {
+            return Err(EngineError::DuplicateKey {
+                collection: meta.name.clone(),
+                index: "_id_".into(),
+                key: format!("{{_id: {}}}", render(&id)),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    add_entries(conn, meta, conn.last_insert_rowid(), &doc)?;
+    Ok(id)
+}
+
+pub(crate) fn replace_one(
+    conn: &Connection,
+    meta: &Meta,
+    id: &Bson,
+    doc: Document,
+) -> Result<bool> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            &format!("SELECT rid, doc FROM {} WHERE id=?1", q(&meta.name)),
+            [encode_key(id)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((rid, old)) = row else {
+        return Ok(false);
+    };
+    let old = decode(&meta.name, &old)?;
+    let doc = match doc.get("_id") {
+        Some(new_id) if crate::value::equals(new_id, id) => doc,
+        Some(_) => {
+            return Err(EngineError::InvalidDocument {
+                collection: meta.name.clone(),
+                reason: "the replacement changes _id, which is immutable".into(),
+            });
+        }
+        None => with_id_first(id.clone(), doc),
+    };
+    remove_entries(conn, meta, rid, &old)?;
+    conn.execute(
+        &format!("UPDATE {} SET doc=?1 WHERE rid=?2", q(&meta.name)),
+        params![bson::to_vec(&doc)?, rid],
+    )?;
+    add_entries(conn, meta, rid, &doc)?;
+    Ok(true)
+}
+
+/// How a filter's candidates are fetched.
+pub(crate) struct Plan {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Box<dyn ToSql>>,
+}
+
+fn conjuncts(f: &Filter) -> Vec<&Filter> {
+    match f {
+        Filter::And(fs) => fs.iter().flat_map(conjuncts).collect(),
+        other => vec![other],
+    }
+}
+
+fn keys_param<'a>(vals: impl IntoIterator<Item = &'a Bson>) -> Box<dyn ToSql> {
+    let mut keys: Vec<Value> = Vec::new();
+    for v in vals {
+        keys.push(Value::Blob(encode_key(v)));
+        if matches!(v, Bson::Null) {
+            // `$eq: null` also matches undefined, which has its own rank.
+            keys.push(Value::Blob(encode_key(&Bson::Undefined)));
+        }
+    }
+    Box::new(Rc::new(keys))
+}
+
+/// Choose the access path: an `_id` lookup, a tag-index lookup, an equality
+/// or range scan of a secondary index, or a full scan. The whole filter is
+/// still evaluated on every candidate, so an index only has to return a
+/// superset of the matches.
+pub(crate) fn plan(meta: &Meta, filter: &Filter) -> Plan {
+    let table = q(&meta.name);
+    let by_rid = |sub: String, params: Vec<Box<dyn ToSql>>| Plan {
+        sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({sub}) ORDER BY rid"),
+        params,
+    };
+    let cs = conjuncts(filter);
+    for c in &cs {
+        match c {
+            Filter::Field {
+                path,
+                op: FieldOp::Eq(v),
+            } if path == "_id" => {
+                return Plan {
+                    sql: format!("SELECT rid, doc FROM {table} WHERE id IN rarray(?1)"),
+                    params: vec![keys_param([v])],
+                };
+            }
+            Filter::Field {
+                path,
+                op: FieldOp::In(vs),
+            } if path == "_id" => {
+                return Plan {
+                    sql: format!(
+                        "SELECT rid, doc FROM {table} WHERE id IN rarray(?1) ORDER BY rid"
+                    ),
+                    params: vec![keys_param(vs)],
+                };
+            }
+            Filter::TagIn(tags) if meta.encrypted() => {
+                let tags: Vec<Value> = tags.iter().map(|t| Value::Blob(t.0.to_vec())).collect();
+                return by_rid(
+                    format!(
+                        "SELECT rid FROM {} WHERE tag IN rarray(?1)",
+                        tags_table(&meta.name)
+                    ),
+                    vec![Box::new(Rc::new(tags)) as Box<dyn ToSql>],
+                );
+            }
+            _ => {}
+        }
+    }
+    for c in &cs {
+        let Filter::Field { path, op } = c else {
+            continue;
+        };
+        for spec in meta.indexes.iter().filter(|s| &s.path == path) {
+            let t = idx_table(&meta.name, &spec.name);
+            let has_null = |vs: &[&Bson]| vs.iter().any(|v| matches!(v, Bson::Null));
+            match op {
+                FieldOp::Eq(v) if !(spec.sparse && has_null(&[v])) => {
+                    return by_rid(
+                        format!("SELECT rid FROM {t} WHERE key IN rarray(?1)"),
+                        vec![keys_param([v])],
+                    );
+                }
+                FieldOp::In(vs) if !(spec.sparse && has_null(&vs.iter().collect::<Vec<_>>())) => {
+                    return by_rid(
+                        format!("SELECT rid FROM {t} WHERE key IN rarray(?1)"),
+                        vec![keys_param(vs)],
+                    );
+                }
+                FieldOp::Lt(v) | FieldOp::Lte(v) | FieldOp::Gt(v) | FieldOp::Gte(v)
+                    if !matches!(
+                        v,
+                        Bson::MinKey | Bson::MaxKey | Bson::Null | Bson::Undefined
+                    ) =>
+                {
+                    let rank = canonical_rank(v);
+                    let lo_bracket: Box<dyn ToSql> = Box::new(vec![rank]);
+                    let hi_bracket: Box<dyn ToSql> = Box::new(vec![rank + 1]);
+                    let k: Box<dyn ToSql> = Box::new(encode_key(v));
+                    let (cond, params) = match op {
+                        FieldOp::Lt(_) => ("key >= ?1 AND key < ?2", vec![lo_bracket, k]),
+                        FieldOp::Lte(_) => ("key >= ?1 AND key <= ?2", vec![lo_bracket, k]),
+                        FieldOp::Gt(_) => ("key > ?1 AND key < ?2", vec![k, hi_bracket]),
+                        _ => ("key >= ?1 AND key < ?2", vec![k, hi_bracket]),
+                    };
+                    return by_rid(format!("SELECT rid FROM {t} WHERE {cond}"), params);
+                }
+                _ => {}
+            }
+        }
+    }
+    Plan {
+        sql: format!("SELECT rid, doc FROM {table} ORDER BY rid"),
+        params: Vec::new(),
+    }
+}
+
+/// Feed every matching (rid, document) to `f` until it returns `false`.
+fn scan(
+    conn: &Connection,
+    meta: &Meta,
+    filter: &Filter,
+    mut f: impl FnMut(i64, Document) -> bool,
+) -> Result<()> {
+    let plan = plan(meta, filter);
+    let mut stmt = conn.prepare_cached(&plan.sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(plan.params.iter()))?;
+    while let Some(row) = rows.next()? {
+        let rid: i64 = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let doc = decode(&meta.name, &bytes)?;
+        if filter.matches(&doc) && !f(rid, doc) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn explain(conn: &Connection, meta: &Meta, filter: &Filter) -> Result<Vec<String>> {
+    let plan = plan(meta, filter);
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", plan.sql))?;
+    let lines = stmt
+        .query_map(rusqlite::params_from_iter(plan.params.iter()), |r| {
+            r.get::<_, String>(3)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(lines)
+}
+
+/// The value a document sorts by on `path`: the smallest (ascending) or
+/// largest (descending) candidate, `null` when the path reaches nothing.
+fn sort_key(doc: &Document, path: &str, dir: SortDirection) -> Bson {
+    let reach = Reach::of(doc, path);
+    let cands = reach
+        .candidates()
+        .filter(|c| !matches!(c, Bson::Array(a) if !a.is_empty()));
+    let best = match dir {
+        SortDirection::Ascending => cands.min_by(|a, b| compare(a, b)),
+        SortDirection::Descending => cands.max_by(|a, b| compare(a, b)),
+    };
+    best.cloned().unwrap_or(Bson::Null)
+}
+
+pub(crate) fn find(
+    conn: &Connection,
+    name: &str,
+    filter: &Filter,
+    opts: &FindOptions,
+) -> Result<Vec<Document>> {
+    let Some(meta) = load_meta(conn, name)? else {
+        return Ok(Vec::new());
+    };
+    let projection = opts
+        .projection
+        .as_ref()
+        .map(Projection::parse)
+        .transpose()?;
+    let skip = usize::try_from(opts.skip).unwrap_or(usize::MAX);
+    let limit = opts
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let mut docs = Vec::new();
+    if opts.sort.is_empty() {
+        let want = skip.saturating_add(limit);
+        if want > 0 {
+            scan(conn, &meta, filter, |_, d| {
+                docs.push(d);
+                docs.len() < want
+            })?;
+        }
+    } else {
+        let mut keyed = Vec::new();
+        scan(conn, &meta, filter, |_, d| {
+            let keys: Vec<Bson> = opts
+                .sort
+                .iter()
+                .map(|(p, dir)| sort_key(&d, p, *dir))
+                .collect();
+            keyed.push((keys, d));
+            true
+        })?;
+        keyed.sort_by(|(a, _), (b, _)| {
+            for ((x, y), (_, dir)) in a.iter().zip(b).zip(&opts.sort) {
+                let o = compare(x, y);
+                let o = if *dir == SortDirection::Descending {
+                    o.reverse()
+                } else {
+                    o
+                };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        docs = keyed.into_iter().map(|(_, d)| d).collect();
+    }
+    let out = docs.into_iter().skip(skip).take(limit);
+    Ok(match projection {
+        Some(p) => out.map(|d| p.apply(d)).collect(),
+        None => out.collect(),
+    })
+}
+
+pub(crate) fn count(conn: &Connection, name: &str, filter: &Filter) -> Result<u64> {
+    let Some(meta) = load_meta(conn, name)? else {
+        return Ok(0);
+    };
+    let mut n = 0u64;
+    scan(conn, &meta, filter, |_, _| {
+        n += 1;
+        true
+    })?;
+    Ok(n)
+}
+
+pub(crate) fn delete(conn: &Connection, name: &str, filter: &Filter, one: bool) -> Result<u64> {
+    let Some(meta) = load_meta(conn, name)? else {
+        return Ok(0);
+    };
+    let mut victims = Vec::new();
+    scan(conn, &meta, filter, |rid, d| {
+        victims.push((rid, d));
+        !one
+    })?;
+    let mut stmt = conn.prepare_cached(&format!("DELETE FROM {} WHERE rid=?1", q(name)))?;
+    for (rid, d) in &victims {
+        remove_entries(conn, &meta, *rid, d)?;
+        stmt.execute([rid])?;
+    }
+    Ok(victims.len() as u64)
+}
+
+pub(crate) fn create_index(conn: &Connection, name: &str, spec: &IndexSpec) -> Result<()> {
+    let meta = ensure_collection(conn, name)?;
+    let invalid = |reason: &str| EngineError::InvalidIndex {
+        collection: name.to_owned(),
+        index: spec.name.clone(),
+        reason: reason.to_owned(),
+    };
+    if spec.name.is_empty() || spec.name == "_id_" {
+        return Err(invalid("the name must be non-empty and not _id_"));
+    }
+    if spec.path.is_empty() || spec.path.split('.').any(str::is_empty) {
+        return Err(invalid(
+            "the path must be a dotted path with non-empty components",
+        ));
+    }
+    if let Some(existing) = meta.indexes.iter().find(|i| i.name == spec.name) {
+        return if existing == spec {
+            Ok(())
+        } else {
+            Err(invalid(
+                "an index with this name exists with a different definition; drop it or pick another name",
+            ))
+        };
+    }
+    let pk = if spec.unique {
+        "PRIMARY KEY(key)"
+    } else {
+        "PRIMARY KEY(key, rid)"
+    };
+    conn.execute_batch(&format!(
+        "CREATE TABLE {}(key BLOB NOT NULL, rid INTEGER NOT NULL, {pk}) WITHOUT ROWID;",
+        idx_table(name, &spec.name)
+    ))?;
+    conn.execute(
+        "INSERT INTO \"$indexes\"(collection, name, path, is_unique, sparse) VALUES(?1, ?2, ?3, ?4, ?5)",
+        params![name, spec.name, spec.path, spec.unique, spec.sparse],
+    )?;
+    let only_new = Meta {
+        indexes: vec![spec.clone()],
+        encrypted_fields: None,
+        name: name.to_owned(),
+    };
+    let mut stmt = conn.prepare(&format!("SELECT rid, doc FROM {}", q(name)))?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let bytes: Vec<u8> = row.get(1)?;
+        let doc = decode(name, &bytes)?;
+        add_entries(conn, &only_new, row.get(0)?, &doc)?;
+    }
+    Ok(())
+}
+
+/// A parsed MongoDB projection.
+struct Projection {
+    include: bool,
+    paths: Vec<Vec<String>>,
+    keep_id: bool,
+}
+
+impl Projection {
+    fn parse(p: &Document) -> Result<Self> {
+        let mut include = None;
+        let mut keep_id = true;
+        let mut paths = Vec::new();
+        for (k, v) in p {
+            let on = match v {
+                Bson::Boolean(b) => *b,
+                Bson::Int32(i) => *i != 0,
+                Bson::Int64(i) => *i != 0,
+                Bson::Double(f) => *f != 0.0,
+                _ => {
+                    return Err(EngineError::InvalidProjection(format!(
+                        "{k}: only 0/1/true/false are supported"
+                    )));
+                }
+            };
+            if k == "_id" {
+                keep_id = on;
+                continue;
+            }
+            if *include.get_or_insert(on) != on {
+                return Err(EngineError::InvalidProjection(
+                    "cannot mix inclusion and exclusion (except for _id)".into(),
+                ));
+            }
+            paths.push(k.split('.').map(str::to_owned).collect());
+        }
+        // `{_id: 0}` alone is an exclusion projection.
+        Ok(Self {
+            include: include.unwrap_or(false),
+            paths,
+            keep_id,
+        })
+    }
+
+    fn apply(&self, doc: Document) -> Document {
+        let mut out = if self.include {
+            let mut out = Document::new();
+            if self.keep_id {
+                if let Some(id) = doc.get("_id") {
+                    out.insert("_id", id.clone());
+                }
+            }
+            for p in &self.paths {
+                copy_path(&doc, p, &mut out);
+            }
+            out
+        } else {
+            let mut out = doc;
+            for p in &self.paths {
+                remove_path(&mut out, p);
+            }
+            out
+        };
+        if !self.keep_id {
+            out.remove("_id");
+        }
+        out
+    }
+}
+
+fn copy_path(src: &Document, path: &[String], out: &mut Document) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(v) = src.get(first) else { return };
+    if rest.is_empty() {
+        out.insert(first.clone(), v.clone());
+    } else if let Bson::Document(sub) = v {
+        let mut target = match out.remove(first) {
+            Some(Bson::Document(d)) => d,
+            _ => Document::new(),
+        };
+        copy_path(sub, rest, &mut target);
+        if !target.is_empty() {
+            out.insert(first.clone(), target);
+        }
+    }
+}
+
+fn remove_path(doc: &mut Document, path: &[String]) {
+    match path {
+        [] => {}
+        [last] => {
+            doc.remove(last);
+        }
+        [first, rest @ ..] => {
+            if let Some(Bson::Document(sub)) = doc.get_mut(first) {
+                remove_path(sub, rest);
+            }
+        }
+    }
+}
+
+// ---- QE state ----
+
+pub(crate) fn esc_get_many(
+    conn: &Connection,
+    c: &str,
+    ids: &[EscId],
+) -> Result<Vec<Option<EscEntry>>> {
+    require_encrypted(conn, c)?;
+    let keys: Vec<Value> = ids.iter().map(|i| Value::Blob(i.0.to_vec())).collect();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, value FROM {} WHERE id IN rarray(?1)",
+        q(&esc_name(c))
+    ))?;
+    let mut found: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+    let mut rows = stmt.query([Rc::new(keys)])?;
+    while let Some(r) = rows.next()? {
+        found.insert(r.get(0)?, r.get(1)?);
+    }
+    Ok(ids
+        .iter()
+        .map(|i| {
+            found.get(&i.0[..]).map(|v| EscEntry {
+                value: v.clone().map(EscValue),
+            })
+        })
+        .collect())
+}
+
+pub(crate) fn esc_insert(
+    conn: &Connection,
+    c: &str,
+    id: &EscId,
+    value: Option<&EscValue>,
+    upsert: bool,
+) -> Result<()> {
+    require_encrypted(conn, c)?;
+    let sql = if upsert {
+        "INSERT INTO {}(id, value) VALUES(?1, ?2) ON CONFLICT(id) DO UPDATE SET value=excluded.value"
+    } else {
+        "INSERT INTO {}(id, value) VALUES(?1, ?2)"
+    };
+    let mut stmt = conn.prepare_cached(&sql.replace("{}", &q(&esc_name(c))))?;
+    match stmt.execute(params![&id.0[..], value.map(|v| &v.0[..])]) {
+        Ok(_) => Ok(()),
+        Err(e) if is_constraint(&e) => Err(EngineError::EscIdConflict {
+            collection: c.to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn esc_delete_many(conn: &Connection, c: &str, ids: &[EscId]) -> Result<u64> {
+    require_encrypted(conn, c)?;
+    let keys: Vec<Value> = ids.iter().map(|i| Value::Blob(i.0.to_vec())).collect();
+    let n = conn.execute(
+        &format!("DELETE FROM {} WHERE id IN rarray(?1)", q(&esc_name(c))),
+        [Rc::new(keys)],
+    )?;
+    Ok(n as u64)
+}
+
+fn count_table(conn: &Connection, table: &str) -> Result<u64> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", q(table)), [], |r| {
+        r.get(0)
+    })?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+pub(crate) fn esc_count(conn: &Connection, c: &str) -> Result<u64> {
+    require_encrypted(conn, c)?;
+    count_table(conn, &esc_name(c))
+}
+
+pub(crate) fn esc_non_anchor_ids(conn: &Connection, c: &str) -> Result<Vec<EscId>> {
+    require_encrypted(conn, c)?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id FROM {} WHERE value IS NULL",
+        q(&esc_name(c))
+    ))?;
+    let mut out = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let raw: Vec<u8> = r.get(0)?;
+        let id = EscId::from_slice(&raw).ok_or_else(|| EngineError::Corrupt {
+            collection: esc_name(c),
+            reason: format!("ESC id of {} bytes, expected 32", raw.len()),
+        })?;
+        out.push(id);
+    }
+    Ok(out)
+}
+
+pub(crate) fn ecoc_append(conn: &Connection, c: &str, field: &str, value: &[u8]) -> Result<()> {
+    require_encrypted(conn, c)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO {}(field, value) VALUES(?1, ?2)",
+        q(&ecoc_name(c))
+    ))?;
+    stmt.execute(params![field, value])?;
+    Ok(())
+}
+
+pub(crate) fn ecoc_count(conn: &Connection, c: &str) -> Result<u64> {
+    require_encrypted(conn, c)?;
+    count_table(conn, &ecoc_name(c))
+}
+
+pub(crate) fn ecoc_begin_compaction(conn: &Connection, c: &str) -> Result<bool> {
+    require_encrypted(conn, c)?;
+    if table_exists(conn, &ecoc_compact_name(c))? {
+        return Ok(false);
+    }
+    conn.execute_batch(&format!(
+        "ALTER TABLE {live} RENAME TO {compact};
+         CREATE TABLE {live}(rid INTEGER PRIMARY KEY, field TEXT NOT NULL, value BLOB NOT NULL);",
+        live = q(&ecoc_name(c)),
+        compact = q(&ecoc_compact_name(c)),
+    ))?;
+    Ok(true)
+}
+
+pub(crate) fn ecoc_read_compact(conn: &Connection, c: &str) -> Result<Vec<EcocEntry>> {
+    require_encrypted(conn, c)?;
+    if !table_exists(conn, &ecoc_compact_name(c))? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT field, value FROM {} ORDER BY rid",
+        q(&ecoc_compact_name(c))
+    ))?;
+    let out = stmt
+        .query_map([], |r| {
+            Ok(EcocEntry {
+                field_name: r.get(0)?,
+                value: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(out)
+}
+
+pub(crate) fn ecoc_drop_compact(conn: &Connection, c: &str) -> Result<()> {
+    require_encrypted(conn, c)?;
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {}",
+        q(&ecoc_compact_name(c))
+    ))?;
+    Ok(())
+}
