@@ -11,6 +11,8 @@ mod engine;
 mod error;
 pub mod filter;
 pub mod keyvault;
+pub mod postgres;
+pub mod qe_server;
 pub mod qe_state;
 pub mod sqlite;
 pub mod value;
