@@ -1,1 +1,3 @@
 //! The cipherdoc command line: management commands and the standalone `cipherdoc` binary.
+
+pub mod standalone;

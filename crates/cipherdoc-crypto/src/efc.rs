@@ -167,6 +167,7 @@ pub const DEFAULT_CONTENTION: u64 = 8;
 
 /// One entry of `queries`.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a handful per collection; boxing buys nothing
 #[non_exhaustive]
 pub enum QueryTypeConfig {
     /// `{queryType: "equality", contention}`.

@@ -246,7 +246,7 @@ impl ClientEncryption {
         for _ in 0..4 {
             match client::decrypt_blob(&blob.bytes, &Loaded(&loaded)) {
                 Err(cipherdoc_crypto::Error::MissingKey(id)) => {
-                    loaded.push(self.keys.key(id).await?)
+                    loaded.push(self.keys.key(id).await?);
                 }
                 Err(e) => return Err(e.into()),
                 Ok(Some(v)) => return Ok(v),
@@ -297,7 +297,13 @@ pub fn key_ids_of(blob: &[u8]) -> Result<Vec<KeyId>> {
 pub fn inspect(blob: &[u8]) -> Result<Document> {
     use BlobSubtype as B;
     let subtype = BlobSubtype::of(blob)?;
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hex = |b: &[u8]| {
+        use std::fmt::Write;
+        b.iter().fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+    };
     let ty = |t: bson::spec::ElementType| format!("{t:?}");
     let mut d = doc! { "subtype": i32::from(subtype as u8), "name": format!("{subtype:?}") };
     match subtype {
