@@ -310,6 +310,49 @@ fn unknown_keys_other_subtypes_and_changed_bytes() {
 }
 
 #[test]
+fn a_database_file_can_be_the_vault() {
+    let ws = Workspace::new();
+    let db = ws.path("keys.db");
+    let master = ws.master();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--vault",
+            db.to_str().unwrap(),
+            "--master-key",
+            master.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
+    };
+    let run = |cmd: &[&str], extra: &[&str]| {
+        let mut all: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
+        all.extend(args(extra));
+        let out = ws.run(&all.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    run(&["key", "create"], &["--alt-name", "in-db"]);
+    let blob = run(
+        &["encrypt"],
+        &[
+            "--alt-name",
+            "in-db",
+            "--algorithm",
+            "indexed",
+            "--value",
+            "\"v\"",
+        ],
+    );
+    assert_eq!(run(&["decrypt"], &[&blob]), "\"v\"");
+    let raw = std::fs::read(&db).unwrap();
+    assert!(raw.starts_with(b"SQLite format 3"));
+}
+
+#[test]
 fn generate_master_never_overwrites() {
     let ws = Workspace::new();
     let out = ws.run(&[

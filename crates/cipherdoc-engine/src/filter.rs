@@ -76,6 +76,11 @@ pub enum FieldOp {
     Gte(Bson),
     /// `$exists`
     Exists(bool),
+    /// A string at the path contains this substring (Django's `contains`;
+    /// MongoDB would use an unanchored, escaped `$regex`).
+    Contains(String),
+    /// A string at the path starts with this prefix (Django's `startswith`).
+    StartsWith(String),
 }
 
 /// A filter. Build one with the constructors (`Filter::eq("a.b", 5)`) or
@@ -471,6 +476,12 @@ fn op_matches(op: &FieldOp, reach: &Reach<'_>) -> bool {
         FieldOp::Gt(x) => cmp_matches(x, reach, |o| o == Greater, false),
         FieldOp::Gte(x) => cmp_matches(x, reach, |o| o == Greater, true),
         FieldOp::Exists(yes) => *yes != reach.values.is_empty(),
+        FieldOp::Contains(needle) => reach
+            .candidates()
+            .any(|c| matches!(c, Bson::String(s) if s.contains(needle.as_str()))),
+        FieldOp::StartsWith(prefix) => reach
+            .candidates()
+            .any(|c| matches!(c, Bson::String(s) if s.starts_with(prefix.as_str()))),
     }
 }
 

@@ -315,3 +315,118 @@ impl KeyVault for JsonFileKeyVault {
         self.read()
     }
 }
+
+/// The key vault as a collection inside a database (e.g.
+/// `encrypted_db.__keyVault`), with a unique index on `keyAltNames` that
+/// ignores keys without one (see `cipherdoc_engine::keyvault`).
+#[derive(Debug, Clone)]
+pub struct EngineKeyVault {
+    engine: std::sync::Arc<dyn cipherdoc_engine::Engine>,
+    collection: String,
+}
+
+impl EngineKeyVault {
+    /// Opens (creating when missing) the key vault collection `collection`.
+    pub async fn open(
+        engine: std::sync::Arc<dyn cipherdoc_engine::Engine>,
+        collection: impl Into<String>,
+    ) -> Result<Self, KeyVaultError> {
+        let collection = collection.into();
+        let vault = Self { engine, collection };
+        cipherdoc_engine::keyvault::ensure_key_vault(vault.engine.as_ref(), &vault.collection)
+            .await
+            .map_err(|e| vault.storage_error(e))?;
+        Ok(vault)
+    }
+
+    fn storage_error(&self, e: impl std::fmt::Display) -> KeyVaultError {
+        KeyVaultError::Storage {
+            location: self.collection.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn map_engine(&self, e: cipherdoc_engine::EngineError, doc: &Document) -> KeyVaultError {
+        match e {
+            cipherdoc_engine::EngineError::DuplicateKey { ref index, .. } => {
+                if index.contains("keyAltNames") {
+                    let names = alt_names_of(doc).unwrap_or_default();
+                    KeyVaultError::DuplicateAltName(names.join(", "))
+                } else {
+                    match key_id_of(doc) {
+                        Ok(id) => KeyVaultError::DuplicateId(id),
+                        Err(err) => err,
+                    }
+                }
+            }
+            other => self.storage_error(other),
+        }
+    }
+
+    async fn find_one(
+        &self,
+        filter: cipherdoc_engine::Filter,
+    ) -> Result<Option<Document>, KeyVaultError> {
+        self.engine
+            .find_one(&self.collection, &filter)
+            .await
+            .map_err(|e| self.storage_error(e))
+    }
+}
+
+fn uuid_bson(id: Uuid) -> Bson {
+    Bson::Binary(bson::Binary {
+        subtype: BinarySubtype::Uuid,
+        bytes: id.bytes().to_vec(),
+    })
+}
+
+#[async_trait]
+impl KeyVault for EngineKeyVault {
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<Document>, KeyVaultError> {
+        self.find_one(cipherdoc_engine::Filter::eq("_id", uuid_bson(id)))
+            .await
+    }
+
+    async fn find_by_alt_name(&self, name: &str) -> Result<Option<Document>, KeyVaultError> {
+        self.find_one(cipherdoc_engine::Filter::eq("keyAltNames", name))
+            .await
+    }
+
+    async fn insert(&self, doc: Document) -> Result<(), KeyVaultError> {
+        // Validate what the engine's indexes cannot (shape, repeated names
+        // within one document) before writing.
+        check_insert(&[], &doc)?;
+        self.engine
+            .insert_one(&self.collection, doc.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_engine(e, &doc))
+    }
+
+    async fn replace(&self, doc: Document) -> Result<(), KeyVaultError> {
+        let id = key_id_of(&doc)?;
+        alt_names_of(&doc)?;
+        let replaced = self
+            .engine
+            .replace_one(&self.collection, &uuid_bson(id), doc.clone())
+            .await
+            .map_err(|e| self.map_engine(e, &doc))?;
+        if replaced {
+            Ok(())
+        } else {
+            Err(KeyVaultError::NotFound(id))
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Document>, KeyVaultError> {
+        self.engine
+            .find(
+                &self.collection,
+                &cipherdoc_engine::Filter::all(),
+                &cipherdoc_engine::FindOptions::default(),
+            )
+            .await
+            .map_err(|e| self.storage_error(e))
+    }
+}

@@ -5,6 +5,7 @@
 extern crate self as cipherdoc;
 
 pub mod client_encryption;
+pub mod encrypter;
 mod error;
 pub mod key_vault;
 pub mod keys;

@@ -75,6 +75,21 @@ async fn contract(vault: &dyn KeyVault) {
 }
 
 #[tokio::test]
+async fn engine_vault_in_a_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine: std::sync::Arc<dyn cipherdoc_engine::Engine> = std::sync::Arc::new(
+        cipherdoc_engine::sqlite::SqliteEngine::open(dir.path().join("db.sqlite")).unwrap(),
+    );
+    let vault = cipherdoc::key_vault::EngineKeyVault::open(engine.clone(), "__keyVault")
+        .await
+        .unwrap();
+    contract(&vault).await;
+    // Keys without alt names do not collide in the unique index.
+    vault.insert(key(10, &[])).await.unwrap();
+    vault.insert(key(11, &[])).await.unwrap();
+}
+
+#[tokio::test]
 async fn memory_vault() {
     contract(&MemoryKeyVault::new()).await;
 }

@@ -1,0 +1,379 @@
+//! Automatic encryption: what libmongocrypt does for a driver, over an
+//! encrypted fields map instead of query analysis.
+//!
+//! - [`Encrypter::encrypt_document`]: a plaintext document → the same document
+//!   with each encrypted path replaced by an insert payload (11) or, for
+//!   unindexed fields, a stored value (16).
+//! - [`Encrypter::encrypt_filter`]: a filter → the same filter with each
+//!   constant compared to an encrypted path replaced by a find payload (12).
+//! - [`Encrypter::decrypt_document`]: a stored document → plaintext, without
+//!   `__safeContent__`.
+//!
+//! The encrypter refuses what QE cannot do (a null or mistyped encrypted
+//! value, a comparison other than equality on an equality field, an
+//! encrypted path inside an array) before anything reaches an engine.
+
+use std::sync::Arc;
+
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, Document};
+use cipherdoc_crypto::client::{self, UserKey};
+use cipherdoc_crypto::efc::{EncryptedField, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
+use cipherdoc_crypto::payload::BlobSubtype;
+use cipherdoc_crypto::{KeyId, OsRandom};
+use cipherdoc_engine::filter::SAFE_CONTENT;
+use cipherdoc_engine::{FieldOp, Filter};
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyStore, LoadedKey};
+
+/// Encrypts documents and filters, and decrypts documents, for one key store.
+#[derive(Debug, Clone)]
+pub struct Encrypter {
+    keys: Arc<KeyStore>,
+}
+
+fn blob(bytes: Vec<u8>) -> Bson {
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Encrypted,
+        bytes,
+    })
+}
+
+fn is_encrypted_blob(v: &Bson) -> bool {
+    matches!(v, Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted)
+}
+
+impl Encrypter {
+    /// An encrypter over `keys`.
+    pub fn new(keys: Arc<KeyStore>) -> Self {
+        Self { keys }
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    async fn field_key(&self, ns: &str, field: &EncryptedField) -> Result<Arc<LoadedKey>> {
+        match &field.key {
+            FieldKey::Id(id) => self.keys.key(*id).await.map_err(|e| match e {
+                Error::KeyNotFound(_) => Error::KeyNotFound(format!(
+                    "Encryption key '{id}' of field '{}' in {ns} not found. Have you migrated the database?",
+                    field.path
+                )),
+                other => other,
+            }),
+            FieldKey::AltName(n) => self.keys.key_by_alt_name(n).await,
+        }
+    }
+
+    /// Replaces each encrypted path's value by its payload. `ns` names the
+    /// collection in errors.
+    pub async fn encrypt_document(
+        &self,
+        ns: &str,
+        doc: &Document,
+        efc: &EncryptedFieldConfig,
+    ) -> Result<Document> {
+        if doc.contains_key(SAFE_CONTENT) {
+            return Err(Error::Encryption(format!(
+                "{ns}: documents may not set `{SAFE_CONTENT}`; it is maintained by Queryable Encryption"
+            )));
+        }
+        let mut out = doc.clone();
+        for field in &efc.fields {
+            let Some(slot) = slot_mut(&mut out, &field.path, ns)? else {
+                continue;
+            };
+            if is_encrypted_blob(slot) {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} already holds an encrypted value; give the plaintext",
+                    field.path
+                )));
+            }
+            check_type(ns, field, slot)?;
+            let key = self.field_key(ns, field).await?;
+            let user = UserKey {
+                id: key.id,
+                key: &key.key,
+            };
+            let bytes = match field.query() {
+                None => client::encrypt_unindexed(slot, user, &mut OsRandom)?.encode(),
+                Some(QueryTypeConfig::Equality { contention }) => client::encrypt_equality_insert(
+                    slot,
+                    &key.tokens,
+                    user,
+                    *contention,
+                    &mut OsRandom,
+                )?
+                .encode(),
+                Some(QueryTypeConfig::Range { .. }) => return Err(range_unsupported(ns, field)),
+                Some(_) => {
+                    return Err(Error::Encryption(format!(
+                        "field '{}' of {ns} has a query type this version does not support",
+                        field.path
+                    )));
+                }
+            };
+            *slot = blob(bytes);
+        }
+        Ok(out)
+    }
+
+    /// Replaces constants compared with encrypted paths by find payloads.
+    pub async fn encrypt_filter(
+        &self,
+        ns: &str,
+        filter: &Filter,
+        efc: &EncryptedFieldConfig,
+    ) -> Result<Filter> {
+        Box::pin(self.encrypt_filter_inner(ns, filter, efc)).await
+    }
+
+    async fn encrypt_filter_inner(
+        &self,
+        ns: &str,
+        filter: &Filter,
+        efc: &EncryptedFieldConfig,
+    ) -> Result<Filter> {
+        Ok(match filter {
+            Filter::And(v) => Filter::And(self.encrypt_filters(ns, v, efc).await?),
+            Filter::Or(v) => Filter::Or(self.encrypt_filters(ns, v, efc).await?),
+            Filter::Nor(v) => Filter::Nor(self.encrypt_filters(ns, v, efc).await?),
+            Filter::Not(f) => Filter::Not(Box::new(self.encrypt_filter(ns, f, efc).await?)),
+            Filter::Field { path, op } => {
+                if path == SAFE_CONTENT || path.starts_with("__safeContent__.") {
+                    return Err(Error::Encryption(format!(
+                        "{ns}: `{SAFE_CONTENT}` cannot be queried directly"
+                    )));
+                }
+                if let Some(inside) = efc.fields.iter().find(|f| {
+                    path.strip_prefix(f.path.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+                }) {
+                    return Err(Error::Encryption(format!(
+                        "cannot query '{path}' of {ns}: it lies inside the encrypted field '{}', whose contents cannot be queried",
+                        inside.path
+                    )));
+                }
+                match efc.field(path) {
+                    None => filter.clone(),
+                    Some(field) => Filter::Field {
+                        path: path.clone(),
+                        op: self.encrypt_op(ns, field, op).await?,
+                    },
+                }
+            }
+            other => other.clone(),
+        })
+    }
+
+    async fn encrypt_filters(
+        &self,
+        ns: &str,
+        filters: &[Filter],
+        efc: &EncryptedFieldConfig,
+    ) -> Result<Vec<Filter>> {
+        let mut out = Vec::with_capacity(filters.len());
+        for f in filters {
+            out.push(self.encrypt_filter(ns, f, efc).await?);
+        }
+        Ok(out)
+    }
+
+    async fn encrypt_op(&self, ns: &str, field: &EncryptedField, op: &FieldOp) -> Result<FieldOp> {
+        let not_queryable = || {
+            Error::Encryption(format!(
+                "field '{}' of {ns} is encrypted without `queries`, so it cannot be queried; declare it with queries = \"equality\" (a new collection is needed)",
+                field.path
+            ))
+        };
+        let query = field.query().ok_or_else(not_queryable)?;
+        if let FieldOp::Exists(_) = op {
+            return Ok(op.clone());
+        }
+        let cm = match query {
+            QueryTypeConfig::Equality { contention } => *contention,
+            QueryTypeConfig::Range { .. } => return Err(range_unsupported(ns, field)),
+            _ => return Err(not_queryable()),
+        };
+        let key = self.field_key(ns, field).await?;
+        let find = |v: &Bson| -> Result<Bson> {
+            if matches!(v, Bson::Null) {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is encrypted and never null; comparing it with null is not supported",
+                    field.path
+                )));
+            }
+            check_type(ns, field, v)?;
+            Ok(blob(
+                client::encrypt_equality_find(v, &key.tokens, cm)?.encode(),
+            ))
+        };
+        Ok(match op {
+            FieldOp::Eq(v) => FieldOp::Eq(find(v)?),
+            FieldOp::Ne(v) => FieldOp::Ne(find(v)?),
+            FieldOp::In(vs) => FieldOp::In(vs.iter().map(find).collect::<Result<_>>()?),
+            FieldOp::Nin(vs) => FieldOp::Nin(vs.iter().map(find).collect::<Result<_>>()?),
+            FieldOp::Lt(_) | FieldOp::Lte(_) | FieldOp::Gt(_) | FieldOp::Gte(_) => {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} has an equality index: only eq, ne and in are allowed (use queries = \"range\" for <, <=, >, >=)",
+                    field.path
+                )));
+            }
+            _ => {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns}: this operator cannot be used on an encrypted field",
+                    field.path
+                )));
+            }
+        })
+    }
+
+    /// Decrypts every encrypted value of a stored document and drops
+    /// `__safeContent__`.
+    pub async fn decrypt_document(&self, mut doc: Document) -> Result<Document> {
+        doc.remove(SAFE_CONTENT);
+        let mut ids = Vec::new();
+        collect_key_ids(&Bson::Document(doc.clone()), &mut ids)?;
+        let mut loaded: Vec<Arc<LoadedKey>> = Vec::with_capacity(ids.len());
+        for id in ids {
+            loaded.push(self.keys.key(id).await?);
+        }
+        let mut value = Bson::Document(doc);
+        Box::pin(self.decrypt_value(&mut value, &mut loaded)).await?;
+        match value {
+            Bson::Document(d) => Ok(d),
+            _ => Err(Error::Encryption(
+                "a document decrypted to a non-document".to_owned(),
+            )),
+        }
+    }
+
+    async fn decrypt_value(&self, v: &mut Bson, loaded: &mut Vec<Arc<LoadedKey>>) -> Result<()> {
+        match v {
+            Bson::Document(d) => {
+                for (_, x) in d.iter_mut() {
+                    Box::pin(self.decrypt_value(x, loaded)).await?;
+                }
+            }
+            Bson::Array(a) => {
+                for x in a.iter_mut() {
+                    Box::pin(self.decrypt_value(x, loaded)).await?;
+                }
+            }
+            Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
+                // Stored indexed values name their user key only inside;
+                // fetch keys as decryption asks for them.
+                for _ in 0..4 {
+                    match client::decrypt_blob(&b.bytes, &Loaded(loaded)) {
+                        Err(cipherdoc_crypto::Error::MissingKey(id)) => {
+                            loaded.push(self.keys.key(id).await?);
+                        }
+                        Err(e) => return Err(e.into()),
+                        Ok(Some(plain)) => {
+                            *v = plain;
+                            return Ok(());
+                        }
+                        Ok(None) => return Ok(()),
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+struct Loaded<'a>(&'a [Arc<LoadedKey>]);
+
+impl client::KeyLookup for Loaded<'_> {
+    fn data_key(&self, id: &KeyId) -> Option<&cipherdoc_crypto::DataKey> {
+        self.0.iter().find(|k| k.id == *id).map(|k| &k.key)
+    }
+}
+
+/// The key ids encrypted blobs in `v` name up front.
+fn collect_key_ids(v: &Bson, out: &mut Vec<KeyId>) -> Result<()> {
+    match v {
+        Bson::Document(d) => d.values().try_for_each(|x| collect_key_ids(x, out)),
+        Bson::Array(a) => a.iter().try_for_each(|x| collect_key_ids(x, out)),
+        Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
+            if matches!(
+                BlobSubtype::of(&b.bytes)?,
+                BlobSubtype::Fle2FindEqualityPayloadV2 | BlobSubtype::Fle2FindRangePayloadV2
+            ) {
+                return Ok(());
+            }
+            for id in crate::client_encryption::key_ids_of(&b.bytes)? {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn range_unsupported(ns: &str, field: &EncryptedField) -> Error {
+    Error::Encryption(format!(
+        "field '{}' of {ns} uses a range index, which this build cannot encrypt yet",
+        field.path
+    ))
+}
+
+fn check_type(ns: &str, field: &EncryptedField, v: &Bson) -> Result<()> {
+    if matches!(v, Bson::Null | Bson::Undefined) {
+        return Err(Error::Encryption(format!(
+            "field '{}' of {ns} is encrypted and cannot be null",
+            field.path
+        )));
+    }
+    if let Some(t) = field.bson_type {
+        let actual = v.element_type() as u8;
+        if t.type_byte() != actual {
+            return Err(Error::Encryption(format!(
+                "field '{}' of {ns} is encrypted as '{}' but the value has BSON type {:?}",
+                field.path,
+                t.as_str(),
+                v.element_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The value at a dotted path, for replacement. `Ok(None)` when absent.
+fn slot_mut<'d>(doc: &'d mut Document, path: &str, ns: &str) -> Result<Option<&'d mut Bson>> {
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else {
+        return Ok(None);
+    };
+    let Some(mut cur) = doc.get_mut(first) else {
+        return Ok(None);
+    };
+    for (depth, part) in parts.enumerate() {
+        cur = match cur {
+            Bson::Document(d) => match d.get_mut(part) {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+            Bson::Array(_) => {
+                let prefix: Vec<&str> = path.split('.').take(depth + 1).collect();
+                return Err(Error::Encryption(format!(
+                    "encrypted field '{path}' of {ns} lies inside the array '{}'; QE cannot encrypt fields of array elements (encrypt the whole array instead)",
+                    prefix.join(".")
+                )));
+            }
+            Bson::Null => return Ok(None),
+            _ => {
+                return Err(Error::Encryption(format!(
+                    "encrypted field '{path}' of {ns}: '{part}' is reached through a value that is not a document"
+                )));
+            }
+        };
+    }
+    Ok(Some(cur))
+}
