@@ -25,6 +25,25 @@ pub enum Error {
     /// A model or field value is wrong.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The storage engine failed.
+    #[error(transparent)]
+    Engine(#[from] cipherdoc_engine::EngineError),
+    /// `get` found no document.
+    #[error("{model} matching query does not exist")]
+    DoesNotExist {
+        /// The model, e.g. `myapp.Patient`.
+        model: String,
+    },
+    /// `get` found several documents.
+    #[error("get() returned more than one {model}; narrow the query or use filter()")]
+    MultipleObjectsReturned {
+        /// The model.
+        model: String,
+    },
+    /// An operation that Queryable Encryption does not allow, refused before
+    /// anything reached the engine.
+    #[error("{0}")]
+    NotAllowed(String),
     /// A data key could not be found.
     #[error("{0}")]
     KeyNotFound(String),

@@ -4,13 +4,18 @@
 // used inside this crate too.
 extern crate self as cipherdoc;
 
+pub mod app;
 pub mod client_encryption;
+mod connect;
 pub mod encrypter;
 mod error;
 pub mod key_vault;
 pub mod keys;
 pub mod model;
+pub mod queryset;
 pub mod settings;
 
+pub use app::{App, Database};
 pub use cipherdoc_derive::{EmbeddedModel, Model};
 pub use error::{Error, Result};
+pub use queryset::QuerySet;

@@ -88,6 +88,11 @@ impl Routers {
         self.routers.push(router);
     }
 
+    /// The routers, in order (to rebuild a chain).
+    pub fn into_boxed(self) -> Vec<Box<dyn Router>> {
+        self.routers
+    }
+
     /// The database to read `model` from.
     pub fn db_for_read(&self, model: ModelRef<'_>) -> String {
         self.routers

@@ -1,0 +1,408 @@
+//! The application: its databases, routers and registered models.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bson::{Bson, Document};
+use cipherdoc_crypto::efc::EncryptedFieldConfig;
+use cipherdoc_engine::Engine;
+use cipherdoc_kms::MasterKey as KmsMasterKey;
+
+use crate::client_encryption::ClientEncryption;
+use crate::connect::{open_encryption, open_engine};
+use crate::encrypter::Encrypter;
+use crate::error::{Error, Result};
+use crate::keys::KeyStore;
+use crate::model::{Model, ModelSchema};
+use crate::queryset::QuerySet;
+use crate::settings::{DatabaseSettings, EncryptionSettings, ModelRef, Router, Routers, Settings};
+
+/// One open database connection.
+pub struct Database {
+    alias: String,
+    name: String,
+    engine: Arc<dyn Engine>,
+    encryption: Option<DbEncryption>,
+}
+
+/// Queryable Encryption on a database.
+pub struct DbEncryption {
+    settings: EncryptionSettings,
+    keys: Arc<KeyStore>,
+    encrypter: Encrypter,
+    master_keys: Vec<KmsMasterKey>,
+    /// The pinned map by collection name, when configured.
+    pinned: Option<BTreeMap<String, Document>>,
+    /// encryptedFields read from the catalog, by collection.
+    catalog_cache: Mutex<BTreeMap<String, Arc<(Document, EncryptedFieldConfig)>>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("alias", &self.alias)
+            .field("name", &self.name)
+            .field("engine", &self.engine.kind())
+            .field("encrypted", &self.encryption.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DbEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbEncryption")
+            .field("key_vault_namespace", &self.settings.key_vault_namespace)
+            .field("pinned", &self.pinned.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens a database from its settings.
+    pub async fn open(settings: &DatabaseSettings) -> Result<Self> {
+        let raw = open_engine(settings).await?;
+        let (engine, encryption) = match &settings.encryption {
+            None => (raw, None),
+            Some(enc) => {
+                let opened = open_encryption(settings, enc, Arc::clone(&raw)).await?;
+                let pinned = match &enc.encrypted_fields_map {
+                    None => None,
+                    Some(path) => Some(read_pinned_map(path, &settings.name, &settings.alias)?),
+                };
+                let engine = wrap_qe_server(raw);
+                (
+                    engine,
+                    Some(DbEncryption {
+                        settings: enc.clone(),
+                        encrypter: Encrypter::new(Arc::clone(&opened.keys)),
+                        keys: opened.keys,
+                        master_keys: opened.master_keys,
+                        pinned,
+                        catalog_cache: Mutex::new(BTreeMap::new()),
+                    }),
+                )
+            }
+        };
+        Ok(Self {
+            alias: settings.alias.clone(),
+            name: settings.name.clone(),
+            engine,
+            encryption,
+        })
+    }
+
+    /// The alias (`default`, `encrypted`).
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// The database name (namespaces are `<name>.<collection>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The storage engine (for encrypted databases, with the QE server role).
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Queryable Encryption, when configured.
+    pub fn encryption(&self) -> Option<&DbEncryption> {
+        self.encryption.as_ref()
+    }
+
+    /// The namespace of a collection.
+    pub fn namespace(&self, collection: &str) -> String {
+        format!("{}.{collection}", self.name)
+    }
+
+    /// The encryptedFields that govern `collection`: the pinned map's when
+    /// one is configured (and the catalog must agree), else the catalog's.
+    pub async fn encrypted_fields(
+        &self,
+        collection: &str,
+    ) -> Result<Option<Arc<(Document, EncryptedFieldConfig)>>> {
+        let Some(enc) = &self.encryption else {
+            return Ok(None);
+        };
+        let catalog = self
+            .engine
+            .describe_collection(collection)
+            .await?
+            .and_then(|info| info.options.encrypted_fields);
+        let ns = self.namespace(collection);
+        if let Some(pinned) = &enc.pinned {
+            let Some(want) = pinned.get(collection) else {
+                if catalog.is_some() {
+                    return Err(Error::NotAllowed(format!(
+                        "collection {ns} is encrypted in the database but absent from the pinned encrypted_fields_map of '{}'; refusing to use it (update the pinned map)",
+                        self.alias
+                    )));
+                }
+                return Ok(None);
+            };
+            let cfg = EncryptedFieldConfig::from_document(want).map_err(|e| {
+                Error::Encryption(format!("pinned encrypted_fields_map, {ns}: {e}"))
+            })?;
+            match catalog {
+                None => {
+                    return Err(Error::NotAllowed(format!(
+                        "collection {ns} is pinned as encrypted but the database has no encrypted collection by that name (unencrypted or missing); refusing to write. Run `migrate --database {}` or fix the pinned map",
+                        self.alias
+                    )));
+                }
+                Some(cat) => {
+                    let cat_cfg = EncryptedFieldConfig::from_document(&cat).map_err(|e| {
+                        Error::Encryption(format!("catalog encryptedFields of {ns}: {e}"))
+                    })?;
+                    if !same_fields(&cfg, &cat_cfg) {
+                        return Err(Error::NotAllowed(format!(
+                            "collection {ns}: the database's encryptedFields differ from the pinned encrypted_fields_map (other paths, keys, types or queries); refusing to read or write. The pinned map wins: restore the collection or update the map"
+                        )));
+                    }
+                }
+            }
+            return Ok(Some(Arc::new((want.clone(), cfg))));
+        }
+        if let Some(hit) = enc
+            .catalog_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(collection)
+        {
+            return Ok(Some(Arc::clone(hit)));
+        }
+        let Some(cat) = catalog else { return Ok(None) };
+        let cfg = EncryptedFieldConfig::from_document(&cat)
+            .map_err(|e| Error::Encryption(format!("catalog encryptedFields of {ns}: {e}")))?;
+        let entry = Arc::new((cat, cfg));
+        enc.catalog_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(collection.to_owned(), Arc::clone(&entry));
+        Ok(Some(entry))
+    }
+
+    /// Forgets cached catalog entries (after migrations).
+    pub fn forget_catalog(&self) {
+        if let Some(enc) = &self.encryption {
+            enc.catalog_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+        }
+    }
+}
+
+impl DbEncryption {
+    /// The settings.
+    pub fn settings(&self) -> &EncryptionSettings {
+        &self.settings
+    }
+
+    /// The key store (vault, KMS providers, cached keys).
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// The encrypter.
+    pub fn encrypter(&self) -> &Encrypter {
+        &self.encrypter
+    }
+
+    /// Explicit encryption and key management on this database.
+    pub fn client_encryption(&self) -> ClientEncryption {
+        ClientEncryption::new(Arc::clone(&self.keys), self.master_keys.clone())
+    }
+
+    /// The master key for new data keys of `provider` (or the default one).
+    pub fn master_key_for(&self, provider: Option<&str>) -> Result<&KmsMasterKey> {
+        let p = self
+            .settings
+            .provider_for(provider)
+            .map_err(Error::Encryption)?;
+        let name = p.name.to_string();
+        self.master_keys
+            .iter()
+            .find(|m| m.provider().to_string() == name)
+            .ok_or_else(|| {
+                Error::Encryption(format!(
+                    "no master key configured for KMS provider '{name}'"
+                ))
+            })
+    }
+
+    /// Whether a pinned map is configured.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+}
+
+/// Compares what matters of two encryptedFields: paths, keys, types, queries.
+fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
+    a.fields.len() == b.fields.len()
+        && a.fields.iter().zip(&b.fields).all(|(x, y)| {
+            x.path == y.path
+                && x.key == y.key
+                && x.bson_type == y.bson_type
+                && x.queries == y.queries
+        })
+}
+
+/// Engines without a native QE server get cipherdoc's.
+fn wrap_qe_server(engine: Arc<dyn Engine>) -> Arc<dyn Engine> {
+    engine
+}
+
+/// Reads a pinned encrypted fields map: canonical extended JSON keyed by
+/// `"<db>.<collection>"` (plain collection names are taken as this database's).
+pub fn read_pinned_map(
+    path: &Path,
+    db_name: &str,
+    alias: &str,
+) -> Result<BTreeMap<String, Document>> {
+    let setting = format!("databases.{alias}.encryption.encrypted_fields_map");
+    let bad = |p: String| {
+        Error::Settings(crate::settings::SettingsError::Invalid {
+            path: setting.clone(),
+            problem: p,
+        })
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("{} is not JSON: {e}", path.display())))?;
+    let Ok(Bson::Document(doc)) = Bson::try_from(json) else {
+        return Err(bad(format!(
+            "{} must hold one extended-JSON object",
+            path.display()
+        )));
+    };
+    let mut out = BTreeMap::new();
+    for (ns, v) in doc {
+        let coll = match ns.split_once('.') {
+            Some((db, coll)) if db == db_name => coll.to_owned(),
+            Some((db, _)) => {
+                return Err(bad(format!(
+                    "namespace \"{ns}\" belongs to database '{db}', not '{db_name}'"
+                )));
+            }
+            None => ns.clone(),
+        };
+        let Bson::Document(efc) = v else {
+            return Err(bad(format!(
+                "\"{ns}\" must map to an encryptedFields document"
+            )));
+        };
+        EncryptedFieldConfig::from_document(&efc).map_err(|e| bad(format!("\"{ns}\": {e}")))?;
+        out.insert(coll, efc);
+    }
+    Ok(out)
+}
+
+/// The application: databases by alias, routers, registered models.
+#[derive(Debug)]
+pub struct App {
+    databases: BTreeMap<String, Arc<Database>>,
+    routers: Routers,
+    models: Vec<&'static ModelSchema>,
+}
+
+impl App {
+    /// Opens every database of the settings.
+    pub async fn open(settings: Settings) -> Result<Self> {
+        let mut databases = BTreeMap::new();
+        for db in &settings.databases {
+            databases.insert(db.alias.clone(), Arc::new(Database::open(db).await?));
+        }
+        Ok(Self {
+            databases,
+            routers: settings.routers,
+            models: Vec::new(),
+        })
+    }
+
+    /// Loads settings from `cipherdoc.toml` (or `CIPHERDOC_SETTINGS`) and opens them.
+    pub async fn from_settings_file(path: Option<&Path>) -> Result<Self> {
+        let settings = match path {
+            Some(p) => Settings::from_file(p)?,
+            None => Settings::load()?,
+        };
+        Self::open(settings).await
+    }
+
+    /// Adds a router in code, asked before those from the settings file.
+    #[must_use]
+    pub fn with_router(mut self, router: impl Router + 'static) -> Self {
+        let mut routers = Routers::default();
+        routers.push(router);
+        for r in std::mem::take(&mut self.routers).into_boxed() {
+            routers.push_boxed(r);
+        }
+        self.routers = routers;
+        self
+    }
+
+    /// Registers a model after checking the rules the derive could not see.
+    pub fn register<M: Model>(mut self) -> Result<Self> {
+        let schema = M::schema();
+        schema.validate()?;
+        if !self.models.iter().any(|m| std::ptr::eq(*m, schema)) {
+            self.models.push(schema);
+        }
+        Ok(self)
+    }
+
+    /// The registered models, in registration order.
+    pub fn models(&self) -> &[&'static ModelSchema] {
+        &self.models
+    }
+
+    /// The routers.
+    pub fn routers(&self) -> &Routers {
+        &self.routers
+    }
+
+    /// The database with this alias.
+    pub fn database(&self, alias: &str) -> Result<&Arc<Database>> {
+        self.databases.get(alias).ok_or_else(|| {
+            Error::Encryption(format!(
+                "no database '{alias}'; configured: {}",
+                self.databases
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// Every database.
+    pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
+        self.databases.values()
+    }
+
+    /// The database a model is written to.
+    pub fn db_for_write(&self, schema: &ModelSchema) -> Result<&Arc<Database>> {
+        let alias = self.routers.db_for_write(ModelRef {
+            app: &schema.app,
+            model: &schema.name,
+        });
+        self.database(&alias)
+    }
+
+    /// The database a model is read from.
+    pub fn db_for_read(&self, schema: &ModelSchema) -> Result<&Arc<Database>> {
+        let alias = self.routers.db_for_read(ModelRef {
+            app: &schema.app,
+            model: &schema.name,
+        });
+        self.database(&alias)
+    }
+
+    /// The query set of a model: `app.objects::<Patient>()`.
+    pub fn objects<M: Model>(&self) -> QuerySet<'_, M> {
+        QuerySet::new(self)
+    }
+}

@@ -1,0 +1,311 @@
+//! From settings to live connections: engines, key vaults, KMS providers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bson::{Document, doc};
+use cipherdoc_engine::Engine;
+use cipherdoc_kms::{
+    AwsCredentials, AzureCredentials, Endpoint, GcpCredentials, KmipCredentials, KmsCredentials,
+    KmsProviders, LocalCredentials, LocalWrap, MasterKey as KmsMasterKey, ProviderName,
+    ProviderSettings, Secret, SecretBytes,
+};
+
+use crate::error::{Error, Result};
+use crate::key_vault::EngineKeyVault;
+use crate::keys::{CryptoLocalWrap, KeyStore};
+use crate::settings::{
+    DatabaseSettings, EncryptionSettings, EngineSettings, KmsProviderSettings, MasterKeySettings,
+    SecretSource, SettingsError,
+};
+
+fn setting_err(path: String, problem: impl Into<String>) -> Error {
+    Error::Settings(SettingsError::Invalid {
+        path,
+        problem: problem.into(),
+    })
+}
+
+/// Opens the storage engine of a database.
+pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
+    match &db.engine {
+        EngineSettings::Sqlite { path } => {
+            if let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    setting_err(
+                        format!("databases.{}.path", db.alias),
+                        format!("cannot create {}: {e}", dir.display()),
+                    )
+                })?;
+            }
+            let engine = cipherdoc_engine::sqlite::SqliteEngine::open(path).map_err(|e| {
+                setting_err(
+                    format!("databases.{}.path", db.alias),
+                    format!("cannot open {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Arc::new(engine))
+        }
+        EngineSettings::Postgres { .. } => Err(setting_err(
+            format!("databases.{}.engine", db.alias),
+            "the postgres engine is not available in this build yet; use \"sqlite\"",
+        )),
+    }
+}
+
+fn secret_string(src: &SecretSource, path: &str) -> Result<Secret> {
+    let s = src
+        .read_string()
+        .map_err(|p| setting_err(path.to_owned(), p))?;
+    Ok(Secret::new(s.as_str()))
+}
+
+fn endpoint(s: &str, path: &str) -> Result<Endpoint> {
+    Endpoint::parse(s).map_err(|p| setting_err(path.to_owned(), p))
+}
+
+/// The KMS credentials of one configured provider, secrets resolved now.
+fn credentials(
+    base: &str,
+    p: &KmsProviderSettings,
+) -> Result<(KmsCredentials, cipherdoc_kms::TlsOptions)> {
+    let tls = cipherdoc_kms::TlsOptions::default();
+    Ok(match p {
+        KmsProviderSettings::Local { key, raw } => {
+            let path = format!("{base}.key_file");
+            let bytes = key.read_bytes().map_err(|e| setting_err(path.clone(), e))?;
+            let bytes = if *raw {
+                bytes
+            } else {
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| setting_err(path.clone(), "not base64 text"))?;
+                zeroize::Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text.trim())
+                        .map_err(|_| {
+                            setting_err(path.clone(), "the local key must be base64 of 96 bytes")
+                        })?,
+                )
+            };
+            if bytes.len() != 96 {
+                return Err(setting_err(
+                    path,
+                    format!(
+                        "the local master key must be 96 bytes, found {}",
+                        bytes.len()
+                    ),
+                ));
+            }
+            (
+                KmsCredentials::Local(LocalCredentials {
+                    key: SecretBytes::new(bytes.to_vec()),
+                }),
+                tls,
+            )
+        }
+        KmsProviderSettings::Aws {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } => {
+            let creds = match (access_key_id, secret_access_key) {
+                (Some(id), Some(secret)) => Some(AwsCredentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret_string(secret, &format!("{base}.secret_access_key"))?,
+                    session_token: session_token
+                        .as_ref()
+                        .map(|t| secret_string(t, &format!("{base}.session_token")))
+                        .transpose()?,
+                }),
+                _ => None,
+            };
+            (KmsCredentials::Aws(creds), tls)
+        }
+        KmsProviderSettings::Azure {
+            tenant_id,
+            client_id,
+            client_secret,
+            identity_platform_endpoint,
+            access_token,
+        } => {
+            let creds = if let Some(t) = access_token {
+                AzureCredentials::AccessToken(secret_string(t, &format!("{base}.access_token"))?)
+            } else {
+                AzureCredentials::ClientSecret {
+                    tenant_id: tenant_id.clone().unwrap_or_default(),
+                    client_id: client_id.clone().unwrap_or_default(),
+                    client_secret: match client_secret {
+                        Some(s) => secret_string(s, &format!("{base}.client_secret"))?,
+                        None => {
+                            return Err(setting_err(format!("{base}.client_secret"), "missing"));
+                        }
+                    },
+                    identity_platform_endpoint: identity_platform_endpoint
+                        .as_deref()
+                        .map(|e| endpoint(e, &format!("{base}.identity_platform_endpoint")))
+                        .transpose()?,
+                }
+            };
+            (KmsCredentials::Azure(creds), tls)
+        }
+        KmsProviderSettings::Gcp {
+            email,
+            private_key,
+            endpoint: ep,
+            access_token,
+        } => {
+            let creds = if let Some(t) = access_token {
+                GcpCredentials::AccessToken(secret_string(t, &format!("{base}.access_token"))?)
+            } else {
+                let key = match private_key {
+                    Some(k) => k
+                        .read_bytes()
+                        .map_err(|e| setting_err(format!("{base}.private_key_file"), e))?,
+                    None => return Err(setting_err(format!("{base}.private_key_file"), "missing")),
+                };
+                GcpCredentials::ServiceAccount {
+                    email: email.clone().unwrap_or_default(),
+                    private_key: SecretBytes::new(key.to_vec()),
+                    endpoint: ep
+                        .as_deref()
+                        .map(|e| endpoint(e, &format!("{base}.endpoint")))
+                        .transpose()?,
+                }
+            };
+            (KmsCredentials::Gcp(creds), tls)
+        }
+        KmsProviderSettings::Kmip {
+            endpoint: ep,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+        } => {
+            let tls = cipherdoc_kms::TlsOptions {
+                ca_file: tls_ca_file.clone(),
+                client_cert_file: tls_cert_file.clone(),
+                client_key_file: tls_key_file.clone(),
+            };
+            (
+                KmsCredentials::Kmip(KmipCredentials {
+                    endpoint: endpoint(ep, &format!("{base}.endpoint"))?,
+                }),
+                tls,
+            )
+        }
+    })
+}
+
+/// The `masterKey` document new data keys of `provider` are wrapped with.
+pub(crate) fn master_key_document(provider: &str, m: &MasterKeySettings) -> Document {
+    let mut d = doc! { "provider": provider };
+    match m {
+        MasterKeySettings::Aws {
+            key,
+            region,
+            endpoint,
+        } => {
+            d.insert("region", region.clone());
+            d.insert("key", key.clone());
+            if let Some(e) = endpoint {
+                d.insert("endpoint", e.clone());
+            }
+        }
+        MasterKeySettings::Azure {
+            key_vault_endpoint,
+            key_name,
+            key_version,
+        } => {
+            d.insert("keyVaultEndpoint", key_vault_endpoint.clone());
+            d.insert("keyName", key_name.clone());
+            if let Some(v) = key_version {
+                d.insert("keyVersion", v.clone());
+            }
+        }
+        MasterKeySettings::Gcp {
+            project_id,
+            location,
+            key_ring,
+            key_name,
+            key_version,
+            endpoint,
+        } => {
+            d.insert("projectId", project_id.clone());
+            d.insert("location", location.clone());
+            d.insert("keyRing", key_ring.clone());
+            d.insert("keyName", key_name.clone());
+            if let Some(v) = key_version {
+                d.insert("keyVersion", v.clone());
+            }
+            if let Some(e) = endpoint {
+                d.insert("endpoint", e.clone());
+            }
+        }
+        MasterKeySettings::Kmip {
+            key_id,
+            endpoint,
+            delegated,
+        } => {
+            if let Some(k) = key_id {
+                d.insert("keyId", k.clone());
+            }
+            if let Some(e) = endpoint {
+                d.insert("endpoint", e.clone());
+            }
+            if *delegated {
+                d.insert("delegated", true);
+            }
+        }
+        _ => {}
+    }
+    d
+}
+
+/// The encryption machinery of one database: its key vault, KMS providers
+/// and the master keys new data keys are wrapped with.
+pub(crate) struct OpenedEncryption {
+    pub keys: Arc<KeyStore>,
+    pub master_keys: Vec<KmsMasterKey>,
+}
+
+pub(crate) async fn open_encryption(
+    db: &DatabaseSettings,
+    enc: &EncryptionSettings,
+    engine: Arc<dyn Engine>,
+) -> Result<OpenedEncryption> {
+    let base = format!("databases.{}.encryption", db.alias);
+    let mut providers = BTreeMap::new();
+    let mut master_keys = Vec::new();
+    for p in &enc.kms_providers {
+        let name_str = p.name.to_string();
+        let path = format!("{base}.kms_providers.{name_str}");
+        let name: ProviderName = name_str
+            .parse()
+            .map_err(|e: cipherdoc_kms::KmsError| setting_err(path.clone(), e.to_string()))?;
+        let (credentials, tls) = credentials(&path, &p.settings)?;
+        let mut ps = ProviderSettings::new(credentials);
+        ps.tls = tls;
+        providers.insert(name, ps);
+        let mk = KmsMasterKey::from_document(&master_key_document(&name_str, &p.master_key))
+            .map_err(|e| {
+                setting_err(format!("{base}.kms_credentials.{name_str}"), e.to_string())
+            })?;
+        master_keys.push(mk);
+    }
+    let hook: Arc<dyn LocalWrap> = Arc::new(CryptoLocalWrap);
+    let kms = KmsProviders::from_settings(&providers, Some(&hook))?;
+    let (_, vault_coll) = enc.key_vault();
+    let vault = EngineKeyVault::open(engine, vault_coll).await?;
+    let keys = KeyStore::new(
+        Arc::new(vault),
+        Arc::new(kms),
+        Duration::from_secs(enc.data_key_cache_ttl_secs),
+    );
+    Ok(OpenedEncryption {
+        keys: Arc::new(keys),
+        master_keys,
+    })
+}

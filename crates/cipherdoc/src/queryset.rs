@@ -1,0 +1,549 @@
+//! Query sets: `app.objects::<Patient>()`, lazily built, run on await.
+//!
+//! A query set resolves its model's database through the routers, turns its
+//! [`Q`] into an engine filter, lets the encrypter replace constants on
+//! encrypted paths by find payloads, and decrypts what comes back. What QE
+//! forbids (ordering or grouping by an encrypted field, multi-document
+//! updates, encrypted fields on a database without encryption) is refused
+//! here, before anything reaches the engine.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use cipherdoc_crypto::efc::EncryptedFieldConfig;
+use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection};
+
+use crate::app::{App, Database};
+use crate::error::{Error, Result};
+use crate::model::{Cond, Expr, Lookup, Model, ModelSchema, OrderBy, Q};
+
+/// A lazily evaluated query over one model.
+pub struct QuerySet<'a, M: Model> {
+    app: &'a App,
+    q: Q<M>,
+    order: Vec<OrderBy<M>>,
+    skip: u64,
+    limit: Option<u64>,
+    marker: PhantomData<fn() -> M>,
+}
+
+impl<M: Model> Clone for QuerySet<'_, M> {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app,
+            q: self.q.clone(),
+            order: self.order.clone(),
+            skip: self.skip,
+            limit: self.limit,
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<M: Model> std::fmt::Debug for QuerySet<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuerySet")
+            .field("model", &M::schema().label())
+            .field("skip", &self.skip)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+fn label<M: Model>() -> String {
+    M::schema().label()
+}
+
+impl<'a, M: Model> QuerySet<'a, M> {
+    pub(crate) fn new(app: &'a App) -> Self {
+        Self {
+            app,
+            q: Q::all(),
+            order: Vec::new(),
+            skip: 0,
+            limit: None,
+            marker: PhantomData,
+        }
+    }
+
+    /// Keeps the documents matching `q` (and what was already kept).
+    #[must_use]
+    pub fn filter(mut self, q: Q<M>) -> Self {
+        self.q = self.q & q;
+        self
+    }
+
+    /// Drops the documents matching `q`.
+    #[must_use]
+    pub fn exclude(mut self, q: Q<M>) -> Self {
+        self.q = self.q & !q;
+        self
+    }
+
+    /// Sorts by a plaintext field (encrypted fields cannot be ordered).
+    #[must_use]
+    pub fn order_by(mut self, order: OrderBy<M>) -> Self {
+        self.order.push(order);
+        self
+    }
+
+    /// At most `n` documents.
+    #[must_use]
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` documents.
+    #[must_use]
+    pub fn offset(mut self, n: u64) -> Self {
+        self.skip = n;
+        self
+    }
+
+    fn read_db(&self) -> Result<&'a Arc<Database>> {
+        self.app.db_for_read(M::schema())
+    }
+
+    fn write_db(&self) -> Result<&'a Arc<Database>> {
+        self.app.db_for_write(M::schema())
+    }
+
+    /// The filter the engine will see, with find payloads.
+    async fn engine_filter(&self, db: &Database) -> Result<Filter> {
+        let expr = self.q.expr()?;
+        let plain = to_filter::<M>(expr, db)?;
+        let schema = M::schema();
+        match db.encryption() {
+            None => Ok(plain),
+            Some(enc) => match db.encrypted_fields(&schema.collection).await? {
+                None => {
+                    if expr_has_encrypted(expr) {
+                        return Err(not_migrated::<M>(db));
+                    }
+                    Ok(plain)
+                }
+                Some(efc) => {
+                    enc.encrypter()
+                        .encrypt_filter(&ns::<M>(db), &plain, &efc.1)
+                        .await
+                }
+            },
+        }
+    }
+
+    fn find_options(&self) -> Result<FindOptions> {
+        let encrypted = encrypted_paths(M::schema());
+        let mut sort = Vec::new();
+        for o in &self.order {
+            if let Some(p) = encrypted.iter().find(|p| is_within(&o.path, p)) {
+                return Err(Error::NotAllowed(format!(
+                    "cannot order {} by '{}': the field '{p}' is encrypted, and Queryable Encryption cannot sort on encrypted fields (order by a plaintext field)",
+                    label::<M>(),
+                    o.path
+                )));
+            }
+            sort.push((
+                o.path.clone(),
+                if o.descending {
+                    SortDirection::Descending
+                } else {
+                    SortDirection::Ascending
+                },
+            ));
+        }
+        Ok(FindOptions {
+            sort,
+            skip: self.skip,
+            limit: self.limit,
+            ..FindOptions::default()
+        })
+    }
+
+    async fn fetch(&self, opts: &FindOptions) -> Result<Vec<Document>> {
+        let db = self.read_db()?;
+        let filter = self.engine_filter(db).await?;
+        let coll = &M::schema().collection;
+        let docs = db.engine().find(coll, &filter, opts).await?;
+        match db.encryption() {
+            None => Ok(docs),
+            Some(enc) => {
+                let mut out = Vec::with_capacity(docs.len());
+                for d in docs {
+                    out.push(enc.encrypter().decrypt_document(d).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Every matching model.
+    pub async fn all(&self) -> Result<Vec<M>> {
+        let opts = self.find_options()?;
+        self.fetch(&opts)
+            .await?
+            .into_iter()
+            .map(|d| M::from_document(d).map_err(Error::from))
+            .collect()
+    }
+
+    /// The first matching model (in the query set's order).
+    pub async fn first(&self) -> Result<Option<M>> {
+        Ok(self.clone().limit(1).all().await?.into_iter().next())
+    }
+
+    /// The one model matching `q`; an error when none or several match.
+    pub async fn get(&self, q: Q<M>) -> Result<M> {
+        let mut found = self.clone().filter(q).limit(2).all().await?;
+        match found.len() {
+            0 => Err(Error::DoesNotExist {
+                model: label::<M>(),
+            }),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::MultipleObjectsReturned {
+                model: label::<M>(),
+            }),
+        }
+    }
+
+    /// How many documents match.
+    pub async fn count(&self) -> Result<u64> {
+        let db = self.read_db()?;
+        let filter = self.engine_filter(db).await?;
+        let n = db.engine().count(&M::schema().collection, &filter).await?;
+        let n = n.saturating_sub(self.skip);
+        Ok(self.limit.map_or(n, |l| n.min(l)))
+    }
+
+    /// Whether any document matches.
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(self.count().await? > 0)
+    }
+
+    /// Only these fields (dotted paths), decrypted, as documents.
+    pub async fn values(&self, paths: &[&str]) -> Result<Vec<Document>> {
+        let opts = self.find_options()?;
+        let docs = self.fetch(&opts).await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| {
+                let mut out = Document::new();
+                for p in paths {
+                    if let Some(v) = get_path(&d, p) {
+                        out.insert(*p, v.clone());
+                    }
+                }
+                out
+            })
+            .collect())
+    }
+
+    /// Deletes every matching document; returns how many.
+    pub async fn delete(&self) -> Result<u64> {
+        let db = self.write_db()?;
+        let filter = self.engine_filter(db).await?;
+        Ok(db
+            .engine()
+            .delete_many(&M::schema().collection, &filter)
+            .await?)
+    }
+
+    /// Multi-document updates: refused on encrypted connections, as MongoDB
+    /// refuses them with Queryable Encryption.
+    pub async fn update(&self, set: Document) -> Result<u64> {
+        let db = self.write_db()?;
+        if db.encryption().is_some() {
+            return Err(Error::NotAllowed(format!(
+                "Multi-document updates are not allowed with Queryable Encryption ({} on database '{}'): load each object and save() it",
+                label::<M>(),
+                db.alias()
+            )));
+        }
+        let docs = self.fetch(&FindOptions::default()).await?;
+        let mut n = 0;
+        for mut d in docs {
+            for (k, v) in &set {
+                d.insert(k.clone(), v.clone());
+            }
+            let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+            if db
+                .engine()
+                .replace_one(&M::schema().collection, &id, d)
+                .await?
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Distinct values of a plaintext field (grouping on an encrypted field
+    /// is refused).
+    pub async fn distinct(&self, path: &str) -> Result<Vec<Bson>> {
+        if let Some(p) = encrypted_paths(M::schema())
+            .iter()
+            .find(|p| is_within(path, p))
+        {
+            return Err(Error::NotAllowed(format!(
+                "Cannot group on field '{path}' of {}: the field '{p}' is encrypted",
+                label::<M>()
+            )));
+        }
+        let mut out: Vec<Bson> = Vec::new();
+        for d in self.fetch(&self.find_options()?).await? {
+            if let Some(v) = get_path(&d, path)
+                && !out.contains(v)
+            {
+                out.push(v.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The write-side encryptedFields, refusing encrypted models on
+    /// databases without encryption.
+    async fn write_target(
+        &self,
+    ) -> Result<(
+        &'a Arc<Database>,
+        Option<Arc<(Document, EncryptedFieldConfig)>>,
+    )> {
+        let db = self.write_db()?;
+        let schema = M::schema();
+        let paths = schema.encrypted_paths();
+        if db.encryption().is_none() {
+            if let Some(p) = paths.first() {
+                return Err(Error::NotAllowed(format!(
+                    "cannot save encrypted field '{}' of {} in non-encrypted database '{}'",
+                    leaf(&p.path),
+                    label::<M>(),
+                    db.alias()
+                )));
+            }
+            return Ok((db, None));
+        }
+        let efc = db.encrypted_fields(&schema.collection).await?;
+        if efc.is_none() && !paths.is_empty() {
+            return Err(not_migrated::<M>(db));
+        }
+        Ok((db, efc))
+    }
+
+    async fn prepare(&self, m: &M) -> Result<(&'a Arc<Database>, Document)> {
+        let (db, efc) = self.write_target().await?;
+        let doc = m.to_document()?;
+        let doc = match (db.encryption(), efc) {
+            (Some(enc), Some(efc)) => {
+                enc.encrypter()
+                    .encrypt_document(&ns::<M>(db), &doc, &efc.1)
+                    .await?
+            }
+            _ => doc,
+        };
+        Ok((db, doc))
+    }
+
+    /// Inserts a model.
+    pub async fn create(&self, m: M) -> Result<M> {
+        let (db, doc) = self.prepare(&m).await?;
+        db.engine().insert_one(&M::schema().collection, doc).await?;
+        Ok(m)
+    }
+
+    /// Inserts several models.
+    pub async fn bulk_create(&self, ms: Vec<M>) -> Result<Vec<M>> {
+        let mut docs = Vec::with_capacity(ms.len());
+        let mut db = None;
+        for m in &ms {
+            let (d, doc) = self.prepare(m).await?;
+            db = Some(d);
+            docs.push(doc);
+        }
+        if let Some(db) = db {
+            db.engine()
+                .insert_many(&M::schema().collection, docs)
+                .await?;
+        }
+        Ok(ms)
+    }
+
+    /// Saves a model: replaces the stored document with the same id, or
+    /// inserts it when there is none.
+    pub async fn save(&self, m: &M) -> Result<()> {
+        let (db, doc) = self.prepare(m).await?;
+        let id = Bson::ObjectId(*m.id());
+        let coll = &M::schema().collection;
+        if !db.engine().replace_one(coll, &id, doc.clone()).await? {
+            db.engine().insert_one(coll, doc).await?;
+        }
+        Ok(())
+    }
+
+    /// The model matching `q`, or a new one from `make` (created); `true` when created.
+    pub async fn get_or_create(&self, q: Q<M>, make: impl FnOnce() -> M) -> Result<(M, bool)> {
+        match self.get(q).await {
+            Ok(m) => Ok((m, false)),
+            Err(Error::DoesNotExist { .. }) => Ok((self.create(make()).await?, true)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Updates the model matching `q` from `update` (keeping its id), or
+    /// creates one from `make`; `true` when created.
+    pub async fn update_or_create(
+        &self,
+        q: Q<M>,
+        update: impl FnOnce(M) -> M,
+        make: impl FnOnce() -> M,
+    ) -> Result<(M, bool)> {
+        match self.get(q).await {
+            Ok(m) => {
+                let id = *m.id();
+                let updated = update(m);
+                if *updated.id() != id {
+                    return Err(Error::NotAllowed(format!(
+                        "update_or_create on {} must keep the object's id",
+                        label::<M>()
+                    )));
+                }
+                self.save(&updated).await?;
+                Ok((updated, false))
+            }
+            Err(Error::DoesNotExist { .. }) => Ok((self.create(make()).await?, true)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn leaf(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+fn ns<M: Model>(db: &Database) -> String {
+    format!(
+        "{} ({})",
+        label::<M>(),
+        db.namespace(&M::schema().collection)
+    )
+}
+
+fn not_migrated<M: Model>(db: &Database) -> Error {
+    Error::NotAllowed(format!(
+        "{} has encrypted fields but {} is not an encrypted collection; run `migrate --database {}` first",
+        label::<M>(),
+        db.namespace(&M::schema().collection),
+        db.alias()
+    ))
+}
+
+fn encrypted_paths(schema: &ModelSchema) -> Vec<String> {
+    schema
+        .encrypted_paths()
+        .into_iter()
+        .map(|p| p.path)
+        .collect()
+}
+
+/// `path` is the encrypted path `enc` or lies inside it.
+fn is_within(path: &str, enc: &str) -> bool {
+    path == enc || path.strip_prefix(enc).is_some_and(|r| r.starts_with('.'))
+}
+
+fn expr_has_encrypted(e: &Expr) -> bool {
+    match e {
+        Expr::Cond(c) => c.encrypted.is_some(),
+        Expr::And(v) | Expr::Or(v) => v.iter().any(expr_has_encrypted),
+        Expr::Not(x) => expr_has_encrypted(x),
+    }
+}
+
+fn get_path<'d>(d: &'d Document, path: &str) -> Option<&'d Bson> {
+    let mut parts = path.split('.');
+    let mut cur = d.get(parts.next()?)?;
+    for p in parts {
+        cur = match cur {
+            Bson::Document(x) => x.get(p)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// The engine filter of a model query (constants still plaintext).
+fn to_filter<M: Model>(e: &Expr, db: &Database) -> Result<Filter> {
+    Ok(match e {
+        Expr::And(v) => Filter::And(
+            v.iter()
+                .map(|x| to_filter::<M>(x, db))
+                .collect::<Result<_>>()?,
+        ),
+        Expr::Or(v) => Filter::Or(
+            v.iter()
+                .map(|x| to_filter::<M>(x, db))
+                .collect::<Result<_>>()?,
+        ),
+        Expr::Not(x) => Filter::Not(Box::new(to_filter::<M>(x, db)?)),
+        Expr::Cond(c) => cond_filter::<M>(c, db)?,
+    })
+}
+
+fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
+    if c.encrypted.is_some() && db.encryption().is_none() {
+        return Err(Error::NotAllowed(format!(
+            "cannot query encrypted field '{}' of {} in non-encrypted database '{}'",
+            c.path,
+            label::<M>(),
+            db.alias()
+        )));
+    }
+    let field = |op| Filter::Field {
+        path: c.path.clone(),
+        op,
+    };
+    let array = || match &c.value {
+        Bson::Array(a) => Ok(a.clone()),
+        _ => Err(Error::Encryption(format!(
+            "lookup {:?} on '{}' needs a list",
+            c.lookup, c.path
+        ))),
+    };
+    Ok(match c.lookup {
+        Lookup::Eq => field(FieldOp::Eq(c.value.clone())),
+        Lookup::Ne => field(FieldOp::Ne(c.value.clone())),
+        Lookup::In => field(FieldOp::In(array()?)),
+        Lookup::Lt => field(FieldOp::Lt(c.value.clone())),
+        Lookup::Lte => field(FieldOp::Lte(c.value.clone())),
+        Lookup::Gt => field(FieldOp::Gt(c.value.clone())),
+        Lookup::Gte => field(FieldOp::Gte(c.value.clone())),
+        Lookup::Range => match array()?.as_slice() {
+            [lo, hi] => Filter::And(vec![
+                field(FieldOp::Gte(lo.clone())),
+                field(FieldOp::Lte(hi.clone())),
+            ]),
+            _ => {
+                return Err(Error::Encryption(format!(
+                    "range on '{}' needs [low, high]",
+                    c.path
+                )));
+            }
+        },
+        Lookup::Contains | Lookup::StartsWith => {
+            let Bson::String(s) = &c.value else {
+                return Err(Error::Encryption(format!(
+                    "contains/starts_with on '{}' needs a string",
+                    c.path
+                )));
+            };
+            if c.lookup == Lookup::Contains {
+                field(FieldOp::Contains(s.clone()))
+            } else {
+                field(FieldOp::StartsWith(s.clone()))
+            }
+        }
+        Lookup::IsNull => match c.value {
+            Bson::Boolean(true) => field(FieldOp::Eq(Bson::Null)),
+            _ => field(FieldOp::Ne(Bson::Null)),
+        },
+    })
+}
