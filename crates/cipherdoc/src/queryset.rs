@@ -69,37 +69,42 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// Keeps the documents matching `q` (and what was already kept).
     #[must_use]
-    pub fn filter(mut self, q: Q<M>) -> Self {
-        self.q = self.q & q;
-        self
+    pub fn filter(&self, q: Q<M>) -> Self {
+        let mut s = self.clone();
+        s.q = s.q & q;
+        s
     }
 
     /// Drops the documents matching `q`.
     #[must_use]
-    pub fn exclude(mut self, q: Q<M>) -> Self {
-        self.q = self.q & !q;
-        self
+    pub fn exclude(&self, q: Q<M>) -> Self {
+        let mut s = self.clone();
+        s.q = s.q & !q;
+        s
     }
 
     /// Sorts by a plaintext field (encrypted fields cannot be ordered).
     #[must_use]
-    pub fn order_by(mut self, order: OrderBy<M>) -> Self {
-        self.order.push(order);
-        self
+    pub fn order_by(&self, order: OrderBy<M>) -> Self {
+        let mut s = self.clone();
+        s.order.push(order);
+        s
     }
 
     /// At most `n` documents.
     #[must_use]
-    pub fn limit(mut self, n: u64) -> Self {
-        self.limit = Some(n);
-        self
+    pub fn limit(&self, n: u64) -> Self {
+        let mut s = self.clone();
+        s.limit = Some(n);
+        s
     }
 
     /// Skips the first `n` documents.
     #[must_use]
-    pub fn offset(mut self, n: u64) -> Self {
-        self.skip = n;
-        self
+    pub fn offset(&self, n: u64) -> Self {
+        let mut s = self.clone();
+        s.skip = n;
+        s
     }
 
     fn read_db(&self) -> Result<&'a Arc<Database>> {
@@ -190,12 +195,12 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// The first matching model (in the query set's order).
     pub async fn first(&self) -> Result<Option<M>> {
-        Ok(self.clone().limit(1).all().await?.into_iter().next())
+        Ok(self.limit(1).all().await?.into_iter().next())
     }
 
     /// The one model matching `q`; an error when none or several match.
     pub async fn get(&self, q: Q<M>) -> Result<M> {
-        let mut found = self.clone().filter(q).limit(2).all().await?;
+        let mut found = self.filter(q).limit(2).all().await?;
         match found.len() {
             0 => Err(Error::DoesNotExist {
                 model: label::<M>(),
