@@ -96,7 +96,6 @@ async fn create_encrypted_collection(app: &App) {
     }
     let options = CreateCollectionOptions {
         encrypted_fields: Some(doc! { "fields": fields }),
-        ..Default::default()
     };
     db.engine()
         .create_collection(&schema.collection, options)
@@ -110,7 +109,7 @@ async fn raw_docs(app: &App, alias: &str) -> Vec<Document> {
         .find(
             &Patient::schema().collection,
             &cipherdoc_engine::Filter::all(),
-            &Default::default(),
+            &cipherdoc_engine::FindOptions::default(),
         )
         .await
         .unwrap()
