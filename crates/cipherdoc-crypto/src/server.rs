@@ -465,6 +465,10 @@ enum Phase {
 /// [`next_probe`]: EmuBinary::next_probe
 /// [`feed`]: EmuBinary::feed
 /// [`result`]: EmuBinary::result
+///
+/// `Clone` lets an engine explore the search's next steps speculatively
+/// (feeding hypothetical answers to a copy) to prefetch probes in one batch.
+#[derive(Clone)]
 pub struct EmuBinary {
     tag_key: Zeroizing<[u8; 32]>,
     value_key: RawCtrKey,

@@ -145,6 +145,17 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// `commit` rolls it back.
     async fn begin(&self) -> Result<Box<dyn Transaction>>;
 
+    /// Start a read-only snapshot: every read through the handle sees the
+    /// same committed state, and it should not block writers. The QE server
+    /// role runs a query's ESC probes and its tag lookup on one snapshot
+    /// (emuBinary across snapshots could miss a concurrent compaction's
+    /// anchor and lose matches). Writes through it may fail. The default
+    /// is [`Engine::begin`], which is correct but serialises with writers;
+    /// engines with cheap snapshots should override it.
+    async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
+        self.begin().await
+    }
+
     /// The first matching document, if any.
     async fn find_one(&self, collection: &str, filter: &Filter) -> Result<Option<Document>> {
         let opts = FindOptions {

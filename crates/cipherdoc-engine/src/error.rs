@@ -103,6 +103,10 @@ pub enum EngineError {
     /// The blocking worker running a storage call panicked or was cancelled.
     #[error("storage worker failed: {0}")]
     Worker(String),
+    /// The QE server role ([`crate::qe_server`]) refused a document, filter or
+    /// token set, or could not complete an encrypted write.
+    #[error(transparent)]
+    Qe(#[from] crate::qe_server::QeError),
     /// Any other I/O failure (opening files, temporary directories).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

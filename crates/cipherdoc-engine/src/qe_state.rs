@@ -108,6 +108,22 @@ pub trait QeState: Send {
         value: Option<EscValue>,
     ) -> Result<()>;
 
+    /// Insert several ESC documents in one round trip: all of them, or, when
+    /// an id already exists, none ([`crate::EngineError::EscIdConflict`]).
+    /// The default inserts one by one (a conflict may then leave the
+    /// earlier ones behind; the QE server role rolls the whole transaction
+    /// back on a conflict, so that is harmless for it).
+    async fn esc_insert_many(
+        &mut self,
+        collection: &str,
+        docs: &[(EscId, Option<EscValue>)],
+    ) -> Result<()> {
+        for (id, value) in docs {
+            self.esc_insert(collection, id, value.clone()).await?;
+        }
+        Ok(())
+    }
+
     /// Insert or overwrite an ESC document (null anchor updates in cleanup).
     async fn esc_upsert(
         &mut self,
@@ -129,6 +145,16 @@ pub trait QeState: Send {
     /// Append one ECOC document.
     async fn ecoc_append(&mut self, collection: &str, field_name: &str, value: &[u8])
     -> Result<()>;
+
+    /// Append several ECOC documents `(fieldName, value)` in one round trip.
+    /// The default appends one by one.
+    async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
+        for e in entries {
+            self.ecoc_append(collection, &e.field_name, &e.value)
+                .await?;
+        }
+        Ok(())
+    }
 
     /// Number of documents in the live ECOC.
     async fn ecoc_count(&mut self, collection: &str) -> Result<u64>;

@@ -1,1 +1,739 @@
-//! The QE server role for engines without a native one (qe-protocol.md §9).
+//! The QE server role (qe-protocol.md §9) for engines that lack it.
+//!
+//! [`QeServer`] wraps any `Arc<dyn Engine>` and is itself an [`Engine`]:
+//!
+//! ```no_run
+//! # async fn demo() -> cipherdoc_engine::Result<()> {
+//! use std::sync::Arc;
+//! use cipherdoc_engine::{Engine, sqlite::SqliteEngine, qe_server::QeServer};
+//! let engine = QeServer::new(Arc::new(SqliteEngine::open("var/encrypted.db")?));
+//! // create_collection with encryptedFields, then insert documents holding
+//! // insert payloads (BinData 6, subtype 11) and query with find payloads
+//! // (subtype 12) as operands of Filter::eq / ne / is_in / not_in.
+//! # Ok(()) }
+//! ```
+//!
+//! - **Writes** (`insert_one`, `insert_many`, `replace_one`): every insert
+//!   payload (11) at an encrypted path is validated (declared indexed field,
+//!   matching index key id and BSON type, contention factor within the
+//!   field's, index key ids unique within the document), its ESC counter is
+//!   found with emuBinaryV2 (batched probes, see `probe`), the next
+//!   non-anchor goes into the ESC and the payload's `p` into the ECOC, and
+//!   the payload is replaced by the stored value (14). Unindexed values (16)
+//!   are kept as sent. `__safeContent__` is set to exactly the tags of the
+//!   document's stored values, so after a replacement it never holds a tag of
+//!   a value the document no longer has. Refused: plaintext at an encrypted
+//!   path, any other QE blob (placeholders, find payloads, stored values —
+//!   except, in a replacement, the unchanged stored value of the same path),
+//!   QE blobs at plaintext paths, encrypted fields inside arrays, and a
+//!   client-written `__safeContent__`. Autocommit writes run in one
+//!   transaction (a batch of `insert_many` together: all or none).
+//! - **Queries** (`find`, `count`, `delete_*`): see `query` for the accepted
+//!   filter shapes; find payloads become [`Filter::TagIn`] answered by the
+//!   engine's tag index. Reads run on one snapshot ([`Engine::begin_read`]);
+//!   deletes inside their write transaction.
+//! - **Compaction and cleanup**: [`QeServer::compact`] and
+//!   [`QeServer::cleanup`] with [`CompactionTokens`].
+//! - **Transactions**: [`Engine::begin`] returns a transaction that applies
+//!   the same rules. An ESC conflict there is returned to the caller (who
+//!   retries the whole transaction, as with MongoDB's transient transaction
+//!   errors); an encrypted write that fails after it started writing
+//!   poisons the transaction ([`QeError::TransactionAborted`]).
+//!
+//! Range fields: insert payloads with edges and range find payloads are
+//! refused with [`QeError::RangeNotSupported`] until the range stored value
+//! (15) can be built; the per-payload loop already runs over "token sets"
+//! (one per edge), so only the stored-value construction and the padding
+//! count of compaction remain to add.
+//!
+//! # Why concurrent encrypted inserts are safe
+//!
+//! An insert of value *v* with contention factor *k* reads the ESC to find
+//! the counter's last position *c* (emuBinary) and writes the non-anchor at
+//! *c + 1*; two writers that read the same *c* would both claim *c + 1*, and
+//! one of the two documents would get a tag no query ever derives. Two
+//! mechanisms rule this out:
+//!
+//! 1. **Uniqueness of ESC ids.** The non-anchor's id is
+//!    `HMAC(ESCTwiceDerivedTagToken, c + 1)`, a deterministic function of
+//!    the position, and every engine stores ESC ids under a unique key. The
+//!    second writer's `esc_insert` fails with
+//!    [`EngineError::EscIdConflict`](crate::EngineError::EscIdConflict)
+//!    instead of silently sharing the position. The ESC insert is the first
+//!    write of the document's transaction, and the document, its tags and its
+//!    ESC/ECOC rows commit together, so the loser's whole transaction is
+//!    rolled back and retried from the emuBinary read (which then sees the
+//!    winner's position) — up to [`QeServerConfig::max_write_attempts`]
+//!    times with jittered backoff, after which the caller gets
+//!    [`QeError::WriteConflict`] and nothing was written. An insert is
+//!    therefore either committed at a position of its own or reported as
+//!    failed; it is never lost.
+//! 2. **SQLite: one writer.** `SqliteEngine` runs every write transaction on
+//!    its single writer connection under `BEGIN IMMEDIATE`, so the read of
+//!    *c* and the write of *c + 1* are never interleaved with another
+//!    writer, in-process or (through SQLite's file lock) in another process.
+//!    Conflicts cannot occur there; (1) is the safety net for engines with
+//!    concurrent writers (PostgreSQL under read committed or repeatable
+//!    read, where a unique violation or serialization failure plays the
+//!    same role).
+//!
+//! Queries are unaffected by concurrent writers: they read one snapshot,
+//! in which each counter's positions are contiguous, and see every document
+//! committed before that snapshot. Contention factors (`cm > 0`) spread one
+//! value over `cm + 1` independent counters, making such conflicts rarer.
+
+mod compact;
+mod error;
+mod probe;
+mod query;
+mod schema;
+pub mod suite;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bson::{Bson, Document};
+
+pub use compact::{CompactionStats, CompactionTokens, FieldTokens};
+pub use error::QeError;
+
+use crate::engine::{
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
+};
+use crate::filter::Filter;
+use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
+use crate::{EngineError, Result};
+use schema::{PathRel, QeSchema};
+
+/// Tuning of the server role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QeServerConfig {
+    /// How many times an autocommit encrypted write (or compaction) is tried
+    /// when concurrent writers take its ESC positions. Default 10.
+    pub max_write_attempts: u32,
+    /// Upper bound on the tags one query may expand to (MongoDB switches
+    /// to a collection scan past its `internalQueryFLERewriteMemoryLimit`;
+    /// we refuse). Default 500,000.
+    pub max_query_tags: usize,
+}
+
+impl Default for QeServerConfig {
+    fn default() -> Self {
+        Self {
+            max_write_attempts: 10,
+            max_query_tags: 500_000,
+        }
+    }
+}
+
+impl QeServerConfig {
+    /// Set [`Self::max_write_attempts`] (at least 1).
+    #[must_use]
+    pub fn max_write_attempts(mut self, n: u32) -> Self {
+        self.max_write_attempts = n.max(1);
+        self
+    }
+    /// Set [`Self::max_query_tags`].
+    #[must_use]
+    pub fn max_query_tags(mut self, n: usize) -> Self {
+        self.max_query_tags = n;
+        self
+    }
+}
+
+/// State shared by the server and its transactions.
+struct Shared {
+    config: QeServerConfig,
+    /// Parsed `encryptedFields` per collection, keyed by the document they
+    /// were parsed from (re-read inside every operation; only the parse is
+    /// cached, so a collection recreated elsewhere is never misjudged).
+    schemas: Mutex<HashMap<String, (Document, Arc<QeSchema>)>>,
+}
+
+impl Shared {
+    fn schema(
+        &self,
+        collection: &str,
+        info: Option<&CollectionInfo>,
+    ) -> Result<Option<Arc<QeSchema>>> {
+        let Some(ef) = info.and_then(|i| i.options.encrypted_fields.as_ref()) else {
+            return Ok(None);
+        };
+        let mut cache = self.schemas.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((doc, s)) = cache.get(collection)
+            && doc == ef
+        {
+            return Ok(Some(Arc::clone(s)));
+        }
+        let s = Arc::new(QeSchema::parse(collection, ef)?);
+        cache.insert(collection.to_owned(), (ef.clone(), Arc::clone(&s)));
+        Ok(Some(s))
+    }
+
+    async fn schema_in(
+        &self,
+        tx: &mut dyn Transaction,
+        collection: &str,
+    ) -> Result<Option<Arc<QeSchema>>> {
+        let info = tx.describe_collection(collection).await?;
+        self.schema(collection, info.as_ref())
+    }
+}
+
+/// One write operation, so that the retry loop is written once.
+enum WriteOp<'a> {
+    Insert(&'a [Document]),
+    Replace(&'a Bson, &'a Document),
+    Delete(&'a Filter, bool),
+}
+
+enum WriteOut {
+    Ids(Vec<Bson>),
+    Replaced(bool),
+    Deleted(u64),
+}
+
+/// Run one write inside `tx`. `wrote` tells whether it started writing.
+async fn write_in(
+    shared: &Shared,
+    tx: &mut dyn Transaction,
+    collection: &str,
+    op: &WriteOp<'_>,
+    wrote: &mut bool,
+) -> Result<WriteOut> {
+    let schema = shared.schema_in(tx, collection).await?;
+    let schema = schema.as_deref();
+    Ok(match op {
+        WriteOp::Insert(docs) => {
+            WriteOut::Ids(write::insert(tx, collection, schema, docs.to_vec(), wrote).await?)
+        }
+        WriteOp::Replace(id, doc) => WriteOut::Replaced(
+            write::replace(tx, collection, schema, id, (*doc).clone(), wrote).await?,
+        ),
+        WriteOp::Delete(filter, one) => {
+            let f = query::rewrite(tx, collection, schema, filter, shared.config.max_query_tags)
+                .await?;
+            *wrote = true;
+            WriteOut::Deleted(if *one {
+                tx.delete_one(collection, &f).await?
+            } else {
+                tx.delete_many(collection, &f).await?
+            })
+        }
+    })
+}
+
+/// Read inside `tx`: find (with options) or count.
+async fn read_in(
+    shared: &Shared,
+    tx: &mut dyn Transaction,
+    collection: &str,
+    filter: &Filter,
+    options: Option<&FindOptions>,
+) -> Result<(Vec<Document>, u64)> {
+    let schema = shared.schema_in(tx, collection).await?;
+    let schema = schema.as_deref();
+    if let Some(o) = options {
+        query::check_sort(collection, schema, &o.sort)?;
+    }
+    let f = query::rewrite(tx, collection, schema, filter, shared.config.max_query_tags).await?;
+    match options {
+        Some(o) => Ok((tx.find(collection, &f, o).await?, 0)),
+        None => Ok((Vec::new(), tx.count(collection, &f).await?)),
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let mut b = [0u8; 1];
+    let jitter = cipherdoc_crypto::RandomSource::fill(&mut cipherdoc_crypto::OsRandom, &mut b)
+        .map_or(0, |()| u64::from(b[0]) % 4);
+    let base = 1u64 << attempt.min(5);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+/// The QE server role over any engine. See the [module docs](self).
+#[derive(Clone)]
+pub struct QeServer {
+    inner: Arc<dyn Engine>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for QeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QeServer")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QeServer {
+    /// Wrap `inner` with the default configuration.
+    pub fn new(inner: Arc<dyn Engine>) -> Self {
+        Self::with_config(inner, QeServerConfig::default())
+    }
+
+    /// Wrap `inner`.
+    pub fn with_config(inner: Arc<dyn Engine>, config: QeServerConfig) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                config,
+                schemas: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The wrapped engine (raw access: no QE rules apply through it).
+    pub fn inner(&self) -> &Arc<dyn Engine> {
+        &self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &QeServerConfig {
+        &self.shared.config
+    }
+
+    async fn write(&self, collection: &str, op: WriteOp<'_>) -> Result<WriteOut> {
+        let attempts = self.shared.config.max_write_attempts.max(1);
+        for attempt in 1..=attempts {
+            let mut tx = self.inner.begin().await?;
+            let mut wrote = false;
+            match write_in(&self.shared, &mut *tx, collection, &op, &mut wrote).await {
+                Ok(out) => {
+                    tx.commit().await?;
+                    return Ok(out);
+                }
+                Err(EngineError::EscIdConflict { .. }) => {
+                    tx.rollback().await?;
+                    tracing::debug!(collection, attempt, "ESC id conflict; retrying the write");
+                    if attempt < attempts {
+                        backoff(attempt).await;
+                    }
+                }
+                Err(e) => {
+                    // Dropping also rolls back; an explicit rollback error
+                    // would only hide the real one.
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(QeError::WriteConflict {
+            collection: collection.to_owned(),
+            attempts,
+        }
+        .into())
+    }
+
+    async fn read(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: Option<&FindOptions>,
+    ) -> Result<(Vec<Document>, u64)> {
+        let mut tx = self.inner.begin_read().await?;
+        let r = read_in(&self.shared, &mut *tx, collection, filter, options).await;
+        let _ = tx.rollback().await;
+        r
+    }
+
+    async fn maintain(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+        mode: compact::Mode,
+    ) -> Result<CompactionStats> {
+        let attempts = self.shared.config.max_write_attempts.max(1);
+        for attempt in 1..=attempts {
+            let mut tx = self.inner.begin().await?;
+            let schema = match self.shared.schema_in(&mut *tx, collection).await {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    let _ = tx.rollback().await;
+                    return Err(EngineError::NotEncrypted(collection.to_owned()));
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            };
+            match compact::run(&mut *tx, collection, &schema, tokens, mode).await {
+                Ok(stats) => {
+                    tx.commit().await?;
+                    return Ok(stats);
+                }
+                Err(EngineError::EscIdConflict { .. }) => {
+                    tx.rollback().await?;
+                    if attempt < attempts {
+                        backoff(attempt).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(QeError::WriteConflict {
+            collection: collection.to_owned(),
+            attempts,
+        }
+        .into())
+    }
+
+    /// `compactStructuredEncryptionData` (§9.7): turn the ECOC's entries into
+    /// ESC anchors and delete the non-anchors, so the ESC shrinks while every
+    /// value's count is kept. `tokens` must hold the ECOC token of every
+    /// indexed field (and the anchor padding token of range fields).
+    pub async fn compact(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+    ) -> Result<CompactionStats> {
+        self.maintain(collection, tokens, compact::Mode::Compact)
+            .await
+    }
+
+    /// `cleanupStructuredEncryptionData` (§9.8): like compaction, but each
+    /// value's anchors collapse into its null anchor.
+    pub async fn cleanup(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+    ) -> Result<CompactionStats> {
+        self.maintain(collection, tokens, compact::Mode::Cleanup)
+            .await
+    }
+}
+
+#[async_trait]
+impl Engine for QeServer {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
+        if let Some(ef) = &options.encrypted_fields {
+            QeSchema::parse(name, ef).map_err(|e| EngineError::InvalidEncryptedFields {
+                collection: name.to_owned(),
+                reason: match e {
+                    QeError::Schema { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            })?;
+        }
+        self.inner.create_collection(name, options).await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>> {
+        self.inner.list_collections().await
+    }
+
+    async fn describe_collection(&self, name: &str) -> Result<Option<CollectionInfo>> {
+        self.inner.describe_collection(name).await
+    }
+
+    async fn drop_collection(&self, name: &str) -> Result<bool> {
+        let r = self.inner.drop_collection(name).await;
+        self.shared
+            .schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        r
+    }
+
+    async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {
+        let info = self.inner.describe_collection(collection).await?;
+        if let Some(s) = self.shared.schema(collection, info.as_ref())?
+            && matches!(
+                s.relation(&spec.path),
+                PathRel::Exact(_) | PathRel::Below(_)
+            )
+        {
+            return Err(EngineError::InvalidIndex {
+                collection: collection.to_owned(),
+                index: spec.name.clone(),
+                reason: "an index on an encrypted field is useless (values are randomized); encrypted equality queries use the tag index".into(),
+            });
+        }
+        self.inner.create_index(collection, spec).await
+    }
+
+    async fn insert_one(&self, collection: &str, doc: Document) -> Result<Bson> {
+        let docs = [doc];
+        match self.write(collection, WriteOp::Insert(&docs)).await? {
+            WriteOut::Ids(mut ids) => ids
+                .pop()
+                .ok_or(EngineError::TransactionClosed("the insert returned no id")),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn insert_many(&self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        match self.write(collection, WriteOp::Insert(&docs)).await? {
+            WriteOut::Ids(ids) => Ok(ids),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn replace_one(&self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        match self.write(collection, WriteOp::Replace(id, &doc)).await? {
+            WriteOut::Replaced(b) => Ok(b),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        match self
+            .write(collection, WriteOp::Delete(filter, true))
+            .await?
+        {
+            WriteOut::Deleted(n) => Ok(n),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        match self
+            .write(collection, WriteOp::Delete(filter, false))
+            .await?
+        {
+            WriteOut::Deleted(n) => Ok(n),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        Ok(self.read(collection, filter, Some(options)).await?.0)
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        Ok(self.read(collection, filter, None).await?.1)
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        Ok(Box::new(QeTransaction {
+            inner: self.inner.begin().await?,
+            shared: Arc::clone(&self.shared),
+            poisoned: None,
+        }))
+    }
+
+    async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
+        Ok(Box::new(QeTransaction {
+            inner: self.inner.begin_read().await?,
+            shared: Arc::clone(&self.shared),
+            poisoned: None,
+        }))
+    }
+}
+
+/// A transaction of a [`QeServer`]: the same QE rules inside the caller's
+/// transaction.
+pub struct QeTransaction {
+    inner: Box<dyn Transaction>,
+    shared: Arc<Shared>,
+    /// Set when an encrypted write failed after it started writing.
+    poisoned: Option<String>,
+}
+
+impl std::fmt::Debug for QeTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QeTransaction")
+            .field("inner", &self.inner)
+            .field("poisoned", &self.poisoned.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QeTransaction {
+    fn check(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(QeError::TransactionAborted(why.clone()).into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn write(&mut self, collection: &str, op: WriteOp<'_>) -> Result<WriteOut> {
+        self.check()?;
+        let mut wrote = false;
+        let r = write_in(&self.shared, &mut *self.inner, collection, &op, &mut wrote).await;
+        if let Err(e) = &r
+            && wrote
+        {
+            self.poisoned = Some(e.to_string());
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl Transaction for QeTransaction {
+    async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
+        let docs = [doc];
+        match self.write(collection, WriteOp::Insert(&docs)).await? {
+            WriteOut::Ids(mut ids) => ids
+                .pop()
+                .ok_or(EngineError::TransactionClosed("the insert returned no id")),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        match self.write(collection, WriteOp::Insert(&docs)).await? {
+            WriteOut::Ids(ids) => Ok(ids),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        match self.write(collection, WriteOp::Replace(id, &doc)).await? {
+            WriteOut::Replaced(b) => Ok(b),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        match self
+            .write(collection, WriteOp::Delete(filter, true))
+            .await?
+        {
+            WriteOut::Deleted(n) => Ok(n),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        match self
+            .write(collection, WriteOp::Delete(filter, false))
+            .await?
+        {
+            WriteOut::Deleted(n) => Ok(n),
+            _ => Err(EngineError::TransactionClosed("unexpected write result")),
+        }
+    }
+
+    async fn find(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        self.check()?;
+        Ok(read_in(
+            &self.shared,
+            &mut *self.inner,
+            collection,
+            filter,
+            Some(options),
+        )
+        .await?
+        .0)
+    }
+
+    async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        self.check()?;
+        Ok(
+            read_in(&self.shared, &mut *self.inner, collection, filter, None)
+                .await?
+                .1,
+        )
+    }
+
+    async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {
+        self.inner.describe_collection(name).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        if let Some(why) = self.poisoned {
+            let _ = self.inner.rollback().await;
+            return Err(QeError::TransactionAborted(why).into());
+        }
+        self.inner.commit().await
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.inner.rollback().await
+    }
+}
+
+/// Raw ESC/ECOC access, passed through (compaction tools and tests).
+#[async_trait]
+impl QeState for QeTransaction {
+    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
+        self.inner.esc_get(collection, id).await
+    }
+    async fn esc_get_many(
+        &mut self,
+        collection: &str,
+        ids: &[EscId],
+    ) -> Result<Vec<Option<EscEntry>>> {
+        self.inner.esc_get_many(collection, ids).await
+    }
+    async fn esc_insert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()> {
+        self.inner.esc_insert(collection, id, value).await
+    }
+    async fn esc_insert_many(
+        &mut self,
+        collection: &str,
+        docs: &[(EscId, Option<EscValue>)],
+    ) -> Result<()> {
+        self.inner.esc_insert_many(collection, docs).await
+    }
+    async fn esc_upsert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()> {
+        self.inner.esc_upsert(collection, id, value).await
+    }
+    async fn esc_delete_many(&mut self, collection: &str, ids: &[EscId]) -> Result<u64> {
+        self.inner.esc_delete_many(collection, ids).await
+    }
+    async fn esc_count(&mut self, collection: &str) -> Result<u64> {
+        self.inner.esc_count(collection).await
+    }
+    async fn esc_non_anchor_ids(&mut self, collection: &str) -> Result<Vec<EscId>> {
+        self.inner.esc_non_anchor_ids(collection).await
+    }
+    async fn ecoc_append(
+        &mut self,
+        collection: &str,
+        field_name: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        self.inner.ecoc_append(collection, field_name, value).await
+    }
+    async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
+        self.inner.ecoc_append_many(collection, entries).await
+    }
+    async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {
+        self.inner.ecoc_count(collection).await
+    }
+    async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool> {
+        self.inner.ecoc_begin_compaction(collection).await
+    }
+    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
+        self.inner.ecoc_read_compact(collection).await
+    }
+    async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {
+        self.inner.ecoc_drop_compact(collection).await
+    }
+}

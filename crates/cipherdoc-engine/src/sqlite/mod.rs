@@ -284,7 +284,66 @@ impl Engine for SqliteEngine {
             Ok(guard)
         })
         .await??;
-        Ok(Box::new(SqliteTransaction { conn: Some(guard) }))
+        Ok(Box::new(SqliteTransaction {
+            conn: Some(Held::Writer(guard)),
+            pool: None,
+        }))
+    }
+
+    /// A read-only snapshot on a pooled reader connection (WAL): it does not
+    /// take the writer, so queries that need several statements on one
+    /// snapshot (the QE server's ESC probes, then the tag lookup) run
+    /// concurrently with writers. Writes through it fail.
+    async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
+        let inner = Arc::clone(&self.inner);
+        let conn = blocking(move || -> Result<Connection> {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+            };
+            reset(&conn)?;
+            conn.execute_batch("BEGIN")?;
+            Ok(conn)
+        })
+        .await??;
+        Ok(Box::new(SqliteTransaction {
+            conn: Some(Held::Reader(conn)),
+            pool: Some(Arc::clone(&self.inner)),
+        }))
+    }
+}
+
+/// The connection a transaction holds: the engine's writer, or a pooled
+/// reader for a read-only snapshot.
+enum Held {
+    Writer(OwnedMutexGuard<Connection>),
+    Reader(Connection),
+}
+
+impl std::ops::Deref for Held {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Held::Writer(g) => g,
+            Held::Reader(c) => c,
+        }
+    }
+}
+
+/// Give a reader connection back to the pool (closing it when the pool is
+/// full or the connection is still in a transaction).
+fn return_reader(pool: &Inner, conn: Connection) {
+    if reset(&conn).is_err() {
+        return;
+    }
+    let mut idle = pool.readers.lock().unwrap_or_else(PoisonError::into_inner);
+    if idle.len() < MAX_IDLE_READERS {
+        idle.push(conn);
     }
 }
 
@@ -306,13 +365,16 @@ fn replace_one(c: &Connection, name: &str, id: &Bson, doc: Document) -> Result<b
 /// connection until it is committed, rolled back or dropped (which rolls
 /// back).
 pub struct SqliteTransaction {
-    conn: Option<OwnedMutexGuard<Connection>>,
+    conn: Option<Held>,
+    /// Set for read snapshots: where the reader connection goes back to.
+    pool: Option<Arc<Inner>>,
 }
 
 impl std::fmt::Debug for SqliteTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteTransaction")
             .field("open", &self.conn.is_some())
+            .field("read_only", &self.pool.is_some())
             .finish()
     }
 }
@@ -343,11 +405,15 @@ impl SqliteTransaction {
             .conn
             .take()
             .ok_or(EngineError::TransactionClosed("it was already finished"))?;
+        let pool = self.pool.take();
         blocking(move || -> Result<()> {
             let r = guard.execute_batch(sql);
             if r.is_err() {
                 // Never hand the writer on with a transaction open.
                 let _ = reset(&guard);
+            }
+            if let (Held::Reader(conn), Some(pool)) = (guard, pool) {
+                return_reader(&pool, conn);
             }
             Ok(r?)
         })
@@ -362,6 +428,9 @@ impl Drop for SqliteTransaction {
             // "drop means rollback" promise even outside a runtime.
             if let Err(e) = reset(&guard) {
                 tracing::warn!(error = %e, "rollback of a dropped transaction failed");
+            }
+            if let (Held::Reader(conn), Some(pool)) = (guard, self.pool.take()) {
+                return_reader(&pool, conn);
             }
         }
     }
@@ -455,6 +524,32 @@ impl QeState for SqliteTransaction {
         let (name, id) = (collection.to_owned(), *id);
         self.run(move |c| ops::esc_insert(c, &name, &id, value.as_ref(), false))
             .await
+    }
+
+    async fn esc_insert_many(
+        &mut self,
+        collection: &str,
+        docs: &[(EscId, Option<EscValue>)],
+    ) -> Result<()> {
+        let (name, docs) = (collection.to_owned(), docs.to_vec());
+        self.run(move |c| {
+            for (id, value) in &docs {
+                ops::esc_insert(c, &name, id, value.as_ref(), false)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
+        let (name, entries) = (collection.to_owned(), entries.to_vec());
+        self.run(move |c| {
+            for e in &entries {
+                ops::ecoc_append(c, &name, &e.field_name, &e.value)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn esc_upsert(

@@ -1,0 +1,215 @@
+//! Running many emuBinaryV2 searches (§9.3) against an engine with few
+//! round trips.
+//!
+//! Each search is crypto's [`EmuBinary`] state machine; the answers come from
+//! a per-operation cache filled by [`QeState::esc_get_many`]. Every round
+//! (1) advances every search as far as the cache allows, then (2) collects
+//! the ids the searches will probably ask next and fetches them all in one
+//! batch. The first round fetches a fixed seed set per search (the null
+//! anchor, anchors 1–2 and non-anchors 1–4: enough to finish a
+//! never-compacted value with up to three inserts); later rounds explore
+//! each search's next few steps speculatively on a clone of its state,
+//! under both possible answers, up to a small depth. Speculation only
+//! chooses what to prefetch: the state machines are always fed real
+//! answers, so the result is exactly emuBinaryV2's.
+//!
+//! The non-anchor search starts from `rho = 2` instead of the ESC's size
+//! (§9.3 says `max(2, |ESC|)`): ESC positions of one value are contiguous
+//! above the anchor's cpos, so the doubling-then-bisecting search finds the
+//! same last position from any start, and starting small costs
+//! `O(log count)` probes instead of `O(log |ESC|)` — and no count of the
+//! ESC, which SQLite cannot answer without a scan.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use cipherdoc_crypto::server::{
+    EmuBinary, EmuBinaryResult, EscTokens, ProbeResult, anchor_id, non_anchor_id, null_anchor_id,
+};
+
+use super::QeError;
+use crate::engine::Transaction;
+use crate::qe_state::EscId;
+use crate::{EngineError, Result};
+
+/// Speculation depth of rounds after the first (answers assumed per path).
+const EXPLORE_DEPTH: usize = 4;
+/// At most this many new ids per search per round.
+const EXPLORE_BUDGET: usize = 12;
+/// Safety bound on states visited per exploration.
+const EXPLORE_STEPS: usize = 256;
+/// Safety bound on rounds (a search needs about `2·log2(count) + 8`).
+const MAX_ROUNDS: usize = 300;
+
+/// One search and the ids to fetch in the first round.
+pub(crate) struct Search {
+    emu: EmuBinary,
+    seeds: Vec<cipherdoc_crypto::server::EscId>,
+}
+
+impl Search {
+    /// emuBinaryV2 over the ESC entries of one (value, contention factor).
+    pub(crate) fn new(tokens: &EscTokens) -> Self {
+        let t = &tokens.tag;
+        let mut seeds = vec![null_anchor_id(t), anchor_id(t, 1), anchor_id(t, 2)];
+        seeds.extend((1..=4).map(|c| non_anchor_id(t, c)));
+        Self {
+            emu: EmuBinary::new(tokens, 0),
+            seeds,
+        }
+    }
+
+    /// anchorBinaryHops over a range field's padding anchors.
+    pub(crate) fn padding(root: &cipherdoc_crypto::tokens::AnchorPaddingTokenRoot) -> Self {
+        let k = root.key();
+        Self {
+            emu: EmuBinary::anchor_padding(root),
+            seeds: vec![null_anchor_id(&k), anchor_id(&k, 1), anchor_id(&k, 2)],
+        }
+    }
+}
+
+/// A cached answer: `None` absent, `Some(value)` present.
+type Answer = Option<Option<Vec<u8>>>;
+
+fn probe_of(a: &Answer) -> ProbeResult<'_> {
+    match a {
+        None => ProbeResult::Absent,
+        Some(v) => ProbeResult::Present {
+            value: v.as_deref(),
+        },
+    }
+}
+
+fn eid(id: cipherdoc_crypto::server::EscId) -> EscId {
+    EscId(*id.as_bytes())
+}
+
+fn state_err(collection: &str) -> impl Fn(cipherdoc_crypto::Error) -> EngineError + '_ {
+    move |source| {
+        QeError::State {
+            collection: collection.to_owned(),
+            source,
+        }
+        .into()
+    }
+}
+
+/// Ids `start` will probably ask next, assuming either answer for unknown
+/// ids (consistently along each path), to `EXPLORE_DEPTH` assumptions.
+fn explore(
+    start: &EmuBinary,
+    cache: &HashMap<EscId, Answer>,
+    want: &mut HashSet<EscId>,
+    budget: usize,
+) {
+    let mut queue: VecDeque<(EmuBinary, Vec<(EscId, bool)>)> = VecDeque::new();
+    queue.push_back((start.clone(), Vec::new()));
+    let (mut added, mut steps) = (0, 0);
+    while let Some((st, assumed)) = queue.pop_front() {
+        steps += 1;
+        if steps > EXPLORE_STEPS {
+            break;
+        }
+        let Ok(Some(id)) = st.next_probe() else {
+            continue;
+        };
+        let id = eid(id);
+        if let Some(a) = cache.get(&id) {
+            let mut next = st;
+            if next.feed(probe_of(a)).is_ok() {
+                queue.push_back((next, assumed));
+            }
+            continue;
+        }
+        if let Some(&(_, exists)) = assumed.iter().find(|(i, _)| *i == id) {
+            let mut next = st;
+            let r = if exists {
+                ProbeResult::Present { value: None }
+            } else {
+                ProbeResult::Absent
+            };
+            if next.feed(r).is_ok() {
+                queue.push_back((next, assumed));
+            }
+            continue;
+        }
+        if want.insert(id) {
+            added += 1;
+        }
+        if assumed.len() + 1 >= EXPLORE_DEPTH || added >= budget {
+            continue;
+        }
+        // A present anchor needs its real value, so "present" assumptions
+        // only survive where the machine accepts a value-less document
+        // (non-anchors and the anchor bisection).
+        for exists in [false, true] {
+            let mut next = st.clone();
+            let r = if exists {
+                ProbeResult::Present { value: None }
+            } else {
+                ProbeResult::Absent
+            };
+            if next.feed(r).is_ok() {
+                let mut a = assumed.clone();
+                a.push((id, exists));
+                queue.push_back((next, a));
+            }
+        }
+    }
+}
+
+/// Run every search to the end; results in input order.
+pub(crate) async fn run(
+    tx: &mut dyn Transaction,
+    collection: &str,
+    mut searches: Vec<Search>,
+) -> Result<Vec<EmuBinaryResult>> {
+    let err = state_err(collection);
+    let mut cache: HashMap<EscId, Answer> = HashMap::new();
+    for round in 0..MAX_ROUNDS {
+        let mut pending = Vec::new();
+        for (i, s) in searches.iter_mut().enumerate() {
+            while let Some(id) = s.emu.next_probe().map_err(&err)? {
+                let Some(a) = cache.get(&eid(id)) else {
+                    pending.push(i);
+                    break;
+                };
+                s.emu.feed(probe_of(a)).map_err(&err)?;
+            }
+        }
+        if pending.is_empty() {
+            return searches
+                .iter()
+                .map(|s| {
+                    s.emu.result().ok_or_else(|| {
+                        err(cipherdoc_crypto::Error::EscState(
+                            "search ended without a result".into(),
+                        ))
+                    })
+                })
+                .collect();
+        }
+        let mut want: HashSet<EscId> = HashSet::new();
+        for &i in &pending {
+            let Some(s) = searches.get(i) else { continue };
+            if round == 0 {
+                want.extend(s.seeds.iter().map(|id| eid(*id)));
+            } else {
+                explore(&s.emu, &cache, &mut want, EXPLORE_BUDGET);
+            }
+            // The id the search is blocked on is always fetched.
+            if let Some(id) = s.emu.next_probe().map_err(&err)? {
+                want.insert(eid(id));
+            }
+        }
+        want.retain(|id| !cache.contains_key(id));
+        let ids: Vec<EscId> = want.into_iter().collect();
+        let found = tx.esc_get_many(collection, &ids).await?;
+        for (id, f) in ids.into_iter().zip(found) {
+            cache.insert(id, f.map(|e| e.value.map(|v| v.0)));
+        }
+    }
+    Err(err(cipherdoc_crypto::Error::EscState(format!(
+        "emuBinary did not finish within {MAX_ROUNDS} rounds"
+    ))))
+}

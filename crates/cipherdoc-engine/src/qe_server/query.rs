@@ -1,0 +1,319 @@
+//! Query rewrite (§9.6): find payloads on encrypted paths become tag
+//! lookups.
+//!
+//! A query on an encrypted field arrives in the ordinary [`Filter`] AST with
+//! the client's find payload as the operand: a BSON binary subtype 6 value
+//! whose first byte is 12 (FLE2FindEqualityPayloadV2), as in MongoDB's wire
+//! protocol. Supported shapes on an equality field `f`:
+//!
+//! | filter | becomes |
+//! |---|---|
+//! | `Field{f, Eq(<12>)}` | `TagIn(tags)` |
+//! | `Field{f, In([<12>, …])}` | `TagIn(∪ tags)` |
+//! | `Field{f, Ne(<12>)}` | `Not(TagIn(tags))` |
+//! | `Field{f, Nin([<12>, …])}` | `Not(TagIn(∪ tags))` |
+//! | `Field{f, Exists(_)}` | unchanged |
+//!
+//! `tags` are the tags `1..=n_k` of every contention factor `k ∈ 0..=cm`,
+//! `n_k` being emuBinary's query count. Anything else on an encrypted path
+//! (plaintext operands, order comparisons, paths inside an encrypted value,
+//! documents compared on a parent path) is refused: it could never match
+//! and would hint at a client bug.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson};
+use cipherdoc_crypto::payload::FindEqualityPayloadV2;
+
+use super::QeError;
+use super::probe::{self, Search};
+use super::schema::{FieldKind, FieldSpec, PathRel, QeSchema};
+use crate::engine::{SortDirection, Transaction};
+use crate::filter::{FieldOp, Filter};
+use crate::qe_state::Tag;
+use crate::{EngineError, Result};
+
+fn blob(v: &Bson) -> Option<&[u8]> {
+    match v {
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Encrypted,
+            bytes,
+        }) => Some(bytes),
+        _ => None,
+    }
+}
+
+/// Whether a filter operand could hide a QE blob.
+fn holds_qe_blob(v: &Bson) -> bool {
+    match v {
+        Bson::Binary(_) => blob(v).is_some_and(|b| !matches!(b.first(), Some(1 | 2))),
+        Bson::Array(a) => a.iter().any(holds_qe_blob),
+        Bson::Document(d) => d.values().any(holds_qe_blob),
+        _ => false,
+    }
+}
+
+/// Turns one find payload (at a field) into its tag set.
+type Resolver<'r> = dyn FnMut(&FieldSpec, &[u8]) -> Result<BTreeSet<Tag>> + 'r;
+
+struct Ctx<'a> {
+    collection: &'a str,
+    schema: Option<&'a QeSchema>,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, path: &str, reason: impl Into<String>) -> EngineError {
+        QeError::InvalidQuery {
+            collection: self.collection.to_owned(),
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
+        .into()
+    }
+
+    fn rel(&self, path: &str) -> PathRel<'_> {
+        self.schema.map_or(PathRel::Plain, |s| s.relation(path))
+    }
+
+    /// Rewrites `f`; `resolve` turns one find payload into its tag set.
+    fn rewrite(&self, f: &Filter, resolve: &mut Resolver<'_>) -> Result<Filter> {
+        Ok(match f {
+            Filter::And(fs) => Filter::And(self.all(fs, resolve)?),
+            Filter::Or(fs) => Filter::Or(self.all(fs, resolve)?),
+            Filter::Nor(fs) => Filter::Nor(self.all(fs, resolve)?),
+            Filter::Not(inner) => Filter::Not(Box::new(self.rewrite(inner, resolve)?)),
+            Filter::Field { path, op } => self.field(path, op, resolve)?,
+            other => other.clone(),
+        })
+    }
+
+    fn all(&self, fs: &[Filter], resolve: &mut Resolver<'_>) -> Result<Vec<Filter>> {
+        fs.iter().map(|f| self.rewrite(f, resolve)).collect()
+    }
+
+    fn field(&self, path: &str, op: &FieldOp, resolve: &mut Resolver<'_>) -> Result<Filter> {
+        let keep = || Filter::Field {
+            path: path.to_owned(),
+            op: op.clone(),
+        };
+        if matches!(op, FieldOp::Exists(_)) {
+            return match self.rel(path) {
+                PathRel::Below(f) => Err(self.invalid(
+                    path,
+                    format!(
+                        "{:?} is encrypted as a whole; query that field instead",
+                        f.path
+                    ),
+                )),
+                _ => Ok(keep()),
+            };
+        }
+        let operands: Vec<&Bson> = match op {
+            FieldOp::Eq(v)
+            | FieldOp::Ne(v)
+            | FieldOp::Lt(v)
+            | FieldOp::Lte(v)
+            | FieldOp::Gt(v)
+            | FieldOp::Gte(v) => vec![v],
+            FieldOp::In(vs) | FieldOp::Nin(vs) => vs.iter().collect(),
+            _ => Vec::new(),
+        };
+        match self.rel(path) {
+            PathRel::Plain => {
+                if operands.iter().any(|v| holds_qe_blob(v)) {
+                    return Err(self.invalid(
+                        path,
+                        "an encrypted query value on a field that is not encrypted; check the encrypted fields map",
+                    ));
+                }
+                Ok(keep())
+            }
+            PathRel::Above => {
+                if operands
+                    .iter()
+                    .any(|v| matches!(v, Bson::Document(_) | Bson::Array(_)))
+                {
+                    return Err(self.invalid(
+                        path,
+                        "comparing a document that contains encrypted fields is not possible; query the encrypted field itself",
+                    ));
+                }
+                Ok(keep())
+            }
+            PathRel::Below(f) => Err(self.invalid(
+                path,
+                format!(
+                    "{:?} is encrypted as a whole; query that field instead",
+                    f.path
+                ),
+            )),
+            PathRel::Exact(f) => self.encrypted(f, path, op, &operands, resolve),
+        }
+    }
+
+    fn encrypted(
+        &self,
+        f: &FieldSpec,
+        path: &str,
+        op: &FieldOp,
+        operands: &[&Bson],
+        resolve: &mut Resolver<'_>,
+    ) -> Result<Filter> {
+        match f.kind {
+            FieldKind::Unindexed => {
+                return Err(self.invalid(
+                    path,
+                    "the field is encrypted without an index and cannot be queried",
+                ));
+            }
+            FieldKind::Range { .. }
+                if operands
+                    .iter()
+                    .any(|v| blob(v).and_then(|b| b.first()) == Some(&13)) =>
+            {
+                return Err(QeError::RangeNotSupported {
+                    collection: self.collection.to_owned(),
+                    path: path.to_owned(),
+                }
+                .into());
+            }
+            _ => {}
+        }
+        let negate = match op {
+            FieldOp::Eq(_) | FieldOp::In(_) => false,
+            FieldOp::Ne(_) | FieldOp::Nin(_) => true,
+            _ => {
+                return Err(self.invalid(
+                    path,
+                    "only equality ($eq, $ne, $in, $nin, $exists) is supported on this encrypted field",
+                ));
+            }
+        };
+        let mut tags = BTreeSet::new();
+        for v in operands {
+            let Some(b) = blob(v).filter(|b| b.first() == Some(&12)) else {
+                return Err(self.invalid(
+                    path,
+                    "a plaintext (or non-find-payload) value compared with an encrypted field could never match; encrypt it into a find payload (12)",
+                ));
+            };
+            tags.extend(resolve(f, b)?);
+        }
+        let t = Filter::TagIn(tags);
+        Ok(if negate { t.not() } else { t })
+    }
+}
+
+/// Refuse sorting on an encrypted path (the order of ciphertexts means
+/// nothing and leaks nothing useful either).
+pub(crate) fn check_sort(
+    collection: &str,
+    schema: Option<&QeSchema>,
+    sort: &[(String, SortDirection)],
+) -> Result<()> {
+    let Some(s) = schema else { return Ok(()) };
+    for (p, _) in sort {
+        if matches!(
+            s.relation(p),
+            PathRel::Exact(_) | PathRel::Below(_) | PathRel::Above
+        ) {
+            return Err(QeError::InvalidQuery {
+                collection: collection.to_owned(),
+                path: p.clone(),
+                reason: "cannot sort on an encrypted field (or a document containing one)".into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite `filter` for `collection`, probing the ESC through `tx`.
+pub(crate) async fn rewrite(
+    tx: &mut dyn Transaction,
+    collection: &str,
+    schema: Option<&QeSchema>,
+    filter: &Filter,
+    max_tags: usize,
+) -> Result<Filter> {
+    let ctx = Ctx { collection, schema };
+    // Pass 1: validate and collect the distinct payloads.
+    let mut payloads: Vec<(String, Vec<u8>, FindEqualityPayloadV2)> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let first = ctx.rewrite(filter, &mut |f, b| {
+        if index.contains_key(b) {
+            return Ok(BTreeSet::new());
+        }
+        let p = FindEqualityPayloadV2::decode(b).map_err(|source| QeError::Payload {
+            collection: collection.to_owned(),
+            path: f.path.clone(),
+            source,
+        })?;
+        let want = match f.kind {
+            FieldKind::Equality { contention } | FieldKind::Range { contention } => contention,
+            FieldKind::Unindexed => 0,
+        };
+        if p.max_contention_factor != want {
+            return Err(ctx.invalid(
+                &f.path,
+                format!(
+                    "the find payload's contention factor {} differs from the field's {want}; matches would be lost or work wasted — encrypt the query with the collection's encryptedFields",
+                    p.max_contention_factor
+                ),
+            ));
+        }
+        index.insert(b.to_vec(), payloads.len());
+        payloads.push((f.path.clone(), b.to_vec(), p));
+        Ok(BTreeSet::new())
+    })?;
+    if payloads.is_empty() {
+        return Ok(first);
+    }
+    // One batched search per (payload, contention factor).
+    let mut searches = Vec::new();
+    let mut owners = Vec::new();
+    for (i, (_, _, p)) in payloads.iter().enumerate() {
+        for ct in p.contention_tokens() {
+            searches.push(Search::new(&ct.esc));
+            owners.push((i, ct));
+        }
+    }
+    let results = probe::run(tx, collection, searches).await?;
+    let mut tag_sets: Vec<BTreeSet<Tag>> = vec![BTreeSet::new(); payloads.len()];
+    for ((i, ct), r) in owners.iter().zip(&results) {
+        let n = r.query_count();
+        let (Some(set), Some((path, _, _))) = (tag_sets.get_mut(*i), payloads.get(*i)) else {
+            continue;
+        };
+        if usize::try_from(n).map_or(true, |n| set.len().saturating_add(n) > max_tags) {
+            return Err(QeError::TooManyTags {
+                collection: collection.to_owned(),
+                path: path.clone(),
+                limit: max_tags,
+            }
+            .into());
+        }
+        set.extend(ct.tags(n).map(|t| Tag(*t.as_bytes())));
+    }
+    // Pass 2: substitute.
+    let mut total = 0usize;
+    let out = ctx.rewrite(filter, &mut |f, b| {
+        let set = index
+            .get(b)
+            .and_then(|i| tag_sets.get(*i))
+            .cloned()
+            .unwrap_or_default();
+        total = total.saturating_add(set.len());
+        if total > max_tags {
+            return Err(QeError::TooManyTags {
+                collection: collection.to_owned(),
+                path: f.path.clone(),
+                limit: max_tags,
+            }
+            .into());
+        }
+        Ok(set)
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,166 @@
+//! A collection's encrypted fields as the server role needs them.
+
+use bson::Document;
+use cipherdoc_crypto::KeyId;
+use cipherdoc_crypto::efc::{BsonTypeName, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
+
+use super::QeError;
+
+/// How a field is indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldKind {
+    /// No `queries`: values are stored as the client sent them (16).
+    Unindexed,
+    /// `queryType: "equality"`.
+    Equality { contention: u64 },
+    /// `queryType: "range"`.
+    Range { contention: u64 },
+}
+
+/// One encrypted field.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldSpec {
+    pub(crate) path: String,
+    pub(crate) key_id: KeyId,
+    pub(crate) bson_type: Option<BsonTypeName>,
+    pub(crate) kind: FieldKind,
+}
+
+impl FieldSpec {
+    pub(crate) fn indexed(&self) -> bool {
+        !matches!(self.kind, FieldKind::Unindexed)
+    }
+}
+
+/// Where a dotted path stands relative to the encrypted fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PathRel<'a> {
+    /// Exactly an encrypted field.
+    Exact(&'a FieldSpec),
+    /// Inside an encrypted field (`ssn.x` when `ssn` is encrypted).
+    Below(&'a FieldSpec),
+    /// A strict prefix of an encrypted field (`record` for `record.ssn`).
+    Above,
+    /// Unrelated to every encrypted field.
+    Plain,
+}
+
+/// The parsed `encryptedFields` of one collection.
+#[derive(Debug, Clone)]
+pub(crate) struct QeSchema {
+    pub(crate) fields: Vec<FieldSpec>,
+}
+
+fn is_prefix(prefix: &str, path: &str) -> bool {
+    path.len() > prefix.len()
+        && path.starts_with(prefix)
+        && path.as_bytes().get(prefix.len()) == Some(&b'.')
+}
+
+impl QeSchema {
+    /// Parse and validate (as the server does) an `encryptedFields` document.
+    pub(crate) fn parse(collection: &str, ef: &Document) -> Result<Self, QeError> {
+        let bad = |reason: String| QeError::Schema {
+            collection: collection.to_owned(),
+            reason,
+        };
+        let efc = EncryptedFieldConfig::from_document(ef).map_err(|e| bad(e.to_string()))?;
+        efc.validate().map_err(|e| bad(e.to_string()))?;
+        let mut fields = Vec::with_capacity(efc.fields.len());
+        for f in &efc.fields {
+            let FieldKey::Id(key_id) = &f.key else {
+                return Err(bad(format!(
+                    "field {:?} names its key by keyAltName; the server needs keyId",
+                    f.path
+                )));
+            };
+            let kind = match f.query() {
+                None => FieldKind::Unindexed,
+                Some(QueryTypeConfig::Equality { contention }) => FieldKind::Equality {
+                    contention: *contention,
+                },
+                Some(QueryTypeConfig::Range { contention, .. }) => FieldKind::Range {
+                    contention: *contention,
+                },
+                Some(_) => {
+                    return Err(bad(format!(
+                        "field {:?} has a query type the server role does not know",
+                        f.path
+                    )));
+                }
+            };
+            fields.push(FieldSpec {
+                path: f.path.clone(),
+                key_id: *key_id,
+                bson_type: f.bson_type,
+                kind,
+            });
+        }
+        for (i, a) in fields.iter().enumerate() {
+            for b in fields.iter().skip(i + 1) {
+                if a.path == b.path || is_prefix(&a.path, &b.path) || is_prefix(&b.path, &a.path) {
+                    return Err(bad(format!(
+                        "encrypted fields {:?} and {:?} overlap",
+                        a.path, b.path
+                    )));
+                }
+            }
+        }
+        Ok(Self { fields })
+    }
+
+    /// Where `path` stands.
+    pub(crate) fn relation(&self, path: &str) -> PathRel<'_> {
+        let mut above = false;
+        for f in &self.fields {
+            if f.path == path {
+                return PathRel::Exact(f);
+            }
+            if is_prefix(&f.path, path) {
+                return PathRel::Below(f);
+            }
+            if is_prefix(path, &f.path) {
+                above = true;
+            }
+        }
+        if above {
+            PathRel::Above
+        } else {
+            PathRel::Plain
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    #[test]
+    fn relations_and_overlap() {
+        let key = |b: u8| bson::Binary {
+            subtype: bson::spec::BinarySubtype::Uuid,
+            bytes: vec![b; 16],
+        };
+        let s = QeSchema::parse(
+            "c",
+            &doc! {"fields": [
+                {"path": "r.ssn", "keyId": key(1), "bsonType": "string", "queries": {"queryType": "equality", "contention": 4}},
+                {"path": "note", "keyId": key(2)},
+            ]},
+        )
+        .unwrap();
+        assert!(
+            matches!(s.relation("r.ssn"), PathRel::Exact(f) if f.kind == FieldKind::Equality { contention: 4 })
+        );
+        assert!(matches!(s.relation("r.ssn.x"), PathRel::Below(_)));
+        assert!(matches!(s.relation("r"), PathRel::Above));
+        assert!(matches!(s.relation("r.ss"), PathRel::Plain));
+        assert!(matches!(s.relation("note"), PathRel::Exact(f) if !f.indexed()));
+        let overlap = QeSchema::parse(
+            "c",
+            &doc! {"fields": [{"path": "a", "keyId": key(3)}, {"path": "a.b", "keyId": key(4)}]},
+        );
+        assert!(matches!(overlap, Err(QeError::Schema { .. })));
+    }
+}

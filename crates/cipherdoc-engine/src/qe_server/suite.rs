@@ -1,0 +1,1 @@
+//! QE property suite (filled below).
