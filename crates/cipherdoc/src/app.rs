@@ -250,9 +250,11 @@ fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
         })
 }
 
-/// Engines without a native QE server get cipherdoc's.
+/// Engines without a native QE server (all of cipherdoc's own) get
+/// cipherdoc's: insert payloads become stored values, tags and ESC/ECOC rows
+/// in the document's transaction; find payloads become tag lookups.
 fn wrap_qe_server(engine: Arc<dyn Engine>) -> Arc<dyn Engine> {
-    engine
+    Arc::new(cipherdoc_engine::qe_server::QeServer::new(engine))
 }
 
 /// Reads a pinned encrypted fields map: canonical extended JSON keyed by

@@ -116,7 +116,6 @@ async fn raw_docs(app: &App, alias: &str) -> Vec<Document> {
 }
 
 #[tokio::test]
-#[ignore = "needs the QE server role (merging next)"]
 async fn save_and_query_the_reference_example() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::open(settings(dir.path(), "encrypted"))
