@@ -2,14 +2,14 @@
 //! two connections, routing, encrypted saves and queries, and refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 
 use bson::spec::BinarySubtype;
 use bson::{Bson, Document, doc, oid::ObjectId};
-use cipherdoc::model::Model as _;
 use cipherdoc::settings::Settings;
 use cipherdoc::{App, EmbeddedModel, Error, Model};
-use cipherdoc_engine::CreateCollectionOptions;
 use rust_decimal::Decimal;
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -55,64 +55,15 @@ fn patient(n: i64, ssn: &str) -> Patient {
 }
 
 fn settings(dir: &Path, routed_to: &str) -> Settings {
-    std::fs::write(dir.join("master.key"), [42u8; 96]).unwrap();
-    let text = format!(
-        r#"
-[databases.default]
-engine = "sqlite"
-path = "default.db"
-
-[databases.encrypted]
-engine = "sqlite"
-path = "encrypted.db"
-name = "encrypted_db"
-
-[databases.encrypted.encryption]
-key_vault_namespace = "encrypted_db.__keyVault"
-kms_providers.local.key_file = "master.key"
-
-[[routers]]
-app = "myapp"
-database = "{routed_to}"
-"#
-    );
-    Settings::from_toml(&text, dir).unwrap()
+    common::settings(dir, "myapp", routed_to)
 }
 
-/// What `migrate` does for Patient: one data key per encrypted field, then
-/// the encrypted collection.
 async fn create_encrypted_collection(app: &App) {
-    let db = app.database("encrypted").unwrap();
-    let enc = db.encryption().unwrap();
-    let schema = Patient::schema();
-    let master = enc.master_key_for(None).unwrap();
-    let mut fields = Vec::new();
-    for p in schema.encrypted_paths() {
-        let alt = format!("{}.{}", schema.collection, p.path);
-        let id = enc.keys().create_data_key(master, vec![alt]).await.unwrap();
-        let mut f = p.to_document();
-        f.insert("keyId", id.to_binary());
-        fields.push(Bson::Document(f));
-    }
-    let options = CreateCollectionOptions {
-        encrypted_fields: Some(doc! { "fields": fields }),
-    };
-    db.engine()
-        .create_collection(&schema.collection, options)
-        .await
-        .unwrap();
+    common::create_encrypted_collection::<Patient>(app).await;
 }
 
 async fn raw_docs(app: &App, alias: &str) -> Vec<Document> {
-    let db = app.database(alias).unwrap();
-    db.engine()
-        .find(
-            &Patient::schema().collection,
-            &cipherdoc_engine::Filter::all(),
-            &cipherdoc_engine::FindOptions::default(),
-        )
-        .await
-        .unwrap()
+    common::raw_docs::<Patient>(app, alias).await
 }
 
 #[tokio::test]
