@@ -15,6 +15,7 @@ pub mod aead;
 pub mod client;
 pub mod error;
 pub mod key;
+mod mac;
 pub mod payload;
 pub mod random;
 pub mod range;
