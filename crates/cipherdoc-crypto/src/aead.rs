@@ -77,7 +77,8 @@ pub(crate) type Key96 = [[u8; 32]; 3];
 pub(crate) struct Fle1Key<'a> {
     pub(crate) mac: &'a HmacSha512Key,
     pub(crate) enc: &'a Aes256,
-    pub(crate) iv: &'a HmacSha512Key,
+    /// The deterministic-IV key schedule; `None` for keys that never encrypt deterministically.
+    pub(crate) iv: Option<&'a HmacSha512Key>,
 }
 
 /// The FLE2 view of a 96-byte key: encryption key and MAC key schedule.
@@ -178,11 +179,18 @@ pub(crate) fn fle1_encrypt_raw(
     Ok(out)
 }
 
-pub(crate) fn fle1_deterministic_iv_raw(key: &Fle1Key<'_>, aad: &[u8], pt: &[u8]) -> [u8; 16] {
-    let full = key.iv.mac(&[aad, &fle1_al(aad), pt]);
+pub(crate) fn fle1_deterministic_iv_raw(
+    key: &Fle1Key<'_>,
+    aad: &[u8],
+    pt: &[u8],
+) -> Result<[u8; 16]> {
+    let ivk = key
+        .iv
+        .ok_or(Error::Encrypt("this key has no deterministic-IV key"))?;
+    let full = ivk.mac(&[aad, &fle1_al(aad), pt]);
     let mut iv = [0u8; 16];
     iv.copy_from_slice(&full[..16]);
-    iv
+    Ok(iv)
 }
 
 pub(crate) fn fle1_decrypt_raw(
@@ -210,7 +218,7 @@ pub fn fle1_encrypt_with_iv(
 /// FLE1 deterministic encryption: the IV is
 /// `HMAC-SHA-512(Kiv, A ‖ AL ‖ P)[0..16]`.
 pub fn fle1_encrypt_deterministic(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let iv = fle1_deterministic_iv_raw(&key.fle1(), aad, plaintext);
+    let iv = fle1_deterministic_iv_raw(&key.fle1(), aad, plaintext)?;
     fle1_encrypt_raw(&key.fle1(), &iv, aad, plaintext)
 }
 

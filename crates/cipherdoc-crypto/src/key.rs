@@ -40,10 +40,17 @@ pub struct DataKey(Box<DataKeyInner>);
 #[derive(Clone, Zeroize, zeroize::ZeroizeOnDrop)]
 struct DataKeyInner {
     key: Key96,
-    // The aes crate zeroizes its key schedules on drop.
+    // Computed on first use, so that loading keys (e.g. unwrapping a key
+    // vault) stays cheap; every part zeroizes itself on drop.
     #[zeroize(skip)]
+    schedules: std::sync::OnceLock<Schedules>,
+}
+
+/// Key schedules derived from a DEK. The HMAC states derive ZeroizeOnDrop;
+/// the `aes` crate (feature `zeroize`) zeroizes its round keys on drop.
+#[derive(Clone)]
+struct Schedules {
     fle1_aes: aes::Aes256,
-    #[zeroize(skip)]
     fle2_aes: aes::Aes256,
     fle1_mac: HmacSha512Key,
     fle1_iv: HmacSha512Key,
@@ -56,13 +63,20 @@ impl DataKey {
 
     fn from_parts(key: &Key96) -> Self {
         Self(Box::new(DataKeyInner {
+            key: *key,
+            schedules: std::sync::OnceLock::new(),
+        }))
+    }
+
+    fn schedules(&self) -> &Schedules {
+        let key = &self.0.key;
+        self.0.schedules.get_or_init(|| Schedules {
             fle1_mac: HmacSha512Key::new(&key[0]),
             fle1_iv: HmacSha512Key::new(&key[2]),
             fle2_mac: HmacSha256Key::new(&key[1]),
             fle1_aes: aead::aes_key(&key[1]),
             fle2_aes: aead::aes_key(&key[0]),
-            key: *key,
-        }))
+        })
     }
 
     /// From exactly 96 bytes.
@@ -95,17 +109,19 @@ impl DataKey {
     }
 
     pub(crate) fn fle1(&self) -> Fle1Key<'_> {
+        let s = self.schedules();
         Fle1Key {
-            mac: &self.0.fle1_mac,
-            enc: &self.0.fle1_aes,
-            iv: &self.0.fle1_iv,
+            mac: &s.fle1_mac,
+            enc: &s.fle1_aes,
+            iv: Some(&s.fle1_iv),
         }
     }
 
     pub(crate) fn fle2(&self) -> Fle2Key<'_> {
+        let s = self.schedules();
         Fle2Key {
-            enc: &self.0.fle2_aes,
-            mac: &self.0.fle2_mac,
+            enc: &s.fle2_aes,
+            mac: &s.fle2_mac,
         }
     }
 
@@ -161,12 +177,9 @@ impl LocalMasterKey {
         key96_from_slice("local master key", bytes).map(|k| Self(Box::new(*k)))
     }
 
-    fn schedules(&self) -> (HmacSha512Key, HmacSha512Key, aes::Aes256) {
-        (
-            HmacSha512Key::new(&self.0[0]),
-            HmacSha512Key::new(&self.0[2]),
-            aead::aes_key(&self.0[1]),
-        )
+    /// Only what key wrapping needs (random IV, so no IV-key schedule).
+    fn schedules(&self) -> (HmacSha512Key, aes::Aes256) {
+        (HmacSha512Key::new(&self.0[0]), aead::aes_key(&self.0[1]))
     }
 }
 
@@ -192,11 +205,11 @@ pub fn wrap_local(
     rng: &mut dyn RandomSource,
 ) -> Result<Vec<u8>> {
     let iv = crate::random::random_iv(rng)?;
-    let (mac, ivk, enc) = kek.schedules();
+    let (mac, enc) = kek.schedules();
     let key = Fle1Key {
         mac: &mac,
         enc: &enc,
-        iv: &ivk,
+        iv: None,
     };
     aead::fle1_encrypt_raw(&key, &iv, &[], dek.as_bytes())
 }
@@ -205,11 +218,11 @@ pub fn wrap_local(
 ///
 /// A wrong master key or modified material is [`Error::AuthenticationFailed`].
 pub fn unwrap_local(kek: &LocalMasterKey, key_material: &[u8]) -> Result<DataKey> {
-    let (mac, ivk, enc) = kek.schedules();
+    let (mac, enc) = kek.schedules();
     let key = Fle1Key {
         mac: &mac,
         enc: &enc,
-        iv: &ivk,
+        iv: None,
     };
     let pt = aead::fle1_decrypt_raw(&key, &[], key_material)?;
     if pt.len() != DataKey::LEN {
