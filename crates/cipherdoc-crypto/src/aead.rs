@@ -20,8 +20,6 @@ use crate::key::DataKey;
 use crate::mac::{HmacSha256Key, HmacSha512Key};
 use crate::random::{RandomSource, random_iv};
 
-type Aes256CbcEnc = cbc::Encryptor<Aes256>;
-type Aes256CbcDec = cbc::Decryptor<Aes256>;
 type Aes256Ctr = ctr::Ctr128BE<Aes256>;
 
 const IV_LEN: usize = 16;
@@ -104,8 +102,7 @@ fn cbc_encrypt_into(ke: &Aes256, iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
     out.extend_from_slice(iv);
     out.extend_from_slice(pt);
     out.resize(IV_LEN + body, 0);
-    // Cloning the cached key schedule is cheaper than expanding the key again.
-    let enc = Aes256CbcEnc::inner_iv_init(ke.clone(), iv.into());
+    let enc = cbc::Encryptor::<&Aes256>::inner_iv_init(ke, iv.into());
     // The buffer has exactly the padded length, so padding cannot fail.
     let _ = enc.encrypt_padded_mut::<block_padding::Pkcs7>(&mut out[IV_LEN..], pt.len());
     out
@@ -123,7 +120,7 @@ fn cbc_decrypt(ke: &Aes256, iv: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>
     let iv: &[u8; 16] = iv
         .try_into()
         .map_err(|_| Error::Decrypt("input ciphertext too small"))?;
-    let dec = Aes256CbcDec::inner_iv_init(ke.clone(), iv.into());
+    let dec = cbc::Decryptor::<&Aes256>::inner_iv_init(ke, iv.into());
     dec.decrypt_padded_mut::<block_padding::NoPadding>(&mut buf)
         .map_err(|_| Error::Decrypt("bad CBC block length"))?;
     let pad = usize::from(*buf.last().unwrap_or(&0));
@@ -256,7 +253,7 @@ pub fn fle2v1_ctr_aead_encrypt_with_iv(
     let mut out = Vec::with_capacity(IV_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(iv);
     out.extend_from_slice(plaintext);
-    Aes256Ctr::from_core(ctr::CtrCore::inner_iv_init(k.enc.clone(), iv.into()))
+    ctr::Ctr128BE::<&Aes256>::from_core(ctr::CtrCore::inner_iv_init(k.enc, iv.into()))
         .apply_keystream(&mut out[IV_LEN..]);
     let tag = k.mac.mac(&[aad, &out]);
     out.extend_from_slice(&tag);
@@ -276,7 +273,7 @@ pub fn fle2v1_ctr_aead_decrypt(
     let iv: &[u8; 16] = iv
         .try_into()
         .map_err(|_| Error::Decrypt("input ciphertext too small"))?;
-    Aes256Ctr::from_core(ctr::CtrCore::inner_iv_init(k.enc.clone(), iv.into()))
+    ctr::Ctr128BE::<&Aes256>::from_core(ctr::CtrCore::inner_iv_init(k.enc, iv.into()))
         .apply_keystream(&mut out);
     Ok(out)
 }
