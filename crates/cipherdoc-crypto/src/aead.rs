@@ -9,21 +9,18 @@
 //! Tags are compared in constant time before anything is decrypted.
 
 use aes::Aes256;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, StreamCipher, block_padding};
-use hmac::{Hmac, Mac};
-use sha2::{Sha256, Sha512};
+use aes::cipher::{
+    BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit, KeyIvInit, StreamCipher, block_padding,
+};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::key::DataKey;
+use crate::mac::{HmacSha256Key, HmacSha512Key};
 use crate::random::{RandomSource, random_iv};
 
-type Aes256CbcEnc = cbc::Encryptor<Aes256>;
-type Aes256CbcDec = cbc::Decryptor<Aes256>;
 type Aes256Ctr = ctr::Ctr128BE<Aes256>;
-type HmacSha256 = Hmac<Sha256>;
-type HmacSha512 = Hmac<Sha512>;
 
 const IV_LEN: usize = 16;
 const BLOCK: usize = 16;
@@ -74,17 +71,18 @@ impl CtrKey for RawCtrKey {
 /// A 96-byte key seen as its three 32-byte parts (DEK or local KEK).
 pub(crate) type Key96 = [[u8; 32]; 3];
 
-fn split96(key: &Key96) -> (&[u8; 32], &[u8; 32], &[u8; 32]) {
-    (&key[0], &key[1], &key[2])
+/// The FLE1 view of a 96-byte key: MAC key schedule, encryption key, IV-key schedule.
+pub(crate) struct Fle1Key<'a> {
+    pub(crate) mac: &'a HmacSha512Key,
+    pub(crate) enc: &'a Aes256,
+    /// The deterministic-IV key schedule; `None` for keys that never encrypt deterministically.
+    pub(crate) iv: Option<&'a HmacSha512Key>,
 }
 
-fn hmac256(key: &[u8; 32]) -> HmacSha256 {
-    // HMAC accepts keys of any length; a 32-byte key can never be rejected.
-    <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
-}
-
-fn hmac512(key: &[u8; 32]) -> HmacSha512 {
-    <HmacSha512 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+/// The FLE2 view of a 96-byte key: encryption key and MAC key schedule.
+pub(crate) struct Fle2Key<'a> {
+    pub(crate) enc: &'a Aes256,
+    pub(crate) mac: &'a HmacSha256Key,
 }
 
 /// Length of the CBC body for a plaintext of `n` bytes (PKCS#7 always pads).
@@ -93,13 +91,18 @@ fn cbc_len(n: usize) -> usize {
 }
 
 /// Writes `IV ‖ CBC(P)` into a fresh buffer with room for a 32-byte tag.
-fn cbc_encrypt_into(ke: &[u8; 32], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
+/// An AES-256 key schedule (zeroized on drop by the `aes` crate).
+pub(crate) fn aes_key(k: &[u8; 32]) -> Aes256 {
+    Aes256::new(k.into())
+}
+
+fn cbc_encrypt_into(ke: &Aes256, iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
     let body = cbc_len(pt.len());
     let mut out = Vec::with_capacity(IV_LEN + body + TAG_LEN);
     out.extend_from_slice(iv);
     out.extend_from_slice(pt);
     out.resize(IV_LEN + body, 0);
-    let enc = Aes256CbcEnc::new(ke.into(), iv.into());
+    let enc = cbc::Encryptor::<&Aes256>::inner_iv_init(ke, iv.into());
     // The buffer has exactly the padded length, so padding cannot fail.
     let _ = enc.encrypt_padded_mut::<block_padding::Pkcs7>(&mut out[IV_LEN..], pt.len());
     out
@@ -107,7 +110,7 @@ fn cbc_encrypt_into(ke: &[u8; 32], iv: &[u8; 16], pt: &[u8]) -> Vec<u8> {
 
 /// Decrypts a CBC body and strips padding the way libmongocrypt does: only
 /// checks that the last byte is at most 16.
-fn cbc_decrypt(ke: &[u8; 32], iv: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+fn cbc_decrypt(ke: &Aes256, iv: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     if body.is_empty() || body.len() % BLOCK != 0 {
         return Err(Error::Decrypt(
             "input ciphertext too small or not a multiple of the block size",
@@ -117,7 +120,7 @@ fn cbc_decrypt(ke: &[u8; 32], iv: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8
     let iv: &[u8; 16] = iv
         .try_into()
         .map_err(|_| Error::Decrypt("input ciphertext too small"))?;
-    let dec = Aes256CbcDec::new(ke.into(), iv.into());
+    let dec = cbc::Decryptor::<&Aes256>::inner_iv_init(ke, iv.into());
     dec.decrypt_padded_mut::<block_padding::NoPadding>(&mut buf)
         .map_err(|_| Error::Decrypt("bad CBC block length"))?;
     let pad = usize::from(*buf.last().unwrap_or(&0));
@@ -159,7 +162,7 @@ fn fle1_al(aad: &[u8]) -> [u8; 8] {
 }
 
 pub(crate) fn fle1_encrypt_raw(
-    key: &Key96,
+    key: &Fle1Key<'_>,
     iv: &[u8; 16],
     aad: &[u8],
     pt: &[u8],
@@ -167,40 +170,35 @@ pub(crate) fn fle1_encrypt_raw(
     if pt.is_empty() {
         return Err(Error::Encrypt("input plaintext too small"));
     }
-    let (km, ke, _) = split96(key);
-    let mut out = cbc_encrypt_into(ke, iv, pt);
-    let mut mac = hmac512(km);
-    mac.update(aad);
-    mac.update(&out);
-    mac.update(&fle1_al(aad));
-    let tag = mac.finalize().into_bytes();
+    let mut out = cbc_encrypt_into(key.enc, iv, pt);
+    let tag = key.mac.mac(&[aad, &out, &fle1_al(aad)]);
     out.extend_from_slice(&tag[..TAG_LEN]);
     Ok(out)
 }
 
-pub(crate) fn fle1_deterministic_iv_raw(key: &Key96, aad: &[u8], pt: &[u8]) -> [u8; 16] {
-    let (_, _, kiv) = split96(key);
-    let mut mac = hmac512(kiv);
-    mac.update(aad);
-    mac.update(&fle1_al(aad));
-    mac.update(pt);
-    let full = mac.finalize().into_bytes();
+pub(crate) fn fle1_deterministic_iv_raw(
+    key: &Fle1Key<'_>,
+    aad: &[u8],
+    pt: &[u8],
+) -> Result<[u8; 16]> {
+    let ivk = key
+        .iv
+        .ok_or(Error::Encrypt("this key has no deterministic-IV key"))?;
+    let full = ivk.mac(&[aad, &fle1_al(aad), pt]);
     let mut iv = [0u8; 16];
     iv.copy_from_slice(&full[..16]);
-    iv
+    Ok(iv)
 }
 
-pub(crate) fn fle1_decrypt_raw(key: &Key96, aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn fle1_decrypt_raw(
+    key: &Fle1Key<'_>,
+    aad: &[u8],
+    ct: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
     let (iv, body, tag) = split_iv_body_tag(ct, BLOCK)?;
-    let (km, ke, _) = split96(key);
-    let mut mac = hmac512(km);
-    mac.update(aad);
-    mac.update(iv);
-    mac.update(body);
-    mac.update(&fle1_al(aad));
-    let expected = mac.finalize().into_bytes();
+    let expected = key.mac.mac(&[aad, iv, body, &fle1_al(aad)]);
     check_tag(&expected[..TAG_LEN], tag)?;
-    cbc_decrypt(ke, iv, body)
+    cbc_decrypt(key.enc, iv, body)
 }
 
 /// FLE1 AEAD encryption with a caller-chosen IV (§2.2). The random algorithm
@@ -211,14 +209,14 @@ pub fn fle1_encrypt_with_iv(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    fle1_encrypt_raw(key.parts(), iv, aad, plaintext)
+    fle1_encrypt_raw(&key.fle1(), iv, aad, plaintext)
 }
 
 /// FLE1 deterministic encryption: the IV is
 /// `HMAC-SHA-512(Kiv, A ‖ AL ‖ P)[0..16]`.
 pub fn fle1_encrypt_deterministic(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let iv = fle1_deterministic_iv_raw(key.parts(), aad, plaintext);
-    fle1_encrypt_raw(key.parts(), &iv, aad, plaintext)
+    let iv = fle1_deterministic_iv_raw(&key.fle1(), aad, plaintext)?;
+    fle1_encrypt_raw(&key.fle1(), &iv, aad, plaintext)
 }
 
 /// FLE1 randomized encryption (random IV).
@@ -229,12 +227,12 @@ pub fn fle1_encrypt_random(
     rng: &mut dyn RandomSource,
 ) -> Result<Vec<u8>> {
     let iv = random_iv(rng)?;
-    fle1_encrypt_raw(key.parts(), &iv, aad, plaintext)
+    fle1_encrypt_raw(&key.fle1(), &iv, aad, plaintext)
 }
 
 /// FLE1 AEAD decryption (both algorithms).
 pub fn fle1_decrypt(key: &DataKey, aad: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    fle1_decrypt_raw(key.parts(), aad, ciphertext)
+    fle1_decrypt_raw(&key.fle1(), aad, ciphertext)
 }
 
 // ---------------------------------------------------------------------------
@@ -251,15 +249,14 @@ pub fn fle2v1_ctr_aead_encrypt_with_iv(
     if plaintext.is_empty() {
         return Err(Error::Encrypt("input plaintext too small"));
     }
-    let (ke, km, _) = split96(key.parts());
+    let k = key.fle2();
     let mut out = Vec::with_capacity(IV_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(iv);
     out.extend_from_slice(plaintext);
-    Aes256Ctr::new(ke.into(), iv.into()).apply_keystream(&mut out[IV_LEN..]);
-    let mut mac = hmac256(km);
-    mac.update(aad);
-    mac.update(&out);
-    out.extend_from_slice(&mac.finalize().into_bytes());
+    ctr::Ctr128BE::<&Aes256>::from_core(ctr::CtrCore::inner_iv_init(k.enc, iv.into()))
+        .apply_keystream(&mut out[IV_LEN..]);
+    let tag = k.mac.mac(&[aad, &out]);
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
@@ -270,17 +267,14 @@ pub fn fle2v1_ctr_aead_decrypt(
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
     let (iv, body, tag) = split_iv_body_tag(ciphertext, 1)?;
-    let (ke, km, _) = split96(key.parts());
-    let mut mac = hmac256(km);
-    mac.update(aad);
-    mac.update(iv);
-    mac.update(body);
-    check_tag(&mac.finalize().into_bytes(), tag)?;
+    let k = key.fle2();
+    check_tag(&k.mac.mac(&[aad, iv, body]), tag)?;
     let mut out = Zeroizing::new(body.to_vec());
     let iv: &[u8; 16] = iv
         .try_into()
         .map_err(|_| Error::Decrypt("input ciphertext too small"))?;
-    Aes256Ctr::new(ke.into(), iv.into()).apply_keystream(&mut out);
+    ctr::Ctr128BE::<&Aes256>::from_core(ctr::CtrCore::inner_iv_init(k.enc, iv.into()))
+        .apply_keystream(&mut out);
     Ok(out)
 }
 
@@ -299,12 +293,10 @@ pub fn cbc_aead_encrypt_with_iv(
     if plaintext.is_empty() {
         return Err(Error::Encrypt("input plaintext too small"));
     }
-    let (ke, km, _) = split96(key.parts());
-    let mut out = cbc_encrypt_into(ke, iv, plaintext);
-    let mut mac = hmac256(km);
-    mac.update(aad);
-    mac.update(&out);
-    out.extend_from_slice(&mac.finalize().into_bytes());
+    let k = key.fle2();
+    let mut out = cbc_encrypt_into(k.enc, iv, plaintext);
+    let tag = k.mac.mac(&[aad, &out]);
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
@@ -326,13 +318,9 @@ pub fn cbc_aead_decrypt(
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
     let (iv, body, tag) = split_iv_body_tag(ciphertext, BLOCK)?;
-    let (ke, km, _) = split96(key.parts());
-    let mut mac = hmac256(km);
-    mac.update(aad);
-    mac.update(iv);
-    mac.update(body);
-    check_tag(&mac.finalize().into_bytes(), tag)?;
-    cbc_decrypt(ke, iv, body)
+    let k = key.fle2();
+    check_tag(&k.mac.mac(&[aad, iv, body]), tag)?;
+    cbc_decrypt(k.enc, iv, body)
 }
 
 // ---------------------------------------------------------------------------

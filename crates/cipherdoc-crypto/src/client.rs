@@ -102,8 +102,13 @@ fn check_equality(t: ElementType) -> Result<()> {
     }
 }
 
-/// `ku ‖ CBC-AEAD(ku_key, VB, A = ku)`: the IUP `v` field / client value.
-fn client_value(user: UserKey<'_>, vb: &[u8], rng: &mut dyn RandomSource) -> Result<Vec<u8>> {
+/// `ku ‖ CBC-AEAD(ku_key, VB, A = ku)`: the IUP `v` field (§6.5), shared by
+/// equality and range insert payloads. One IV.
+pub fn encrypt_client_value(
+    user: UserKey<'_>,
+    vb: &[u8],
+    rng: &mut dyn RandomSource,
+) -> Result<Vec<u8>> {
     let ct = aead::cbc_aead_encrypt(user.key, user.id.as_bytes(), vb, rng)?;
     let mut v = Vec::with_capacity(16 + ct.len());
     v.extend_from_slice(user.id.as_bytes());
@@ -132,7 +137,7 @@ pub fn encrypt_equality_insert(
     let esc = index.esc().derive_from_data(&vb).with_contention(k);
     let l = index.server_token_derivation_level1().derive_from_data(&vb);
     let p = aead::encrypt_ctr(index.ecoc(), esc.as_bytes(), rng)?;
-    let v = client_value(user, &vb, rng)?;
+    let v = encrypt_client_value(user, &vb, rng)?;
     Ok(InsertUpdatePayloadV2 {
         edc_derived_token: edc,
         esc_derived_token: esc,
@@ -309,7 +314,17 @@ pub fn decrypt_blob(blob: &[u8], keys: &(impl KeyLookup + ?Sized)) -> Result<Opt
     use BlobSubtype as B;
     match BlobSubtype::of(blob)? {
         B::Fle1DeterministicEncryptedValue | B::Fle1RandomEncryptedValue => {
-            decrypt_fle1(&Fle1EncryptedValue::decode(blob)?, keys).map(Some)
+            // Decrypted in place (no copy of the ciphertext): whole-document
+            // decryption of FLE1 fields is a benchmarked hot path.
+            let what = "FLE1 encrypted value";
+            let (aad, ct) = blob
+                .split_at_checked(18)
+                .filter(|(_, ct)| !ct.is_empty())
+                .ok_or_else(|| Error::decode(what, "too short"))?;
+            let (id, t, _) =
+                crate::payload::iev_key_id_and_type(what, aad.get(1..).unwrap_or(&[]))?;
+            let vb = aead::fle1_decrypt(lookup(keys, &id)?, aad, ct)?;
+            value_from_bytes(t, &vb).map(Some)
         }
         B::Fle2UnindexedEncryptedValueV2 => {
             decrypt_unindexed(&UnindexedEncryptedValueV2::decode(blob)?, keys).map(Some)

@@ -7,12 +7,13 @@ use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, DateTime, Document, RawBsonRef, RawDocument};
 use zeroize::Zeroize;
 
-use crate::aead::{self, Key96};
+use crate::aead::{self, Fle1Key, Fle2Key, Key96};
 use crate::error::{Error, Result};
+use crate::mac::{HmacSha256Key, HmacSha512Key};
 use crate::random::RandomSource;
 use crate::tokens::TokenKey;
 
-fn key96_from_slice(what: &'static str, bytes: &[u8]) -> Result<Box<Key96>> {
+fn key96_from_slice(what: &'static str, bytes: &[u8]) -> Result<zeroize::Zeroizing<Key96>> {
     if bytes.len() != 96 {
         return Err(Error::KeyLength {
             what,
@@ -20,7 +21,7 @@ fn key96_from_slice(what: &'static str, bytes: &[u8]) -> Result<Box<Key96>> {
             actual: bytes.len(),
         });
     }
-    let mut k: Box<Key96> = Box::new([[0u8; 32]; 3]);
+    let mut k = zeroize::Zeroizing::new([[0u8; 32]; 3]);
     for (dst, src) in k.iter_mut().zip(bytes.chunks_exact(32)) {
         dst.copy_from_slice(src);
     }
@@ -30,78 +31,133 @@ fn key96_from_slice(what: &'static str, bytes: &[u8]) -> Result<Box<Key96>> {
 /// A 96-byte data encryption key (DEK), zeroized on drop.
 ///
 /// Different algorithms read different 32-byte slices (§1.1); the accessors
-/// name them so callers never slice by hand.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DataKey(Box<Key96>);
+/// name them so callers never slice by hand. The HMAC key schedules of the
+/// FLE1 and FLE2 MAC keys are computed once, when the key is created, so
+/// per-value work does not repeat them.
+#[derive(Clone)]
+pub struct DataKey(Box<DataKeyInner>);
+
+#[derive(Clone, Zeroize, zeroize::ZeroizeOnDrop)]
+struct DataKeyInner {
+    key: Key96,
+    // Computed on first use, so that loading keys (e.g. unwrapping a key
+    // vault) stays cheap; every part zeroizes itself on drop.
+    #[zeroize(skip)]
+    schedules: std::sync::OnceLock<Schedules>,
+}
+
+/// Key schedules derived from a DEK. The HMAC states derive ZeroizeOnDrop;
+/// the `aes` crate (feature `zeroize`) zeroizes its round keys on drop.
+#[derive(Clone)]
+struct Schedules {
+    fle1_aes: aes::Aes256,
+    fle2_aes: aes::Aes256,
+    fle1_mac: HmacSha512Key,
+    fle1_iv: HmacSha512Key,
+    fle2_mac: HmacSha256Key,
+}
 
 impl DataKey {
     /// Length in bytes.
     pub const LEN: usize = 96;
 
+    fn from_parts(key: &Key96) -> Self {
+        Self(Box::new(DataKeyInner {
+            key: *key,
+            schedules: std::sync::OnceLock::new(),
+        }))
+    }
+
+    fn schedules(&self) -> &Schedules {
+        let key = &self.0.key;
+        self.0.schedules.get_or_init(|| Schedules {
+            fle1_mac: HmacSha512Key::new(&key[0]),
+            fle1_iv: HmacSha512Key::new(&key[2]),
+            fle2_mac: HmacSha256Key::new(&key[1]),
+            fle1_aes: aead::aes_key(&key[1]),
+            fle2_aes: aead::aes_key(&key[0]),
+        })
+    }
+
     /// From exactly 96 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        key96_from_slice("data key", bytes).map(Self)
+        key96_from_slice("data key", bytes).map(|k| Self::from_parts(&k))
     }
 
     /// From a 96-byte array (the array is zeroized after copying).
     pub fn from_bytes(mut bytes: [u8; 96]) -> Self {
-        let mut k: Box<Key96> = Box::new([[0u8; 32]; 3]);
+        let mut k = zeroize::Zeroizing::new([[0u8; 32]; 3]);
         for (dst, src) in k.iter_mut().zip(bytes.chunks_exact(32)) {
             dst.copy_from_slice(src);
         }
         bytes.zeroize();
-        Self(k)
+        Self::from_parts(&k)
     }
 
     /// A fresh random key.
     pub fn generate(rng: &mut dyn RandomSource) -> Result<Self> {
-        let mut k: Box<Key96> = Box::new([[0u8; 32]; 3]);
+        let mut k = zeroize::Zeroizing::new([[0u8; 32]; 3]);
         for part in k.iter_mut() {
             rng.fill(part)?;
         }
-        Ok(Self(k))
+        Ok(Self::from_parts(&k))
     }
 
     /// The whole key as bytes (for wrapping by a KMS).
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_flattened()
+        self.0.key.as_flattened()
     }
 
-    pub(crate) fn parts(&self) -> &Key96 {
-        &self.0
+    pub(crate) fn fle1(&self) -> Fle1Key<'_> {
+        let s = self.schedules();
+        Fle1Key {
+            mac: &s.fle1_mac,
+            enc: &s.fle1_aes,
+            iv: Some(&s.fle1_iv),
+        }
+    }
+
+    pub(crate) fn fle2(&self) -> Fle2Key<'_> {
+        let s = self.schedules();
+        Fle2Key {
+            enc: &s.fle2_aes,
+            mac: &s.fle2_mac,
+        }
     }
 
     /// FLE1 MAC key `Km` (bytes 0..32).
     pub fn fle1_mac_key(&self) -> &[u8; 32] {
-        &self.0[0]
+        &self.0.key[0]
     }
     /// FLE1 encryption key `Ke` (bytes 32..64).
     pub fn fle1_enc_key(&self) -> &[u8; 32] {
-        &self.0[1]
+        &self.0.key[1]
     }
     /// FLE1 deterministic-IV key `Kiv` (bytes 64..96).
     pub fn fle1_iv_key(&self) -> &[u8; 32] {
-        &self.0[2]
+        &self.0.key[2]
     }
     /// FLE2 encryption key `Ke` (bytes 0..32; note the swap against FLE1).
     pub fn fle2_enc_key(&self) -> &[u8; 32] {
-        &self.0[0]
+        &self.0.key[0]
     }
     /// FLE2 MAC key `Km` (bytes 32..64).
     pub fn fle2_mac_key(&self) -> &[u8; 32] {
-        &self.0[1]
+        &self.0.key[1]
     }
     /// The QE token root, `TokenKey = DEK[64..96]` (§4).
     pub fn token_key(&self) -> TokenKey {
-        TokenKey::from_bytes(self.0[2])
+        TokenKey::from_bytes(self.0.key[2])
     }
 }
 
-impl Drop for DataKey {
-    fn drop(&mut self) {
-        self.0.as_flattened_mut().zeroize();
+/// Constant-time comparison of the key bytes.
+impl PartialEq for DataKey {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self.as_bytes(), other.as_bytes()).into()
     }
 }
+impl Eq for DataKey {}
 
 impl zeroize::ZeroizeOnDrop for DataKey {}
 
@@ -118,7 +174,12 @@ pub struct LocalMasterKey(Box<Key96>);
 impl LocalMasterKey {
     /// From exactly 96 bytes; any other length is [`Error::KeyLength`].
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        key96_from_slice("local master key", bytes).map(Self)
+        key96_from_slice("local master key", bytes).map(|k| Self(Box::new(*k)))
+    }
+
+    /// Only what key wrapping needs (random IV, so no IV-key schedule).
+    fn schedules(&self) -> (HmacSha512Key, aes::Aes256) {
+        (HmacSha512Key::new(&self.0[0]), aead::aes_key(&self.0[1]))
     }
 }
 
@@ -144,14 +205,26 @@ pub fn wrap_local(
     rng: &mut dyn RandomSource,
 ) -> Result<Vec<u8>> {
     let iv = crate::random::random_iv(rng)?;
-    aead::fle1_encrypt_raw(&kek.0, &iv, &[], dek.as_bytes())
+    let (mac, enc) = kek.schedules();
+    let key = Fle1Key {
+        mac: &mac,
+        enc: &enc,
+        iv: None,
+    };
+    aead::fle1_encrypt_raw(&key, &iv, &[], dek.as_bytes())
 }
 
 /// Unwraps `keyMaterial` produced by [`wrap_local`] (or libmongocrypt).
 ///
 /// A wrong master key or modified material is [`Error::AuthenticationFailed`].
 pub fn unwrap_local(kek: &LocalMasterKey, key_material: &[u8]) -> Result<DataKey> {
-    let pt = aead::fle1_decrypt_raw(&kek.0, &[], key_material)?;
+    let (mac, enc) = kek.schedules();
+    let key = Fle1Key {
+        mac: &mac,
+        enc: &enc,
+        iv: None,
+    };
+    let pt = aead::fle1_decrypt_raw(&key, &[], key_material)?;
     if pt.len() != DataKey::LEN {
         return Err(Error::KeyLength {
             what: "unwrapped data key",

@@ -16,6 +16,7 @@ pub mod client;
 pub mod efc;
 pub mod error;
 pub mod key;
+mod mac;
 pub mod payload;
 pub mod random;
 pub mod range;

@@ -88,9 +88,9 @@ pub(crate) fn element_type(what: &'static str, t: i32) -> Result<ElementType> {
         .ok_or_else(|| Error::decode(what, format!("unknown BSON type {t}")))
 }
 
-fn u64_to_i64(what: &'static str, key: &str, n: u64) -> i64 {
-    // Values come from validated inputs (< i64::MAX); saturate defensively.
-    let _ = (what, key);
+/// `k`/`cm` are int64 on the wire; decoding and the client API keep them
+/// below `i64::MAX`, so this only saturates values built by hand.
+fn u64_to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -221,7 +221,7 @@ impl InsertUpdatePayloadV2 {
         w.binary("v", 0, &self.value);
         w.binary("e", 0, self.server_encryption_token.as_bytes());
         w.binary("l", 0, self.server_derived_from_data_token.as_bytes());
-        w.int64("k", u64_to_i64(Self::WHAT, "k", self.contention_factor));
+        w.int64("k", u64_to_i64(self.contention_factor));
         if let Some(g) = &self.edge_token_sets {
             let mut arr = DocWriter::new(None, 200 * g.len() + 8);
             for (i, e) in g.iter().enumerate() {
@@ -348,10 +348,7 @@ impl FindEqualityPayloadV2 {
         w.binary("d", 0, self.edc_derived_token.as_bytes());
         w.binary("s", 0, self.esc_derived_token.as_bytes());
         w.binary("l", 0, self.server_derived_from_data_token.as_bytes());
-        w.int64(
-            "cm",
-            u64_to_i64(Self::WHAT, "cm", self.max_contention_factor),
-        );
+        w.int64("cm", u64_to_i64(self.max_contention_factor));
         w.finish()
     }
 

@@ -77,6 +77,50 @@ pub fn value_bytes(v: &Bson) -> Result<Zeroizing<Vec<u8>>> {
 /// hold exactly one well-formed value of that type.
 pub fn value_from_bytes(ty: ElementType, vb: &[u8]) -> Result<Bson> {
     let err = |m: &str| Error::decode("BSON value", m);
+    // Fast paths for fixed-size and string values: decryption of whole
+    // documents spends most of its non-crypto time here.
+    let fixed = |n: usize| -> Result<[u8; 8]> {
+        if vb.len() != n {
+            return Err(err("wrong length for its type"));
+        }
+        let mut a = [0u8; 8];
+        a[..n].copy_from_slice(vb);
+        Ok(a)
+    };
+    match ty {
+        ElementType::Int32 => {
+            return Ok(Bson::Int32(i32::from_le_bytes(
+                fixed(4)?[..4].try_into().unwrap_or_default(),
+            )));
+        }
+        ElementType::Int64 => return Ok(Bson::Int64(i64::from_le_bytes(fixed(8)?))),
+        ElementType::Double => return Ok(Bson::Double(f64::from_le_bytes(fixed(8)?))),
+        ElementType::DateTime => {
+            return Ok(Bson::DateTime(bson::DateTime::from_millis(
+                i64::from_le_bytes(fixed(8)?),
+            )));
+        }
+        ElementType::Boolean => {
+            return match vb {
+                [0] => Ok(Bson::Boolean(false)),
+                [1] => Ok(Bson::Boolean(true)),
+                _ => Err(err("invalid boolean")),
+            };
+        }
+        ElementType::String => {
+            let (len, rest) = vb
+                .split_at_checked(4)
+                .ok_or_else(|| err("string too short"))?;
+            let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+            return match rest.split_last() {
+                Some((0, body)) if len == rest.len() => std::str::from_utf8(body)
+                    .map(|s| Bson::String(s.to_owned()))
+                    .map_err(|_| err("string is not valid UTF-8")),
+                _ => Err(err("malformed string")),
+            };
+        }
+        _ => {}
+    }
     let total = vb
         .len()
         .checked_add(7)
