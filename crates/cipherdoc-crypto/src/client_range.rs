@@ -27,6 +27,7 @@ use crate::tokens::IndexKeyTokens;
 /// A range-maths error as a crate error. The message names the offending
 /// value and bounds (e.g. "value 300 is outside the range index bounds
 /// [0, 200]").
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(range_err)`
 fn range_err(e: RangeError) -> Error {
     Error::InvalidArgument(e.to_string())
 }
@@ -152,6 +153,7 @@ fn encrypted_tokens(
 /// per-value and per-edge derivations are computed here. A value outside the
 /// index's `[min, max]`, or of another type than the index, is refused before
 /// any randomness is drawn.
+#[allow(clippy::many_single_char_names)] // names mirror the protocol fields
 pub fn encrypt_range_insert(
     value: &Bson,
     index: &RangeIndex,
