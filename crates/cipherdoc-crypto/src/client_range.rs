@@ -11,6 +11,9 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use bson::{Bson, Document};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::aead;
 use crate::client::UserKey;
@@ -22,7 +25,9 @@ use crate::payload::{
 };
 use crate::random::{RandomSource, choose_contention_factor, validate_max_contention};
 use crate::range::{OnEmpty, RangeError, RangeIndex, RangeOptions, RangeValue, RangeValueKind};
-use crate::tokens::IndexKeyTokens;
+use crate::tokens::{
+    EdcDerivedFromDataToken, EscDerivedFromDataToken, IndexKeyTokens, ServerDerivedFromDataToken,
+};
 
 /// A range-maths error as a crate error. The message names the offending
 /// value and bounds (e.g. "value 300 is outside the range index bounds
@@ -133,17 +138,60 @@ fn check_double_bounds(index: &RangeIndex, v: &RangeValue) -> Result<()> {
     Ok(())
 }
 
-/// `p` of an insert payload or edge: `EncryptCTR(ECOCToken, s ‖ isLeaf)`.
-fn encrypted_tokens(
-    tokens: &IndexKeyTokens,
-    esc: &[u8; 32],
-    is_leaf: bool,
-    rng: &mut dyn RandomSource,
-) -> Result<Vec<u8>> {
-    let mut pt = [0u8; 33];
+/// `p` of an insert payload or edge: `EncryptCTR(ECOCToken, s ‖ isLeaf)`
+/// with the given IV.
+fn encrypted_tokens(tokens: &IndexKeyTokens, iv: &[u8], esc: &[u8; 32], is_leaf: bool) -> Vec<u8> {
+    let mut pt = Zeroizing::new([0u8; 33]);
     pt[..32].copy_from_slice(esc);
     pt[32] = u8::from(is_leaf);
-    aead::encrypt_ctr(tokens.ecoc(), &pt, rng)
+    let mut iv16 = [0u8; 16];
+    iv16.copy_from_slice(iv.get(..16).unwrap_or(&[0; 16]));
+    aead::encrypt_ctr_with_iv(tokens.ecoc(), &iv16, &*pt)
+}
+
+/// HMAC-SHA-256 states keyed with the index key's EDC, ESC and
+/// ServerTokenDerivationLevel1 tokens, prepared once per value (or query).
+///
+/// Every edge and mincover string derives its three data-level tokens from
+/// these same keys; cloning a keyed state skips the two key-block
+/// compressions each fresh HMAC would redo, which is most of the per-edge
+/// cost. (The `tokens` module derives one token per call, so this lives here.)
+struct DataTokenMacs {
+    edc: Hmac<Sha256>,
+    esc: Hmac<Sha256>,
+    server: Hmac<Sha256>,
+}
+
+impl DataTokenMacs {
+    fn new(tokens: &IndexKeyTokens) -> Self {
+        // HMAC accepts keys of any length; 32-byte keys never fail.
+        let mac = |k: &[u8; 32]| {
+            <Hmac<Sha256> as Mac>::new_from_slice(k).unwrap_or_else(|_| unreachable!())
+        };
+        Self {
+            edc: mac(tokens.edc().as_bytes()),
+            esc: mac(tokens.esc().as_bytes()),
+            server: mac(tokens.server_token_derivation_level1().as_bytes()),
+        }
+    }
+
+    fn run(m: &Hmac<Sha256>, v: &[u8]) -> [u8; 32] {
+        let mut m = m.clone();
+        m.update(v);
+        m.finalize().into_bytes().into()
+    }
+
+    fn edc(&self, v: &[u8]) -> EdcDerivedFromDataToken {
+        EdcDerivedFromDataToken::from_bytes(Self::run(&self.edc, v))
+    }
+
+    fn esc(&self, v: &[u8]) -> EscDerivedFromDataToken {
+        EscDerivedFromDataToken::from_bytes(Self::run(&self.esc, v))
+    }
+
+    fn server(&self, v: &[u8]) -> ServerDerivedFromDataToken {
+        ServerDerivedFromDataToken::from_bytes(Self::run(&self.server, v))
+    }
 }
 
 /// Builds a range insert payload (blob 11 with `g`, `sp`, `pn?`, `tf`, `mn`,
@@ -174,29 +222,36 @@ pub fn encrypt_range_insert(
     }
 
     let k = choose_contention_factor(max_contention, rng)?;
+    // All IVs in one draw: p, v, then one per edge. A random source is a
+    // stream, so this consumes exactly the bytes libmongocrypt's sequence of
+    // 16-byte draws does, with one system call instead of 2 + edges.
+    let mut ivs = Zeroizing::new(vec![0u8; 16 * (2 + edges.len())]);
+    rng.fill(&mut ivs)?;
+    let (iv_p, rest) = ivs.split_at(16);
+    let (iv_v, iv_edges) = rest.split_at(16);
+
+    let macs = DataTokenMacs::new(tokens);
     let vb = value_bytes(value)?;
-    let edc = tokens.edc().derive_from_data(&vb).with_contention(k);
-    let esc = tokens.esc().derive_from_data(&vb).with_contention(k);
-    let l = tokens
-        .server_token_derivation_level1()
-        .derive_from_data(&vb);
-    let p = encrypted_tokens(tokens, esc.as_bytes(), false, rng)?;
-    let ct = aead::cbc_aead_encrypt(user.key, user.id.as_bytes(), &vb, rng)?;
+    let edc = macs.edc(&vb).with_contention(k);
+    let esc = macs.esc(&vb).with_contention(k);
+    let l = macs.server(&vb);
+    let p = encrypted_tokens(tokens, iv_p, esc.as_bytes(), false);
+    let mut iv = [0u8; 16];
+    iv.copy_from_slice(iv_v);
+    let ct = aead::cbc_aead_encrypt_with_iv(user.key, &iv, user.id.as_bytes(), &vb)?;
     let mut v = Vec::with_capacity(16 + ct.len());
     v.extend_from_slice(user.id.as_bytes());
     v.extend_from_slice(&ct);
 
     let mut g = Vec::with_capacity(edges.len());
-    for edge in edges.iter() {
+    for (edge, iv_e) in edges.iter().zip(iv_edges.chunks_exact(16)) {
         let e = edge.as_bytes();
-        let esc_e = tokens.esc().derive_from_data(e).with_contention(k);
-        let p_e = encrypted_tokens(tokens, esc_e.as_bytes(), edge.is_leaf(), rng)?;
+        let esc_e = macs.esc(e).with_contention(k);
+        let p_e = encrypted_tokens(tokens, iv_e, esc_e.as_bytes(), edge.is_leaf());
         g.push(EdgeTokenSetV2 {
-            edc_derived_token: tokens.edc().derive_from_data(e).with_contention(k),
+            edc_derived_token: macs.edc(e).with_contention(k),
             esc_derived_token: esc_e,
-            server_derived_from_data_token: tokens
-                .server_token_derivation_level1()
-                .derive_from_data(e),
+            server_derived_from_data_token: macs.server(e),
             encrypted_tokens: p_e,
         });
     }
@@ -267,14 +322,13 @@ pub fn encrypt_range_find(
     let cover = index
         .min_cover(&lo, include_lower, &hi, include_upper, OnEmpty::Error)
         .map_err(range_err)?;
+    let macs = DataTokenMacs::new(tokens);
     let edges = cover
         .iter()
         .map(|c| EdgeFindTokenSetV2 {
-            edc_derived_token: tokens.edc().derive_from_data(c),
-            esc_derived_token: tokens.esc().derive_from_data(c),
-            server_derived_from_data_token: tokens
-                .server_token_derivation_level1()
-                .derive_from_data(c),
+            edc_derived_token: macs.edc(c),
+            esc_derived_token: macs.esc(c),
+            server_derived_from_data_token: macs.server(c),
         })
         .collect();
     Ok(FindRangePayloadV2 {
