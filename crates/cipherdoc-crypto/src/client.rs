@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::key::{DataKey, KeyId};
 use crate::payload::{
     BlobSubtype, FindEqualityPayloadV2, Fle1Algorithm, Fle1EncryptedValue,
-    IndexedEqualityEncryptedValueV2, InsertUpdatePayloadV2, UnindexedEncryptedValueV2, value_bytes,
-    value_from_bytes,
+    IndexedEqualityEncryptedValueV2, IndexedRangeEncryptedValueV2, InsertUpdatePayloadV2,
+    UnindexedEncryptedValueV2, value_bytes, value_from_bytes,
 };
 use crate::random::{RandomSource, choose_contention_factor};
 use crate::tokens::{IndexKeyTokens, ServerDataEncryptionLevel1Token};
@@ -306,6 +306,19 @@ pub fn decrypt_indexed_equality(
     )
 }
 
+/// Decrypts a stored indexed range value (15), like [`decrypt_indexed_equality`].
+pub fn decrypt_indexed_range(
+    v: &IndexedRangeEncryptedValueV2,
+    keys: &(impl KeyLookup + ?Sized),
+) -> Result<Bson> {
+    decrypt_sev(
+        v.bson_type,
+        &v.index_key_id,
+        &v.server_encrypted_value,
+        keys,
+    )
+}
+
 /// Decrypts any encrypted blob (BSON binary subtype 6 bytes), dispatching on
 /// its first byte (§6.10). Returns `Ok(None)` for blobs that carry no
 /// ciphertext (placeholders and find payloads: 0, 3, 12, 13, 18); protocol v1
@@ -334,18 +347,7 @@ pub fn decrypt_blob(blob: &[u8], keys: &(impl KeyLookup + ?Sized)) -> Result<Opt
                 .map(Some)
         }
         B::Fle2IndexedRangeEncryptedValueV2 => {
-            // 0x0F ‖ S_KeyId ‖ T ‖ edge_count ‖ SEV ‖ metadata × edge_count (§6.7).
-            let what = "FLE2IndexedRangeEncryptedValueV2";
-            let (s_key_id, t, rest) =
-                crate::payload::iev_key_id_and_type(what, blob.get(1..).unwrap_or(&[]))?;
-            let (&n, rest) = rest
-                .split_first()
-                .ok_or_else(|| Error::decode(what, "too short"))?;
-            let meta = usize::from(n) * 96;
-            if rest.len() < meta + 32 {
-                return Err(Error::decode(what, "too short"));
-            }
-            decrypt_sev(t, &s_key_id, &rest[..rest.len() - meta], keys).map(Some)
+            decrypt_indexed_range(&IndexedRangeEncryptedValueV2::decode(blob)?, keys).map(Some)
         }
         B::Fle2InsertUpdatePayloadV2 => {
             decrypt_insert_payload(&InsertUpdatePayloadV2::decode(blob)?, keys).map(Some)

@@ -13,6 +13,7 @@
 
 pub mod aead;
 pub mod client;
+pub mod client_range;
 pub mod efc;
 pub mod error;
 pub mod key;

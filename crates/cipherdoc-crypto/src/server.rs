@@ -824,3 +824,213 @@ pub fn padding_anchor_positions(
     };
     Ok(add(base, 1)?..=add(base, num_pads)?)
 }
+
+// ---------------------------------------------------------------------------
+// Range (§9.4, §9.6) and the token sets shared by equality and range
+
+use crate::payload::{FindRangePayloadV2, IndexedRangeEncryptedValueV2};
+use crate::tokens::{EdcDerivedFromDataToken, EscDerivedFromDataToken};
+
+/// What the server needs from one token set of an insert payload (§9.4):
+/// equality payloads have one (the top-level `d`, `s`, `l`, `p`), range
+/// payloads one per edge (`g[i]`; the top-level tokens are ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertTokenSet<'a> {
+    /// `s`: ESC…AndContentionFactor — the ESC keys ([`EscTokens::new`]) for emuBinary.
+    pub esc: &'a EscDerivedFromDataTokenAndContentionFactor,
+    /// `d`: EDC…AndContentionFactor — the tag key (`HMAC(d, 1)`).
+    pub edc: &'a EdcDerivedFromDataTokenAndContentionFactor,
+    /// `l`: ServerDerivedFromDataToken — encrypts the metadata block.
+    pub server_derived: &'a ServerDerivedFromDataToken,
+    /// `p`: the ECOC entry's `value` (`EncryptCTR(ECOCToken, s [‖ isLeaf])`).
+    pub ecoc_value: &'a [u8],
+}
+
+impl InsertTokenSet<'_> {
+    /// The `__safeContent__` tag of this token set at ESC position `count`.
+    pub fn tag(&self, count: u64) -> Tag {
+        self.edc.twice_derived().tag(count)
+    }
+}
+
+/// The token sets of an insert payload, in order: one for equality, one per
+/// edge for range (`g` order, which is also the metadata block order of the
+/// stored value 15). The server runs the same ESC/ECOC loop over them.
+pub fn insert_token_sets(iup: &InsertUpdatePayloadV2) -> Vec<InsertTokenSet<'_>> {
+    match &iup.edge_token_sets {
+        None => vec![InsertTokenSet {
+            esc: &iup.esc_derived_token,
+            edc: &iup.edc_derived_token,
+            server_derived: &iup.server_derived_from_data_token,
+            ecoc_value: &iup.encrypted_tokens,
+        }],
+        Some(g) => g
+            .iter()
+            .map(|e| InsertTokenSet {
+                esc: &e.esc_derived_token,
+                edc: &e.edc_derived_token,
+                server_derived: &e.server_derived_from_data_token,
+                ecoc_value: &e.encrypted_tokens,
+            })
+            .collect(),
+    }
+}
+
+/// Turns a range insert payload into the stored value (blob 15, §9.4 step 4):
+/// `SEV = EncryptCTR(e, v)` and one metadata block per edge, built from
+/// `(counts[i], k, g[i].d, g[i].l)`. `counts` are the ESC positions assigned
+/// to the edges, in `g` order. The blocks' tags
+/// ([`IndexedRangeEncryptedValueV2::tags`]) go into `__safeContent__`.
+pub fn build_indexed_range_value(
+    iup: &InsertUpdatePayloadV2,
+    counts: &[u64],
+    rng: &mut dyn RandomSource,
+) -> Result<IndexedRangeEncryptedValueV2> {
+    let Some(g) = &iup.edge_token_sets else {
+        return Err(Error::InvalidArgument(
+            "an equality insert payload needs an equality stored value (14), not 15".into(),
+        ));
+    };
+    if g.is_empty() || g.len() > IndexedRangeEncryptedValueV2::MAX_EDGES {
+        return Err(Error::InvalidArgument(format!(
+            "a range insert payload must have 1 to {} edges, got {}",
+            IndexedRangeEncryptedValueV2::MAX_EDGES,
+            g.len()
+        )));
+    }
+    if counts.len() != g.len() {
+        return Err(Error::InvalidArgument(format!(
+            "expected {} counts (one per edge), got {}",
+            g.len(),
+            counts.len()
+        )));
+    }
+    let sev = aead::encrypt_ctr(&iup.server_encryption_token, &iup.value, rng)?;
+    let metadata = g
+        .iter()
+        .zip(counts)
+        .map(|(e, &c)| {
+            MetadataBlock::build(
+                c,
+                iup.contention_factor,
+                &e.edc_derived_token,
+                &e.server_derived_from_data_token,
+                rng,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(IndexedRangeEncryptedValueV2 {
+        index_key_id: iup.index_key_id,
+        bson_type: iup.bson_type,
+        server_encrypted_value: sev,
+        metadata,
+    })
+}
+
+/// The un-contended data tokens of one find token set: the single one of an
+/// equality find payload, or one mincover string of a range find payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FindDataTokens<'a> {
+    /// EDCDerivedFromDataToken (`d`).
+    pub edc: &'a EdcDerivedFromDataToken,
+    /// ESCDerivedFromDataToken (`s`).
+    pub esc: &'a EscDerivedFromDataToken,
+    /// ServerDerivedFromDataToken (`l`), for the collection-scan match.
+    pub server_derived: &'a ServerDerivedFromDataToken,
+}
+
+impl FindDataTokens<'_> {
+    /// The tokens for every contention factor `k` in `0..=max_contention`
+    /// (§9.6), as [`FindEqualityPayloadV2::contention_tokens`] does.
+    pub fn contention_tokens(
+        &self,
+        max_contention: u64,
+    ) -> impl Iterator<Item = ContentionTokens> + '_ {
+        (0..=max_contention).map(move |k| ContentionTokens {
+            contention_factor: k,
+            esc: EscTokens::new(&self.esc.with_contention(k)),
+            edc_twice: self.edc.with_contention(k).twice_derived(),
+        })
+    }
+}
+
+impl FindRangePayloadV2 {
+    /// One data-token set per mincover string (empty for a stub), to expand
+    /// over `0..=cm` ([`Self::max_contention_factor`]) like equality.
+    pub fn data_tokens(&self) -> Vec<FindDataTokens<'_>> {
+        self.payload.as_ref().map_or_else(Vec::new, |p| {
+            p.edges
+                .iter()
+                .map(|e| FindDataTokens {
+                    edc: &e.edc_derived_token,
+                    esc: &e.esc_derived_token,
+                    server_derived: &e.server_derived_from_data_token,
+                })
+                .collect()
+        })
+    }
+
+    /// `payload.cm`, or `None` for a stub.
+    pub fn max_contention_factor(&self) -> Option<u64> {
+        self.payload.as_ref().map(|p| p.max_contention_factor)
+    }
+
+    /// All `(edge, k)` token sets of the query, edge-major: for each
+    /// mincover string, `k = 0..=cm`. Empty for a stub.
+    pub fn contention_tokens(&self) -> Vec<ContentionTokens> {
+        let cm = self.max_contention_factor().unwrap_or(0);
+        self.data_tokens()
+            .iter()
+            .flat_map(|t| t.contention_tokens(cm).collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+impl FindEqualityPayloadV2 {
+    /// The payload's data tokens as a [`FindDataTokens`] (one set), so a
+    /// server loop can treat equality and range alike.
+    pub fn data_tokens(&self) -> FindDataTokens<'_> {
+        FindDataTokens {
+            edc: &self.edc_derived_token,
+            esc: &self.esc_derived_token,
+            server_derived: &self.server_derived_from_data_token,
+        }
+    }
+}
+
+/// All tags a range find payload stands for (§9.6): the union over its
+/// mincover strings and contention factors, given the query count of each
+/// `(edge, k)` in [`FindRangePayloadV2::contention_tokens`] order. A stub
+/// has no tags (the server rewrites it to "always true").
+pub fn range_query_tags(find: &FindRangePayloadV2, counts: &[u64]) -> Result<Vec<Tag>> {
+    let cts = find.contention_tokens();
+    if counts.len() != cts.len() {
+        return Err(Error::InvalidArgument(format!(
+            "expected {} counts (one per mincover string and contention factor), got {}",
+            cts.len(),
+            counts.len()
+        )));
+    }
+    let total = counts.iter().fold(0u64, |a, &c| a.saturating_add(c));
+    let mut tags = Vec::with_capacity(usize::try_from(total).unwrap_or(0).min(1 << 20));
+    for (ct, &c) in cts.iter().zip(counts) {
+        tags.extend(ct.tags(c));
+    }
+    Ok(tags)
+}
+
+/// The collection-scan match of a range query (§9.6 fallback): whether any
+/// metadata block of `value` has encrypted zeros under the zeros token of any
+/// mincover string of `find`. A stub matches everything.
+pub fn range_value_matches(
+    value: &IndexedRangeEncryptedValueV2,
+    find: &FindRangePayloadV2,
+) -> bool {
+    let Some(p) = &find.payload else { return true };
+    p.edges.iter().any(|e| {
+        let zt = e.server_derived_from_data_token.zeros_encryption();
+        value.metadata.iter().any(|m| {
+            aead::decrypt_ctr_array::<16>(&zt, &m.encrypted_zeros).is_ok_and(|z| z == [0u8; 16])
+        })
+    })
+}

@@ -9,14 +9,20 @@ mod fle1;
 mod iev;
 mod iup;
 mod placeholder;
+mod range;
+mod range_spec;
 mod value;
 mod writer;
 
 pub use fle1::{Fle1Algorithm, Fle1EncryptedValue};
-pub(crate) use iev::key_id_and_type as iev_key_id_and_type;
 pub use iev::{IndexedEqualityEncryptedValueV2, MetadataBlock, UnindexedEncryptedValueV2};
 pub use iup::{EdgeTokenSetV2, FindEqualityPayloadV2, InsertUpdatePayloadV2};
 pub use placeholder::{EncryptionPlaceholder, PlaceholderAlgorithm, PlaceholderType};
+pub use range::{
+    EdgeFindTokenSetV2, FindRangeEdgesInfoV2, FindRangePayloadV2, IndexedRangeEncryptedValueV2,
+    RangeOperator,
+};
+pub use range_spec::{RangeEdgesInfo, RangeFindSpec, RangeInsertSpec};
 pub use value::{BsonValueBytes, value_bytes, value_from_bytes};
 
 use crate::error::{Error, Result};
