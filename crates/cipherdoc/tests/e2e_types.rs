@@ -1,7 +1,13 @@
 //! Every encrypted field type: save then load returns an equal value, and
 //! for every type that allows equality, `eq`, `ne` and `is_in` return
 //! exactly the right documents from a collection with repeated values.
-#![allow(clippy::unwrap_used, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
 
 mod common;
 
@@ -90,13 +96,29 @@ fn row(n: i64) -> Everything {
         took: TimeDelta::milliseconds(-k),
         uuid: uuid::Uuid::from_u128(k as u128 + 1),
         oid: ObjectId::from_bytes([k as u8; 12]),
-        ip: if k == 0 { "::1".parse().unwrap() } else { format!("10.0.0.{k}").parse().unwrap() },
+        ip: if k == 0 {
+            "::1".parse().unwrap()
+        } else {
+            format!("10.0.0.{k}").parse().unwrap()
+        },
         email: format!("p{k}@example.com"),
         price: Decimal::new(1_999 + n, 2),
         ratio: if n == 0 { -0.0 } else { 1.0 / n as f64 },
         tags: vec![format!("t{n}"), "shared".into()],
-        note: Note { text: format!("note {n}"), stars: (n % 5) as i32 },
-        notes: vec![Note { text: "a".into(), stars: 1 }, Note { text: format!("b{n}"), stars: 2 }],
+        note: Note {
+            text: format!("note {n}"),
+            stars: (n % 5) as i32,
+        },
+        notes: vec![
+            Note {
+                text: "a".into(),
+                stars: 1,
+            },
+            Note {
+                text: format!("b{n}"),
+                stars: 2,
+            },
+        ],
     }
 }
 
@@ -119,7 +141,11 @@ async fn every_type_round_trips() {
     let objects = app.objects::<Everything>();
     let rows: Vec<_> = (0..ROWS).map(row).collect();
     objects.bulk_create(rows.clone()).await.unwrap();
-    let mut loaded = objects.order_by(Everything::fields().n.asc()).all().await.unwrap();
+    let mut loaded = objects
+        .order_by(Everything::fields().n.asc())
+        .all()
+        .await
+        .unwrap();
     assert_eq!(loaded.len(), rows.len());
     for (a, b) in loaded.iter().zip(&rows) {
         assert_eq!(a, b);

@@ -15,6 +15,7 @@ mod value;
 mod writer;
 
 pub use fle1::{Fle1Algorithm, Fle1EncryptedValue};
+pub(crate) use iev::key_id_and_type as iev_key_id_and_type;
 pub use iev::{IndexedEqualityEncryptedValueV2, MetadataBlock, UnindexedEncryptedValueV2};
 pub use iup::{EdgeTokenSetV2, FindEqualityPayloadV2, InsertUpdatePayloadV2};
 pub use placeholder::{EncryptionPlaceholder, PlaceholderAlgorithm, PlaceholderType};

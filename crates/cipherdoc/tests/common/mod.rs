@@ -50,15 +50,23 @@ pub async fn create_encrypted_collection<M: Model>(app: &App) {
         f.insert("keyId", id.to_binary());
         fields.push(Bson::Document(f));
     }
-    let options =
-        CreateCollectionOptions { encrypted_fields: Some(doc! { "fields": fields }) };
-    db.engine().create_collection(&schema.collection, options).await.unwrap();
+    let options = CreateCollectionOptions {
+        encrypted_fields: Some(doc! { "fields": fields }),
+    };
+    db.engine()
+        .create_collection(&schema.collection, options)
+        .await
+        .unwrap();
 }
 
 pub async fn raw_docs<M: Model>(app: &App, alias: &str) -> Vec<Document> {
     let db = app.database(alias).unwrap();
     db.engine()
-        .find(&M::schema().collection, &Filter::all(), &FindOptions::default())
+        .find(
+            &M::schema().collection,
+            &Filter::all(),
+            &FindOptions::default(),
+        )
         .await
         .unwrap()
 }
