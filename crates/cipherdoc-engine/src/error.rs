@@ -110,6 +110,15 @@ pub enum EngineError {
     /// Any other I/O failure (opening files, temporary directories).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// An error from PostgreSQL or from the connection to it.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("postgres connection pool: {0}; check that the server is running and the URL is right")]
+    PostgresPool(String),
+    /// An engine setting that cannot be used (connection URL, database name).
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
 }
 
 /// Result alias for engine operations.

@@ -1,1 +1,685 @@
-//! The PostgreSQL engine.
+//! The PostgreSQL engine (`engine = "postgres"`).
+//!
+//! ```no_run
+//! # async fn demo() -> cipherdoc_engine::Result<()> {
+//! use cipherdoc_engine::{Engine, Filter, FindOptions, postgres::PgEngine};
+//! let engine = PgEngine::connect("postgres://app@db.internal/clinic", "encrypted_db").await?;
+//! engine.insert_one("people", bson::doc! {"name": "Ada"}).await?;
+//! let found = engine.find("people", &Filter::eq("name", "Ada"), &FindOptions::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # A cipherdoc database is a PostgreSQL schema
+//!
+//! `PgEngine::connect(url, "encrypted_db")` connects to the PostgreSQL
+//! database named in the URL and keeps everything of the cipherdoc database
+//! `encrypted_db` in the **schema** `encrypted_db` (created on first
+//! connect): the catalog tables `"$catalog"` and `"$indexes"`, one table per
+//! collection, its index tables, and for encrypted collections the tag table
+//! and the ESC/ECOC tables named after MongoDB's (`"enxcol_.<coll>.esc"`).
+//! We map to a schema rather than to a PostgreSQL database because:
+//! - the two connections of a typical setup (`default` and `encrypted`)
+//!   can share one server, one role and one connection URL, and one pool
+//!   per cipherdoc database stays small;
+//! - creating a schema needs only `CREATE` on the database, not the
+//!   `CREATEDB` privilege that managed PostgreSQL services rarely grant;
+//! - dropping a schema (`DROP SCHEMA … CASCADE`) removes a whole cipherdoc
+//!   database atomically, which is what the test helper does;
+//! - a PostgreSQL connection is bound to one database, so a database per
+//!   cipherdoc database would force one pool per name with no upside.
+//!
+//! Table names longer than PostgreSQL's 63-byte limit are shortened to a
+//! prefix plus a hash of the whole name (PostgreSQL would otherwise
+//! truncate them silently and two collections could share a table).
+//!
+//! # Concurrency
+//!
+//! Every write runs in a `READ COMMITTED` transaction (set explicitly, so a
+//! server default of `REPEATABLE READ` or `SERIALIZABLE` cannot change it);
+//! reads outside a transaction run statement by statement in autocommit.
+//! Many connections write at once; three mechanisms make that safe:
+//!
+//! 1. **QE inserts: ESC id uniqueness and retry, not a collection lock.**
+//!    The ESC's `id` is its primary key. The QE server role probes the ESC
+//!    (emuBinary), then inserts the next position `HMAC(tag, count)`. Two
+//!    writers of the same value that probed the same state both try the
+//!    same id: the second insert waits on the first transaction's
+//!    uncommitted key, and when it commits, [`QeState::esc_insert`]
+//!    reports [`EngineError::EscIdConflict`] (`INSERT … ON CONFLICT DO
+//!    NOTHING` affecting no row; the statement does not fail, so the
+//!    transaction stays usable and the server log stays clean). The QE
+//!    server re-probes and retries. `READ COMMITTED` is what makes the
+//!    retry converge: each statement takes a fresh snapshot, so the
+//!    re-probe sees the winner's committed row and moves on to the next
+//!    position (under `REPEATABLE READ` the re-probe would see the old
+//!    snapshot forever). Positions stay contiguous — a position is only
+//!    taken after its predecessor was seen committed — which is what
+//!    emuBinary's binary search relies on. Nothing is lost: every insert
+//!    ends with its own unique committed position. We chose this over
+//!    serialising writers on a per-collection `pg_advisory_xact_lock`
+//!    because writers of different values (and, with contention factor
+//!    `cm`, of the same value in different counters) never conflict and
+//!    run in parallel; only true collisions wait and retry.
+//! 2. **Catalog changes vs. writers: advisory locks.** Every writer takes a
+//!    *shared* transaction-level advisory lock on each collection it
+//!    touches before reading its catalog entry; `create_index`,
+//!    `create_collection` and `drop_collection` take it *exclusive*, plus a
+//!    schema-wide DDL lock. So an index build waits for open writers and no
+//!    writer that read the old index list can commit a document the new
+//!    index misses. Inside a transaction the catalog entry is then cached
+//!    (it cannot change under the shared lock). A first insert that creates
+//!    a collection takes only the DDL lock and looks again after getting
+//!    it, so concurrent first inserts create it once.
+//! 3. **Document updates: row locks.** `replace_one` and deletes lock the
+//!    old row (`SELECT … FOR UPDATE`) before computing which index and tag
+//!    entries to remove, so concurrent replaces of one document serialise.
+//!
+//! Reads outside a transaction take no lock: the catalog and the data are
+//! read by two statements, which is safe because index tables are written
+//! in the same transactions as their documents (an index missing from an
+//! older catalog read only means a scan); a collection dropped between
+//! the two statements is retried.
+//!
+//! Each operation of a [`Transaction`] runs inside a savepoint, so a failed
+//! operation is undone alone and the transaction stays usable. Round trips
+//! are saved by pipelining: `BEGIN`/`SAVEPOINT` and the lock go out with the
+//! first statement of the operation, and a savepoint is released together
+//! with the next one.
+//!
+//! Dropping a transaction without `commit` closes its connection (the pool
+//! gets a fresh one later), and the server rolls the transaction back.
+//!
+//! Connections are plain TCP or Unix sockets (`NoTls`); put TLS in front
+//! (or extend [`PgEngine::connect_with`]) before using a remote server.
+
+mod ctx;
+mod docs;
+mod ops;
+pub mod testing;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bson::{Bson, Document};
+use deadpool_postgres::{Manager, ManagerConfig, Pool};
+use tokio_postgres::NoTls;
+
+use self::ctx::{Ctx, Schema};
+use crate::engine::{
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
+};
+use crate::filter::Filter;
+use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
+use crate::{EngineError, Result};
+
+/// Pool and connection settings of a [`PgEngine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgOptions {
+    /// Most connections open at once (each open transaction holds one).
+    pub max_connections: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+        }
+    }
+}
+
+impl PgOptions {
+    /// Set the pool size.
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}
+
+/// A cipherdoc database stored in one schema of a PostgreSQL database,
+/// behind [`Engine`]. Cheap to clone (clones share the pool).
+#[derive(Clone)]
+pub struct PgEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    schema: Arc<Schema>,
+    /// For temporary test schemas: the URL to drop the schema with when the
+    /// last clone goes away.
+    drop_with: Option<String>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(url) = self.drop_with.take() {
+            // Idle connections hold no locks, but close them first anyway.
+            self.pool.close();
+            testing::drop_schema_blocking(url, self.schema.name.clone());
+        }
+    }
+}
+
+impl std::fmt::Debug for PgEngine {
+    // The URL may hold a password: only the schema is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEngine")
+            .field("schema", &self.inner.schema.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_database_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(EngineError::Config(format!(
+            "database name {name:?} cannot be a PostgreSQL schema: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 63 {
+        return bad("it is longer than 63 bytes");
+    }
+    if name.contains('\0') {
+        return bad("it contains a NUL byte");
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("pg_") || lower == "information_schema" {
+        return bad("the name is reserved by PostgreSQL");
+    }
+    Ok(())
+}
+
+impl PgEngine {
+    /// Connect to the PostgreSQL database named in `url`
+    /// (`postgres://user:password@host:port/dbname`, or the key=value
+    /// form) and open the cipherdoc database `database` — the schema of
+    /// that name, created with its catalog if missing.
+    pub async fn connect(url: &str, database: &str) -> Result<Self> {
+        Self::connect_with(url, database, PgOptions::default()).await
+    }
+
+    /// [`PgEngine::connect`] with pool settings.
+    pub async fn connect_with(url: &str, database: &str, options: PgOptions) -> Result<Self> {
+        Self::open(url, database, options, None).await
+    }
+
+    async fn open(
+        url: &str,
+        database: &str,
+        options: PgOptions,
+        drop_with: Option<String>,
+    ) -> Result<Self> {
+        validate_database_name(database)?;
+        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
+            EngineError::Config(format!(
+                "the PostgreSQL connection URL could not be parsed ({e}); expected postgres://user@host:port/dbname"
+            ))
+        })?;
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("cipherdoc");
+        }
+        let manager = Manager::from_config(cfg, NoTls, ManagerConfig::default());
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .build()
+            .map_err(|e| EngineError::PostgresPool(e.to_string()))?;
+        let schema = Arc::new(Schema::new(database));
+        let engine = Self {
+            inner: Arc::new(Inner {
+                pool,
+                schema,
+                drop_with,
+            }),
+        };
+        engine.init().await?;
+        Ok(engine)
+    }
+
+    async fn init(&self) -> Result<()> {
+        let mut cx = self.ctx(false).await?;
+        let s = Arc::clone(&self.inner.schema);
+        // Concurrent first connects would race on CREATE SCHEMA; the lock
+        // makes them take turns.
+        let sql = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({key});
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {catalog}(name text PRIMARY KEY, encrypted_fields bytea);
+             CREATE TABLE IF NOT EXISTS {indexes}(collection text NOT NULL, name text NOT NULL,
+                 path text NOT NULL, is_unique boolean NOT NULL, sparse boolean NOT NULL,
+                 PRIMARY KEY(collection, name));
+             COMMIT;",
+            key = s.init_key(),
+            schema = s.quoted(),
+            catalog = s.catalog(),
+            indexes = s.indexes(),
+        );
+        cx.mark_dirty();
+        cx.batch(&sql).await?;
+        cx.mark_clean();
+        Ok(())
+    }
+
+    /// The PostgreSQL schema holding this cipherdoc database.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema.name
+    }
+
+    /// PostgreSQL's `EXPLAIN` lines for the candidate query `find` would run
+    /// for `filter` (for tests and diagnosis).
+    pub async fn explain(&self, collection: &str, filter: &Filter) -> Result<Vec<String>> {
+        let mut cx = self.ctx(false).await?;
+        ops::explain(&mut cx, collection, filter).await
+    }
+
+    async fn ctx(&self, locked: bool) -> Result<Ctx> {
+        let obj = self
+            .inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| EngineError::PostgresPool(e.to_string()))?;
+        Ok(Ctx::new(obj, Arc::clone(&self.inner.schema), locked))
+    }
+
+    /// A context whose first statement opens a transaction.
+    async fn writer(&self) -> Result<Ctx> {
+        let mut cx = self.ctx(true).await?;
+        cx.set_prefix(BEGIN.to_owned());
+        Ok(cx)
+    }
+}
+
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+const SAVEPOINT: &str = "SAVEPOINT cd_op";
+const RELEASE: &str = "RELEASE SAVEPOINT cd_op";
+const UNDO: &str = "ROLLBACK TO SAVEPOINT cd_op; RELEASE SAVEPOINT cd_op";
+
+/// Commit the autocommit transaction of `cx` if `r` is `Ok` (and a
+/// statement was sent at all), else roll it back.
+async fn finish<T>(mut cx: Ctx, r: Result<T>) -> Result<T> {
+    if !cx.prefix_was_sent() {
+        return r;
+    }
+    match r {
+        Ok(v) => {
+            cx.client()?.batch_execute("COMMIT").await?;
+            cx.mark_clean();
+            Ok(v)
+        }
+        Err(e) => {
+            if cx.client()?.batch_execute("ROLLBACK").await.is_ok() {
+                cx.mark_clean();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Run a read without a transaction, retrying when a collection was
+/// dropped between the catalog read and the data read.
+macro_rules! read {
+    ($self:ident, |$cx:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            let mut $cx = $self.ctx(false).await?;
+            let r = $body;
+            match r {
+                Err(e) if attempt < 3 && ops::is_undefined_table(&e) => attempt += 1,
+                r => break r,
+            }
+        }
+    }};
+}
+
+/// Run a write in its own transaction.
+macro_rules! autocommit {
+    ($self:ident, |$cx:ident| $body:expr) => {{
+        let mut $cx = $self.writer().await?;
+        let r = $body;
+        finish($cx, r).await
+    }};
+}
+
+#[async_trait]
+impl Engine for PgEngine {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
+        autocommit!(self, |cx| ops::create_collection(&mut cx, name, options)
+            .await)
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>> {
+        read!(self, |cx| ops::list_collections(&mut cx).await)
+    }
+
+    async fn describe_collection(&self, name: &str) -> Result<Option<CollectionInfo>> {
+        read!(self, |cx| ops::load_meta(&mut cx, name)
+            .await
+            .map(|m| m.map(|m| m.info())))
+    }
+
+    async fn drop_collection(&self, name: &str) -> Result<bool> {
+        autocommit!(self, |cx| ops::drop_collection(&mut cx, name).await)
+    }
+
+    async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {
+        autocommit!(self, |cx| ops::create_index(&mut cx, collection, &spec)
+            .await)
+    }
+
+    async fn insert_one(&self, collection: &str, doc: Document) -> Result<Bson> {
+        autocommit!(self, |cx| first_id(
+            ops::insert_docs(&mut cx, collection, vec![doc]).await
+        ))
+    }
+
+    async fn insert_many(&self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        autocommit!(self, |cx| ops::insert_docs(&mut cx, collection, docs).await)
+    }
+
+    async fn replace_one(&self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        autocommit!(self, |cx| ops::replace_one(&mut cx, collection, id, doc)
+            .await)
+    }
+
+    async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        autocommit!(self, |cx| ops::delete(&mut cx, collection, filter, true)
+            .await)
+    }
+
+    async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        autocommit!(self, |cx| ops::delete(&mut cx, collection, filter, false)
+            .await)
+    }
+
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        read!(self, |cx| ops::find(&mut cx, collection, filter, options)
+            .await)
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        read!(self, |cx| ops::count(&mut cx, collection, filter).await)
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        let cx = self.ctx(true).await?;
+        Ok(Box::new(PgTransaction {
+            cx,
+            pending_begin: true,
+            savepoint_open: false,
+            in_op: false,
+            broken: false,
+        }))
+    }
+}
+
+fn first_id(r: Result<Vec<Bson>>) -> Result<Bson> {
+    r?.into_iter()
+        .next()
+        .ok_or(EngineError::TransactionClosed("the insert returned no _id"))
+}
+
+/// A read-write transaction on a [`PgEngine`]; holds one pooled connection
+/// until it is committed, rolled back or dropped (which rolls back).
+// Four independent flags of the savepoint protocol; a state enum would
+// have to spell out their product.
+#[allow(clippy::struct_excessive_bools)]
+pub struct PgTransaction {
+    cx: Ctx,
+    /// `BEGIN` has not been sent yet (it goes out with the first statement).
+    pending_begin: bool,
+    /// The last operation's savepoint still exists (released lazily).
+    savepoint_open: bool,
+    /// An operation started and did not finish: it was cancelled midway.
+    in_op: bool,
+    /// The transaction can no longer be trusted; only rollback remains.
+    broken: bool,
+}
+
+impl std::fmt::Debug for PgTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTransaction")
+            .field("schema", &self.cx.s.name)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTransaction {
+    /// Start one atomic operation: its first statement is preceded by a
+    /// savepoint (and `BEGIN`, and the previous savepoint's release).
+    fn start(&mut self) -> Result<&mut Ctx> {
+        if self.in_op {
+            self.broken = true;
+        }
+        if self.broken {
+            return Err(EngineError::TransactionClosed(
+                "an earlier operation on it was cancelled midway or could not be undone",
+            ));
+        }
+        let mut p = String::new();
+        if self.pending_begin {
+            p.push_str(BEGIN);
+            p.push_str("; ");
+        }
+        if self.savepoint_open {
+            p.push_str(RELEASE);
+            p.push_str("; ");
+        }
+        p.push_str(SAVEPOINT);
+        self.cx.set_prefix(p);
+        self.in_op = true;
+        Ok(&mut self.cx)
+    }
+
+    /// Finish the operation: keep its effects, or undo them alone.
+    async fn end<T>(&mut self, r: Result<T>) -> Result<T> {
+        self.in_op = false;
+        if !self.cx.prefix_was_sent() {
+            // No statement ran: nothing to keep or undo.
+            return r;
+        }
+        self.pending_begin = false;
+        match r {
+            Ok(v) => {
+                self.savepoint_open = true;
+                Ok(v)
+            }
+            Err(e) => {
+                self.savepoint_open = false;
+                // Catalog entries read (and locks taken) inside the undone
+                // savepoint are gone with it.
+                self.cx.clear_cache();
+                let undo = match self.cx.client() {
+                    Ok(c) => c.batch_execute(UNDO).await.map_err(EngineError::from),
+                    Err(e) => Err(e),
+                };
+                if let Err(u) = undo {
+                    tracing::warn!(error = %u, "undoing a failed operation failed; the transaction is unusable");
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(mut self: Box<Self>, sql: &str) -> Result<()> {
+        if self.pending_begin && !self.broken && !self.in_op {
+            // Nothing was ever sent.
+            self.cx.mark_clean();
+            return Ok(());
+        }
+        if self.broken || self.in_op {
+            // Dropping the connection rolls back.
+            return Err(EngineError::TransactionClosed(
+                "an earlier operation on it was cancelled midway or could not be undone; it was rolled back",
+            ));
+        }
+        self.cx.client()?.batch_execute(sql).await?;
+        self.cx.mark_clean();
+        Ok(())
+    }
+}
+
+/// One atomic operation of a transaction.
+macro_rules! op {
+    ($self:ident, |$cx:ident| $body:expr) => {{
+        let $cx = $self.start()?;
+        let r = $body;
+        $self.end(r).await
+    }};
+}
+
+#[async_trait]
+impl Transaction for PgTransaction {
+    async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
+        op!(self, |cx| first_id(
+            ops::insert_docs(cx, collection, vec![doc]).await
+        ))
+    }
+
+    async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        op!(self, |cx| ops::insert_docs(cx, collection, docs).await)
+    }
+
+    async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        op!(self, |cx| ops::replace_one(cx, collection, id, doc).await)
+    }
+
+    async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        op!(self, |cx| ops::delete(cx, collection, filter, true).await)
+    }
+
+    async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        op!(self, |cx| ops::delete(cx, collection, filter, false).await)
+    }
+
+    async fn find(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        op!(self, |cx| ops::find(cx, collection, filter, options).await)
+    }
+
+    async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        op!(self, |cx| ops::count(cx, collection, filter).await)
+    }
+
+    async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {
+        op!(self, |cx| ops::load_meta(cx, name)
+            .await
+            .map(|m| m.map(|m| m.info())))
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.finish("COMMIT").await
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.finish("ROLLBACK").await
+    }
+}
+
+#[async_trait]
+impl QeState for PgTransaction {
+    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
+        let mut v = self
+            .esc_get_many(collection, std::slice::from_ref(id))
+            .await?;
+        Ok(v.pop().flatten())
+    }
+
+    async fn esc_get_many(
+        &mut self,
+        collection: &str,
+        ids: &[EscId],
+    ) -> Result<Vec<Option<EscEntry>>> {
+        op!(self, |cx| ops::esc_get_many(cx, collection, ids).await)
+    }
+
+    async fn esc_insert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()> {
+        op!(self, |cx| ops::esc_insert(
+            cx,
+            collection,
+            id,
+            value.as_ref(),
+            false
+        )
+        .await)
+    }
+
+    async fn esc_upsert(
+        &mut self,
+        collection: &str,
+        id: &EscId,
+        value: Option<EscValue>,
+    ) -> Result<()> {
+        op!(self, |cx| ops::esc_insert(
+            cx,
+            collection,
+            id,
+            value.as_ref(),
+            true
+        )
+        .await)
+    }
+
+    async fn esc_delete_many(&mut self, collection: &str, ids: &[EscId]) -> Result<u64> {
+        op!(self, |cx| ops::esc_delete_many(cx, collection, ids).await)
+    }
+
+    async fn esc_count(&mut self, collection: &str) -> Result<u64> {
+        op!(self, |cx| ops::esc_count(cx, collection).await)
+    }
+
+    async fn esc_non_anchor_ids(&mut self, collection: &str) -> Result<Vec<EscId>> {
+        op!(self, |cx| ops::esc_non_anchor_ids(cx, collection).await)
+    }
+
+    async fn ecoc_append(
+        &mut self,
+        collection: &str,
+        field_name: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        op!(self, |cx| ops::ecoc_append(
+            cx, collection, field_name, value
+        )
+        .await)
+    }
+
+    async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {
+        op!(self, |cx| ops::ecoc_count(cx, collection).await)
+    }
+
+    async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool> {
+        op!(self, |cx| ops::ecoc_begin_compaction(cx, collection).await)
+    }
+
+    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
+        op!(self, |cx| ops::ecoc_read_compact(cx, collection).await)
+    }
+
+    async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {
+        op!(self, |cx| ops::ecoc_drop_compact(cx, collection).await)
+    }
+}

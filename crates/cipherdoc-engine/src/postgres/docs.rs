@@ -1,0 +1,306 @@
+//! Document-level helpers that do not touch SQL: index keys, tags, `_id`
+//! handling, projections, sort keys, `encryptedFields` normalisation.
+//!
+//! They mirror the SQLite engine's private helpers so that both engines
+//! store and answer exactly the same way (the SQLite module is owned
+//! elsewhere and keeps its helpers private; a shared module would remove
+//! this duplication).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bson::{Bson, Document, oid::ObjectId, spec::BinarySubtype};
+
+use crate::engine::{IndexSpec, SortDirection};
+use crate::filter::{Reach, SAFE_CONTENT};
+use crate::qe_state::Tag;
+use crate::value::{compare, encode_key};
+use crate::{EngineError, Result};
+
+/// MongoDB's default ESC name for `c`.
+pub(crate) fn esc_name(c: &str) -> String {
+    format!("enxcol_.{c}.esc")
+}
+/// MongoDB's default ECOC name for `c`.
+pub(crate) fn ecoc_name(c: &str) -> String {
+    format!("enxcol_.{c}.ecoc")
+}
+/// Where the ECOC goes during compaction.
+pub(crate) fn ecoc_compact_name(c: &str) -> String {
+    format!("enxcol_.{c}.ecoc.compact")
+}
+
+pub(crate) fn render(v: &Bson) -> String {
+    v.clone().into_relaxed_extjson().to_string()
+}
+
+pub(crate) fn decode(collection: &str, bytes: &[u8]) -> Result<Document> {
+    Document::from_reader(bytes).map_err(|e| EngineError::Corrupt {
+        collection: collection.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.contains('$') || name.contains('\0') {
+        Some("it contains '$' or a NUL byte")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(EngineError::InvalidCollectionName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Fill in and check the state collection names (qe-protocol.md §7.1: the
+/// server insists on the `enxcol_.<coll>.esc/.ecoc` pattern).
+pub(crate) fn normalize_encrypted_fields(name: &str, mut ef: Document) -> Result<Document> {
+    let bad = |reason: String| EngineError::InvalidEncryptedFields {
+        collection: name.to_owned(),
+        reason,
+    };
+    for (key, want) in [
+        ("escCollection", esc_name(name)),
+        ("ecocCollection", ecoc_name(name)),
+    ] {
+        match ef.get(key) {
+            None => {
+                ef.insert(key, want);
+            }
+            Some(Bson::String(s)) if *s == want => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "{key} must be {want:?} (got {other}); omit it to use the default"
+                )));
+            }
+        }
+    }
+    match ef.get("fields") {
+        None => {
+            ef.insert("fields", Bson::Array(Vec::new()));
+        }
+        Some(Bson::Array(fields)) => {
+            for f in fields {
+                let ok = matches!(f, Bson::Document(d) if matches!(d.get("path"), Some(Bson::String(_))));
+                if !ok {
+                    return Err(bad(
+                        "every entry of fields must be a document with a string path".into(),
+                    ));
+                }
+            }
+        }
+        Some(_) => return Err(bad("fields must be an array".into())),
+    }
+    Ok(ef)
+}
+
+/// Index keys of one document: (encoded key, the value it came from).
+pub(crate) fn index_keys(doc: &Document, spec: &IndexSpec) -> BTreeMap<Vec<u8>, Bson> {
+    let reach = Reach::of(doc, &spec.path);
+    let mut keys = BTreeMap::new();
+    for c in reach.candidates() {
+        keys.entry(encode_key(c)).or_insert_with(|| c.clone());
+    }
+    if reach.missing && !spec.sparse {
+        keys.entry(encode_key(&Bson::Null)).or_insert(Bson::Null);
+    }
+    keys
+}
+
+/// The well-formed tags in a document's `__safeContent__`.
+pub(crate) fn doc_tags(doc: &Document) -> BTreeSet<Tag> {
+    match doc.get(SAFE_CONTENT) {
+        Some(Bson::Array(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Bson::Binary(b) if b.subtype == BinarySubtype::Generic => Tag::from_slice(&b.bytes),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+pub(crate) fn check_id(collection: &str, id: &Bson) -> Result<()> {
+    if matches!(
+        id,
+        Bson::Array(_) | Bson::RegularExpression(_) | Bson::Undefined
+    ) {
+        return Err(EngineError::InvalidDocument {
+            collection: collection.to_owned(),
+            reason: "_id cannot be an array, a regular expression or undefined".into(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn with_id_first(id: Bson, doc: Document) -> Document {
+    let mut out = Document::new();
+    out.insert("_id", id);
+    out.extend(doc);
+    out
+}
+
+/// The document with an `_id` (a new ObjectId, first, when missing) and
+/// that `_id`.
+pub(crate) fn ensure_id(collection: &str, doc: Document) -> Result<(Bson, Document)> {
+    let (id, doc) = if let Some(id) = doc.get("_id") {
+        (id.clone(), doc)
+    } else {
+        let id = Bson::ObjectId(ObjectId::new());
+        (id.clone(), with_id_first(id, doc))
+    };
+    check_id(collection, &id)?;
+    Ok((id, doc))
+}
+
+/// The value a document sorts by on `path`: the smallest (ascending) or
+/// largest (descending) candidate, `null` when the path reaches nothing.
+pub(crate) fn sort_key(doc: &Document, path: &str, dir: SortDirection) -> Bson {
+    let reach = Reach::of(doc, path);
+    let cands = reach
+        .candidates()
+        .filter(|c| !matches!(c, Bson::Array(a) if !a.is_empty()));
+    let best = match dir {
+        SortDirection::Ascending => cands.min_by(|a, b| compare(a, b)),
+        SortDirection::Descending => cands.max_by(|a, b| compare(a, b)),
+    };
+    best.cloned().unwrap_or(Bson::Null)
+}
+
+/// Sort documents by `sort` keys; the sort is stable, so ties keep the
+/// order they came in (insertion order).
+pub(crate) fn sort_docs(docs: Vec<Document>, sort: &[(String, SortDirection)]) -> Vec<Document> {
+    if sort.is_empty() {
+        return docs;
+    }
+    let mut keyed: Vec<(Vec<Bson>, Document)> = docs
+        .into_iter()
+        .map(|d| {
+            let keys = sort.iter().map(|(p, dir)| sort_key(&d, p, *dir)).collect();
+            (keys, d)
+        })
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        for ((x, y), (_, dir)) in a.iter().zip(b).zip(sort) {
+            let o = compare(x, y);
+            let o = if *dir == SortDirection::Descending {
+                o.reverse()
+            } else {
+                o
+            };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    keyed.into_iter().map(|(_, d)| d).collect()
+}
+
+/// A parsed MongoDB projection.
+pub(crate) struct Projection {
+    include: bool,
+    paths: Vec<Vec<String>>,
+    keep_id: bool,
+}
+
+impl Projection {
+    pub(crate) fn parse(p: &Document) -> Result<Self> {
+        let mut include = None;
+        let mut keep_id = true;
+        let mut paths = Vec::new();
+        for (k, v) in p {
+            let on = match v {
+                Bson::Boolean(b) => *b,
+                Bson::Int32(i) => *i != 0,
+                Bson::Int64(i) => *i != 0,
+                Bson::Double(f) => *f != 0.0,
+                _ => {
+                    return Err(EngineError::InvalidProjection(format!(
+                        "{k}: only 0/1/true/false are supported"
+                    )));
+                }
+            };
+            if k == "_id" {
+                keep_id = on;
+                continue;
+            }
+            if *include.get_or_insert(on) != on {
+                return Err(EngineError::InvalidProjection(
+                    "cannot mix inclusion and exclusion (except for _id)".into(),
+                ));
+            }
+            paths.push(k.split('.').map(str::to_owned).collect());
+        }
+        // `{_id: 0}` alone is an exclusion projection.
+        Ok(Self {
+            include: include.unwrap_or(false),
+            paths,
+            keep_id,
+        })
+    }
+
+    pub(crate) fn apply(&self, doc: Document) -> Document {
+        let mut out = if self.include {
+            let mut out = Document::new();
+            if self.keep_id {
+                if let Some(id) = doc.get("_id") {
+                    out.insert("_id", id.clone());
+                }
+            }
+            for p in &self.paths {
+                copy_path(&doc, p, &mut out);
+            }
+            out
+        } else {
+            let mut out = doc;
+            for p in &self.paths {
+                remove_path(&mut out, p);
+            }
+            out
+        };
+        if !self.keep_id {
+            out.remove("_id");
+        }
+        out
+    }
+}
+
+fn copy_path(src: &Document, path: &[String], out: &mut Document) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(v) = src.get(first) else { return };
+    if rest.is_empty() {
+        out.insert(first.clone(), v.clone());
+    } else if let Bson::Document(sub) = v {
+        let mut target = match out.remove(first) {
+            Some(Bson::Document(d)) => d,
+            _ => Document::new(),
+        };
+        copy_path(sub, rest, &mut target);
+        if !target.is_empty() {
+            out.insert(first.clone(), target);
+        }
+    }
+}
+
+fn remove_path(doc: &mut Document, path: &[String]) {
+    match path {
+        [] => {}
+        [last] => {
+            doc.remove(last);
+        }
+        [first, rest @ ..] => {
+            if let Some(Bson::Document(sub)) = doc.get_mut(first) {
+                remove_path(sub, rest);
+            }
+        }
+    }
+}

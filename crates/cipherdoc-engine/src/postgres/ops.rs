@@ -1,0 +1,1132 @@
+//! Storage operations as SQL over one [`Ctx`]. The caller decides whether
+//! they run in an autocommit transaction, inside a savepoint of a user
+//! transaction, or (reads only) without a transaction.
+//!
+//! Layout, per schema (= cipherdoc database):
+//! - `"$catalog"(name, encrypted_fields)`, `"$indexes"(collection, name,
+//!   path, is_unique, sparse)`;
+//! - per collection `C`: `"C"(rid bigint identity PRIMARY KEY, id bytea
+//!   UNIQUE, doc bytea)` — the BSON bytes keyed by the order-preserving
+//!   encoding of `_id`;
+//! - per secondary index: `"C.$idx.<name>"(key bytea, rid bigint)`, primary
+//!   key `(key)` when unique, `(key, rid)` otherwise, keys being
+//!   [`crate::value::encode_key`] of every value the path reaches (multikey);
+//! - per encrypted collection: `"C.$tags"(tag, rid)` primary key
+//!   `(tag, rid)`; `"enxcol_.C.esc"(id bytea PRIMARY KEY, value bytea)`;
+//!   `"enxcol_.C.ecoc"(rid identity, field, value)`.
+//!
+//! `bytea` compares with `memcmp` and then by length — there is no
+//! collation for `bytea` — so btree order on keys is exactly the byte order
+//! of `encode_key`, which is MongoDB's comparison order; range predicates
+//! on an index table are plain key ranges. Text columns (`name`) are only
+//! compared for equality, and sorted with `COLLATE "C"` (byte order) where
+//! an order is reported.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use tokio_postgres::error::SqlState;
+
+use super::ctx::{Ctx, Meta, Schema, ident};
+use super::docs::{
+    Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, ensure_id, esc_name, index_keys,
+    normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
+};
+use crate::engine::{CreateCollectionOptions, FindOptions, IndexSpec};
+use crate::filter::{FieldOp, Filter};
+use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
+use crate::value::{canonical_rank, encode_key, equals};
+use crate::{EngineError, Result};
+
+const LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+const LOCK_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock($1)";
+
+fn idx_raw(c: &str, index: &str) -> String {
+    format!("{c}.$idx.{index}")
+}
+fn tags_raw(c: &str) -> String {
+    format!("{c}.$tags")
+}
+
+/// Whether an error is PostgreSQL's "relation does not exist" (a
+/// collection dropped between reading the catalog and reading its table).
+pub(crate) fn is_undefined_table(e: &EngineError) -> bool {
+    matches!(e, EngineError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE))
+}
+
+fn parse_meta(name: &str, rows: &[tokio_postgres::Row]) -> Result<Option<Meta>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let ef: Option<&[u8]> = first.try_get(0)?;
+    let encrypted_fields = ef.map(|b| decode(name, b)).transpose()?;
+    let mut indexes = Vec::new();
+    for r in rows {
+        let iname: Option<String> = r.try_get(1)?;
+        if let Some(iname) = iname {
+            indexes.push(IndexSpec {
+                name: iname,
+                path: r.try_get(2)?,
+                unique: r.try_get(3)?,
+                sparse: r.try_get(4)?,
+            });
+        }
+    }
+    Ok(Some(Meta {
+        name: name.to_owned(),
+        encrypted_fields,
+        indexes,
+    }))
+}
+
+/// The catalog entry of `name`. In a writer context this first takes the
+/// collection's shared advisory lock (so no DDL on it can interleave with
+/// this transaction) and caches the answer for the rest of the transaction.
+pub(crate) async fn load_meta(cx: &mut Ctx, name: &str) -> Result<Option<Arc<Meta>>> {
+    if let Some(m) = cx.cached(name) {
+        return Ok(Some(m));
+    }
+    let s = Arc::clone(&cx.s);
+    let rows = if cx.locked {
+        let key = s.collection_key(name);
+        cx.execute_then_query(LOCK_SHARED, &[&key], &s.meta_sql, &[&name])
+            .await?
+    } else {
+        cx.query(&s.meta_sql, &[&name]).await?
+    };
+    let meta = parse_meta(name, &rows)?.map(Arc::new);
+    if let Some(m) = &meta {
+        cx.remember(Arc::clone(m));
+    }
+    Ok(meta)
+}
+
+/// Re-read the catalog entry (after taking a lock), bypassing the cache.
+async fn reload_meta(cx: &mut Ctx, name: &str) -> Result<Option<Arc<Meta>>> {
+    let s = Arc::clone(&cx.s);
+    let rows = cx.query(&s.meta_sql, &[&name]).await?;
+    let meta = parse_meta(name, &rows)?.map(Arc::new);
+    match &meta {
+        Some(m) => cx.remember(Arc::clone(m)),
+        None => cx.forget(name),
+    }
+    Ok(meta)
+}
+
+async fn lock_exclusive(cx: &mut Ctx, key: i64) -> Result<()> {
+    cx.execute(LOCK_EXCLUSIVE, &[&key]).await?;
+    Ok(())
+}
+
+async fn require_meta(cx: &mut Ctx, name: &str) -> Result<Arc<Meta>> {
+    load_meta(cx, name)
+        .await?
+        .ok_or_else(|| EngineError::CollectionNotFound(name.to_owned()))
+}
+
+async fn require_encrypted(cx: &mut Ctx, name: &str) -> Result<Arc<Meta>> {
+    let m = require_meta(cx, name).await?;
+    if m.encrypted() {
+        Ok(m)
+    } else {
+        Err(EngineError::NotEncrypted(name.to_owned()))
+    }
+}
+
+async fn tables_exist(cx: &mut Ctx, logical: &[String]) -> Result<bool> {
+    let idents: Vec<String> = logical.iter().map(|r| ident(r)).collect();
+    let schema = cx.s.name.clone();
+    let found = cx
+        .query(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])",
+            &[&schema, &idents],
+        )
+        .await?;
+    Ok(!found.is_empty())
+}
+
+/// Create a collection; the caller holds the schema's DDL lock.
+async fn create_locked(
+    cx: &mut Ctx,
+    name: &str,
+    opts: CreateCollectionOptions,
+) -> Result<Arc<Meta>> {
+    let ef = opts
+        .encrypted_fields
+        .map(|ef| normalize_encrypted_fields(name, ef))
+        .transpose()?;
+    let mut raws = vec![name.to_owned()];
+    if ef.is_some() {
+        raws.extend([
+            tags_raw(name),
+            esc_name(name),
+            ecoc_name(name),
+            ecoc_compact_name(name),
+        ]);
+    }
+    if tables_exist(cx, &raws).await? {
+        return Err(EngineError::InvalidCollectionName {
+            name: name.to_owned(),
+            reason: "one of its storage tables is already used by another collection's ESC/ECOC; choose another name",
+        });
+    }
+    let s = Arc::clone(&cx.s);
+    let mut ddl = format!(
+        "CREATE TABLE {}(rid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id bytea NOT NULL UNIQUE, doc bytea NOT NULL);",
+        s.table(name)
+    );
+    if ef.is_some() {
+        let _ = write!(
+            ddl,
+            "CREATE TABLE {}(tag bytea NOT NULL, rid bigint NOT NULL, PRIMARY KEY(tag, rid));
+             CREATE TABLE {}(id bytea PRIMARY KEY, value bytea);
+             CREATE TABLE {};",
+            s.table(&tags_raw(name)),
+            s.table(&esc_name(name)),
+            ecoc_def(&s, name),
+        );
+    }
+    cx.batch(&ddl).await?;
+    let ef_bytes = ef.as_ref().map(bson::to_vec).transpose()?;
+    cx.execute(
+        &format!(
+            "INSERT INTO {}(name, encrypted_fields) VALUES($1, $2)",
+            s.catalog()
+        ),
+        &[&name, &ef_bytes],
+    )
+    .await?;
+    let meta = Arc::new(Meta {
+        name: name.to_owned(),
+        encrypted_fields: ef,
+        indexes: Vec::new(),
+    });
+    cx.remember(Arc::clone(&meta));
+    Ok(meta)
+}
+
+fn ecoc_def(s: &Schema, c: &str) -> String {
+    format!(
+        "{}(rid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, field text NOT NULL, value bytea NOT NULL)",
+        s.table(&ecoc_name(c))
+    )
+}
+
+pub(crate) async fn create_collection(
+    cx: &mut Ctx,
+    name: &str,
+    opts: CreateCollectionOptions,
+) -> Result<()> {
+    validate_name(name)?;
+    let s = Arc::clone(&cx.s);
+    lock_exclusive(cx, s.collection_key(name)).await?;
+    lock_exclusive(cx, s.ddl_key()).await?;
+    if reload_meta(cx, name).await?.is_some() {
+        return Err(EngineError::CollectionExists(name.to_owned()));
+    }
+    create_locked(cx, name, opts).await.map(|_| ())
+}
+
+/// The collection's catalog entry, creating the collection when missing
+/// (as MongoDB does on first insert).
+pub(crate) async fn ensure_collection(cx: &mut Ctx, name: &str) -> Result<Arc<Meta>> {
+    if let Some(m) = load_meta(cx, name).await? {
+        return Ok(m);
+    }
+    validate_name(name)?;
+    // We hold the collection's shared lock already, so take only the DDL
+    // lock (taking the exclusive collection lock here would deadlock two
+    // concurrent first inserts); then look again: another writer may have
+    // created it while we waited.
+    let s = Arc::clone(&cx.s);
+    lock_exclusive(cx, s.ddl_key()).await?;
+    if let Some(m) = reload_meta(cx, name).await? {
+        return Ok(m);
+    }
+    create_locked(cx, name, CreateCollectionOptions::default()).await
+}
+
+pub(crate) async fn list_collections(cx: &mut Ctx) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT name FROM {} ORDER BY name COLLATE \"C\"",
+        cx.s.catalog()
+    );
+    let rows = cx.query(&sql, &[]).await?;
+    rows.iter()
+        .map(|r| r.try_get::<_, String>(0).map_err(EngineError::from))
+        .collect()
+}
+
+pub(crate) async fn drop_collection(cx: &mut Ctx, name: &str) -> Result<bool> {
+    let s = Arc::clone(&cx.s);
+    lock_exclusive(cx, s.collection_key(name)).await?;
+    lock_exclusive(cx, s.ddl_key()).await?;
+    let Some(meta) = reload_meta(cx, name).await? else {
+        return Ok(false);
+    };
+    let mut sql = format!("DROP TABLE IF EXISTS {};", s.table(name));
+    for i in &meta.indexes {
+        let _ = write!(
+            sql,
+            "DROP TABLE IF EXISTS {};",
+            s.table(&idx_raw(name, &i.name))
+        );
+    }
+    if meta.encrypted() {
+        for t in [
+            tags_raw(name),
+            esc_name(name),
+            ecoc_name(name),
+            ecoc_compact_name(name),
+        ] {
+            let _ = write!(sql, "DROP TABLE IF EXISTS {};", s.table(&t));
+        }
+    }
+    cx.batch(&sql).await?;
+    cx.execute(
+        &format!("DELETE FROM {} WHERE name = $1", s.catalog()),
+        &[&name],
+    )
+    .await?;
+    cx.execute(
+        &format!("DELETE FROM {} WHERE collection = $1", s.indexes()),
+        &[&name],
+    )
+    .await?;
+    cx.forget(name);
+    Ok(true)
+}
+
+pub(crate) async fn create_index(cx: &mut Ctx, name: &str, spec: &IndexSpec) -> Result<()> {
+    validate_name(name)?;
+    let invalid = |reason: &str| EngineError::InvalidIndex {
+        collection: name.to_owned(),
+        index: spec.name.clone(),
+        reason: reason.to_owned(),
+    };
+    if spec.name.is_empty() || spec.name == "_id_" {
+        return Err(invalid("the name must be non-empty and not _id_"));
+    }
+    if spec.path.is_empty() || spec.path.split('.').any(str::is_empty) {
+        return Err(invalid(
+            "the path must be a dotted path with non-empty components",
+        ));
+    }
+    let s = Arc::clone(&cx.s);
+    // Exclusive: waits for every open writer of the collection and keeps
+    // new ones out until the index is built and committed, so no document
+    // can miss the new index.
+    lock_exclusive(cx, s.collection_key(name)).await?;
+    lock_exclusive(cx, s.ddl_key()).await?;
+    let meta = match reload_meta(cx, name).await? {
+        Some(m) => m,
+        None => create_locked(cx, name, CreateCollectionOptions::default()).await?,
+    };
+    if let Some(existing) = meta.indexes.iter().find(|i| i.name == spec.name) {
+        return if existing == spec {
+            Ok(())
+        } else {
+            Err(invalid(
+                "an index with this name exists with a different definition; drop it or pick another name",
+            ))
+        };
+    }
+    let raw = idx_raw(name, &spec.name);
+    if tables_exist(cx, std::slice::from_ref(&raw)).await? {
+        return Err(invalid(
+            "its storage table name is taken (a very long name shortened to the same table); pick another name",
+        ));
+    }
+    let table = s.table(&raw);
+    let pk = if spec.unique {
+        "PRIMARY KEY(key)"
+    } else {
+        "PRIMARY KEY(key, rid)"
+    };
+    cx.batch(&format!(
+        "CREATE TABLE {table}(key bytea NOT NULL, rid bigint NOT NULL, {pk});"
+    ))
+    .await?;
+    cx.execute(
+        &format!(
+            "INSERT INTO {}(collection, name, path, is_unique, sparse) VALUES($1, $2, $3, $4, $5)",
+            s.indexes()
+        ),
+        &[&name, &spec.name, &spec.path, &spec.unique, &spec.sparse],
+    )
+    .await?;
+    // Build over the existing documents. Nobody else writes the collection
+    // now, so a duplicate found here is the whole truth.
+    let rows = cx
+        .query(&format!("SELECT rid, doc FROM {}", s.table(name)), &[])
+        .await?;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let (mut keys, mut rids) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let rid: i64 = r.try_get(0)?;
+        let doc = decode(name, r.try_get(1)?)?;
+        for (k, v) in index_keys(&doc, spec) {
+            if spec.unique && !seen.insert(k.clone()) {
+                return Err(EngineError::DuplicateKey {
+                    collection: name.to_owned(),
+                    index: spec.name.clone(),
+                    key: format!("{{{}: {}}}", spec.path, render(&v)),
+                });
+            }
+            keys.push(k);
+            rids.push(rid);
+        }
+    }
+    let insert =
+        format!("INSERT INTO {table}(key, rid) SELECT * FROM unnest($1::bytea[], $2::int8[])");
+    for (k, r) in keys.chunks(20_000).zip(rids.chunks(20_000)) {
+        let (k, r) = (k.to_vec(), r.to_vec());
+        cx.execute(&insert, &[&k, &r]).await?;
+    }
+    let mut m = (*meta).clone();
+    m.indexes.push(spec.clone());
+    m.indexes
+        .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    cx.remember(Arc::new(m));
+    Ok(())
+}
+
+/// Two parallel `bytea[]` parameters (e.g. document ids and index keys).
+type KeyColumns = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// Candidate keys of one unique constraint, for naming the offending key
+/// when PostgreSQL reports a unique violation.
+struct UniqueCands {
+    table: String,
+    index: String,
+    path: String,
+    keys: HashMap<Vec<u8>, Bson>,
+}
+
+/// The key bytes PostgreSQL puts in a unique violation's detail
+/// (`Key (key)=(\x0b61…) already exists.`).
+fn detail_key(detail: Option<&str>) -> Option<Vec<u8>> {
+    let d = detail?;
+    let start = d.find("=(\\x")? + 4;
+    let hex = d.get(start..)?;
+    let end = hex.find(')')?;
+    let hex = hex.get(..end)?;
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Turn PostgreSQL's unique violation (SQLSTATE 23505) into the typed
+/// [`EngineError::DuplicateKey`], naming the index and the key.
+fn map_unique(err: EngineError, collection: &str, cands: &[UniqueCands]) -> EngineError {
+    let EngineError::Postgres(pe) = &err else {
+        return err;
+    };
+    let Some(db) = pe.as_db_error() else {
+        return err;
+    };
+    if db.code() != &SqlState::UNIQUE_VIOLATION {
+        return err;
+    }
+    let Some(c) = cands.iter().find(|c| Some(c.table.as_str()) == db.table()) else {
+        return err;
+    };
+    let value = detail_key(db.detail())
+        .and_then(|k| c.keys.get(&k))
+        .or_else(|| {
+            if c.keys.len() == 1 {
+                c.keys.values().next()
+            } else {
+                None
+            }
+        });
+    let rendered = value.map_or_else(|| "(one of the document's keys)".to_owned(), render);
+    EngineError::DuplicateKey {
+        collection: collection.to_owned(),
+        index: c.index.clone(),
+        key: format!("{{{}: {rendered}}}", c.path),
+    }
+}
+
+fn dup(collection: &str, index: &str, path: &str, v: &Bson) -> EngineError {
+    EngineError::DuplicateKey {
+        collection: collection.to_owned(),
+        index: index.to_owned(),
+        key: format!("{{{path}: {}}}", render(v)),
+    }
+}
+
+/// Insert documents in one statement: the documents, their index entries
+/// and their tags go in through data-modifying CTEs joined on the encoded
+/// `_id`, so a bulk insert is one round trip.
+pub(crate) async fn insert_docs(
+    cx: &mut Ctx,
+    name: &str,
+    docs: Vec<Document>,
+) -> Result<Vec<Bson>> {
+    let meta = ensure_collection(cx, name).await?;
+    if docs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let s = Arc::clone(&cx.s);
+    let n = docs.len();
+    let (mut ids, mut id_keys, mut bytes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut id_cands = UniqueCands {
+        table: ident(name),
+        index: "_id_".into(),
+        path: "_id".into(),
+        keys: HashMap::with_capacity(n),
+    };
+    let mut idx_cols: Vec<KeyColumns> = vec![(Vec::new(), Vec::new()); meta.indexes.len()];
+    let mut uniq: Vec<UniqueCands> = Vec::new();
+    let mut uniq_pos: Vec<Option<usize>> = Vec::new();
+    for spec in &meta.indexes {
+        if spec.unique {
+            uniq_pos.push(Some(uniq.len()));
+            uniq.push(UniqueCands {
+                table: ident(&idx_raw(name, &spec.name)),
+                index: spec.name.clone(),
+                path: spec.path.clone(),
+                keys: HashMap::new(),
+            });
+        } else {
+            uniq_pos.push(None);
+        }
+    }
+    let (mut tag_ids, mut tags) = (Vec::new(), Vec::new());
+    for doc in docs {
+        let (id, doc) = ensure_id(name, doc)?;
+        let k = encode_key(&id);
+        if id_cands.keys.insert(k.clone(), id.clone()).is_some() {
+            return Err(dup(name, "_id_", "_id", &id));
+        }
+        for ((spec, cols), pos) in meta.indexes.iter().zip(&mut idx_cols).zip(&uniq_pos) {
+            for (key, v) in index_keys(&doc, spec) {
+                if let Some(u) = pos.and_then(|p| uniq.get_mut(p)) {
+                    if u.keys.insert(key.clone(), v.clone()).is_some() {
+                        return Err(dup(name, &spec.name, &spec.path, &v));
+                    }
+                }
+                cols.0.push(k.clone());
+                cols.1.push(key);
+            }
+        }
+        if meta.encrypted() {
+            for t in doc_tags(&doc) {
+                tag_ids.push(k.clone());
+                tags.push(t.0.to_vec());
+            }
+        }
+        bytes.push(bson::to_vec(&doc)?);
+        id_keys.push(k);
+        ids.push(id);
+    }
+    let mut sql = format!(
+        "WITH d AS (INSERT INTO {}(id, doc) SELECT u.id, u.doc FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS u(id, doc, n) ORDER BY u.n RETURNING rid, id)",
+        s.table(name)
+    );
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id_keys, &bytes];
+    for (i, (spec, cols)) in meta.indexes.iter().zip(&idx_cols).enumerate() {
+        let p = params.len() + 1;
+        let _ = write!(
+            sql,
+            ", i{i} AS (INSERT INTO {}(key, rid) SELECT e.key, d.rid FROM unnest(${p}::bytea[], ${}::bytea[]) AS e(id, key) JOIN d ON d.id = e.id)",
+            s.table(&idx_raw(name, &spec.name)),
+            p + 1
+        );
+        params.push(&cols.0);
+        params.push(&cols.1);
+    }
+    if meta.encrypted() && !tags.is_empty() {
+        let p = params.len() + 1;
+        let _ = write!(
+            sql,
+            ", t AS (INSERT INTO {}(tag, rid) SELECT e.tag, d.rid FROM unnest(${p}::bytea[], ${}::bytea[]) AS e(id, tag) JOIN d ON d.id = e.id)",
+            s.table(&tags_raw(name)),
+            p + 1
+        );
+        params.push(&tag_ids);
+        params.push(&tags);
+    }
+    sql.push_str(" SELECT count(*) FROM d");
+    match cx.execute(&sql, &params).await {
+        Ok(_) => Ok(ids),
+        Err(e) => {
+            uniq.push(id_cands);
+            Err(map_unique(e, name, &uniq))
+        }
+    }
+}
+
+pub(crate) async fn replace_one(
+    cx: &mut Ctx,
+    name: &str,
+    id: &Bson,
+    doc: Document,
+) -> Result<bool> {
+    let Some(meta) = load_meta(cx, name).await? else {
+        return Ok(false);
+    };
+    let s = Arc::clone(&cx.s);
+    // FOR UPDATE: a concurrent replace of the same document waits, then
+    // sees this one's result, so index entries are never computed from a
+    // stale old version.
+    let rows = cx
+        .query(
+            &format!(
+                "SELECT rid, doc FROM {} WHERE id = $1 FOR UPDATE",
+                s.table(name)
+            ),
+            &[&encode_key(id)],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(false);
+    };
+    let rid: i64 = row.try_get(0)?;
+    let old = decode(name, row.try_get(1)?)?;
+    let doc = match doc.get("_id") {
+        Some(new_id) if equals(new_id, id) => doc,
+        Some(_) => {
+            return Err(EngineError::InvalidDocument {
+                collection: name.to_owned(),
+                reason: "the replacement changes _id, which is immutable".into(),
+            });
+        }
+        None => with_id_first(id.clone(), doc),
+    };
+    let bytes = bson::to_vec(&doc)?;
+    let mut sql = format!(
+        "WITH u AS (UPDATE {} SET doc = $1 WHERE rid = $2::int8)",
+        s.table(name)
+    );
+    let mut cols: Vec<KeyColumns> = Vec::new();
+    let mut uniq = Vec::new();
+    for spec in &meta.indexes {
+        let old_keys = index_keys(&old, spec);
+        let new_keys = index_keys(&doc, spec);
+        let del: Vec<Vec<u8>> = old_keys
+            .keys()
+            .filter(|k| !new_keys.contains_key(*k))
+            .cloned()
+            .collect();
+        let add: BTreeMap<Vec<u8>, Bson> = new_keys
+            .into_iter()
+            .filter(|(k, _)| !old_keys.contains_key(k))
+            .collect();
+        if spec.unique {
+            uniq.push(UniqueCands {
+                table: ident(&idx_raw(name, &spec.name)),
+                index: spec.name.clone(),
+                path: spec.path.clone(),
+                keys: add.clone().into_iter().collect(),
+            });
+        }
+        cols.push((del, add.into_keys().collect()));
+    }
+    let (old_tags, new_tags) = (doc_tags(&old), doc_tags(&doc));
+    let tag_del: Vec<Vec<u8>> = old_tags
+        .difference(&new_tags)
+        .map(|t| t.0.to_vec())
+        .collect();
+    let tag_add: Vec<Vec<u8>> = new_tags
+        .difference(&old_tags)
+        .map(|t| t.0.to_vec())
+        .collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&bytes, &rid];
+    for (i, (spec, (del, add))) in meta.indexes.iter().zip(&cols).enumerate() {
+        let t = s.table(&idx_raw(name, &spec.name));
+        let p = params.len() + 1;
+        let _ = write!(
+            sql,
+            ", d{i} AS (DELETE FROM {t} WHERE rid = $2::int8 AND key = ANY(${p}::bytea[])), a{i} AS (INSERT INTO {t}(key, rid) SELECT k, $2::int8 FROM unnest(${}::bytea[]) k)",
+            p + 1
+        );
+        params.push(del);
+        params.push(add);
+    }
+    if meta.encrypted() {
+        let t = s.table(&tags_raw(name));
+        let p = params.len() + 1;
+        let _ = write!(
+            sql,
+            ", td AS (DELETE FROM {t} WHERE rid = $2::int8 AND tag = ANY(${p}::bytea[])), ta AS (INSERT INTO {t}(tag, rid) SELECT k, $2::int8 FROM unnest(${}::bytea[]) k)",
+            p + 1
+        );
+        params.push(&tag_del);
+        params.push(&tag_add);
+    }
+    sql.push_str(" SELECT 1");
+    match cx.execute(&sql, &params).await {
+        Ok(_) => Ok(true),
+        Err(e) => Err(map_unique(e, name, &uniq)),
+    }
+}
+
+enum Param {
+    Keys(Vec<Vec<u8>>),
+    Key(Vec<u8>),
+}
+
+/// How a filter's candidates are fetched.
+pub(crate) struct Plan {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl Plan {
+    fn refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| match p {
+                Param::Keys(k) => k as &(dyn tokio_postgres::types::ToSql + Sync),
+                Param::Key(k) => k as &(dyn tokio_postgres::types::ToSql + Sync),
+            })
+            .collect()
+    }
+}
+
+fn conjuncts(f: &Filter) -> Vec<&Filter> {
+    match f {
+        Filter::And(fs) => fs.iter().flat_map(conjuncts).collect(),
+        other => vec![other],
+    }
+}
+
+fn keys_param<'a>(vals: impl IntoIterator<Item = &'a Bson>) -> Param {
+    let mut keys = Vec::new();
+    for v in vals {
+        keys.push(encode_key(v));
+        if matches!(v, Bson::Null) {
+            // `$eq: null` also matches undefined, which has its own rank.
+            keys.push(encode_key(&Bson::Undefined));
+        }
+    }
+    Param::Keys(keys)
+}
+
+/// Choose the access path: an `_id` lookup, a tag-index lookup, an equality
+/// or range scan of a secondary index, or a full scan. The whole filter is
+/// still evaluated on every candidate, so an index only has to return a
+/// superset of the matches.
+pub(crate) fn plan(s: &Schema, meta: &Meta, filter: &Filter, for_update: bool) -> Plan {
+    let table = s.table(&meta.name);
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let by_rid = |sub: String, params: Vec<Param>| Plan {
+        sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({sub}) ORDER BY rid{lock}"),
+        params,
+    };
+    let cs = conjuncts(filter);
+    for c in &cs {
+        match c {
+            Filter::Field {
+                path,
+                op: FieldOp::Eq(v),
+            } if path == "_id" => {
+                return Plan {
+                    sql: format!(
+                        "SELECT rid, doc FROM {table} WHERE id = ANY($1::bytea[]) ORDER BY rid{lock}"
+                    ),
+                    params: vec![keys_param([v])],
+                };
+            }
+            Filter::Field {
+                path,
+                op: FieldOp::In(vs),
+            } if path == "_id" => {
+                return Plan {
+                    sql: format!(
+                        "SELECT rid, doc FROM {table} WHERE id = ANY($1::bytea[]) ORDER BY rid{lock}"
+                    ),
+                    params: vec![keys_param(vs)],
+                };
+            }
+            Filter::TagIn(tags) if meta.encrypted() => {
+                return by_rid(
+                    format!(
+                        "SELECT rid FROM {} WHERE tag = ANY($1::bytea[])",
+                        s.table(&tags_raw(&meta.name))
+                    ),
+                    vec![Param::Keys(tags.iter().map(|t| t.0.to_vec()).collect())],
+                );
+            }
+            _ => {}
+        }
+    }
+    for c in &cs {
+        let Filter::Field { path, op } = c else {
+            continue;
+        };
+        for spec in meta.indexes.iter().filter(|sp| &sp.path == path) {
+            let t = s.table(&idx_raw(&meta.name, &spec.name));
+            let has_null = |vs: &[&Bson]| vs.iter().any(|v| matches!(v, Bson::Null));
+            match op {
+                FieldOp::Eq(v) if !(spec.sparse && has_null(&[v])) => {
+                    return by_rid(
+                        format!("SELECT rid FROM {t} WHERE key = ANY($1::bytea[])"),
+                        vec![keys_param([v])],
+                    );
+                }
+                FieldOp::In(vs) if !(spec.sparse && has_null(&vs.iter().collect::<Vec<_>>())) => {
+                    return by_rid(
+                        format!("SELECT rid FROM {t} WHERE key = ANY($1::bytea[])"),
+                        vec![keys_param(vs)],
+                    );
+                }
+                FieldOp::Lt(v) | FieldOp::Lte(v) | FieldOp::Gt(v) | FieldOp::Gte(v)
+                    if !matches!(
+                        v,
+                        Bson::MinKey | Bson::MaxKey | Bson::Null | Bson::Undefined
+                    ) =>
+                {
+                    let rank = canonical_rank(v);
+                    let lo = Param::Key(vec![rank]);
+                    let hi = Param::Key(vec![rank.saturating_add(1)]);
+                    let k = Param::Key(encode_key(v));
+                    let (cond, params) = match op {
+                        FieldOp::Lt(_) => ("key >= $1 AND key < $2", vec![lo, k]),
+                        FieldOp::Lte(_) => ("key >= $1 AND key <= $2", vec![lo, k]),
+                        FieldOp::Gt(_) => ("key > $1 AND key < $2", vec![k, hi]),
+                        _ => ("key >= $1 AND key < $2", vec![k, hi]),
+                    };
+                    return by_rid(format!("SELECT rid FROM {t} WHERE {cond}"), params);
+                }
+                _ => {}
+            }
+        }
+    }
+    Plan {
+        sql: format!("SELECT rid, doc FROM {table} ORDER BY rid{lock}"),
+        params: Vec::new(),
+    }
+}
+
+/// Every matching (rid, document), in insertion order, at most `limit`.
+async fn scan(
+    cx: &mut Ctx,
+    meta: &Meta,
+    filter: &Filter,
+    for_update: bool,
+    limit: usize,
+) -> Result<Vec<(i64, Document)>> {
+    let s = Arc::clone(&cx.s);
+    let plan = plan(&s, meta, filter, for_update);
+    let rows = cx.query(&plan.sql, &plan.refs()).await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        if out.len() >= limit {
+            break;
+        }
+        let doc = decode(&meta.name, r.try_get(1)?)?;
+        if filter.matches(&doc) {
+            out.push((r.try_get(0)?, doc));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn explain(cx: &mut Ctx, name: &str, filter: &Filter) -> Result<Vec<String>> {
+    let meta = load_meta(cx, name)
+        .await?
+        .ok_or_else(|| EngineError::CollectionNotFound(name.to_owned()))?;
+    let s = Arc::clone(&cx.s);
+    let plan = plan(&s, &meta, filter, false);
+    let rows = cx
+        .query(&format!("EXPLAIN {}", plan.sql), &plan.refs())
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<_, String>(0).map_err(EngineError::from))
+        .collect()
+}
+
+pub(crate) async fn find(
+    cx: &mut Ctx,
+    name: &str,
+    filter: &Filter,
+    opts: &FindOptions,
+) -> Result<Vec<Document>> {
+    let Some(meta) = load_meta(cx, name).await? else {
+        return Ok(Vec::new());
+    };
+    let projection = opts
+        .projection
+        .as_ref()
+        .map(Projection::parse)
+        .transpose()?;
+    let skip = usize::try_from(opts.skip).unwrap_or(usize::MAX);
+    let limit = opts
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let want = if opts.sort.is_empty() {
+        skip.saturating_add(limit)
+    } else {
+        usize::MAX
+    };
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    let docs: Vec<Document> = scan(cx, &meta, filter, false, want)
+        .await?
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    let out = sort_docs(docs, &opts.sort)
+        .into_iter()
+        .skip(skip)
+        .take(limit);
+    Ok(match projection {
+        Some(p) => out.map(|d| p.apply(d)).collect(),
+        None => out.collect(),
+    })
+}
+
+pub(crate) async fn count(cx: &mut Ctx, name: &str, filter: &Filter) -> Result<u64> {
+    let Some(meta) = load_meta(cx, name).await? else {
+        return Ok(0);
+    };
+    if matches!(filter, Filter::And(fs) if fs.is_empty()) {
+        let s = Arc::clone(&cx.s);
+        let rows = cx
+            .query(&format!("SELECT count(*) FROM {}", s.table(name)), &[])
+            .await?;
+        let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+        return Ok(u64::try_from(n).unwrap_or(0));
+    }
+    Ok(scan(cx, &meta, filter, false, usize::MAX).await?.len() as u64)
+}
+
+pub(crate) async fn delete(cx: &mut Ctx, name: &str, filter: &Filter, one: bool) -> Result<u64> {
+    let Some(meta) = load_meta(cx, name).await? else {
+        return Ok(0);
+    };
+    let victims = scan(cx, &meta, filter, true, if one { 1 } else { usize::MAX }).await?;
+    if victims.is_empty() {
+        return Ok(0);
+    }
+    let s = Arc::clone(&cx.s);
+    let rids: Vec<i64> = victims.iter().map(|(r, _)| *r).collect();
+    let mut cols: Vec<(Vec<Vec<u8>>, Vec<i64>)> = Vec::new();
+    for spec in &meta.indexes {
+        let mut c = (Vec::new(), Vec::new());
+        for (rid, d) in &victims {
+            for k in index_keys(d, spec).into_keys() {
+                c.0.push(k);
+                c.1.push(*rid);
+            }
+        }
+        cols.push(c);
+    }
+    let (mut tags, mut tag_rids) = (Vec::new(), Vec::new());
+    if meta.encrypted() {
+        for (rid, d) in &victims {
+            for t in doc_tags(d) {
+                tags.push(t.0.to_vec());
+                tag_rids.push(*rid);
+            }
+        }
+    }
+    let mut sql = String::from("WITH x AS (SELECT 1)");
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    for (i, (spec, c)) in meta.indexes.iter().zip(&cols).enumerate() {
+        let p = params.len() + 1;
+        let _ = write!(
+            sql,
+            ", d{i} AS (DELETE FROM {} WHERE (key, rid) IN (SELECT * FROM unnest(${p}::bytea[], ${}::int8[])))",
+            s.table(&idx_raw(name, &spec.name)),
+            p + 1
+        );
+        params.push(&c.0);
+        params.push(&c.1);
+    }
+    if meta.encrypted() {
+        let p = params.len() + 1;
+        let _ = write!(
+            sql,
+            ", td AS (DELETE FROM {} WHERE (tag, rid) IN (SELECT * FROM unnest(${p}::bytea[], ${}::int8[])))",
+            s.table(&tags_raw(name)),
+            p + 1
+        );
+        params.push(&tags);
+        params.push(&tag_rids);
+    }
+    let p = params.len() + 1;
+    let _ = write!(
+        sql,
+        " DELETE FROM {} WHERE rid = ANY(${p}::int8[])",
+        s.table(name)
+    );
+    params.push(&rids);
+    cx.execute(&sql, &params).await?;
+    Ok(victims.len() as u64)
+}
+
+// ---- QE state ----
+
+pub(crate) async fn esc_get_many(
+    cx: &mut Ctx,
+    c: &str,
+    ids: &[EscId],
+) -> Result<Vec<Option<EscEntry>>> {
+    require_encrypted(cx, c).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
+    let sql = format!(
+        "SELECT id, value FROM {} WHERE id = ANY($1::bytea[])",
+        cx.s.table(&esc_name(c))
+    );
+    let rows = cx.query(&sql, &[&keys]).await?;
+    let mut found: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        found.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    Ok(ids
+        .iter()
+        .map(|i| {
+            found.get(&i.0[..]).map(|v| EscEntry {
+                value: v.clone().map(EscValue),
+            })
+        })
+        .collect())
+}
+
+/// Insert an ESC row. `ON CONFLICT DO NOTHING` turns a taken id into "0
+/// rows" instead of an error: the statement never fails on a conflict, so
+/// the transaction needs no rollback to stay usable and the server log is
+/// not filled with duplicate-key errors under contention. When the id is
+/// held by a concurrent uncommitted insert, PostgreSQL waits for that
+/// transaction and reports the conflict only if it commits.
+pub(crate) async fn esc_insert(
+    cx: &mut Ctx,
+    c: &str,
+    id: &EscId,
+    value: Option<&EscValue>,
+    upsert: bool,
+) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    let table = cx.s.table(&esc_name(c));
+    let sql = if upsert {
+        format!(
+            "INSERT INTO {table}(id, value) VALUES($1, $2) ON CONFLICT (id) DO UPDATE SET value = excluded.value"
+        )
+    } else {
+        format!("INSERT INTO {table}(id, value) VALUES($1, $2) ON CONFLICT (id) DO NOTHING")
+    };
+    let idb: &[u8] = &id.0;
+    let v: Option<&[u8]> = value.map(|v| v.0.as_slice());
+    let n = cx.execute(&sql, &[&idb, &v]).await?;
+    if n == 0 {
+        return Err(EngineError::EscIdConflict {
+            collection: c.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn esc_delete_many(cx: &mut Ctx, c: &str, ids: &[EscId]) -> Result<u64> {
+    require_encrypted(cx, c).await?;
+    let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
+    let sql = format!(
+        "DELETE FROM {} WHERE id = ANY($1::bytea[])",
+        cx.s.table(&esc_name(c))
+    );
+    cx.execute(&sql, &[&keys]).await
+}
+
+async fn count_table(cx: &mut Ctx, raw: &str) -> Result<u64> {
+    let sql = format!("SELECT count(*) FROM {}", cx.s.table(raw));
+    let rows = cx.query(&sql, &[]).await?;
+    let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+pub(crate) async fn esc_count(cx: &mut Ctx, c: &str) -> Result<u64> {
+    require_encrypted(cx, c).await?;
+    count_table(cx, &esc_name(c)).await
+}
+
+pub(crate) async fn esc_non_anchor_ids(cx: &mut Ctx, c: &str) -> Result<Vec<EscId>> {
+    require_encrypted(cx, c).await?;
+    let sql = format!(
+        "SELECT id FROM {} WHERE value IS NULL ORDER BY id",
+        cx.s.table(&esc_name(c))
+    );
+    let rows = cx.query(&sql, &[]).await?;
+    rows.iter()
+        .map(|r| {
+            let raw: &[u8] = r.try_get(0)?;
+            EscId::from_slice(raw).ok_or_else(|| EngineError::Corrupt {
+                collection: esc_name(c),
+                reason: format!("ESC id of {} bytes, expected 32", raw.len()),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn ecoc_append(cx: &mut Ctx, c: &str, field: &str, value: &[u8]) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    let sql = format!(
+        "INSERT INTO {}(field, value) VALUES($1, $2)",
+        cx.s.table(&ecoc_name(c))
+    );
+    cx.execute(&sql, &[&field, &value]).await?;
+    Ok(())
+}
+
+pub(crate) async fn ecoc_count(cx: &mut Ctx, c: &str) -> Result<u64> {
+    require_encrypted(cx, c).await?;
+    count_table(cx, &ecoc_name(c)).await
+}
+
+pub(crate) async fn ecoc_begin_compaction(cx: &mut Ctx, c: &str) -> Result<bool> {
+    require_encrypted(cx, c).await?;
+    let s = Arc::clone(&cx.s);
+    // Two compactions of one collection must not both rename: the second
+    // waits here, then sees `.compact` and resumes instead.
+    lock_exclusive(cx, s.compact_key(c)).await?;
+    if tables_exist(cx, &[ecoc_compact_name(c)]).await? {
+        return Ok(false);
+    }
+    cx.batch(&format!(
+        "ALTER TABLE {} RENAME TO {}; CREATE TABLE {};",
+        s.table(&ecoc_name(c)),
+        super::ctx::q(&ident(&ecoc_compact_name(c))),
+        ecoc_def(&s, c)
+    ))
+    .await?;
+    Ok(true)
+}
+
+pub(crate) async fn ecoc_read_compact(cx: &mut Ctx, c: &str) -> Result<Vec<EcocEntry>> {
+    require_encrypted(cx, c).await?;
+    if !tables_exist(cx, &[ecoc_compact_name(c)]).await? {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT field, value FROM {} ORDER BY rid",
+        cx.s.table(&ecoc_compact_name(c))
+    );
+    let rows = cx.query(&sql, &[]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EcocEntry {
+                field_name: r.try_get(0)?,
+                value: r.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn ecoc_drop_compact(cx: &mut Ctx, c: &str) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    let sql = format!("DROP TABLE IF EXISTS {}", cx.s.table(&ecoc_compact_name(c)));
+    cx.batch(&sql).await
+}
