@@ -18,8 +18,11 @@ use std::sync::Arc;
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::client::{self, UserKey};
+use cipherdoc_crypto::client_range::{self, RangeFindOperators, range_value_to_bson};
 use cipherdoc_crypto::efc::{EncryptedField, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
 use cipherdoc_crypto::payload::BlobSubtype;
+use cipherdoc_crypto::payload::RangeOperator;
+use cipherdoc_crypto::range::{OnEmpty, RangeIndex};
 use cipherdoc_crypto::{KeyId, OsRandom};
 use cipherdoc_engine::filter::SAFE_CONTENT;
 use cipherdoc_engine::{FieldOp, Filter};
@@ -108,7 +111,33 @@ impl Encrypter {
                     &mut OsRandom,
                 )?
                 .encode(),
-                Some(QueryTypeConfig::Range { .. }) => return Err(range_unsupported(ns, field)),
+                Some(q @ QueryTypeConfig::Range { contention, .. }) => {
+                    let index = range_index(ns, field, q, slot)?;
+                    let (min, max) = (
+                        range_value_to_bson(index.index_min()),
+                        range_value_to_bson(index.index_max()),
+                    );
+                    if let (Some(k), Some(lo), Some(hi)) =
+                        (order_key(slot), order_key(&min), order_key(&max))
+                        && (k < lo || k > hi)
+                    {
+                        // The value itself stays out of the message: it is secret.
+                        return Err(Error::Encryption(format!(
+                            "the value of range field '{}' of {ns} is outside the index bounds [{min}, {max}]; store a value within them",
+                            field.path
+                        )));
+                    }
+                    client_range::encrypt_range_insert(
+                        slot,
+                        &index,
+                        &key.tokens,
+                        user,
+                        *contention,
+                        &mut OsRandom,
+                    )
+                    .map_err(|e| range_error(ns, field, e))?
+                    .encode()
+                }
                 Some(_) => {
                     return Err(Error::Encryption(format!(
                         "field '{}' of {ns} has a query type this version does not support",
@@ -159,6 +188,9 @@ impl Encrypter {
                 }
                 match efc.field(path) {
                     None => filter.clone(),
+                    Some(field) if matches!(field.query(), Some(QueryTypeConfig::Range { .. })) => {
+                        self.encrypt_range_op(ns, field, op).await?
+                    }
                     Some(field) => Filter::Field {
                         path: path.clone(),
                         op: self.encrypt_op(ns, field, op).await?,
@@ -195,7 +227,12 @@ impl Encrypter {
         }
         let cm = match query {
             QueryTypeConfig::Equality { contention } => *contention,
-            QueryTypeConfig::Range { .. } => return Err(range_unsupported(ns, field)),
+            QueryTypeConfig::Range { .. } => {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is a range field",
+                    field.path
+                )));
+            }
             _ => return Err(not_queryable()),
         };
         let key = self.field_key(ns, field).await?;
@@ -222,6 +259,113 @@ impl Encrypter {
                     field.path
                 )));
             }
+            _ => {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns}: this operator cannot be used on an encrypted field",
+                    field.path
+                )));
+            }
+        })
+    }
+
+    /// A comparison on a range field becomes range find payloads (13): one
+    /// full payload per comparison, bounds clamped to the index's
+    /// `[min, max]`; equality is the range `[v, v]`; an empty range matches
+    /// nothing.
+    async fn encrypt_range_op(
+        &self,
+        ns: &str,
+        field: &EncryptedField,
+        op: &FieldOp,
+    ) -> Result<Filter> {
+        let Some(q @ QueryTypeConfig::Range { contention, .. }) = field.query() else {
+            return Err(range_error(
+                ns,
+                field,
+                cipherdoc_crypto::Error::InvalidArgument("not a range field".into()),
+            ));
+        };
+        let key = self.field_key(ns, field).await?;
+        let path = field.path.clone();
+        let one = |lo: Bound, hi: Bound, value: &Bson| -> Result<Filter> {
+            if matches!(value, Bson::Null) {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is encrypted and never null; comparing it with null is not supported",
+                    field.path
+                )));
+            }
+            check_type(ns, field, value)?;
+            let index = range_index(ns, field, q, value)?;
+            let (min, max) = (
+                range_value_to_bson(index.index_min()),
+                range_value_to_bson(index.index_max()),
+            );
+            let (lo, lo_inc) = clamp_lower(lo, &min, &max);
+            let (hi, hi_inc) = clamp_upper(hi, &min, &max);
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                return Ok(Filter::Or(Vec::new()));
+            };
+            let lo_v =
+                client_range::range_value_from_bson(&lo).map_err(|e| range_error(ns, field, e))?;
+            let hi_v =
+                client_range::range_value_from_bson(&hi).map_err(|e| range_error(ns, field, e))?;
+            let cover = index
+                .min_cover(&lo_v, lo_inc, &hi_v, hi_inc, OnEmpty::EmptyCover)
+                .map_err(|e| {
+                    range_error(
+                        ns,
+                        field,
+                        cipherdoc_crypto::Error::InvalidArgument(e.to_string()),
+                    )
+                })?;
+            if cover.is_empty() {
+                return Ok(Filter::Or(Vec::new()));
+            }
+            let ops = RangeFindOperators {
+                payload_id: client_range::next_payload_id(),
+                first: if lo_inc {
+                    RangeOperator::Gte
+                } else {
+                    RangeOperator::Gt
+                },
+                second: Some(if hi_inc {
+                    RangeOperator::Lte
+                } else {
+                    RangeOperator::Lt
+                }),
+            };
+            let payload = client_range::encrypt_range_find(
+                &lo,
+                lo_inc,
+                &hi,
+                hi_inc,
+                &index,
+                &key.tokens,
+                *contention,
+                ops,
+            )
+            .map_err(|e| range_error(ns, field, e))?;
+            Ok(Filter::Field {
+                path: path.clone(),
+                op: FieldOp::Gte(blob(payload.encode())),
+            })
+        };
+        let eq = |v: &Bson| one(Bound::Inclusive(v.clone()), Bound::Inclusive(v.clone()), v);
+        Ok(match op {
+            FieldOp::Eq(v) => eq(v)?,
+            FieldOp::Ne(v) => Filter::Not(Box::new(eq(v)?)),
+            FieldOp::In(vs) => Filter::Or(vs.iter().map(eq).collect::<Result<_>>()?),
+            FieldOp::Nin(vs) => Filter::Not(Box::new(Filter::Or(
+                vs.iter().map(eq).collect::<Result<_>>()?,
+            ))),
+            FieldOp::Lt(v) => one(Bound::Unbounded, Bound::Exclusive(v.clone()), v)?,
+            FieldOp::Lte(v) => one(Bound::Unbounded, Bound::Inclusive(v.clone()), v)?,
+            FieldOp::Gt(v) => one(Bound::Exclusive(v.clone()), Bound::Unbounded, v)?,
+            FieldOp::Gte(v) => one(Bound::Inclusive(v.clone()), Bound::Unbounded, v)?,
+            FieldOp::Exists(_) => Filter::Field {
+                path,
+                op: op.clone(),
+            },
             _ => {
                 return Err(Error::Encryption(format!(
                     "field '{}' of {ns}: this operator cannot be used on an encrypted field",
@@ -317,11 +461,111 @@ fn collect_key_ids(v: &Bson, out: &mut Vec<KeyId>) -> Result<()> {
     }
 }
 
-fn range_unsupported(ns: &str, field: &EncryptedField) -> Error {
-    Error::Encryption(format!(
-        "field '{}' of {ns} uses a range index, which this build cannot encrypt yet",
-        field.path
-    ))
+/// A bound of a range query.
+enum Bound {
+    Unbounded,
+    Inclusive(Bson),
+    Exclusive(Bson),
+}
+
+/// An order-preserving key of a range value (the protocol's own encoding,
+/// without bounds), to compare query bounds with the index bounds.
+fn order_key(v: &Bson) -> Option<u128> {
+    use cipherdoc_crypto::range as r;
+    match v {
+        Bson::Int32(n) => r::encode_int32(*n, None, None)
+            .ok()
+            .map(|o| u128::from(o.value)),
+        Bson::Int64(n) => r::encode_int64(*n, None, None)
+            .ok()
+            .map(|o| u128::from(o.value)),
+        Bson::DateTime(d) => r::encode_date(d.timestamp_millis(), None, None)
+            .ok()
+            .map(|o| u128::from(o.value)),
+        Bson::Double(d) => r::encode_double(*d, None, None, None)
+            .ok()
+            .map(|o| u128::from(o.value)),
+        Bson::Decimal128(d) => r::encode_decimal128(*d, None, None, None)
+            .ok()
+            .map(|o| o.value),
+        _ => None,
+    }
+}
+
+/// The effective lower bound within `[min, max]`; `None` when empty.
+fn clamp_lower(b: Bound, min: &Bson, max: &Bson) -> (Option<Bson>, bool) {
+    let (v, inc) = match b {
+        Bound::Unbounded => return (Some(min.clone()), true),
+        Bound::Inclusive(v) => (v, true),
+        Bound::Exclusive(v) => (v, false),
+    };
+    match (order_key(&v), order_key(min), order_key(max)) {
+        (Some(k), Some(lo), _) if k < lo => (Some(min.clone()), true),
+        (Some(k), _, Some(hi)) if k > hi || (k == hi && !inc) => (None, false),
+        _ => (Some(v), inc),
+    }
+}
+
+/// The effective upper bound within `[min, max]`; `None` when empty.
+fn clamp_upper(b: Bound, min: &Bson, max: &Bson) -> (Option<Bson>, bool) {
+    let (v, inc) = match b {
+        Bound::Unbounded => return (Some(max.clone()), true),
+        Bound::Inclusive(v) => (v, true),
+        Bound::Exclusive(v) => (v, false),
+    };
+    match (order_key(&v), order_key(min), order_key(max)) {
+        (Some(k), _, Some(hi)) if k > hi => (Some(max.clone()), true),
+        (Some(k), Some(lo), _) if k < lo || (k == lo && !inc) => (None, false),
+        _ => (Some(v), inc),
+    }
+}
+
+/// The range index of a field, for values like `value`.
+fn range_index(
+    ns: &str,
+    field: &EncryptedField,
+    q: &QueryTypeConfig,
+    value: &Bson,
+) -> Result<RangeIndex> {
+    let QueryTypeConfig::Range {
+        min,
+        max,
+        sparsity,
+        precision,
+        trim_factor,
+        ..
+    } = q
+    else {
+        return Err(range_error(
+            ns,
+            field,
+            cipherdoc_crypto::Error::InvalidArgument("not a range field".into()),
+        ));
+    };
+    let mut d = Document::new();
+    if let Some(v) = min {
+        d.insert("min", v.clone());
+    }
+    if let Some(v) = max {
+        d.insert("max", v.clone());
+    }
+    if let Some(v) = sparsity {
+        d.insert("sparsity", *v);
+    }
+    if let Some(v) = precision {
+        d.insert("precision", *v);
+    }
+    if let Some(v) = trim_factor {
+        d.insert("trimFactor", *v);
+    }
+    let options =
+        client_range::range_options_from_document(&d).map_err(|e| range_error(ns, field, e))?;
+    client_range::resolve_range_options(&options, value).map_err(|e| range_error(ns, field, e))
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(|e| range_error(..., e))`
+fn range_error(ns: &str, field: &EncryptedField, e: cipherdoc_crypto::Error) -> Error {
+    Error::Encryption(format!("range field '{}' of {ns}: {e}", field.path))
 }
 
 fn check_type(ns: &str, field: &EncryptedField, v: &Bson) -> Result<()> {
