@@ -1,6 +1,6 @@
 //! Migrations end to end on temporary SQLite databases: files, keys,
 //! encrypted collections, routers, records, reversal, the encrypted fields map.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! refused with why and what to do instead; so is an encrypted model routed
 //! to a database without encryption; and settings mistakes found only when
 //! the databases open are named by their setting.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

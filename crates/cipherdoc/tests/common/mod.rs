@@ -1,6 +1,6 @@
 //! Models shared by the migration tests: the reference's Patient, and a
 //! plaintext model of another app.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::struct_field_names)]
 
 use bson::oid::ObjectId;
 use cipherdoc::{EmbeddedModel, Model};
