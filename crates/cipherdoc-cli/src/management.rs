@@ -362,39 +362,7 @@ impl Management {
                 let map = encrypted_fields_map(app, &db.database).await?;
                 Ok(encrypted_fields_map_json(&map))
             }
-            Command::Check => {
-                let found = check(app).await?;
-                let errors = found
-                    .iter()
-                    .filter(|c| c.severity == Severity::Error)
-                    .count();
-                if found.is_empty() {
-                    return Ok("System check identified no issues.".to_owned());
-                }
-                let lines: Vec<String> = found
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{}: {}",
-                            if c.severity == Severity::Error {
-                                "ERROR"
-                            } else {
-                                "WARNING"
-                            },
-                            c.text
-                        )
-                    })
-                    .collect();
-                let text = format!(
-                    "System check identified {} issue(s) ({errors} error(s)):\n{}",
-                    found.len(),
-                    lines.join("\n")
-                );
-                if errors > 0 {
-                    bail!(text);
-                }
-                Ok(text)
-            }
+            Command::Check => self.check().await,
             Command::Compact { db, collections } => self.compact(&db.database, collections).await,
             Command::Createdatakey {
                 db,
@@ -423,6 +391,40 @@ impl Management {
                 id,
             } => self.inspect(&database, &collection, id.as_deref()).await,
         }
+    }
+
+    async fn check(&self) -> Result<String> {
+        let found = check(&self.app).await?;
+        let errors = found
+            .iter()
+            .filter(|c| c.severity == Severity::Error)
+            .count();
+        if found.is_empty() {
+            return Ok("System check identified no issues.".to_owned());
+        }
+        let lines: Vec<String> = found
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    if c.severity == Severity::Error {
+                        "ERROR"
+                    } else {
+                        "WARNING"
+                    },
+                    c.text
+                )
+            })
+            .collect();
+        let text = format!(
+            "System check identified {} issue(s) ({errors} error(s)):\n{}",
+            found.len(),
+            lines.join("\n")
+        );
+        if errors > 0 {
+            bail!(text);
+        }
+        Ok(text)
     }
 
     async fn compact(&self, alias: &str, mut collections: Vec<String>) -> Result<String> {
