@@ -122,6 +122,13 @@ impl TestApp {
         self.dir.path()
     }
 
+    /// The app and the folder that holds its databases, for code that must
+    /// own the [`App`] (e.g. `cipherdoc_cli::Management`); the databases are
+    /// removed when the folder is dropped.
+    pub fn into_parts(self) -> (App, tempfile::TempDir) {
+        (self.app, self.dir)
+    }
+
     /// The SQLite file of database `alias`.
     pub fn database_file(&self, alias: &str) -> PathBuf {
         self.dir.path().join(format!("{alias}.db"))
