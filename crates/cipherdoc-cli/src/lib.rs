@@ -1,3 +1,10 @@
-//! The cipherdoc command line: management commands and the standalone `cipherdoc` binary.
+//! The cipherdoc command line: management commands for an application's own
+//! binary ([`run`], [`Management`]) and the standalone `cipherdoc` binary.
+//!
+//! The architecture's `cipherdoc::cli::run(app)` is [`run`] here:
+//! `cipherdoc` cannot depend on its own command-line crate.
 
+pub mod management;
 pub mod standalone;
+
+pub use management::{Management, run};

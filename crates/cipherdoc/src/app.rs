@@ -237,6 +237,11 @@ impl DbEncryption {
     pub fn is_pinned(&self) -> bool {
         self.pinned.is_some()
     }
+
+    /// The pinned encrypted fields map by collection name, when configured.
+    pub fn pinned_map(&self) -> Option<&BTreeMap<String, Document>> {
+        self.pinned.as_ref()
+    }
 }
 
 /// Compares what matters of two encryptedFields: paths, keys, types, queries.

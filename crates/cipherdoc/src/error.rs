@@ -44,6 +44,9 @@ pub enum Error {
     /// anything reached the engine.
     #[error("{0}")]
     NotAllowed(String),
+    /// A migration failed or was refused.
+    #[error(transparent)]
+    Migration(#[from] crate::migrations::MigrationError),
     /// A data key could not be found.
     #[error("{0}")]
     KeyNotFound(String),

@@ -11,9 +11,11 @@ pub mod encrypter;
 mod error;
 pub mod key_vault;
 pub mod keys;
+pub mod migrations;
 pub mod model;
 pub mod queryset;
 pub mod settings;
+pub mod testing;
 
 pub use app::{App, Database};
 pub use cipherdoc_derive::{EmbeddedModel, Model};

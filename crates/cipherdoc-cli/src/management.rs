@@ -1,0 +1,603 @@
+//! Management commands for an application's own binary, as Django's
+//! `manage.py` gives them: `makemigrations`, `migrate`, `showmigrations`,
+//! `showencryptedfieldsmap`, `check`, `compact`, `createdatakey`,
+//! `rewrapdatakeys` and `inspect`.
+//!
+//! ```no_run
+//! # async fn f() -> std::process::ExitCode {
+//! # #[derive(cipherdoc::Model)] #[model(app = "myapp")] struct Patient { id: bson::oid::ObjectId }
+//! let app = cipherdoc::App::from_settings_file(None).await.unwrap()
+//!     .register::<Patient>().unwrap();
+//! cipherdoc_cli::run(app).await
+//! # }
+//! ```
+//!
+//! The architecture calls this entry point `cipherdoc::cli::run(app)`; it
+//! lives here, as [`crate::run`], because `cipherdoc` cannot depend on its
+//! own command-line crate.
+//!
+//! Long work (migrate, rewrapdatakeys, compact) draws a progress bar on
+//! standard error when it is a terminal and stays quiet otherwise.
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, DateTime, Document, oid::ObjectId};
+use cipherdoc::App;
+use cipherdoc::key_vault::alt_names_of;
+use cipherdoc::migrations::{
+    MigrateOptions, MigrationDir, MigrationObserver, Severity, check, compaction_tokens,
+    encrypted_fields_map, encrypted_fields_map_json, makemigrations, migrate, show_migrations,
+};
+use cipherdoc_engine::{FieldOp, Filter, FindOptions};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The environment variable naming the migrations folder (default `migrations`).
+pub const MIGRATIONS_ENV: &str = "CIPHERDOC_MIGRATIONS";
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Management commands of a cipherdoc application")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArg {
+    /// The database alias.
+    #[arg(long, default_value = "default")]
+    database: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the next migration of each app whose models changed.
+    Makemigrations {
+        /// Only these apps.
+        apps: Vec<String>,
+        /// Show what would be written without writing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Fail (exit status 1) when migrations are missing; write nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Apply (or, with a target, reverse) migrations on one database.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Only this app.
+        app: Option<String>,
+        /// Bring the app to this migration (`0001`, `0001_initial`), or `zero`
+        /// to reverse all of them (collections are dropped; data keys are kept).
+        target: Option<String>,
+    },
+    /// List each app's migrations and whether the database applied them.
+    Showmigrations {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Only these apps.
+        apps: Vec<String>,
+    },
+    /// Print the encrypted fields map of a database as canonical extended
+    /// JSON, to pin as `encrypted_fields_map` in production settings. Never
+    /// creates keys.
+    Showencryptedfieldsmap {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// Check models, settings, routers and any pinned encrypted fields map.
+    Check,
+    /// Compact the ECOC state of encrypted collections.
+    Compact {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Only these collections (default: every encrypted collection of the
+        /// registered models on the database).
+        collections: Vec<String>,
+    },
+    /// Create a data key in a database's key vault; prints its id.
+    Createdatakey {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// A keyAltName for the key (repeatable).
+        #[arg(long = "alt-name")]
+        alt_names: Vec<String>,
+        /// The KMS provider to wrap it with (default: the database's default).
+        #[arg(long = "kms-provider")]
+        kms_provider: Option<String>,
+    },
+    /// Re-wrap data keys under another provider's master key (key rotation);
+    /// the data is not touched.
+    Rewrapdatakeys {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Only keys with one of these keyAltNames (repeatable; default: all).
+        #[arg(long = "filter-alt-name")]
+        filter_alt_names: Vec<String>,
+        /// The configured provider whose master key wraps the keys from now on.
+        #[arg(long = "to-provider")]
+        to_provider: String,
+    },
+    /// Show a stored document with its encrypted values by subtype and key.
+    Inspect {
+        /// The database alias.
+        #[arg(long)]
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The document's `_id` (an ObjectId's hex, or extended JSON);
+        /// default: the first document.
+        id: Option<String>,
+    },
+}
+
+/// The management commands over an application.
+#[derive(Debug)]
+pub struct Management {
+    app: App,
+    name: String,
+    migrations: PathBuf,
+    after_help: Option<String>,
+}
+
+/// Runs the management command named by the process's arguments.
+pub async fn run(app: App) -> ExitCode {
+    Management::new(app).run().await
+}
+
+impl Management {
+    /// The commands over `app`; migrations in `$CIPHERDOC_MIGRATIONS` or `migrations/`.
+    pub fn new(app: App) -> Self {
+        let migrations = std::env::var_os(MIGRATIONS_ENV)
+            .map_or_else(|| PathBuf::from("migrations"), PathBuf::from);
+        Self {
+            app,
+            name: std::env::args()
+                .next()
+                .and_then(|a| {
+                    std::path::Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "manage".to_owned()),
+            migrations,
+            after_help: None,
+        }
+    }
+
+    /// The command name shown in help.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Where the migration files are (`<dir>/<app>/NNNN_name.toml`).
+    #[must_use]
+    pub fn migrations_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.migrations = dir.into();
+        self
+    }
+
+    /// Text added at the end of `--help` (e.g. the application's own commands).
+    #[must_use]
+    pub fn after_help(mut self, text: impl Into<String>) -> Self {
+        self.after_help = Some(text.into());
+        self
+    }
+
+    /// The application.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Runs the command named by the process's arguments; prints its output,
+    /// or one error line on standard error.
+    pub async fn run(self) -> ExitCode {
+        self.run_with(std::env::args_os()).await
+    }
+
+    /// Runs a command from `args` (the first is the program name).
+    pub async fn run_with<I, T>(&self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = match self.parse(args) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            }
+        };
+        match self.dispatch(cli).await {
+            Ok(out) => {
+                if !out.is_empty() {
+                    println!("{out}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let line = e
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                eprintln!("error: {line}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs a command from `args` and returns what it would print (`--help`
+    /// text included); for tests and embedding.
+    pub async fn execute<I, T>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        match self.parse(args) {
+            Ok(cli) => self.dispatch(cli).await,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) =>
+            {
+                Ok(e.render().to_string())
+            }
+            Err(e) => Err(anyhow!(e.render().to_string())),
+        }
+    }
+
+    fn parse<I, T>(&self, args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut cmd = Cli::command().bin_name(self.name.clone());
+        if let Some(h) = &self.after_help {
+            cmd = cmd.after_help(h.clone());
+        }
+        let matches = cmd.try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    async fn dispatch(&self, cli: Cli) -> Result<String> {
+        let app = &self.app;
+        let dir = MigrationDir::new(&self.migrations);
+        match cli.command {
+            Command::Makemigrations {
+                apps,
+                dry_run,
+                check,
+            } => {
+                let made = makemigrations(app, &dir, &apps, dry_run || check)?;
+                if made.is_empty() {
+                    return Ok("No changes detected".to_owned());
+                }
+                let mut out = Vec::new();
+                for (m, path) in &made {
+                    out.push(format!(
+                        "Migrations for '{}':\n  {}",
+                        m.app,
+                        path.as_ref()
+                            .map_or_else(
+                                || dir.root().join(&m.app).join(format!("{}.toml", m.name)),
+                                Clone::clone
+                            )
+                            .display()
+                    ));
+                    for op in &m.operations {
+                        out.push(format!("    - {}", op.describe()));
+                    }
+                }
+                if check {
+                    bail!(
+                        "migrations are missing; run `{} makemigrations`:\n{}",
+                        self.name,
+                        out.join("\n")
+                    );
+                }
+                Ok(out.join("\n"))
+            }
+            Command::Migrate {
+                db,
+                app: label,
+                target,
+            } => {
+                let opts = MigrateOptions {
+                    database: db.database.clone(),
+                    app: label,
+                    target,
+                };
+                let bar = progress_bar(0);
+                let observer = BarObserver(bar.clone());
+                let report = migrate(app, &dir, &opts, &observer).await;
+                bar.finish_and_clear();
+                let report = report?;
+                let mut out = vec![format!("Running migrations on database '{}':", db.database)];
+                if report.applied.is_empty() && report.unapplied.is_empty() {
+                    out.push("  No migrations to apply.".to_owned());
+                }
+                for a in &report.unapplied {
+                    out.push(format!("  Unapplying {a}... OK"));
+                }
+                for a in &report.applied {
+                    out.push(format!("  Applying {a}... OK"));
+                }
+                for n in &report.notes {
+                    out.push(format!("  Note: {n}"));
+                }
+                Ok(out.join("\n"))
+            }
+            Command::Showmigrations { db, apps } => {
+                let shown = show_migrations(app, &dir, &db.database).await?;
+                let mut out = Vec::new();
+                for (label, list) in shown {
+                    if !apps.is_empty() && !apps.contains(&label) {
+                        continue;
+                    }
+                    out.push(label);
+                    if list.is_empty() {
+                        out.push(" (no migrations)".to_owned());
+                    }
+                    for (name, done) in list {
+                        out.push(format!(" [{}] {name}", if done { "X" } else { " " }));
+                    }
+                }
+                if out.is_empty() {
+                    out.push(format!("no migrations in {}", dir.root().display()));
+                }
+                Ok(out.join("\n"))
+            }
+            Command::Showencryptedfieldsmap { db } => {
+                let map = encrypted_fields_map(app, &db.database).await?;
+                Ok(encrypted_fields_map_json(&map))
+            }
+            Command::Check => self.check().await,
+            Command::Compact { db, collections } => self.compact(&db.database, collections).await,
+            Command::Createdatakey {
+                db,
+                alt_names,
+                kms_provider,
+            } => {
+                let d = app.database(&db.database)?;
+                let enc = d.encryption().ok_or_else(|| no_encryption(&db.database))?;
+                let master = enc.master_key_for(kms_provider.as_deref())?;
+                let id = enc.keys().create_data_key(master, alt_names).await?;
+                Ok(Bson::Binary(id.to_binary())
+                    .into_canonical_extjson()
+                    .to_string())
+            }
+            Command::Rewrapdatakeys {
+                db,
+                filter_alt_names,
+                to_provider,
+            } => {
+                self.rewrap(&db.database, &filter_alt_names, &to_provider)
+                    .await
+            }
+            Command::Inspect {
+                database,
+                collection,
+                id,
+            } => self.inspect(&database, &collection, id.as_deref()).await,
+        }
+    }
+
+    async fn check(&self) -> Result<String> {
+        let found = check(&self.app).await?;
+        let errors = found
+            .iter()
+            .filter(|c| c.severity == Severity::Error)
+            .count();
+        if found.is_empty() {
+            return Ok("System check identified no issues.".to_owned());
+        }
+        let lines: Vec<String> = found
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    if c.severity == Severity::Error {
+                        "ERROR"
+                    } else {
+                        "WARNING"
+                    },
+                    c.text
+                )
+            })
+            .collect();
+        let text = format!(
+            "System check identified {} issue(s) ({errors} error(s)):\n{}",
+            found.len(),
+            lines.join("\n")
+        );
+        if errors > 0 {
+            bail!(text);
+        }
+        Ok(text)
+    }
+
+    async fn compact(&self, alias: &str, mut collections: Vec<String>) -> Result<String> {
+        let db = self.app.database(alias)?;
+        if db.encryption().is_none() {
+            return Err(no_encryption(alias));
+        }
+        if collections.is_empty() {
+            for schema in self.app.models() {
+                if !schema.encrypted_paths().is_empty()
+                    && self
+                        .app
+                        .routers()
+                        .allow_migrate(alias, &schema.app, Some(&schema.name))
+                {
+                    collections.push(schema.collection.clone());
+                }
+            }
+        }
+        let bar = progress_bar(u64::try_from(collections.len()).unwrap_or(u64::MAX));
+        let mut fields = 0;
+        for c in &collections {
+            bar.set_message(c.clone());
+            // Deriving the tokens proves the keys are reachable; the engine
+            // call that would use them is what this build lacks.
+            fields += compaction_tokens(db, c).await?.len();
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        bail!(
+            "compact is not available in this build: the QE server role's compaction (cipherdoc_engine::qe_server) has not landed yet; nothing was changed (compaction tokens for {fields} field(s) of {} collection(s) on '{alias}' were derived)",
+            collections.len()
+        )
+    }
+
+    async fn rewrap(&self, alias: &str, filter: &[String], to: &str) -> Result<String> {
+        let db = self.app.database(alias)?;
+        let enc = db.encryption().ok_or_else(|| no_encryption(alias))?;
+        let target = enc.master_key_for(Some(to))?;
+        let vault = enc.keys().vault();
+        let mut docs = Vec::new();
+        for d in vault.list().await? {
+            let names = alt_names_of(&d)?;
+            if filter.is_empty() || names.iter().any(|n| filter.contains(n)) {
+                docs.push(d);
+            }
+        }
+        let bar = progress_bar(u64::try_from(docs.len()).unwrap_or(u64::MAX));
+        let n = docs.len();
+        for mut d in docs {
+            let master = d
+                .get_document("masterKey")
+                .context("a key document without masterKey")?;
+            let from = cipherdoc_kms::MasterKey::from_document(master)?;
+            let material = match d.get("keyMaterial") {
+                Some(Bson::Binary(b)) => b.bytes.clone(),
+                _ => bail!("a key document without binary keyMaterial"),
+            };
+            let wrapped = enc.keys().kms().rewrap(&from, &material, target).await?;
+            d.insert(
+                "keyMaterial",
+                Binary {
+                    subtype: BinarySubtype::Generic,
+                    bytes: wrapped.key_material,
+                },
+            );
+            d.insert("masterKey", wrapped.master_key.to_document());
+            d.insert("updateDate", DateTime::now());
+            vault.replace(d).await?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(format!(
+            "Re-wrapped {n} data key(s) of '{alias}' under KMS provider '{to}'; the data is unchanged"
+        ))
+    }
+
+    async fn inspect(&self, alias: &str, collection: &str, id: Option<&str>) -> Result<String> {
+        let db = self.app.database(alias)?;
+        let filter = match id {
+            None => Filter::And(Vec::new()),
+            Some(text) => Filter::Field {
+                path: "_id".to_owned(),
+                op: FieldOp::Eq(parse_id(text)?),
+            },
+        };
+        let found = db
+            .engine()
+            .find(
+                collection,
+                &filter,
+                &FindOptions {
+                    limit: Some(1),
+                    ..FindOptions::default()
+                },
+            )
+            .await?;
+        let doc = found.into_iter().next().ok_or_else(|| {
+            anyhow!(
+                "no document{} in {}",
+                id.map(|i| format!(" with _id {i}")).unwrap_or_default(),
+                db.namespace(collection)
+            )
+        })?;
+        let shown = describe_encrypted(Bson::Document(doc));
+        let json = shown.into_relaxed_extjson();
+        Ok(serde_json::to_string_pretty(&json)?)
+    }
+}
+
+fn no_encryption(alias: &str) -> anyhow::Error {
+    anyhow!(
+        "database '{alias}' has no encryption settings; name an encrypted database with --database"
+    )
+}
+
+fn parse_id(text: &str) -> Result<Bson> {
+    if let Ok(oid) = ObjectId::parse_str(text) {
+        return Ok(Bson::ObjectId(oid));
+    }
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(text) {
+        return Bson::try_from(json).map_err(|e| anyhow!("the id is not extended JSON: {e}"));
+    }
+    Ok(Bson::String(text.to_owned()))
+}
+
+/// Replaces each encrypted value (BSON binary subtype 6) by
+/// `{"$encrypted": {subtype, name, keyId, ..., "ciphertext": "<base64 head>…"}}`.
+pub fn describe_encrypted(v: Bson) -> Bson {
+    use base64::Engine as _;
+    match v {
+        Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
+            let mut d = cipherdoc::client_encryption::inspect(&b.bytes).unwrap_or_else(|e| {
+                let mut d = Document::new();
+                d.insert("error", e.to_string());
+                d
+            });
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&b.bytes);
+            let head: String = b64.chars().take(32).collect();
+            d.insert("ciphertext", format!("{head}… ({} bytes)", b.bytes.len()));
+            let mut out = Document::new();
+            out.insert("$encrypted", d);
+            Bson::Document(out)
+        }
+        Bson::Document(d) => Bson::Document(
+            d.into_iter()
+                .map(|(k, v)| (k, describe_encrypted(v)))
+                .collect(),
+        ),
+        Bson::Array(a) => Bson::Array(a.into_iter().map(describe_encrypted).collect()),
+        other => other,
+    }
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+struct BarObserver(ProgressBar);
+
+impl MigrationObserver for BarObserver {
+    fn planned(&self, steps: u64) {
+        self.0.set_length(steps);
+    }
+    fn step(&self, description: &str) {
+        self.0.set_message(description.to_owned());
+        self.0.inc(1);
+    }
+}

@@ -1,0 +1,343 @@
+//! The encrypted fields map of the models (what `showencryptedfieldsmap`
+//! prints and a production settings file pins), compaction tokens, and the
+//! system check.
+
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, Document, doc};
+use cipherdoc_crypto::efc::{EncryptedFieldConfig, FieldKey};
+
+use super::MigrationError;
+use super::state::{ModelState, model_state};
+use crate::app::{App, Database};
+use crate::error::{Error, Result};
+use crate::key_vault::key_id_of;
+use crate::settings::ModelRef;
+
+/// The keyAltName of an encrypted field's data key: `"<collection>.<path>"`.
+pub fn alt_name(collection: &str, path: &str) -> String {
+    format!("{collection}.{path}")
+}
+
+fn no_encryption(db: &Database, app: &str, ms: &ModelState) -> Error {
+    let paths: Vec<&str> = ms
+        .fields
+        .iter()
+        .filter(|f| f.encrypted)
+        .map(|f| f.path.as_str())
+        .collect();
+    MigrationError::Refused(format!(
+        "{app}.{} has encrypted fields ({}) but is routed to database '{}', which has no encryption settings; the reference refuses it too. Route the model's app to an encrypted database with a router (`[[routers]] app = \"{app}\", database = \"encrypted\"`) or add a [databases.{}.encryption] table",
+        ms.model,
+        paths.join(", "),
+        db.alias(),
+        db.alias()
+    ))
+    .into()
+}
+
+/// The `encryptedFields` of a model on `db`: `{fields: [{bsonType, path,
+/// keyId, queries?}]}` in definition order. With `create_keys`, a missing
+/// data key is created (with keyAltName `"<collection>.<path>"`, wrapped by
+/// the field's KMS provider or the database's default); without, a missing
+/// key is the reference's "Have you migrated?" error.
+pub async fn encrypted_fields_for(
+    db: &Database,
+    app: &str,
+    ms: &ModelState,
+    create_keys: bool,
+) -> Result<Document> {
+    let Some(enc) = db.encryption() else {
+        return Err(no_encryption(db, app, ms));
+    };
+    let vault = enc.keys().vault();
+    let mut fields = Vec::new();
+    for f in ms.fields.iter().filter(|f| f.encrypted) {
+        let alt = alt_name(&ms.collection, &f.path);
+        let key_id = match vault.find_by_alt_name(&alt).await? {
+            Some(d) => Binary {
+                subtype: BinarySubtype::Uuid,
+                bytes: key_id_of(&d)?.bytes().to_vec(),
+            },
+            None if create_keys => {
+                let master = enc.master_key_for(f.kms_provider.as_deref()).map_err(|e| {
+                    Error::Encryption(format!(
+                        "cannot create the data key of {app}.{} field '{}' on database '{}': {e}",
+                        ms.model,
+                        f.path,
+                        db.alias()
+                    ))
+                })?;
+                enc.keys()
+                    .create_data_key(master, vec![alt.clone()])
+                    .await?
+                    .to_binary()
+            }
+            None => {
+                return Err(Error::KeyNotFound(format!(
+                    "Encryption key '{alt}' not found. Have you migrated the database '{}'? Run `migrate --database {}`",
+                    db.alias(),
+                    db.alias()
+                )));
+            }
+        };
+        let mut entry = doc! {
+            "bsonType": f.bson_type.clone(),
+            "path": f.path.clone(),
+            "keyId": Bson::Binary(key_id),
+        };
+        if let Some(q) = &f.queries {
+            let b = Bson::try_from(q.clone()).map_err(|e| {
+                MigrationError::Inconsistent(format!(
+                    "queries of {app}.{} field '{}' are not extended JSON: {e}",
+                    ms.model, f.path
+                ))
+            })?;
+            entry.insert("queries", b);
+        }
+        fields.push(Bson::Document(entry));
+    }
+    Ok(doc! { "fields": fields })
+}
+
+fn routed_here(app: &App, db: &Database, schema: &crate::model::ModelSchema) -> bool {
+    app.routers()
+        .allow_migrate(db.alias(), &schema.app, Some(&schema.name))
+}
+
+/// The encrypted fields map of database `alias`, keyed by
+/// `"<db>.<collection>"`, for the registered models with encrypted fields
+/// that the routers migrate there. Never creates keys.
+pub async fn encrypted_fields_map(app: &App, alias: &str) -> Result<Document> {
+    let db = app.database(alias)?;
+    if db.encryption().is_none() {
+        return Err(Error::Encryption(format!(
+            "database '{alias}' has no encryption settings, so it has no encrypted fields map; name the encrypted database with --database"
+        )));
+    }
+    let mut out = Document::new();
+    for schema in app.models() {
+        let ms = model_state(schema);
+        if !ms.is_encrypted() || !routed_here(app, db, schema) {
+            continue;
+        }
+        let efc = encrypted_fields_for(db, &schema.app, &ms, false).await?;
+        out.insert(db.namespace(&ms.collection), efc);
+    }
+    Ok(out)
+}
+
+/// A map as pretty canonical extended JSON, pasteable as a pinned
+/// `encrypted_fields_map` file.
+pub fn encrypted_fields_map_json(map: &Document) -> String {
+    let json = Bson::Document(map.clone()).into_canonical_extjson();
+    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+}
+
+/// Whether two encryptedFields documents agree on what matters: paths,
+/// keys, types and queries, in order.
+pub(crate) fn same_fields_docs(a: &Document, b: &Document) -> bool {
+    match (
+        EncryptedFieldConfig::from_document(a),
+        EncryptedFieldConfig::from_document(b),
+    ) {
+        (Ok(x), Ok(y)) => same_fields(&x, &y),
+        _ => false,
+    }
+}
+
+fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
+    a.fields.len() == b.fields.len()
+        && a.fields.iter().zip(&b.fields).all(|(x, y)| {
+            x.path == y.path
+                && x.key == y.key
+                && x.bson_type == y.bson_type
+                && x.queries == y.queries
+        })
+}
+
+/// The compaction tokens of an encrypted collection: for each encrypted
+/// field, its ECOCToken (derived from the field's data key), as
+/// `{<path>: BinData(0, 32 bytes)}` — the `compactionTokens` argument of
+/// MongoDB's `compactStructuredEncryptionData`.
+pub async fn compaction_tokens(db: &Database, collection: &str) -> Result<Document> {
+    let Some(enc) = db.encryption() else {
+        return Err(Error::Encryption(format!(
+            "database '{}' has no encryption settings; nothing to compact",
+            db.alias()
+        )));
+    };
+    let Some(efc) = db.encrypted_fields(collection).await? else {
+        return Err(Error::Encryption(format!(
+            "{} is not an encrypted collection; nothing to compact",
+            db.namespace(collection)
+        )));
+    };
+    let mut out = Document::new();
+    for f in &efc.1.fields {
+        let key = match &f.key {
+            FieldKey::Id(id) => enc.keys().key(*id).await?,
+            FieldKey::AltName(n) => enc.keys().key_by_alt_name(n).await?,
+        };
+        out.insert(
+            f.path.clone(),
+            Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: key.tokens.ecoc().as_bytes().to_vec(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// How bad a [`check`] finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Severity {
+    /// Something will fail.
+    Error,
+    /// Something looks wrong.
+    Warning,
+}
+
+/// One finding of [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckMessage {
+    /// How bad.
+    pub severity: Severity,
+    /// What and what to do.
+    pub text: String,
+}
+
+/// Checks models, routers, encryption settings and, where a map is pinned,
+/// that it matches the models and the key vault (and that migrated
+/// collections match the models).
+pub async fn check(app: &App) -> Result<Vec<CheckMessage>> {
+    let mut out = Vec::new();
+    let mut error = |t: String| {
+        out.push(CheckMessage {
+            severity: Severity::Error,
+            text: t,
+        });
+    };
+    let mut warnings = Vec::new();
+    for schema in app.models() {
+        let label = schema.label();
+        if let Err(e) = schema.validate() {
+            error(e.to_string());
+            continue;
+        }
+        let ms = model_state(schema);
+        let r = ModelRef {
+            app: &schema.app,
+            model: &schema.name,
+        };
+        let write = app.routers().db_for_write(r);
+        let read = app.routers().db_for_read(r);
+        let Ok(db) = app.database(&write) else {
+            error(format!(
+                "{label} is routed to database '{write}', which is not configured"
+            ));
+            continue;
+        };
+        if read != write {
+            warnings.push(format!(
+                "{label} is read from '{read}' but written to '{write}'"
+            ));
+        }
+        if !routed_here(app, db, schema) {
+            warnings.push(format!(
+                "{label} is written to '{write}' but the routers do not allow migrating it there: `migrate --database {write}` will not create its collection"
+            ));
+        }
+        if !ms.is_encrypted() {
+            continue;
+        }
+        let Some(enc) = db.encryption() else {
+            error(no_encryption(db, &schema.app, &ms).to_string());
+            continue;
+        };
+        for f in ms.fields.iter().filter(|f| f.encrypted) {
+            if let Err(e) = enc.master_key_for(f.kms_provider.as_deref()) {
+                error(format!(
+                    "{label} field '{}' (database '{write}'): {e}",
+                    f.path
+                ));
+            }
+        }
+        // A migrated collection must still match the model.
+        if let Some(info) = db.engine().describe_collection(&ms.collection).await? {
+            let ns = db.namespace(&ms.collection);
+            match (
+                &info.options.encrypted_fields,
+                encrypted_fields_for(db, &schema.app, &ms, false).await,
+            ) {
+                (None, _) => error(format!(
+                    "{ns} exists without encryption but {label} has encrypted fields; drop it (after saving its data) and migrate"
+                )),
+                (Some(cat), Ok(want)) if !same_fields_docs(cat, &want) => error(format!(
+                    "{ns}: the collection's encryptedFields differ from {label}'s encrypted fields; encrypted fields cannot change on an existing collection: create a new model and copy the data"
+                )),
+                _ => {}
+            }
+        }
+    }
+    for db in app.databases() {
+        let Some(enc) = db.encryption() else { continue };
+        let Some(pinned) = enc.pinned_map() else {
+            continue;
+        };
+        let setting = format!("databases.{}.encryption.encrypted_fields_map", db.alias());
+        let want = match encrypted_fields_map(app, db.alias()).await {
+            Ok(w) => w,
+            Err(e) => {
+                error(format!("{setting}: cannot compare with the models: {e}"));
+                continue;
+            }
+        };
+        for (ns, efc) in &want {
+            let coll = ns.split_once('.').map_or(ns.as_str(), |(_, c)| c);
+            let Bson::Document(efc) = efc else { continue };
+            match pinned.get(coll) {
+                None => error(format!(
+                    "{setting}: {ns} is missing; paste the output of `showencryptedfieldsmap --database {}`",
+                    db.alias()
+                )),
+                Some(p) if !same_fields_docs(p, efc) => error(format!(
+                    "{setting}: {ns} differs from the models and the key vault (other paths, keys, types or queries); regenerate it with `showencryptedfieldsmap --database {}`",
+                    db.alias()
+                )),
+                Some(_) => {}
+            }
+        }
+        for (coll, efc) in pinned {
+            let ns = db.namespace(coll);
+            if !want.contains_key(&ns) {
+                warnings.push(format!(
+                    "{setting}: {ns} is pinned but no registered model with encrypted fields is migrated there"
+                ));
+            }
+            if let Ok(cfg) = EncryptedFieldConfig::from_document(efc) {
+                for f in &cfg.fields {
+                    if let FieldKey::Id(id) = &f.key
+                        && enc
+                            .keys()
+                            .vault()
+                            .find_by_id(bson::Uuid::from_bytes(*id.as_bytes()))
+                            .await?
+                            .is_none()
+                    {
+                        error(format!(
+                            "{setting}: {ns} field '{}' names key {id}, which is not in the key vault",
+                            f.path
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out.extend(warnings.into_iter().map(|t| CheckMessage {
+        severity: Severity::Warning,
+        text: t,
+    }));
+    Ok(out)
+}
