@@ -248,6 +248,20 @@ async fn createdatakey_rewrapdatakeys_and_inspect() {
         )
         .await
         .unwrap();
+    // Stored through the QE server role, the value must sit at a declared
+    // encrypted path of an encrypted collection.
+    let body_key = enc.keys().key_by_alt_name("notes.body").await.unwrap().id;
+    db.engine()
+        .create_collection(
+            "notes",
+            cipherdoc_engine::CreateCollectionOptions {
+                encrypted_fields: Some(doc! { "fields": [
+                    { "path": "body", "keyId": body_key.to_binary(), "bsonType": "string" }
+                ] }),
+            },
+        )
+        .await
+        .unwrap();
     let id = ObjectId::new();
     db.engine()
         .insert_one(
@@ -276,24 +290,19 @@ async fn createdatakey_rewrapdatakeys_and_inspect() {
 }
 
 #[tokio::test]
-async fn compact_says_it_is_not_available_yet() {
+async fn compact_runs_on_encrypted_collections() {
     let dir = tempfile::tempdir().unwrap();
     let (m, _dbs) = management(dir.path()).await;
     run(&m, &["makemigrations"]).await.unwrap();
     run(&m, &["migrate", "--database", "encrypted"])
         .await
         .unwrap();
-    let err = run(&m, &["compact", "--database", "encrypted"])
+    let out = run(&m, &["compact", "--database", "encrypted"])
         .await
-        .unwrap_err();
+        .unwrap();
     assert!(
-        err.to_string()
-            .starts_with("compact is not available in this build"),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("1 field(s) of 1 collection(s)"),
-        "{err}"
+        out.starts_with("compacted encrypted_db.myapp_patient:"),
+        "{out}"
     );
     let err = run(&m, &["compact"]).await.unwrap_err();
     assert!(err.to_string().contains("no encryption settings"), "{err}");

@@ -7,6 +7,10 @@ use std::sync::{Arc, Mutex};
 use bson::{Bson, Document};
 use cipherdoc_crypto::efc::EncryptedFieldConfig;
 use cipherdoc_engine::Engine;
+// Engines without a native QE server (all of cipherdoc's own) get
+// cipherdoc's: insert payloads become stored values, tags and ESC/ECOC rows in
+// the document's transaction; find payloads become tag lookups.
+use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens, QeServer};
 use cipherdoc_kms::MasterKey as KmsMasterKey;
 
 use crate::client_encryption::ClientEncryption;
@@ -23,6 +27,8 @@ pub struct Database {
     alias: String,
     name: String,
     engine: Arc<dyn Engine>,
+    /// The QE server role in front of the engine (encrypted databases).
+    qe: Option<Arc<QeServer>>,
     encryption: Option<DbEncryption>,
 }
 
@@ -45,7 +51,7 @@ impl std::fmt::Debug for Database {
             .field("name", &self.name)
             .field("engine", &self.engine.kind())
             .field("encrypted", &self.encryption.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,17 +68,19 @@ impl Database {
     /// Opens a database from its settings.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self> {
         let raw = open_engine(settings).await?;
-        let (engine, encryption) = match &settings.encryption {
-            None => (raw, None),
+        let (engine, qe, encryption) = match &settings.encryption {
+            None => (raw, None, None),
             Some(enc) => {
                 let opened = open_encryption(settings, enc, Arc::clone(&raw)).await?;
                 let pinned = match &enc.encrypted_fields_map {
                     None => None,
                     Some(path) => Some(read_pinned_map(path, &settings.name, &settings.alias)?),
                 };
-                let engine = wrap_qe_server(raw);
+                let qe = Arc::new(QeServer::new(raw));
+                let engine: Arc<dyn Engine> = Arc::clone(&qe) as Arc<dyn Engine>;
                 (
                     engine,
+                    Some(qe),
                     Some(DbEncryption {
                         settings: enc.clone(),
                         encrypter: Encrypter::new(Arc::clone(&opened.keys)),
@@ -88,8 +96,35 @@ impl Database {
             alias: settings.alias.clone(),
             name: settings.name.clone(),
             engine,
+            qe,
             encryption,
         })
+    }
+
+    /// Compaction (`cleanup = false`, MongoDB's `compactStructuredEncryptionData`)
+    /// or cleanup (`cleanupStructuredEncryptionData`) of an encrypted
+    /// collection: the client derives each field's ECOC token from its data
+    /// key and hands them to the QE server role.
+    pub async fn compact(&self, collection: &str, cleanup: bool) -> Result<CompactionStats> {
+        let qe = self.qe.as_ref().ok_or_else(|| {
+            Error::Encryption(format!(
+                "database '{}' has no encryption settings; nothing to compact",
+                self.alias
+            ))
+        })?;
+        let doc = crate::migrations::compaction_tokens(self, collection).await?;
+        let tokens = CompactionTokens::from_document(&doc).map_err(|e| {
+            Error::Encryption(format!(
+                "compaction tokens for {}: {e}",
+                self.namespace(collection)
+            ))
+        })?;
+        let stats = if cleanup {
+            qe.cleanup(collection, &tokens).await?
+        } else {
+            qe.compact(collection, &tokens).await?
+        };
+        Ok(stats)
     }
 
     /// The alias (`default`, `encrypted`).
@@ -253,13 +288,6 @@ fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
                 && x.bson_type == y.bson_type
                 && x.queries == y.queries
         })
-}
-
-/// Engines without a native QE server (all of cipherdoc's own) get
-/// cipherdoc's: insert payloads become stored values, tags and ESC/ECOC rows
-/// in the document's transaction; find payloads become tag lookups.
-fn wrap_qe_server(engine: Arc<dyn Engine>) -> Arc<dyn Engine> {
-    Arc::new(cipherdoc_engine::qe_server::QeServer::new(engine))
 }
 
 /// Reads a pinned encrypted fields map: canonical extended JSON keyed by

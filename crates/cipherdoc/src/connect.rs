@@ -50,10 +50,18 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
             })?;
             Ok(Arc::new(engine))
         }
-        EngineSettings::Postgres { .. } => Err(setting_err(
-            format!("databases.{}.engine", db.alias),
-            "the postgres engine is not available in this build yet; use \"sqlite\"",
-        )),
+        EngineSettings::Postgres { url } => {
+            // One PostgreSQL schema per cipherdoc database (see the engine's docs).
+            let engine = cipherdoc_engine::postgres::PgEngine::connect(url, &db.name)
+                .await
+                .map_err(|e| {
+                    setting_err(
+                        format!("databases.{}.url", db.alias),
+                        format!("cannot connect: {e}"),
+                    )
+                })?;
+            Ok(Arc::new(engine))
+        }
     }
 }
 

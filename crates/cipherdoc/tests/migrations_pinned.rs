@@ -176,7 +176,6 @@ async fn pinned_map_is_used_when_the_catalog_agrees_and_check_is_clean() {
 }
 
 #[tokio::test]
-#[ignore = "needs the QE server role"]
 async fn typical_deployment_workflow_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     deploy(dir.path()).await;

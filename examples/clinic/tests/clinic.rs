@@ -89,7 +89,6 @@ fn help_lists_the_management_commands_and_demo() {
 }
 
 #[test]
-#[ignore = "needs the QE server role"]
 fn demo_finds_the_patient_by_ssn_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_copy(dir.path());
