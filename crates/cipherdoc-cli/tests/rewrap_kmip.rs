@@ -117,7 +117,7 @@ async fn rewrap_from_local_to_kmip_keeps_every_document_readable() {
     ])
     .await
     .unwrap();
-    assert!(out.contains("re-wrapped 2 data key(s)"), "{out}");
+    assert!(out.starts_with("Re-wrapped 2 data key(s)"), "{out}");
     let vault = m
         .app()
         .database("encrypted")
