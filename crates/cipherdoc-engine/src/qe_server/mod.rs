@@ -92,7 +92,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bson::{Bson, Document};
@@ -119,6 +119,15 @@ pub struct QeServerConfig {
     /// to a collection scan past its `internalQueryFLERewriteMemoryLimit`;
     /// we refuse). Default 500,000.
     pub max_query_tags: usize,
+    /// How long autocommit reads (`find`, `count`) may reuse a collection's
+    /// `encryptedFields` without re-reading the catalog. Writes always read
+    /// it inside their transaction (and refresh this cache), and drops and
+    /// creations through this server clear it, so only a collection
+    /// recreated with other `encryptedFields` through another handle can be
+    /// misjudged by reads, for at most this long — which can refuse a query
+    /// or miss matches, never store or reveal anything. Default 1 s;
+    /// `Duration::ZERO` always re-reads.
+    pub schema_ttl: Duration,
 }
 
 impl Default for QeServerConfig {
@@ -126,6 +135,7 @@ impl Default for QeServerConfig {
         Self {
             max_write_attempts: 10,
             max_query_tags: 500_000,
+            schema_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -137,6 +147,12 @@ impl QeServerConfig {
         self.max_write_attempts = n.max(1);
         self
     }
+    /// Set [`Self::schema_ttl`].
+    #[must_use]
+    pub fn schema_ttl(mut self, ttl: Duration) -> Self {
+        self.schema_ttl = ttl;
+        self
+    }
     /// Set [`Self::max_query_tags`].
     #[must_use]
     pub fn max_query_tags(mut self, n: usize) -> Self {
@@ -145,6 +161,9 @@ impl QeServerConfig {
     }
 }
 
+/// When a read last learnt a collection's schema, and what it was.
+type Recent = (Instant, Option<Arc<QeSchema>>);
+
 /// State shared by the server and its transactions.
 struct Shared {
     config: QeServerConfig,
@@ -152,6 +171,9 @@ struct Shared {
     /// were parsed from (re-read inside every operation; only the parse is
     /// cached, so a collection recreated elsewhere is never misjudged).
     schemas: Mutex<HashMap<String, (Document, Arc<QeSchema>)>>,
+    /// What autocommit reads last learnt about each collection (`None`:
+    /// plain or missing), and when.
+    recent: Mutex<HashMap<String, Recent>>,
 }
 
 impl Shared {
@@ -180,7 +202,41 @@ impl Shared {
         collection: &str,
     ) -> Result<Option<Arc<QeSchema>>> {
         let info = tx.describe_collection(collection).await?;
-        self.schema(collection, info.as_ref())
+        let s = self.schema(collection, info.as_ref())?;
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(collection.to_owned(), (Instant::now(), s.clone()));
+        Ok(s)
+    }
+
+    /// [`Self::schema_in`], or its answer from less than `schema_ttl` ago.
+    async fn schema_for_read(
+        &self,
+        tx: &mut dyn Transaction,
+        collection: &str,
+    ) -> Result<Option<Arc<QeSchema>>> {
+        if let Some((at, s)) = self
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(collection)
+            && at.elapsed() < self.config.schema_ttl
+        {
+            return Ok(s.clone());
+        }
+        self.schema_in(tx, collection).await
+    }
+
+    fn forget(&self, collection: &str) {
+        self.schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(collection);
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(collection);
     }
 }
 
@@ -227,15 +283,21 @@ async fn write_in(
     })
 }
 
-/// Read inside `tx`: find (with options) or count.
+/// Read inside `tx`: find (with options) or count. `cached`: whether the
+/// schema may come from the short-lived read cache (autocommit reads).
 async fn read_in(
     shared: &Shared,
     tx: &mut dyn Transaction,
     collection: &str,
     filter: &Filter,
     options: Option<&FindOptions>,
+    cached: bool,
 ) -> Result<(Vec<Document>, u64)> {
-    let schema = shared.schema_in(tx, collection).await?;
+    let schema = if cached {
+        shared.schema_for_read(tx, collection).await?
+    } else {
+        shared.schema_in(tx, collection).await?
+    };
     let schema = schema.as_deref();
     if let Some(o) = options {
         query::check_sort(collection, schema, &o.sort)?;
@@ -284,6 +346,7 @@ impl QeServer {
             shared: Arc::new(Shared {
                 config,
                 schemas: Mutex::new(HashMap::new()),
+                recent: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -337,8 +400,10 @@ impl QeServer {
         options: Option<&FindOptions>,
     ) -> Result<(Vec<Document>, u64)> {
         let mut tx = self.inner.begin_read().await?;
-        let r = read_in(&self.shared, &mut *tx, collection, filter, options).await;
-        let _ = tx.rollback().await;
+        let r = read_in(&self.shared, &mut *tx, collection, filter, options, true).await;
+        // Nothing to undo in a read; dropping ends it without another
+        // round trip (engines roll back on drop).
+        drop(tx);
         r
     }
 
@@ -427,7 +492,9 @@ impl Engine for QeServer {
                 },
             })?;
         }
-        self.inner.create_collection(name, options).await
+        let r = self.inner.create_collection(name, options).await;
+        self.shared.forget(name);
+        r
     }
 
     async fn list_collections(&self) -> Result<Vec<String>> {
@@ -440,11 +507,7 @@ impl Engine for QeServer {
 
     async fn drop_collection(&self, name: &str) -> Result<bool> {
         let r = self.inner.drop_collection(name).await;
-        self.shared
-            .schemas
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+        self.shared.forget(name);
         r
     }
 
@@ -637,6 +700,7 @@ impl Transaction for QeTransaction {
             collection,
             filter,
             Some(options),
+            false,
         )
         .await?
         .0)
@@ -644,11 +708,16 @@ impl Transaction for QeTransaction {
 
     async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
         self.check()?;
-        Ok(
-            read_in(&self.shared, &mut *self.inner, collection, filter, None)
-                .await?
-                .1,
+        Ok(read_in(
+            &self.shared,
+            &mut *self.inner,
+            collection,
+            filter,
+            None,
+            false,
         )
+        .await?
+        .1)
     }
 
     async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {

@@ -6,8 +6,9 @@
 //! (1) advances every search as far as the cache allows, then (2) collects
 //! the ids the searches will probably ask next and fetches them all in one
 //! batch. The first round fetches a fixed seed set per search (the null
-//! anchor, anchors 1–2 and non-anchors 1–4: enough to finish a
-//! never-compacted value with up to three inserts); later rounds explore
+//! anchor, anchors 1–2 and non-anchors 1–4, 8 and 16: enough to finish a
+//! never-compacted value with up to three inserts, and the doubling phase
+//! up to 16); later rounds explore
 //! each search's next few steps speculatively on a clone of its state,
 //! under both possible answers, up to a small depth. Speculation only
 //! chooses what to prefetch: the state machines are always fed real
@@ -32,9 +33,9 @@ use crate::qe_state::EscId;
 use crate::{EngineError, Result};
 
 /// Speculation depth of rounds after the first (answers assumed per path).
-const EXPLORE_DEPTH: usize = 4;
+const EXPLORE_DEPTH: usize = 6;
 /// At most this many new ids per search per round.
-const EXPLORE_BUDGET: usize = 12;
+const EXPLORE_BUDGET: usize = 32;
 /// Safety bound on states visited per exploration.
 const EXPLORE_STEPS: usize = 256;
 /// Safety bound on rounds (a search needs about `2·log2(count) + 8`).
@@ -51,7 +52,7 @@ impl Search {
     pub(crate) fn new(tokens: &EscTokens) -> Self {
         let t = &tokens.tag;
         let mut seeds = vec![null_anchor_id(t), anchor_id(t, 1), anchor_id(t, 2)];
-        seeds.extend((1..=4).map(|c| non_anchor_id(t, c)));
+        seeds.extend([1, 2, 3, 4, 8, 16].map(|c| non_anchor_id(t, c)));
         Self {
             emu: EmuBinary::new(tokens, 0),
             seeds,

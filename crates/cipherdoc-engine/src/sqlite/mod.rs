@@ -295,22 +295,24 @@ impl Engine for SqliteEngine {
     /// snapshot (the QE server's ESC probes, then the tag lookup) run
     /// concurrently with writers. Writes through it fail.
     async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
-        let inner = Arc::clone(&self.inner);
-        let conn = blocking(move || -> Result<Connection> {
-            let pooled = inner
-                .readers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_conn(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
-            };
-            reset(&conn)?;
-            conn.execute_batch("BEGIN")?;
-            Ok(conn)
-        })
-        .await??;
+        // Done inline rather than on the blocking pool: a deferred BEGIN on
+        // a pooled connection touches no file (the snapshot is taken by the
+        // first read), and skipping the thread hand-off is a large share of
+        // a short query's latency. Only opening a new reader does I/O.
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = if let Some(c) = pooled {
+            c
+        } else {
+            let path = self.inner.path.clone();
+            blocking(move || open_conn(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)).await??
+        };
+        reset(&conn)?;
+        conn.execute_batch("BEGIN")?;
         Ok(Box::new(SqliteTransaction {
             conn: Some(Held::Reader(conn)),
             pool: Some(Arc::clone(&self.inner)),
