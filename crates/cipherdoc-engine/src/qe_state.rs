@@ -98,6 +98,18 @@ pub trait QeState: Send {
         ids: &[EscId],
     ) -> Result<Vec<Option<EscEntry>>>;
 
+    /// Serialize writers of the same ESC counters until the transaction
+    /// ends. `counters` are the counters' `ESCTwiceDerivedTagToken` bytes,
+    /// sorted, so that two transactions always lock in the same order.
+    /// Engines whose writers are already serialized (SQLite's single writer)
+    /// keep this default no-op; engines with concurrent writers take a lock
+    /// per counter, so that writers of one hot value queue instead of
+    /// colliding on its next ESC position and retrying in a herd.
+    async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
+        let _ = (collection, counters);
+        Ok(())
+    }
+
     /// Insert an ESC document. An existing id is reported as
     /// [`crate::EngineError::EscIdConflict`] (a concurrent writer won the
     /// position) and leaves the transaction usable.

@@ -596,6 +596,11 @@ impl Transaction for PgTransaction {
 
 #[async_trait]
 impl QeState for PgTransaction {
+    async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
+        op!(self, |cx| ops::esc_lock_counters(cx, collection, counters)
+            .await)
+    }
+
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
         let mut v = self
             .esc_get_many(collection, std::slice::from_ref(id))

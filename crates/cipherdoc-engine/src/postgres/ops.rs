@@ -1031,6 +1031,39 @@ pub(crate) async fn esc_insert(
     Ok(())
 }
 
+/// One transaction-scoped advisory lock per ESC counter. The key is the
+/// counter's tag token (already uniformly random) folded with the
+/// collection's name into 64 bits; a collision between two counters only
+/// makes their writers queue, never wrong. The two-`int4` form of the lock
+/// lives in a key space of its own, apart from the catalog's `bigint` locks.
+/// Callers pass the counters sorted, so two writers lock in the same order
+/// and cannot deadlock.
+pub(crate) async fn esc_lock_counters(cx: &mut Ctx, c: &str, counters: &[[u8; 32]]) -> Result<()> {
+    if counters.is_empty() {
+        return Ok(());
+    }
+    let salt = c.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut keys: Vec<i64> = counters
+        .iter()
+        .map(|t| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&t[..8]);
+            i64::from_le_bytes(b) ^ i64::from_le_bytes(salt.to_le_bytes())
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    cx.execute(
+        "SELECT pg_advisory_xact_lock((k >> 32)::int4, (k & 4294967295)::bit(32)::int4) \
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+        &[&keys],
+    )
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn esc_delete_many(cx: &mut Ctx, c: &str, ids: &[EscId]) -> Result<u64> {
     require_encrypted(cx, c).await?;
     let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();

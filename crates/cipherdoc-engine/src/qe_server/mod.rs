@@ -740,6 +740,10 @@ impl Transaction for QeTransaction {
 /// Raw ESC/ECOC access, passed through (compaction tools and tests).
 #[async_trait]
 impl QeState for QeTransaction {
+    async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
+        self.inner.esc_lock_counters(collection, counters).await
+    }
+
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
         self.inner.esc_get(collection, id).await
     }

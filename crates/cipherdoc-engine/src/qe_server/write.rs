@@ -457,6 +457,11 @@ async fn apply(
                 });
             }
         }
+        // Queue behind concurrent writers of the same counters (a no-op
+        // where writers are serialized anyway), in a fixed order.
+        let mut counters: Vec<[u8; 32]> = slot.keys().copied().collect();
+        counters.sort_unstable();
+        tx.esc_lock_counters(collection, &counters).await?;
         let results = probe::run(tx, collection, searches).await?;
         let mut next: Vec<u64> = Vec::with_capacity(results.len());
         for r in &results {
