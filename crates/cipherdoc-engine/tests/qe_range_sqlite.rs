@@ -598,3 +598,117 @@ async fn range_queries_match_plaintext_before_and_after_compaction() {
     );
     assert!(all > 400 && selective > 150, "{all} {selective}");
 }
+
+/// What the server role refuses on a range field, and that a refusal
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_refusals() {
+    use cipherdoc_engine::EngineError;
+    use cipherdoc_engine::qe_server::QeError;
+    let e = QeServer::new(Arc::new(SqliteEngine::temporary().unwrap()));
+    let key_id = KeyId::generate(&mut OsRandom).unwrap();
+    let key = DataKey::generate(&mut OsRandom).unwrap();
+    e.create_collection(
+        "r",
+        CreateCollectionOptions {
+            encrypted_fields: Some(doc! {"fields": [{"path": "v", "keyId": key_id.to_binary(), "bsonType": "int",
+                "queries": {"queryType": "range", "contention": 0, "min": 0, "max": 200, "sparsity": 1}}]}),
+        },
+    )
+    .await
+    .unwrap();
+    let opts = range_options_from_document(&doc! {"min": 0, "max": 200, "sparsity": 1}).unwrap();
+    let client = Client {
+        tokens: IndexKeyTokens::new(key_id, &key),
+        key_id,
+        key,
+        index: resolve_range_options(&opts, &Bson::Int32(0)).unwrap(),
+        contention: 0,
+    };
+    e.insert_one(
+        "r",
+        doc! {"_id": 1_i64, "v": client.insert(&Bson::Int32(5))},
+    )
+    .await
+    .unwrap();
+    let esc_before = {
+        let mut tx = e.begin_read().await.unwrap();
+        tx.esc_count("r").await.unwrap()
+    };
+    assert_eq!(esc_before, client.index.edge_count() as u64);
+
+    // An insert payload made for other range options (another sparsity:
+    // another edge count) is refused.
+    let other = resolve_range_options(
+        &range_options_from_document(&doc! {"min": 0, "max": 200, "sparsity": 2}).unwrap(),
+        &Bson::Int32(0),
+    )
+    .unwrap();
+    let wrong = Client {
+        index: other,
+        tokens: client.tokens.clone(),
+        key_id,
+        key: DataKey::generate(&mut OsRandom).unwrap(),
+        contention: 0,
+    };
+    let err = e
+        .insert_one("r", doc! {"_id": 2, "v": wrong.insert(&Bson::Int32(5))})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Qe(QeError::InvalidDocument { .. })),
+        "{err}"
+    );
+    // Plaintext, and operators that cannot carry a range payload.
+    let err = e
+        .insert_one("r", doc! {"_id": 3, "v": 5})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Qe(QeError::InvalidDocument { .. })),
+        "{err}"
+    );
+    let q = client.query(Some((&Bson::Int32(1), true)), None).unwrap();
+    let Filter::Field {
+        op: cipherdoc_engine::FieldOp::Gte(payload),
+        ..
+    } = q
+    else {
+        panic!("a range query is a $gte on the field")
+    };
+    for f in [
+        Filter::ne("v", payload.clone()),
+        Filter::is_in("v", vec![payload.clone()]),
+        Filter::gte("v", 5),
+    ] {
+        let err = e.find("r", &f, &FindOptions::default()).await.unwrap_err();
+        assert!(
+            matches!(err, EngineError::Qe(QeError::InvalidQuery { .. })),
+            "{err}"
+        );
+    }
+    // Compaction of a range field needs the anchor padding token.
+    let err = e
+        .compact(
+            "r",
+            &CompactionTokens::new().with_field("v", client.tokens.ecoc().clone()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Qe(QeError::Tokens { .. })),
+        "{err}"
+    );
+    let mut tx = e.begin_read().await.unwrap();
+    assert_eq!(
+        tx.esc_count("r").await.unwrap(),
+        esc_before,
+        "nothing written"
+    );
+    assert_eq!(tx.ecoc_count("r").await.unwrap(), esc_before);
+    drop(tx);
+    assert_eq!(
+        ids(&e, "r", &Filter::gte("v", payload)).await,
+        BTreeSet::from([1])
+    );
+}
