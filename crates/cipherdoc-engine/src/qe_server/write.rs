@@ -30,8 +30,8 @@ struct TokenSet {
     ecoc_value: Vec<u8>,
 }
 
-/// The token sets of a payload (§9.4 step 1). This is where range slots in:
-/// its edges are already token sets; only the stored value differs.
+/// The token sets of a payload (§9.4 step 1): equality's top-level `s`/`p`,
+/// or every edge's `g[i].s`/`g[i].p` for range (never the top-level ones).
 fn token_sets(iup: &InsertUpdatePayloadV2) -> Vec<TokenSet> {
     match &iup.edge_token_sets {
         None => vec![TokenSet {
