@@ -19,8 +19,8 @@
 //!   field's, index key ids unique within the document), its ESC counter is
 //!   found with emuBinaryV2 (batched probes, see `probe`), the next
 //!   non-anchor goes into the ESC and the payload's `p` into the ECOC, and
-//!   the payload is replaced by the stored value (14, or 15 for range). Unindexed values (16)
-//!   are kept as sent. `__safeContent__` is set to exactly the tags of the
+//!   the payload is replaced by the stored value (14, or 15 for range).
+//!   Unindexed values (16) are kept as sent. `__safeContent__` is set to exactly the tags of the
 //!   document's stored values, so after a replacement it never holds a tag of
 //!   a value the document no longer has. Refused: plaintext at an encrypted
 //!   path, any other QE blob (placeholders, find payloads, stored values —
