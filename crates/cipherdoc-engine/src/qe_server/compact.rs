@@ -20,8 +20,8 @@ use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::OsRandom;
 use cipherdoc_crypto::server::{
-    EscTokens, anchor_id, cleanup_padding_plan, cleanup_plan, compaction_anchor,
-    decrypt_ecoc_value, null_anchor_id,
+    AnchorValue, EscTokens, anchor_id, cleanup_padding_plan, cleanup_plan, compaction_anchor,
+    decrypt_ecoc_value, null_anchor_id, padding_anchor_positions,
 };
 use cipherdoc_crypto::tokens::{
     AnchorPaddingTokenRoot, EcocToken, EscDerivedFromDataTokenAndContentionFactor,
@@ -149,6 +149,8 @@ pub struct CompactionStats {
     pub unique_counters: u64,
     /// Anchors inserted (compaction).
     pub anchors_inserted: u64,
+    /// Padding anchors inserted for range fields (compaction, §9.7 step 4).
+    pub padding_anchors_inserted: u64,
     /// Null anchors inserted or updated (cleanup).
     pub null_anchors_written: u64,
     /// Anchors deleted (cleanup).
@@ -374,8 +376,9 @@ pub(crate) async fn run(
         let left = tx.ecoc_read_compact(collection).await?;
         stats.ecoc_entries += left.len() as u64;
         let cs = counters(collection, tokens, &left)?;
-        refuse_range_compaction(collection, &cs, mode)?;
         stats.anchors_inserted += anchor_counters(tx, collection, &cs).await?;
+        stats.padding_anchors_inserted +=
+            pad_range_fields(tx, collection, schema, tokens, &cs).await?;
         tx.ecoc_drop_compact(collection).await?;
         non_anchors = tx.esc_non_anchor_ids(collection).await?;
         if !tx.ecoc_begin_compaction(collection).await? {
@@ -395,8 +398,9 @@ pub(crate) async fn run(
     let mut delete_anchors = Vec::new();
     match mode {
         Mode::Compact => {
-            refuse_range_compaction(collection, &cs, mode)?;
             stats.anchors_inserted += anchor_counters(tx, collection, &cs).await?;
+            stats.padding_anchors_inserted +=
+                pad_range_fields(tx, collection, schema, tokens, &cs).await?;
         }
         Mode::Cleanup => {
             cleanup_counters(tx, collection, &cs, &mut delete_anchors, &mut stats).await?;
@@ -417,19 +421,88 @@ pub(crate) async fn run(
     Ok(stats)
 }
 
-/// Compaction of range entries also inserts padding anchors (§9.7 step 4),
-/// whose number depends on the field's edge count; that needs the range
-/// codecs. Range values cannot be inserted by this server role yet, so such
-/// entries only come from elsewhere.
-fn refuse_range_compaction(collection: &str, cs: &[Counter], mode: Mode) -> Result<()> {
-    if mode == Mode::Compact
-        && let Some(c) = cs.iter().find(|c| c.range_is_leaf.is_some())
+/// `anchorPaddingFactor` (§9.7 step 4): MongoDB's default, as no command
+/// option reaches this API.
+const ANCHOR_PADDING_FACTOR: f64 = 1.0;
+
+/// Padding anchors for range fields (§9.7 step 4): per range field with
+/// entries in `cs`, `ceil(factor × (pathLength × uniqueLeaves −
+/// uniqueTokens))` anchors `(0, 0)` after the padding set's last anchor, so
+/// the number of anchors does not reveal how many distinct values (and how
+/// many shared edges) the field holds.
+async fn pad_range_fields(
+    tx: &mut dyn Transaction,
+    collection: &str,
+    schema: &QeSchema,
+    tokens: &CompactionTokens,
+    cs: &[Counter],
+) -> Result<u64> {
+    let mut plans: Vec<(AnchorPaddingTokenRoot, u64)> = Vec::new();
+    for f in schema
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::Range { .. }))
     {
-        return Err(QeError::RangeNotSupported {
-            collection: collection.to_owned(),
-            path: c.field.clone(),
+        let mine: Vec<&Counter> = cs.iter().filter(|c| c.field == f.path).collect();
+        if mine.is_empty() {
+            continue;
         }
-        .into());
+        let bad = |reason: String| -> EngineError {
+            QeError::Tokens {
+                collection: collection.to_owned(),
+                reason,
+            }
+            .into()
+        };
+        let Some(root) = tokens.field(&f.path).and_then(|t| t.anchor_padding.clone()) else {
+            return Err(bad(format!(
+                "the range field {:?} needs {{ecoc, anchorPaddingToken}} compaction tokens",
+                f.path
+            )));
+        };
+        let Some(path_length) = f.range_edges else {
+            return Err(bad(format!(
+                "the range options of {:?} do not resolve for its bsonType, so its anchor padding cannot be sized; fix encryptedFields",
+                f.path
+            )));
+        };
+        let leaves = mine
+            .iter()
+            .filter(|c| c.range_is_leaf == Some(true))
+            .count();
+        let missing = (path_length as u64)
+            .saturating_mul(leaves as u64)
+            .saturating_sub(mine.len() as u64);
+        // Exact for any count below 2^53; the factor is MongoDB's default.
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let pads = (ANCHOR_PADDING_FACTOR * missing as f64).ceil() as u64;
+        if pads > 0 {
+            plans.push((root, pads));
+        }
     }
-    Ok(())
+    if plans.is_empty() {
+        return Ok(0);
+    }
+    let results = probe::run(
+        tx,
+        collection,
+        plans.iter().map(|(r, _)| Search::padding(r)).collect(),
+    )
+    .await?;
+    let mut docs = Vec::new();
+    for ((root, pads), r) in plans.iter().zip(&results) {
+        let (key, value) = (root.key(), root.value());
+        for pos in padding_anchor_positions(r, *pads).map_err(state(collection))? {
+            let v = AnchorValue { apos: 0, cpos: 0 }
+                .encrypt(&value, &mut OsRandom)
+                .map_err(state(collection))?;
+            docs.push((EscId(*anchor_id(&key, pos).as_bytes()), Some(EscValue(v))));
+        }
+    }
+    tx.esc_insert_many(collection, &docs).await?;
+    Ok(docs.len() as u64)
 }

@@ -60,17 +60,6 @@ pub enum QeError {
         #[source]
         source: cipherdoc_crypto::Error,
     },
-    /// Range-indexed fields need the range stored value (15), whose
-    /// construction is not available yet.
-    #[error(
-        "collection {collection:?}, field {path:?}: range fields are not supported yet by the QE server role (only equality and unindexed fields)"
-    )]
-    RangeNotSupported {
-        /// The collection.
-        collection: String,
-        /// The range field.
-        path: String,
-    },
     /// Compaction or cleanup tokens missing for an indexed field, or given
     /// for a path that is not an indexed encrypted field.
     #[error("collection {collection:?}: {reason}")]

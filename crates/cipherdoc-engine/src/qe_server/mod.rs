@@ -19,8 +19,8 @@
 //!   field's, index key ids unique within the document), its ESC counter is
 //!   found with emuBinaryV2 (batched probes, see `probe`), the next
 //!   non-anchor goes into the ESC and the payload's `p` into the ECOC, and
-//!   the payload is replaced by the stored value (14). Unindexed values (16)
-//!   are kept as sent. `__safeContent__` is set to exactly the tags of the
+//!   the payload is replaced by the stored value (14, or 15 for range).
+//!   Unindexed values (16) are kept as sent. `__safeContent__` is set to exactly the tags of the
 //!   document's stored values, so after a replacement it never holds a tag of
 //!   a value the document no longer has. Refused: plaintext at an encrypted
 //!   path, any other QE blob (placeholders, find payloads, stored values —
@@ -40,11 +40,13 @@
 //!   errors); an encrypted write that fails after it started writing
 //!   poisons the transaction ([`QeError::TransactionAborted`]).
 //!
-//! Range fields: insert payloads with edges and range find payloads are
-//! refused with [`QeError::RangeNotSupported`] until the range stored value
-//! (15) can be built; the per-payload loop already runs over "token sets"
-//! (one per edge), so only the stored-value construction and the padding
-//! count of compaction remain to add.
+//! Range fields (§9.4, §9.6): an insert payload with edges advances one
+//! ESC counter per edge (one ECOC entry each) and becomes the stored value
+//! (15) with one metadata block per edge, all of whose tags go into
+//! `__safeContent__`; a range find payload (13) under `$gt/$gte/$lt/$lte`
+//! (or `$eq`) becomes the tags of every mincover string × contention
+//! factor, a stub becomes "always true". Compaction pads range fields with
+//! anchors (§9.7 step 4) and cleanup folds the padding (§9.8).
 //!
 //! # Why concurrent encrypted inserts are safe
 //!

@@ -14,6 +14,10 @@
 //! | `Field{f, Nin([<12>, …])}` | `Not(TagIn(∪ tags))` |
 //! | `Field{f, Exists(_)}` | unchanged |
 //!
+//! On a range field `r`: `Field{r, Gt|Gte|Lt|Lte|Eq(<13>)}` becomes
+//! `TagIn(tags)` over every mincover string of the payload (a stub becomes
+//! `And([])`, always true); negation is written with `Filter::Not`.
+//!
 //! `tags` are the tags `1..=n_k` of every contention factor `k ∈ 0..=cm`,
 //! `n_k` being emuBinary's query count. Anything else on an encrypted path
 //! (plaintext operands, order comparisons, paths inside an encrypted value,
@@ -24,7 +28,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson};
-use cipherdoc_crypto::payload::FindEqualityPayloadV2;
+use cipherdoc_crypto::payload::{FindEqualityPayloadV2, FindRangePayloadV2};
+use cipherdoc_crypto::server::ContentionTokens;
 
 use super::QeError;
 use super::probe::{self, Search};
@@ -167,18 +172,8 @@ impl Ctx<'_> {
                     "the field is encrypted without an index and cannot be queried",
                 ));
             }
-            FieldKind::Range { .. }
-                if operands
-                    .iter()
-                    .any(|v| blob(v).and_then(|b| b.first()) == Some(&13)) =>
-            {
-                return Err(QeError::RangeNotSupported {
-                    collection: self.collection.to_owned(),
-                    path: path.to_owned(),
-                }
-                .into());
-            }
-            _ => {}
+            FieldKind::Range { .. } => return self.range(f, path, op, resolve),
+            FieldKind::Equality { .. } => {}
         }
         let negate = match op {
             FieldOp::Eq(_) | FieldOp::In(_) => false,
@@ -202,6 +197,42 @@ impl Ctx<'_> {
         }
         let t = Filter::TagIn(tags);
         Ok(if negate { t.not() } else { t })
+    }
+
+    /// A range field: `$gt/$gte/$lt/$lte/$eq` with a range find payload
+    /// (13) become the union of its mincover strings' tags; a stub (the
+    /// other half of a two-sided query, whose full half carries both
+    /// bounds) matches everything.
+    fn range(
+        &self,
+        f: &FieldSpec,
+        path: &str,
+        op: &FieldOp,
+        resolve: &mut Resolver<'_>,
+    ) -> Result<Filter> {
+        let (FieldOp::Eq(v) | FieldOp::Gt(v) | FieldOp::Gte(v) | FieldOp::Lt(v) | FieldOp::Lte(v)) =
+            op
+        else {
+            return Err(self.invalid(
+                path,
+                "only $gt, $gte, $lt, $lte (or $eq) with a range find payload (13), and $exists, are supported on a range field; express negation with $not",
+            ));
+        };
+        let Some(b) = blob(v).filter(|b| b.first() == Some(&13)) else {
+            return Err(self.invalid(
+                path,
+                "a range field is compared only with a range find payload (13); encrypt the bounds on the client",
+            ));
+        };
+        let p = FindRangePayloadV2::decode(b).map_err(|source| QeError::Payload {
+            collection: self.collection.to_owned(),
+            path: path.to_owned(),
+            source,
+        })?;
+        if p.is_stub() {
+            return Ok(Filter::And(Vec::new()));
+        }
+        Ok(Filter::TagIn(resolve(f, b)?))
     }
 }
 
@@ -239,32 +270,38 @@ pub(crate) async fn rewrite(
 ) -> Result<Filter> {
     let ctx = Ctx { collection, schema };
     // Pass 1: validate and collect the distinct payloads.
-    let mut payloads: Vec<(String, Vec<u8>, FindEqualityPayloadV2)> = Vec::new();
+    let mut payloads: Vec<(String, Vec<u8>, Vec<ContentionTokens>)> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let first = ctx.rewrite(filter, &mut |f, b| {
         if index.contains_key(b) {
             return Ok(BTreeSet::new());
         }
-        let p = FindEqualityPayloadV2::decode(b).map_err(|source| QeError::Payload {
+        let payload_err = |source| QeError::Payload {
             collection: collection.to_owned(),
             path: f.path.clone(),
             source,
-        })?;
+        };
+        let (cm, tokens) = if b.first() == Some(&13) {
+            let p = FindRangePayloadV2::decode(b).map_err(payload_err)?;
+            (p.max_contention_factor().unwrap_or(0), p.contention_tokens())
+        } else {
+            let p = FindEqualityPayloadV2::decode(b).map_err(payload_err)?;
+            (p.max_contention_factor, p.contention_tokens().collect())
+        };
         let want = match f.kind {
             FieldKind::Equality { contention } | FieldKind::Range { contention } => contention,
             FieldKind::Unindexed => 0,
         };
-        if p.max_contention_factor != want {
+        if cm != want {
             return Err(ctx.invalid(
                 &f.path,
                 format!(
-                    "the find payload's contention factor {} differs from the field's {want}; matches would be lost or work wasted — encrypt the query with the collection's encryptedFields",
-                    p.max_contention_factor
+                    "the find payload's contention factor {cm} differs from the field's {want}; matches would be lost or work wasted — encrypt the query with the collection's encryptedFields"
                 ),
             ));
         }
         index.insert(b.to_vec(), payloads.len());
-        payloads.push((f.path.clone(), b.to_vec(), p));
+        payloads.push((f.path.clone(), b.to_vec(), tokens));
         Ok(BTreeSet::new())
     })?;
     if payloads.is_empty() {
@@ -273,8 +310,8 @@ pub(crate) async fn rewrite(
     // One batched search per (payload, contention factor).
     let mut searches = Vec::new();
     let mut owners = Vec::new();
-    for (i, (_, _, p)) in payloads.iter().enumerate() {
-        for ct in p.contention_tokens() {
+    for (i, (_, _, cts)) in payloads.iter().enumerate() {
+        for ct in cts {
             searches.push(Search::new(&ct.esc));
             owners.push((i, ct));
         }

@@ -4,6 +4,9 @@ use bson::Document;
 use cipherdoc_crypto::KeyId;
 use cipherdoc_crypto::efc::{BsonTypeName, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
 
+use cipherdoc_crypto::client_range::range_value_from_bson;
+use cipherdoc_crypto::range::{RangeOptions, RangeValueKind};
+
 use super::QeError;
 
 /// How a field is indexed.
@@ -24,6 +27,11 @@ pub(crate) struct FieldSpec {
     pub(crate) key_id: KeyId,
     pub(crate) bson_type: Option<BsonTypeName>,
     pub(crate) kind: FieldKind,
+    /// Range fields: the number of edges every value has (§8.4
+    /// `Edges::size`), used to check insert payloads and to size anchor
+    /// padding (§9.7 step 4). `None` when the options do not resolve (then
+    /// range inserts and compaction of the field are refused).
+    pub(crate) range_edges: Option<usize>,
 }
 
 impl FieldSpec {
@@ -49,6 +57,35 @@ pub(crate) enum PathRel<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct QeSchema {
     pub(crate) fields: Vec<FieldSpec>,
+}
+
+/// The edge count of a range field's values, from its `encryptedFields`
+/// options resolved as the client resolves them (§8.1 defaults).
+fn range_edge_count(
+    bson_type: Option<BsonTypeName>,
+    min: Option<&bson::Bson>,
+    max: Option<&bson::Bson>,
+    sparsity: Option<i64>,
+    precision: Option<i32>,
+    trim_factor: Option<i32>,
+) -> Option<usize> {
+    let kind = match bson_type? {
+        BsonTypeName::Int => RangeValueKind::Int32,
+        BsonTypeName::Long => RangeValueKind::Int64,
+        BsonTypeName::Date => RangeValueKind::Date,
+        BsonTypeName::Double => RangeValueKind::Double,
+        BsonTypeName::Decimal => RangeValueKind::Decimal128,
+        _ => return None,
+    };
+    let value = |b: Option<&bson::Bson>| b.map(range_value_from_bson).transpose().ok();
+    let options = RangeOptions {
+        min: value(min)?,
+        max: value(max)?,
+        sparsity,
+        trim_factor,
+        precision,
+    };
+    options.resolve(kind).ok().map(|i| i.edge_count())
 }
 
 fn is_prefix(prefix: &str, path: &str) -> bool {
@@ -89,11 +126,30 @@ impl QeSchema {
                     )));
                 }
             };
+            let range_edges = match f.query() {
+                Some(QueryTypeConfig::Range {
+                    min,
+                    max,
+                    sparsity,
+                    precision,
+                    trim_factor,
+                    ..
+                }) => range_edge_count(
+                    f.bson_type,
+                    min.as_ref(),
+                    max.as_ref(),
+                    *sparsity,
+                    *precision,
+                    *trim_factor,
+                ),
+                _ => None,
+            };
             fields.push(FieldSpec {
                 path: f.path.clone(),
                 key_id: *key_id,
                 bson_type: f.bson_type,
                 kind,
+                range_edges,
             });
         }
         for (i, a) in fields.iter().enumerate() {

@@ -10,7 +10,9 @@ use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::payload::{
     BlobSubtype, IndexedEqualityEncryptedValueV2, InsertUpdatePayloadV2, UnindexedEncryptedValueV2,
 };
-use cipherdoc_crypto::server::{EscTokens, build_indexed_equality_value, non_anchor_id};
+use cipherdoc_crypto::server::{
+    EscTokens, build_indexed_equality_value, build_indexed_range_value, non_anchor_id,
+};
 use cipherdoc_crypto::{KeyId, OsRandom};
 
 use super::QeError;
@@ -28,8 +30,8 @@ struct TokenSet {
     ecoc_value: Vec<u8>,
 }
 
-/// The token sets of a payload (§9.4 step 1). This is where range slots in:
-/// its edges are already token sets; only the stored value differs.
+/// The token sets of a payload (§9.4 step 1): equality's top-level `s`/`p`,
+/// or every edge's `g[i].s`/`g[i].p` for range (never the top-level ones).
 fn token_sets(iup: &InsertUpdatePayloadV2) -> Vec<TokenSet> {
     match &iup.edge_token_sets {
         None => vec![TokenSet {
@@ -66,11 +68,16 @@ fn build_stored(
             let tag = Tag(*v.metadata.tag.as_bytes());
             Ok((v.encode(), vec![tag]))
         }
-        // Range: FLE2IndexedRangeEncryptedValueV2 (15) from the edges'
-        // counts, one metadata block per edge, once crypto can build it.
-        _ => Err(QeError::RangeNotSupported {
+        (Some(_), counts) => {
+            let v = build_indexed_range_value(iup, counts, &mut OsRandom).map_err(payload_err)?;
+            let tags = v.tags().map(|t| Tag(*t.as_bytes())).collect();
+            Ok((v.encode().map_err(payload_err)?, tags))
+        }
+        (None, _) => Err(QeError::State {
             collection: collection.to_owned(),
-            path: path.to_owned(),
+            source: cipherdoc_crypto::Error::EscState(
+                "an equality payload needs exactly one ESC count".into(),
+            ),
         }
         .into()),
     }
@@ -340,11 +347,24 @@ impl Walk<'_> {
         }
         match (f.kind, iup.edge_token_sets.is_some()) {
             (FieldKind::Range { .. }, true) => {
-                return Err(QeError::RangeNotSupported {
-                    collection: self.collection.to_owned(),
-                    path: path.to_owned(),
+                let got = iup.edge_token_sets.as_ref().map_or(0, Vec::len);
+                match f.range_edges {
+                    None => {
+                        return Err(self.invalid(
+                            path,
+                            "the field's range options (min, max, sparsity, trimFactor, precision) do not resolve for its bsonType; fix encryptedFields",
+                        ));
+                    }
+                    Some(want) if want != got => {
+                        return Err(self.invalid(
+                            path,
+                            format!(
+                                "the range insert payload has {got} edges but the field's range options give {want}; encrypt with the collection's encryptedFields"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
                 }
-                .into());
             }
             (FieldKind::Range { .. }, false) => {
                 return Err(self.invalid(
