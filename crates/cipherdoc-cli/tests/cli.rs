@@ -353,6 +353,77 @@ fn a_database_file_can_be_the_vault() {
 }
 
 #[test]
+fn range_insert_and_query_expression() {
+    let ws = Workspace::new();
+    let id = ws.ok(&["key", "create"], &["--alt-name", "r"]);
+    let range = [
+        "--min",
+        r#"{"$numberInt": "0"}"#,
+        "--max",
+        r#"{"$numberInt": "200"}"#,
+        "--sparsity",
+        "1",
+    ];
+    let mut args = vec![
+        "--key-id",
+        id.as_str(),
+        "--algorithm",
+        "range",
+        "--contention",
+        "0",
+        "--value",
+        r#"{"$numberInt": "123"}"#,
+    ];
+    args.extend(range);
+    let blob = ws.ok(&["encrypt"], &args);
+    let inspect = ws.run(&["inspect", &blob]);
+    let text = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(
+        text.contains("Fle2InsertUpdatePayloadV2")
+            && !text.contains("\"edges\":{\"$numberLong\":\"0\"}"),
+        "{text}"
+    );
+    assert_eq!(
+        canonical(&ws.ok(&["decrypt"], &[&blob])),
+        canonical(r#"{"$numberInt": "123"}"#)
+    );
+    // Out of bounds: refused, and the message does not echo the value.
+    let mut args = vec![
+        "--key-id",
+        id.as_str(),
+        "--algorithm",
+        "range",
+        "--value",
+        r#"{"$numberInt": "201"}"#,
+    ];
+    args.extend(range);
+    let err = ws.fails(&["encrypt"], &args);
+    assert!(err.contains("[0, 200]"), "{err}");
+    // A two-sided query: the expression with a full payload and a stub.
+    let mut args = vec![
+        "--key-id",
+        id.as_str(),
+        "--algorithm",
+        "range",
+        "--query-type",
+        "range",
+        "--contention",
+        "0",
+        "--gte",
+        r#"{"$numberInt": "10"}"#,
+        "--lt",
+        r#"{"$numberInt": "20"}"#,
+    ];
+    args.extend(range);
+    let expr = ws.ok(&["encrypt"], &args);
+    assert!(
+        expr.starts_with(r#"{"$and":[{"v":{"$gte":{"$binary""#),
+        "{expr}"
+    );
+    assert!(expr.contains(r#"{"v":{"$lt":{"$binary""#), "{expr}");
+}
+
+#[test]
 fn generate_master_never_overwrites() {
     let ws = Workspace::new();
     let out = ws.run(&[

@@ -49,6 +49,10 @@ pub enum Algorithm {
     Deterministic,
     /// FLE1 `AEAD_AES_256_CBC_HMAC_SHA_512-Random` (2).
     Random,
+    /// Queryable Encryption with a range index: an insert payload with edges
+    /// (11); queries go through [`ClientEncryption::encrypt_expression`].
+    /// Needs [`EncryptOptions::range`].
+    Range,
 }
 
 /// The query a payload is for.
@@ -79,6 +83,9 @@ pub struct EncryptOptions {
     pub contention_factor: Option<i64>,
     /// Make a query payload instead of an insert payload.
     pub query_type: Option<QueryType>,
+    /// Range index options (`min`, `max`, `sparsity`, `trimFactor`,
+    /// `precision`), as in `encryptedFields`; required by [`Algorithm::Range`].
+    pub range: Option<Document>,
 }
 
 impl EncryptOptions {
@@ -89,6 +96,7 @@ impl EncryptOptions {
             algorithm,
             contention_factor: None,
             query_type: None,
+            range: None,
         }
     }
 }
@@ -211,13 +219,28 @@ impl ClientEncryption {
             (Algorithm::Random, None) => {
                 client::encrypt_fle1(value, Fle1Algorithm::Random, user, rng)?.encode()
             }
+            (Algorithm::Range, None) => {
+                let cm = cipherdoc_crypto::random::validate_max_contention(contention)?;
+                let index = range_index(options, value)?;
+                cipherdoc_crypto::client_range::encrypt_range_insert(
+                    value,
+                    &index,
+                    &key.tokens,
+                    user,
+                    cm,
+                    rng,
+                )?
+                .encode()
+            }
             (alg, Some(q)) => {
                 return Err(Error::Encryption(format!(
                     "query type {q:?} needs the indexed algorithm, not {alg:?}"
                 )));
             }
         };
-        if options.contention_factor.is_some() && options.algorithm != Algorithm::Indexed {
+        if options.contention_factor.is_some()
+            && !matches!(options.algorithm, Algorithm::Indexed | Algorithm::Range)
+        {
             return Err(Error::Encryption(
                 "a contention factor applies only to the indexed algorithm".to_owned(),
             ));
@@ -226,6 +249,38 @@ impl ClientEncryption {
             subtype: BinarySubtype::Encrypted,
             bytes,
         })
+    }
+
+    /// Encrypts a range query expression, as MongoDB's `encryptExpression`:
+    /// `{$and: [{v: {$gte: a}}, {v: {$lte: b}}]}` (or one comparison) comes
+    /// back with the first constant replaced by a full range find payload
+    /// (13) and the second by its stub. Needs [`Algorithm::Range`] and
+    /// [`EncryptOptions::range`].
+    pub async fn encrypt_expression(
+        &self,
+        expr: &Document,
+        options: &EncryptOptions,
+    ) -> Result<Document> {
+        if options.algorithm != Algorithm::Range {
+            return Err(Error::Encryption(
+                "encrypt_expression needs the range algorithm".to_owned(),
+            ));
+        }
+        let key = self.key(&options.key).await?;
+        let cm = cipherdoc_crypto::random::validate_max_contention(
+            options.contention_factor.unwrap_or(DEFAULT_CONTENTION),
+        )?;
+        let sample = first_constant(expr).ok_or_else(|| {
+            Error::Encryption("the expression has no constant to encrypt".to_owned())
+        })?;
+        let index = range_index(options, &sample)?;
+        Ok(cipherdoc_crypto::client_range::encrypt_range_expression(
+            expr,
+            &index,
+            &key.tokens,
+            cm,
+            cipherdoc_crypto::client_range::next_payload_id(),
+        )?)
     }
 
     /// Decrypts a blob (subtypes 1, 2, 11, 14, 15, 16), loading the keys it needs.
@@ -262,6 +317,37 @@ impl ClientEncryption {
             "the blob refers to more keys than a value can".to_owned(),
         ))
     }
+}
+
+/// The range index of explicit options, for values like `value`.
+fn range_index(
+    options: &EncryptOptions,
+    value: &Bson,
+) -> Result<cipherdoc_crypto::range::RangeIndex> {
+    let doc = options.range.as_ref().ok_or_else(|| {
+        Error::Encryption(
+            "the range algorithm needs range options (min, max, sparsity, ...)".to_owned(),
+        )
+    })?;
+    let opts = cipherdoc_crypto::client_range::range_options_from_document(doc)?;
+    Ok(cipherdoc_crypto::client_range::resolve_range_options(
+        &opts, value,
+    )?)
+}
+
+/// The first comparison constant of `{$and: [{f: {$op: c}}, ...]}`.
+fn first_constant(expr: &Document) -> Option<Bson> {
+    let Some(Bson::Array(items)) = expr.get("$and") else {
+        return None;
+    };
+    items.iter().find_map(|item| match item {
+        Bson::Document(d) => d.values().find_map(|v| match v {
+            Bson::Document(ops) => ops.values().next().cloned(),
+            Bson::Array(a) => a.get(1).cloned(),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 struct Loaded<'a>(&'a [Arc<LoadedKey>]);
