@@ -7,6 +7,7 @@
 //! pass the [`contract`] suite.
 
 pub mod contract;
+pub(crate) mod docs;
 mod engine;
 mod error;
 pub mod filter;

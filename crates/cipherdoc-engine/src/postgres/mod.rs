@@ -93,7 +93,7 @@
 //! (or extend [`PgEngine::connect_with`]) before using a remote server.
 
 mod ctx;
-mod docs;
+use crate::docs;
 mod ops;
 pub mod testing;
 

@@ -21,20 +21,25 @@
 //! `$` cannot appear in collection names, so the helper tables never collide
 //! with a collection.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use bson::{Bson, Document, oid::ObjectId, spec::BinarySubtype};
+use bson::{Bson, Document, oid::ObjectId};
 use rusqlite::ToSql;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use crate::docs::{
+    Projection, decode, doc_tags, ecoc_compact_name, index_keys, normalize_encrypted_fields,
+    sort_key, with_id_first,
+};
+pub(crate) use crate::docs::{ecoc_name, esc_name};
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec, SortDirection,
 };
-use crate::filter::{FieldOp, Filter, Reach, SAFE_CONTENT};
-use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, Tag};
+use crate::filter::{FieldOp, Filter};
+use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, compare, encode_key};
 use crate::{EngineError, Result};
 
@@ -63,17 +68,6 @@ fn idx_table(c: &str, index: &str) -> String {
 }
 fn tags_table(c: &str) -> String {
     q(&format!("{c}.$tags"))
-}
-/// MongoDB's default ESC name for `c`.
-pub(crate) fn esc_name(c: &str) -> String {
-    format!("enxcol_.{c}.esc")
-}
-/// MongoDB's default ECOC name for `c`.
-pub(crate) fn ecoc_name(c: &str) -> String {
-    format!("enxcol_.{c}.ecoc")
-}
-fn ecoc_compact_name(c: &str) -> String {
-    format!("enxcol_.{c}.ecoc.compact")
 }
 
 /// A collection's catalog entry.
@@ -186,13 +180,6 @@ pub(crate) fn load_meta(conn: &Connection, name: &str) -> Result<Option<Meta>> {
     }))
 }
 
-fn decode(collection: &str, bytes: &[u8]) -> Result<Document> {
-    Document::from_reader(bytes).map_err(|e| EngineError::Corrupt {
-        collection: collection.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 fn require_meta(conn: &Connection, name: &str) -> Result<Meta> {
     load_meta(conn, name)?.ok_or_else(|| EngineError::CollectionNotFound(name.to_owned()))
 }
@@ -204,48 +191,6 @@ fn require_encrypted(conn: &Connection, name: &str) -> Result<Meta> {
     } else {
         Err(EngineError::NotEncrypted(name.to_owned()))
     }
-}
-
-/// Fill in and check the state collection names (§7.1: the server insists on
-/// the `enxcol_.<coll>.esc/.ecoc` pattern).
-fn normalize_encrypted_fields(name: &str, mut ef: Document) -> Result<Document> {
-    let bad = |reason: String| EngineError::InvalidEncryptedFields {
-        collection: name.to_owned(),
-        reason,
-    };
-    for (key, want) in [
-        ("escCollection", esc_name(name)),
-        ("ecocCollection", ecoc_name(name)),
-    ] {
-        match ef.get(key) {
-            None => {
-                ef.insert(key, want);
-            }
-            Some(Bson::String(s)) if *s == want => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "{key} must be {want:?} (got {other}); omit it to use the default"
-                )));
-            }
-        }
-    }
-    match ef.get("fields") {
-        None => {
-            ef.insert("fields", Bson::Array(Vec::new()));
-        }
-        Some(Bson::Array(fields)) => {
-            for f in fields {
-                let ok = matches!(f, Bson::Document(d) if matches!(d.get("path"), Some(Bson::String(_))));
-                if !ok {
-                    return Err(bad(
-                        "every entry of fields must be a document with a string path".into(),
-                    ));
-                }
-            }
-        }
-        Some(_) => return Err(bad("fields must be an array".into())),
-    }
-    Ok(ef)
 }
 
 pub(crate) fn create_collection(
@@ -342,32 +287,6 @@ pub(crate) fn drop_collection(conn: &Connection, name: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Index keys of one document: (encoded key, the value it came from).
-fn index_keys(doc: &Document, spec: &IndexSpec) -> BTreeMap<Vec<u8>, Bson> {
-    let reach = Reach::of(doc, &spec.path);
-    let mut keys = BTreeMap::new();
-    for c in reach.candidates() {
-        keys.entry(encode_key(c)).or_insert_with(|| c.clone());
-    }
-    if reach.missing && !spec.sparse {
-        keys.entry(encode_key(&Bson::Null)).or_insert(Bson::Null);
-    }
-    keys
-}
-
-fn doc_tags(doc: &Document) -> BTreeSet<Tag> {
-    match doc.get(SAFE_CONTENT) {
-        Some(Bson::Array(items)) => items
-            .iter()
-            .filter_map(|i| match i {
-                Bson::Binary(b) if b.subtype == BinarySubtype::Generic => Tag::from_slice(&b.bytes),
-                _ => None,
-            })
-            .collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
 fn add_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> Result<()> {
     for spec in &meta.indexes {
         let mut stmt = conn.prepare_cached(&format!(
@@ -433,13 +352,6 @@ fn check_id(meta: &Meta, id: &Bson) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn with_id_first(id: Bson, doc: Document) -> Document {
-    let mut out = Document::new();
-    out.insert("_id", id);
-    out.extend(doc);
-    out
 }
 
 pub(crate) fn insert_one(conn: &Connection, meta: &Meta, doc: Document) -> Result<Bson> {
@@ -657,20 +569,6 @@ pub(crate) fn explain(conn: &Connection, meta: &Meta, filter: &Filter) -> Result
     Ok(lines)
 }
 
-/// The value a document sorts by on `path`: the smallest (ascending) or
-/// largest (descending) candidate, `null` when the path reaches nothing.
-fn sort_key(doc: &Document, path: &str, dir: SortDirection) -> Bson {
-    let reach = Reach::of(doc, path);
-    let cands = reach
-        .candidates()
-        .filter(|c| !matches!(c, Bson::Array(a) if !a.is_empty()));
-    let best = match dir {
-        SortDirection::Ascending => cands.min_by(|a, b| compare(a, b)),
-        SortDirection::Descending => cands.max_by(|a, b| compare(a, b)),
-    };
-    best.cloned().unwrap_or(Bson::Null)
-}
-
 pub(crate) fn find(
     conn: &Connection,
     name: &str,
@@ -811,108 +709,6 @@ pub(crate) fn create_index(conn: &Connection, name: &str, spec: &IndexSpec) -> R
         add_entries(conn, &only_new, row.get(0)?, &doc)?;
     }
     Ok(())
-}
-
-/// A parsed MongoDB projection.
-struct Projection {
-    include: bool,
-    paths: Vec<Vec<String>>,
-    keep_id: bool,
-}
-
-impl Projection {
-    fn parse(p: &Document) -> Result<Self> {
-        let mut include = None;
-        let mut keep_id = true;
-        let mut paths = Vec::new();
-        for (k, v) in p {
-            let on = match v {
-                Bson::Boolean(b) => *b,
-                Bson::Int32(i) => *i != 0,
-                Bson::Int64(i) => *i != 0,
-                Bson::Double(f) => *f != 0.0,
-                _ => {
-                    return Err(EngineError::InvalidProjection(format!(
-                        "{k}: only 0/1/true/false are supported"
-                    )));
-                }
-            };
-            if k == "_id" {
-                keep_id = on;
-                continue;
-            }
-            if *include.get_or_insert(on) != on {
-                return Err(EngineError::InvalidProjection(
-                    "cannot mix inclusion and exclusion (except for _id)".into(),
-                ));
-            }
-            paths.push(k.split('.').map(str::to_owned).collect());
-        }
-        // `{_id: 0}` alone is an exclusion projection.
-        Ok(Self {
-            include: include.unwrap_or(false),
-            paths,
-            keep_id,
-        })
-    }
-
-    fn apply(&self, doc: Document) -> Document {
-        let mut out = if self.include {
-            let mut out = Document::new();
-            if self.keep_id {
-                if let Some(id) = doc.get("_id") {
-                    out.insert("_id", id.clone());
-                }
-            }
-            for p in &self.paths {
-                copy_path(&doc, p, &mut out);
-            }
-            out
-        } else {
-            let mut out = doc;
-            for p in &self.paths {
-                remove_path(&mut out, p);
-            }
-            out
-        };
-        if !self.keep_id {
-            out.remove("_id");
-        }
-        out
-    }
-}
-
-fn copy_path(src: &Document, path: &[String], out: &mut Document) {
-    let Some((first, rest)) = path.split_first() else {
-        return;
-    };
-    let Some(v) = src.get(first) else { return };
-    if rest.is_empty() {
-        out.insert(first.clone(), v.clone());
-    } else if let Bson::Document(sub) = v {
-        let mut target = match out.remove(first) {
-            Some(Bson::Document(d)) => d,
-            _ => Document::new(),
-        };
-        copy_path(sub, rest, &mut target);
-        if !target.is_empty() {
-            out.insert(first.clone(), target);
-        }
-    }
-}
-
-fn remove_path(doc: &mut Document, path: &[String]) {
-    match path {
-        [] => {}
-        [last] => {
-            doc.remove(last);
-        }
-        [first, rest @ ..] => {
-            if let Some(Bson::Document(sub)) = doc.get_mut(first) {
-                remove_path(sub, rest);
-            }
-        }
-    }
 }
 
 // ---- QE state ----

@@ -1,10 +1,7 @@
-//! Document-level helpers that do not touch SQL: index keys, tags, `_id`
-//! handling, projections, sort keys, `encryptedFields` normalisation.
-//!
-//! They mirror the SQLite engine's private helpers so that both engines
-//! store and answer exactly the same way (the SQLite module is owned
-//! elsewhere and keeps its helpers private; a shared module would remove
-//! this duplication).
+//! Document helpers shared by the engines, so that they store and answer
+//! exactly the same way: names of the QE state tables, BSON decoding, `_id`
+//! handling, catalog (`encryptedFields`) normalisation, index keys, tags,
+//! sort keys and projections.
 
 use std::collections::{BTreeMap, BTreeSet};
 
