@@ -296,26 +296,12 @@ impl ClientEncryption {
             let k = self.keys.key(id).await?;
             loaded.push(k);
         }
-        // A stored indexed value names its user key only inside the
-        // server-encrypted part: load keys as decryption asks for them.
-        for _ in 0..4 {
-            match client::decrypt_blob(&blob.bytes, &Loaded(&loaded)) {
-                Err(cipherdoc_crypto::Error::MissingKey(id)) => {
-                    loaded.push(self.keys.key(id).await?);
-                }
-                Err(e) => return Err(e.into()),
-                Ok(Some(v)) => return Ok(v),
-                Ok(None) => {
-                    return Err(Error::Encryption(
-                        "this blob carries no ciphertext (a placeholder or find payload); nothing to decrypt"
-                            .to_owned(),
-                    ));
-                }
-            }
-        }
-        Err(Error::Encryption(
-            "the blob refers to more keys than a value can".to_owned(),
-        ))
+        self.keys.decrypt_blob(&blob.bytes, &mut loaded).await?.ok_or_else(|| {
+            Error::Encryption(
+                "this blob carries no ciphertext (a placeholder or find payload); nothing to decrypt"
+                    .to_owned(),
+            )
+        })
     }
 }
 
@@ -348,14 +334,6 @@ fn first_constant(expr: &Document) -> Option<Bson> {
         }),
         _ => None,
     })
-}
-
-struct Loaded<'a>(&'a [Arc<LoadedKey>]);
-
-impl client::KeyLookup for Loaded<'_> {
-    fn data_key(&self, id: &KeyId) -> Option<&cipherdoc_crypto::DataKey> {
-        self.0.iter().find(|k| k.id == *id).map(|k| &k.key)
-    }
 }
 
 /// The data keys a blob needs to be decrypted, outermost first.

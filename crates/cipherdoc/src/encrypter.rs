@@ -408,33 +408,13 @@ impl Encrypter {
                 }
             }
             Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
-                // Stored indexed values name their user key only inside;
-                // fetch keys as decryption asks for them.
-                for _ in 0..4 {
-                    match client::decrypt_blob(&b.bytes, &Loaded(loaded)) {
-                        Err(cipherdoc_crypto::Error::MissingKey(id)) => {
-                            loaded.push(self.keys.key(id).await?);
-                        }
-                        Err(e) => return Err(e.into()),
-                        Ok(Some(plain)) => {
-                            *v = plain;
-                            return Ok(());
-                        }
-                        Ok(None) => return Ok(()),
-                    }
+                if let Some(plain) = self.keys.decrypt_blob(&b.bytes, loaded).await? {
+                    *v = plain;
                 }
             }
             _ => {}
         }
         Ok(())
-    }
-}
-
-struct Loaded<'a>(&'a [Arc<LoadedKey>]);
-
-impl client::KeyLookup for Loaded<'_> {
-    fn data_key(&self, id: &KeyId) -> Option<&cipherdoc_crypto::DataKey> {
-        self.0.iter().find(|k| k.id == *id).map(|k| &k.key)
     }
 }
 

@@ -158,6 +158,39 @@ impl KeyStore {
     }
 }
 
+impl KeyStore {
+    /// Decrypts one encrypted blob (1, 2, 11, 14, 15, 16) with the keys in
+    /// `loaded`, fetching from the vault any key the blob asks for on the
+    /// way (a stored indexed value names its user key only inside its
+    /// server-encrypted part) and keeping it in `loaded` for later blobs.
+    /// `Ok(None)` for blobs that carry no ciphertext (placeholders, find
+    /// payloads).
+    pub async fn decrypt_blob(
+        &self,
+        blob: &[u8],
+        loaded: &mut Vec<Arc<LoadedKey>>,
+    ) -> Result<Option<bson::Bson>> {
+        // At most three keys: index key, user key, and one retry slack.
+        for _ in 0..4 {
+            match cipherdoc_crypto::client::decrypt_blob(blob, &Loaded(loaded)) {
+                Err(cipherdoc_crypto::Error::MissingKey(id)) => loaded.push(self.key(id).await?),
+                other => return Ok(other?),
+            }
+        }
+        Err(Error::Encryption(
+            "the blob refers to more keys than a value can".to_owned(),
+        ))
+    }
+}
+
+struct Loaded<'a>(&'a [Arc<LoadedKey>]);
+
+impl cipherdoc_crypto::client::KeyLookup for Loaded<'_> {
+    fn data_key(&self, id: &KeyId) -> Option<&DataKey> {
+        self.0.iter().find(|k| k.id == *id).map(|k| &k.key)
+    }
+}
+
 /// A crypto key id as the vault's UUID.
 pub(crate) fn uuid_of(id: KeyId) -> bson::Uuid {
     bson::Uuid::from_bytes(*id.as_bytes())
