@@ -1,12 +1,64 @@
 //! The engine-independent interface: the [`Engine`] trait, its
 //! [`Transaction`] handle, and their option types.
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bson::{Bson, Document};
 
 use crate::Result;
 use crate::filter::Filter;
 use crate::qe_state::QeState;
+
+/// Which transaction [`Engine::transact`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// [`Engine::begin_read`]: a read-only snapshot.
+    Read,
+    /// [`Engine::begin`]: a read-write transaction.
+    Write,
+}
+
+/// What a [`TxWork`] returns: any value, type-erased so that [`Engine`]
+/// stays object-safe (see [`transact`] for the typed entry point).
+pub type TxOutput = Box<dyn Any + Send>;
+
+/// The future a [`TxWork`] returns, borrowing the transaction.
+pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<TxOutput>> + Send + 't>>;
+
+/// A whole transaction's work, given to [`Engine::transact`].
+pub type TxWork = Box<dyn for<'t> FnOnce(&'t mut dyn Transaction) -> TxFuture<'t> + Send>;
+
+/// Run `work` in one transaction of `engine` ([`Engine::transact`]) and
+/// return its typed result.
+///
+/// # Errors
+/// `work`'s error (the transaction is then rolled back), or the engine's
+/// error opening or committing the transaction.
+pub async fn transact<T, F>(engine: &dyn Engine, mode: TxMode, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: for<'t> FnOnce(
+            &'t mut dyn Transaction,
+        ) -> Pin<Box<dyn Future<Output = Result<T>> + Send + 't>>
+        + Send
+        + 'static,
+{
+    let out = engine
+        .transact(
+            mode,
+            Box::new(move |tx| {
+                let fut = work(tx);
+                Box::pin(async move { fut.await.map(|v| Box::new(v) as TxOutput) })
+            }),
+        )
+        .await?;
+    out.downcast::<T>()
+        .map(|b| *b)
+        .map_err(|_| crate::EngineError::Worker("transact: the work's result changed type".into()))
+}
 
 /// Options of `create_collection`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -154,6 +206,43 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// engines with cheap snapshots should override it.
     async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
         self.begin().await
+    }
+
+    /// Run `work` inside one transaction (`mode` says which): commit when
+    /// it returns `Ok`, roll back when it returns `Err`. Prefer
+    /// the typed [`transact`] function.
+    ///
+    /// This is how the QE server role runs a whole encrypted write or query
+    /// (schema, ESC probes, ESC/ECOC writes, the document, the tag lookup)
+    /// as **one engine call**. The default opens the transaction with
+    /// [`Engine::begin`] or [`Engine::begin_read`] and awaits every
+    /// operation as usual. An embedded engine whose operations are
+    /// synchronous calls should override it to run the whole of `work` on
+    /// one blocking thread, so that the ten-odd operations of a QE write cost
+    /// one thread hand-off instead of ten (`SqliteEngine` does).
+    async fn transact(&self, mode: TxMode, work: TxWork) -> Result<TxOutput> {
+        let mut tx = match mode {
+            TxMode::Read => self.begin_read().await?,
+            TxMode::Write => self.begin().await?,
+        };
+        match work(&mut *tx).await {
+            Ok(v) => {
+                if mode == TxMode::Read {
+                    // Nothing to undo in a read: dropping ends it without
+                    // another round trip (engines roll back on drop).
+                    drop(tx);
+                } else {
+                    tx.commit().await?;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                // The work's error is the one to report; a rollback error
+                // would only hide it (dropping rolls back as well).
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     /// The first matching document, if any.

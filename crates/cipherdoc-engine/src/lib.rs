@@ -20,7 +20,7 @@ pub mod value;
 
 pub use engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, SortDirection,
-    Transaction,
+    Transaction, TxFuture, TxMode, TxOutput, TxWork, transact,
 };
 pub use error::{EngineError, Result};
 pub use filter::{FieldOp, Filter, FilterError};

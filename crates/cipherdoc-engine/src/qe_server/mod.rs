@@ -103,7 +103,8 @@ pub use compact::{CompactionStats, CompactionTokens, FieldTokens};
 pub use error::QeError;
 
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction, TxMode,
+    transact,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
@@ -243,10 +244,10 @@ impl Shared {
 }
 
 /// One write operation, so that the retry loop is written once.
-enum WriteOp<'a> {
-    Insert(&'a [Document]),
-    Replace(&'a Bson, &'a Document),
-    Delete(&'a Filter, bool),
+enum WriteOp {
+    Insert(Vec<Document>),
+    Replace(Bson, Document),
+    Delete(Filter, bool),
 }
 
 enum WriteOut {
@@ -260,17 +261,17 @@ async fn write_in(
     shared: &Shared,
     tx: &mut dyn Transaction,
     collection: &str,
-    op: &WriteOp<'_>,
+    op: &WriteOp,
     wrote: &mut bool,
 ) -> Result<WriteOut> {
     let schema = shared.schema_in(tx, collection).await?;
     let schema = schema.as_deref();
     Ok(match op {
         WriteOp::Insert(docs) => {
-            WriteOut::Ids(write::insert(tx, collection, schema, docs.to_vec(), wrote).await?)
+            WriteOut::Ids(write::insert(tx, collection, schema, docs.clone(), wrote).await?)
         }
         WriteOp::Replace(id, doc) => WriteOut::Replaced(
-            write::replace(tx, collection, schema, id, (*doc).clone(), wrote).await?,
+            write::replace(tx, collection, schema, id, doc.clone(), wrote).await?,
         ),
         WriteOp::Delete(filter, one) => {
             let f = query::rewrite(tx, collection, schema, filter, shared.config.max_query_tags)
@@ -363,29 +364,32 @@ impl QeServer {
         &self.shared.config
     }
 
-    async fn write(&self, collection: &str, op: WriteOp<'_>) -> Result<WriteOut> {
+    /// One autocommit write in one engine call ([`Engine::transact`]),
+    /// retried on ESC id conflicts.
+    async fn write(&self, collection: &str, op: WriteOp) -> Result<WriteOut> {
         let attempts = self.shared.config.max_write_attempts.max(1);
+        let op = Arc::new(op);
         for attempt in 1..=attempts {
-            let mut tx = self.inner.begin().await?;
-            let mut wrote = false;
-            match write_in(&self.shared, &mut *tx, collection, &op, &mut wrote).await {
-                Ok(out) => {
-                    tx.commit().await?;
-                    return Ok(out);
-                }
+            let (shared, coll, op) = (
+                Arc::clone(&self.shared),
+                collection.to_owned(),
+                Arc::clone(&op),
+            );
+            let r = transact(&*self.inner, TxMode::Write, move |tx| {
+                Box::pin(async move {
+                    let mut wrote = false;
+                    write_in(&shared, tx, &coll, &op, &mut wrote).await
+                })
+            })
+            .await;
+            match r {
                 Err(EngineError::EscIdConflict { .. }) => {
-                    tx.rollback().await?;
                     tracing::debug!(collection, attempt, "ESC id conflict; retrying the write");
                     if attempt < attempts {
                         backoff(attempt).await;
                     }
                 }
-                Err(e) => {
-                    // Dropping also rolls back; an explicit rollback error
-                    // would only hide the real one.
-                    let _ = tx.rollback().await;
-                    return Err(e);
-                }
+                other => return other,
             }
         }
         Err(QeError::WriteConflict {
@@ -395,18 +399,25 @@ impl QeServer {
         .into())
     }
 
+    /// One autocommit read on one snapshot, in one engine call.
     async fn read(
         &self,
         collection: &str,
         filter: &Filter,
         options: Option<&FindOptions>,
     ) -> Result<(Vec<Document>, u64)> {
-        let mut tx = self.inner.begin_read().await?;
-        let r = read_in(&self.shared, &mut *tx, collection, filter, options, true).await;
-        // Nothing to undo in a read; dropping ends it without another
-        // round trip (engines roll back on drop).
-        drop(tx);
-        r
+        let (shared, coll, filter, options) = (
+            Arc::clone(&self.shared),
+            collection.to_owned(),
+            filter.clone(),
+            options.cloned(),
+        );
+        transact(&*self.inner, TxMode::Read, move |tx| {
+            Box::pin(
+                async move { read_in(&shared, tx, &coll, &filter, options.as_ref(), true).await },
+            )
+        })
+        .await
     }
 
     async fn maintain(
@@ -531,8 +542,7 @@ impl Engine for QeServer {
     }
 
     async fn insert_one(&self, collection: &str, doc: Document) -> Result<Bson> {
-        let docs = [doc];
-        match self.write(collection, WriteOp::Insert(&docs)).await? {
+        match self.write(collection, WriteOp::Insert(vec![doc])).await? {
             WriteOut::Ids(mut ids) => ids
                 .pop()
                 .ok_or(EngineError::TransactionClosed("the insert returned no id")),
@@ -541,14 +551,17 @@ impl Engine for QeServer {
     }
 
     async fn insert_many(&self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
-        match self.write(collection, WriteOp::Insert(&docs)).await? {
+        match self.write(collection, WriteOp::Insert(docs)).await? {
             WriteOut::Ids(ids) => Ok(ids),
             _ => Err(EngineError::TransactionClosed("unexpected write result")),
         }
     }
 
     async fn replace_one(&self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
-        match self.write(collection, WriteOp::Replace(id, &doc)).await? {
+        match self
+            .write(collection, WriteOp::Replace(id.clone(), doc))
+            .await?
+        {
             WriteOut::Replaced(b) => Ok(b),
             _ => Err(EngineError::TransactionClosed("unexpected write result")),
         }
@@ -556,7 +569,7 @@ impl Engine for QeServer {
 
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
         match self
-            .write(collection, WriteOp::Delete(filter, true))
+            .write(collection, WriteOp::Delete(filter.clone(), true))
             .await?
         {
             WriteOut::Deleted(n) => Ok(n),
@@ -566,7 +579,7 @@ impl Engine for QeServer {
 
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
         match self
-            .write(collection, WriteOp::Delete(filter, false))
+            .write(collection, WriteOp::Delete(filter.clone(), false))
             .await?
         {
             WriteOut::Deleted(n) => Ok(n),
@@ -630,7 +643,7 @@ impl QeTransaction {
         }
     }
 
-    async fn write(&mut self, collection: &str, op: WriteOp<'_>) -> Result<WriteOut> {
+    async fn write(&mut self, collection: &str, op: WriteOp) -> Result<WriteOut> {
         self.check()?;
         let mut wrote = false;
         let r = write_in(&self.shared, &mut *self.inner, collection, &op, &mut wrote).await;
@@ -646,8 +659,7 @@ impl QeTransaction {
 #[async_trait]
 impl Transaction for QeTransaction {
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
-        let docs = [doc];
-        match self.write(collection, WriteOp::Insert(&docs)).await? {
+        match self.write(collection, WriteOp::Insert(vec![doc])).await? {
             WriteOut::Ids(mut ids) => ids
                 .pop()
                 .ok_or(EngineError::TransactionClosed("the insert returned no id")),
@@ -656,14 +668,17 @@ impl Transaction for QeTransaction {
     }
 
     async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
-        match self.write(collection, WriteOp::Insert(&docs)).await? {
+        match self.write(collection, WriteOp::Insert(docs)).await? {
             WriteOut::Ids(ids) => Ok(ids),
             _ => Err(EngineError::TransactionClosed("unexpected write result")),
         }
     }
 
     async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
-        match self.write(collection, WriteOp::Replace(id, &doc)).await? {
+        match self
+            .write(collection, WriteOp::Replace(id.clone(), doc))
+            .await?
+        {
             WriteOut::Replaced(b) => Ok(b),
             _ => Err(EngineError::TransactionClosed("unexpected write result")),
         }
@@ -671,7 +686,7 @@ impl Transaction for QeTransaction {
 
     async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
         match self
-            .write(collection, WriteOp::Delete(filter, true))
+            .write(collection, WriteOp::Delete(filter.clone(), true))
             .await?
         {
             WriteOut::Deleted(n) => Ok(n),
@@ -681,7 +696,7 @@ impl Transaction for QeTransaction {
 
     async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
         match self
-            .write(collection, WriteOp::Delete(filter, false))
+            .write(collection, WriteOp::Delete(filter.clone(), false))
             .await?
         {
             WriteOut::Deleted(n) => Ok(n),

@@ -43,7 +43,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction, TxMode,
+    TxOutput, TxWork,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
@@ -287,7 +288,56 @@ impl Engine for SqliteEngine {
         Ok(Box::new(SqliteTransaction {
             conn: Some(Held::Writer(guard)),
             pool: None,
+            inline: false,
         }))
+    }
+
+    /// The whole of `work` on one blocking thread: the transaction's
+    /// operations run in place (`work`'s future is driven there with a
+    /// local executor; the operations of a transaction in this mode
+    /// complete without waiting on anything), so a QE write or query costs
+    /// one thread hand-off instead of one per operation. Once started, the
+    /// work runs to its end even if the caller stops waiting for it.
+    async fn transact(&self, mode: TxMode, work: TxWork) -> Result<TxOutput> {
+        let (held, pool) = match mode {
+            TxMode::Write => (Some(Held::Writer(self.writer().await)), None),
+            TxMode::Read => (
+                self.inner
+                    .readers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop()
+                    .map(Held::Reader),
+                Some(Arc::clone(&self.inner)),
+            ),
+        };
+        let path = self.inner.path.clone();
+        blocking(move || {
+            let held = match held {
+                Some(h) => h,
+                None => Held::Reader(open_conn(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?),
+            };
+            reset(&held)?;
+            held.execute_batch(match mode {
+                TxMode::Write => "BEGIN IMMEDIATE",
+                TxMode::Read => "BEGIN",
+            })?;
+            let mut tx = SqliteTransaction {
+                conn: Some(held),
+                pool,
+                inline: true,
+            };
+            let r = futures_executor::block_on(work(&mut tx));
+            let end = match &r {
+                Ok(_) => "COMMIT",
+                Err(_) => "ROLLBACK",
+            };
+            let ended = tx.end_in_place(end);
+            let v = r?;
+            ended?;
+            Ok(v)
+        })
+        .await?
     }
 
     /// A read-only snapshot on a pooled reader connection (WAL): it does not
@@ -316,6 +366,7 @@ impl Engine for SqliteEngine {
         Ok(Box::new(SqliteTransaction {
             conn: Some(Held::Reader(conn)),
             pool: Some(Arc::clone(&self.inner)),
+            inline: false,
         }))
     }
 }
@@ -370,6 +421,9 @@ pub struct SqliteTransaction {
     conn: Option<Held>,
     /// Set for read snapshots: where the reader connection goes back to.
     pool: Option<Arc<Inner>>,
+    /// Set inside [`Engine::transact`]: the transaction already runs on a
+    /// blocking thread, so its operations run in place.
+    inline: bool,
 }
 
 impl std::fmt::Debug for SqliteTransaction {
@@ -377,6 +431,7 @@ impl std::fmt::Debug for SqliteTransaction {
         f.debug_struct("SqliteTransaction")
             .field("open", &self.conn.is_some())
             .field("read_only", &self.pool.is_some())
+            .field("inline", &self.inline)
             .finish()
     }
 }
@@ -390,6 +445,13 @@ impl SqliteTransaction {
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if self.inline {
+            let conn = self
+                .conn
+                .as_ref()
+                .ok_or(EngineError::TransactionClosed("it was already finished"))?;
+            return ops::atomic(conn, f);
+        }
         let guard = self.conn.take().ok_or(EngineError::TransactionClosed(
             "an earlier operation on it was cancelled or it was already finished",
         ))?;
@@ -402,25 +464,36 @@ impl SqliteTransaction {
         r
     }
 
+    /// Commit or roll back on the current thread (inside `transact`).
+    fn end_in_place(&mut self, sql: &'static str) -> Result<()> {
+        match self.conn.take() {
+            Some(guard) => end(guard, self.pool.take(), sql),
+            None => Ok(()),
+        }
+    }
+
     async fn finish(mut self: Box<Self>, sql: &'static str) -> Result<()> {
         let guard = self
             .conn
             .take()
             .ok_or(EngineError::TransactionClosed("it was already finished"))?;
         let pool = self.pool.take();
-        blocking(move || -> Result<()> {
-            let r = guard.execute_batch(sql);
-            if r.is_err() {
-                // Never hand the writer on with a transaction open.
-                let _ = reset(&guard);
-            }
-            if let (Held::Reader(conn), Some(pool)) = (guard, pool) {
-                return_reader(&pool, conn);
-            }
-            Ok(r?)
-        })
-        .await?
+        blocking(move || end(guard, pool, sql)).await?
     }
+}
+
+/// Run `sql` (`COMMIT` or `ROLLBACK`) to end a transaction, then hand a
+/// reader back to `pool`.
+fn end(guard: Held, pool: Option<Arc<Inner>>, sql: &'static str) -> Result<()> {
+    let r = guard.execute_batch(sql);
+    if r.is_err() {
+        // Never hand the writer on with a transaction open.
+        let _ = reset(&guard);
+    }
+    if let (Held::Reader(conn), Some(pool)) = (guard, pool) {
+        return_reader(&pool, conn);
+    }
+    Ok(r?)
 }
 
 impl Drop for SqliteTransaction {
