@@ -445,18 +445,36 @@ impl SqliteTransaction {
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.exec(true, f).await
+    }
+
+    /// [`Self::run`] for an operation that writes nothing: no savepoint is
+    /// needed to keep a failure from leaving anything behind.
+    async fn query<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.exec(false, f).await
+    }
+
+    async fn exec<T: Send + 'static>(
+        &mut self,
+        savepoint: bool,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let op = move |c: &Connection| if savepoint { ops::atomic(c, f) } else { f(c) };
         if self.inline {
             let conn = self
                 .conn
                 .as_ref()
                 .ok_or(EngineError::TransactionClosed("it was already finished"))?;
-            return ops::atomic(conn, f);
+            return op(conn);
         }
         let guard = self.conn.take().ok_or(EngineError::TransactionClosed(
             "an earlier operation on it was cancelled or it was already finished",
         ))?;
         let (guard, r) = blocking(move || {
-            let r = ops::atomic(&guard, f);
+            let r = op(&guard);
             (guard, r)
         })
         .await?;
@@ -549,17 +567,17 @@ impl Transaction for SqliteTransaction {
         options: &FindOptions,
     ) -> Result<Vec<Document>> {
         let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
-        self.run(move |c| ops::find(c, &name, &f, &o)).await
+        self.query(move |c| ops::find(c, &name, &f, &o)).await
     }
 
     async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
         let (name, f) = (collection.to_owned(), filter.clone());
-        self.run(move |c| ops::count(c, &name, &f)).await
+        self.query(move |c| ops::count(c, &name, &f)).await
     }
 
     async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {
         let name = name.to_owned();
-        self.run(move |c| Ok(ops::load_meta(c, &name)?.map(|m| m.info())))
+        self.query(move |c| Ok(ops::load_meta(c, &name)?.map(|m| m.info())))
             .await
     }
 
@@ -587,7 +605,7 @@ impl QeState for SqliteTransaction {
         ids: &[EscId],
     ) -> Result<Vec<Option<EscEntry>>> {
         let (name, ids) = (collection.to_owned(), ids.to_vec());
-        self.run(move |c| ops::esc_get_many(c, &name, &ids)).await
+        self.query(move |c| ops::esc_get_many(c, &name, &ids)).await
     }
 
     async fn esc_insert(
@@ -646,12 +664,12 @@ impl QeState for SqliteTransaction {
 
     async fn esc_count(&mut self, collection: &str) -> Result<u64> {
         let name = collection.to_owned();
-        self.run(move |c| ops::esc_count(c, &name)).await
+        self.query(move |c| ops::esc_count(c, &name)).await
     }
 
     async fn esc_non_anchor_ids(&mut self, collection: &str) -> Result<Vec<EscId>> {
         let name = collection.to_owned();
-        self.run(move |c| ops::esc_non_anchor_ids(c, &name)).await
+        self.query(move |c| ops::esc_non_anchor_ids(c, &name)).await
     }
 
     async fn ecoc_append(
@@ -667,7 +685,7 @@ impl QeState for SqliteTransaction {
 
     async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {
         let name = collection.to_owned();
-        self.run(move |c| ops::ecoc_count(c, &name)).await
+        self.query(move |c| ops::ecoc_count(c, &name)).await
     }
 
     async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool> {
@@ -678,7 +696,7 @@ impl QeState for SqliteTransaction {
 
     async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
         let name = collection.to_owned();
-        self.run(move |c| ops::ecoc_read_compact(c, &name)).await
+        self.query(move |c| ops::ecoc_read_compact(c, &name)).await
     }
 
     async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {

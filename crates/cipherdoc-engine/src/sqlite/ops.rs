@@ -149,11 +149,8 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
 
 pub(crate) fn load_meta(conn: &Connection, name: &str) -> Result<Option<Meta>> {
     let row: Option<Option<Vec<u8>>> = conn
-        .query_row(
-            "SELECT encrypted_fields FROM \"$catalog\" WHERE name=?1",
-            [name],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT encrypted_fields FROM \"$catalog\" WHERE name=?1")?
+        .query_row([name], |r| r.get(0))
         .optional()?;
     let Some(ef) = row else { return Ok(None) };
     let encrypted_fields = match ef {
@@ -180,16 +177,19 @@ pub(crate) fn load_meta(conn: &Connection, name: &str) -> Result<Option<Meta>> {
     }))
 }
 
-fn require_meta(conn: &Connection, name: &str) -> Result<Meta> {
-    load_meta(conn, name)?.ok_or_else(|| EngineError::CollectionNotFound(name.to_owned()))
-}
-
-fn require_encrypted(conn: &Connection, name: &str) -> Result<Meta> {
-    let m = require_meta(conn, name)?;
-    if m.encrypted() {
-        Ok(m)
-    } else {
-        Err(EngineError::NotEncrypted(name.to_owned()))
+/// Fail unless `name` is an encrypted collection (ESC/ECOC operations).
+/// Only the catalog row's flag is read: these run several times per QE
+/// operation, and the full [`Meta`] (decoded `encryptedFields`, indexes)
+/// is not needed for them.
+fn require_encrypted(conn: &Connection, name: &str) -> Result<()> {
+    let encrypted: Option<bool> = conn
+        .prepare_cached("SELECT encrypted_fields IS NOT NULL FROM \"$catalog\" WHERE name=?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    match encrypted {
+        None => Err(EngineError::CollectionNotFound(name.to_owned())),
+        Some(false) => Err(EngineError::NotEncrypted(name.to_owned())),
+        Some(true) => Ok(()),
     }
 }
 
