@@ -840,6 +840,27 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
         tx.esc_count("missing").await.unwrap_err(),
         EngineError::CollectionNotFound(_)
     ));
+    // The per-operation calls too (engines may skip the catalog check on
+    // their fast path, but never the typed error).
+    for (coll, plain) in [("plain", true), ("missing", false)] {
+        let errs = [
+            tx.esc_get_many(coll, &[EscId([9; 32])]).await.unwrap_err(),
+            tx.esc_insert(coll, &EscId([9; 32]), None)
+                .await
+                .unwrap_err(),
+            tx.ecoc_append(coll, "f", b"v").await.unwrap_err(),
+        ];
+        for err in errs {
+            assert!(
+                if plain {
+                    matches!(err, EngineError::NotEncrypted(_))
+                } else {
+                    matches!(err, EngineError::CollectionNotFound(_))
+                },
+                "{coll}: {err:?}"
+            );
+        }
+    }
 
     let id = |b: u8| EscId([b; 32]);
     let val = |b: u8| EscValue(vec![b; 32]);

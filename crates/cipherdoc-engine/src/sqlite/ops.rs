@@ -74,7 +74,10 @@ fn tags_table(c: &str) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
     pub(crate) name: String,
-    pub(crate) encrypted_fields: Option<Document>,
+    /// The stored `encryptedFields` document, still encoded: most
+    /// operations only need to know whether there is one, and decoding it
+    /// on every operation showed up in profiles.
+    pub(crate) encrypted_fields: Option<Vec<u8>>,
     pub(crate) indexes: Vec<IndexSpec>,
 }
 
@@ -82,14 +85,18 @@ impl Meta {
     fn encrypted(&self) -> bool {
         self.encrypted_fields.is_some()
     }
-    pub(crate) fn info(&self) -> CollectionInfo {
-        CollectionInfo {
+    pub(crate) fn info(&self) -> Result<CollectionInfo> {
+        Ok(CollectionInfo {
             name: self.name.clone(),
             options: CreateCollectionOptions {
-                encrypted_fields: self.encrypted_fields.clone(),
+                encrypted_fields: self
+                    .encrypted_fields
+                    .as_deref()
+                    .map(|b| decode(&self.name, b))
+                    .transpose()?,
             },
             indexes: self.indexes.clone(),
-        }
+        })
     }
 }
 
@@ -152,10 +159,8 @@ pub(crate) fn load_meta(conn: &Connection, name: &str) -> Result<Option<Meta>> {
         .prepare_cached("SELECT encrypted_fields FROM \"$catalog\" WHERE name=?1")?
         .query_row([name], |r| r.get(0))
         .optional()?;
-    let Some(ef) = row else { return Ok(None) };
-    let encrypted_fields = match ef {
-        Some(bytes) => Some(decode(name, &bytes)?),
-        None => None,
+    let Some(encrypted_fields) = row else {
+        return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
         "SELECT name, path, is_unique, sparse FROM \"$indexes\" WHERE collection=?1 ORDER BY name",
@@ -178,9 +183,7 @@ pub(crate) fn load_meta(conn: &Connection, name: &str) -> Result<Option<Meta>> {
 }
 
 /// Fail unless `name` is an encrypted collection (ESC/ECOC operations).
-/// Only the catalog row's flag is read: these run several times per QE
-/// operation, and the full [`Meta`] (decoded `encryptedFields`, indexes)
-/// is not needed for them.
+/// Only the catalog row's flag is read: the full [`Meta`] is not needed.
 fn require_encrypted(conn: &Connection, name: &str) -> Result<()> {
     let encrypted: Option<bool> = conn
         .prepare_cached("SELECT encrypted_fields IS NOT NULL FROM \"$catalog\" WHERE name=?1")?
@@ -247,7 +250,7 @@ pub(crate) fn create_collection(
     )?;
     Ok(Meta {
         name: name.to_owned(),
-        encrypted_fields: ef,
+        encrypted_fields: ef_bytes,
         indexes: Vec::new(),
     })
 }
@@ -713,12 +716,30 @@ pub(crate) fn create_index(conn: &Connection, name: &str, spec: &IndexSpec) -> R
 
 // ---- QE state ----
 
+/// Run `f`, an operation on `c`'s ESC or ECOC table, without asking the
+/// catalog first: these run several times in every QE operation. A
+/// missing or unencrypted collection has no such table, so `f` fails; only
+/// then is the catalog read, to report that in the engine's terms.
+fn on_state_tables<T>(conn: &Connection, c: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    f().or_else(|e| {
+        require_encrypted(conn, c)?;
+        Err(e)
+    })
+}
+
 pub(crate) fn esc_get_many(
     conn: &Connection,
     c: &str,
     ids: &[EscId],
 ) -> Result<Vec<Option<EscEntry>>> {
-    require_encrypted(conn, c)?;
+    on_state_tables(conn, c, || esc_get_many_unchecked(conn, c, ids))
+}
+
+fn esc_get_many_unchecked(
+    conn: &Connection,
+    c: &str,
+    ids: &[EscId],
+) -> Result<Vec<Option<EscEntry>>> {
     let keys: Vec<Value> = ids.iter().map(|i| Value::Blob(i.0.to_vec())).collect();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, value FROM {} WHERE id IN rarray(?1)",
@@ -746,7 +767,16 @@ pub(crate) fn esc_insert(
     value: Option<&EscValue>,
     upsert: bool,
 ) -> Result<()> {
-    require_encrypted(conn, c)?;
+    on_state_tables(conn, c, || esc_insert_unchecked(conn, c, id, value, upsert))
+}
+
+fn esc_insert_unchecked(
+    conn: &Connection,
+    c: &str,
+    id: &EscId,
+    value: Option<&EscValue>,
+    upsert: bool,
+) -> Result<()> {
     let sql = if upsert {
         "INSERT INTO {}(id, value) VALUES(?1, ?2) ON CONFLICT(id) DO UPDATE SET value=excluded.value"
     } else {
@@ -804,13 +834,14 @@ pub(crate) fn esc_non_anchor_ids(conn: &Connection, c: &str) -> Result<Vec<EscId
 }
 
 pub(crate) fn ecoc_append(conn: &Connection, c: &str, field: &str, value: &[u8]) -> Result<()> {
-    require_encrypted(conn, c)?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "INSERT INTO {}(field, value) VALUES(?1, ?2)",
-        q(&ecoc_name(c))
-    ))?;
-    stmt.execute(params![field, value])?;
-    Ok(())
+    on_state_tables(conn, c, || {
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO {}(field, value) VALUES(?1, ?2)",
+            q(&ecoc_name(c))
+        ))?;
+        stmt.execute(params![field, value])?;
+        Ok(())
+    })
 }
 
 pub(crate) fn ecoc_count(conn: &Connection, c: &str) -> Result<u64> {
