@@ -90,6 +90,16 @@ pub trait QeState: Send {
     /// Probe one ESC id.
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>>;
 
+    /// Whether a call to [`QeState::esc_get_many`] costs about as little as
+    /// probing one more id in it: true for an in-process engine running a
+    /// transaction in place (SQLite inside [`crate::Engine::transact`]).
+    /// The QE server role then fetches only the ids its searches ask for;
+    /// otherwise (a network or a thread hand-off per call) it prefetches
+    /// ids speculatively to save round trips. Only speed depends on it.
+    fn cheap_round_trips(&self) -> bool {
+        false
+    }
+
     /// Probe many ESC ids in one round trip; the answer is in input order.
     /// emuBinary's doubling and bisection rounds should batch through this.
     async fn esc_get_many(

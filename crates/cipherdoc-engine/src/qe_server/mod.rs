@@ -757,6 +757,10 @@ impl Transaction for QeTransaction {
 /// Raw ESC/ECOC access, passed through (compaction tools and tests).
 #[async_trait]
 impl QeState for QeTransaction {
+    fn cheap_round_trips(&self) -> bool {
+        self.inner.cheap_round_trips()
+    }
+
     async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
         self.inner.esc_lock_counters(collection, counters).await
     }

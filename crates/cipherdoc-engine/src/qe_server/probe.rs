@@ -5,14 +5,24 @@
 //! a per-operation cache filled by [`QeState::esc_get_many`]. Every round
 //! (1) advances every search as far as the cache allows, then (2) collects
 //! the ids the searches will probably ask next and fetches them all in one
-//! batch. The first round fetches a fixed seed set per search (the null
-//! anchor, anchors 1–2 and non-anchors 1–4, 8 and 16: enough to finish a
-//! never-compacted value with up to three inserts, and the doubling phase
-//! up to 16); later rounds explore
-//! each search's next few steps speculatively on a clone of its state,
-//! under both possible answers, up to a small depth. Speculation only
-//! chooses what to prefetch: the state machines are always fed real
-//! answers, so the result is exactly emuBinaryV2's.
+//! batch. How much it prefetches depends on what a round trip costs
+//! ([`QeState::cheap_round_trips`]):
+//!
+//! - **Expensive** (a network, or a thread hand-off per call): the first
+//!   round fetches a fixed seed set per search (the null anchor, anchors
+//!   1–2 and non-anchors 1–4, 8 and 16: enough to finish a never-compacted
+//!   value with up to three inserts, and the doubling phase up to 16);
+//!   later rounds explore each search's next few steps speculatively on a
+//!   clone of its state, under both possible answers, up to a small depth.
+//! - **Cheap** (in place, in process): the first round fetches the ids
+//!   every search asks first (null anchor, anchors 1–2, non-anchors 1–2,
+//!   which finish a value with at most one insert per contention factor,
+//!   the common case at contention 8), and later rounds fetch exactly the
+//!   id each search is blocked on. No HMAC is computed and no lookup made
+//!   for an id that is not needed.
+//!
+//! Speculation only chooses what to prefetch: the state machines are always
+//! fed real answers, so the result is exactly emuBinaryV2's.
 //!
 //! The non-anchor search starts from `rho = 2` instead of the ESC's size
 //! (§9.3 says `max(2, |ESC|)`): ESC positions of one value are contiguous
@@ -26,6 +36,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use cipherdoc_crypto::server::{
     EmuBinary, EmuBinaryResult, EscTokens, ProbeResult, anchor_id, non_anchor_id, null_anchor_id,
 };
+use cipherdoc_crypto::tokens::EscTwiceDerivedTagToken;
 
 use super::QeError;
 use crate::engine::Transaction;
@@ -41,21 +52,31 @@ const EXPLORE_STEPS: usize = 256;
 /// Safety bound on rounds (a search needs about `2·log2(count) + 8`).
 const MAX_ROUNDS: usize = 300;
 
-/// One search and the ids to fetch in the first round.
+/// One search and the ids to fetch in its first round.
 pub(crate) struct Search {
     emu: EmuBinary,
+    /// Ids every search of its kind asks first (for a value never
+    /// compacted: the null anchor, anchors 2 and 1, non-anchors 2 and 1).
     seeds: Vec<cipherdoc_crypto::server::EscId>,
+    /// The key of further non-anchor seeds, prefetched when round trips
+    /// are expensive (`None` for padding searches).
+    tag: Option<EscTwiceDerivedTagToken>,
 }
 
 impl Search {
     /// emuBinaryV2 over the ESC entries of one (value, contention factor).
     pub(crate) fn new(tokens: &EscTokens) -> Self {
         let t = &tokens.tag;
-        let mut seeds = vec![null_anchor_id(t), anchor_id(t, 1), anchor_id(t, 2)];
-        seeds.extend([1, 2, 3, 4, 8, 16].map(|c| non_anchor_id(t, c)));
         Self {
             emu: EmuBinary::new(tokens, 0),
-            seeds,
+            seeds: vec![
+                null_anchor_id(t),
+                anchor_id(t, 1),
+                anchor_id(t, 2),
+                non_anchor_id(t, 1),
+                non_anchor_id(t, 2),
+            ],
+            tag: Some(t.clone()),
         }
     }
 
@@ -65,7 +86,19 @@ impl Search {
         Self {
             emu: EmuBinary::anchor_padding(root),
             seeds: vec![null_anchor_id(&k), anchor_id(&k, 1), anchor_id(&k, 2)],
+            tag: None,
         }
+    }
+
+    /// The first round's ids. `speculate` adds non-anchors 3, 4, 8 and 16:
+    /// enough to finish a never-compacted value with up to three inserts
+    /// in one round, and the doubling phase up to 16.
+    fn first_round(&self, speculate: bool) -> impl Iterator<Item = EscId> + '_ {
+        let more = match (&self.tag, speculate) {
+            (Some(t), true) => [3, 4, 8, 16].map(|c| non_anchor_id(t, c)).to_vec(),
+            _ => Vec::new(),
+        };
+        self.seeds.iter().copied().chain(more).map(eid)
     }
 }
 
@@ -166,6 +199,7 @@ pub(crate) async fn run(
     mut searches: Vec<Search>,
 ) -> Result<Vec<EmuBinaryResult>> {
     let err = state_err(collection);
+    let speculate = !tx.cheap_round_trips();
     let mut cache: HashMap<EscId, Answer> = HashMap::new();
     for round in 0..MAX_ROUNDS {
         let mut pending = Vec::new();
@@ -194,8 +228,8 @@ pub(crate) async fn run(
         for &i in &pending {
             let Some(s) = searches.get(i) else { continue };
             if round == 0 {
-                want.extend(s.seeds.iter().map(|id| eid(*id)));
-            } else {
+                want.extend(s.first_round(speculate));
+            } else if speculate {
                 explore(&s.emu, &cache, &mut want, EXPLORE_BUDGET);
             }
             // The id the search is blocked on is always fetched.

@@ -615,6 +615,10 @@ impl Transaction for SqliteTransaction {
 
 #[async_trait]
 impl QeState for SqliteTransaction {
+    fn cheap_round_trips(&self) -> bool {
+        self.inline
+    }
+
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
         let mut v = self
             .esc_get_many(collection, std::slice::from_ref(id))
