@@ -341,10 +341,11 @@ impl Engine for SqliteEngine {
                 None => Held::Reader(open_conn(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?),
             };
             reset(&held)?;
-            held.execute_batch(match mode {
+            held.prepare_cached(match mode {
                 TxMode::Write => "BEGIN IMMEDIATE",
                 TxMode::Read => "BEGIN",
-            })?;
+            })?
+            .execute([])?;
             let mut tx = SqliteTransaction {
                 conn: Some(held),
                 pool,
@@ -526,7 +527,9 @@ impl SqliteTransaction {
 /// Run `sql` (`COMMIT` or `ROLLBACK`) to end a transaction, then hand a
 /// reader back to `pool`.
 fn end(guard: Held, pool: Option<Arc<Inner>>, sql: &'static str) -> Result<()> {
-    let r = guard.execute_batch(sql);
+    let r = guard
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute([]).map(drop));
     if r.is_err() {
         // Never hand the writer on with a transaction open.
         let _ = reset(&guard);
