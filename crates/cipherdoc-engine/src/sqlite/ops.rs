@@ -733,43 +733,27 @@ pub(crate) fn esc_get_many(
     c: &str,
     ids: &[EscId],
 ) -> Result<Vec<Option<EscEntry>>> {
-    on_state_tables(conn, c, || esc_get_many_unchecked(conn, c, ids))
-}
-
-fn esc_get_many_unchecked(
-    conn: &Connection,
-    c: &str,
-    ids: &[EscId],
-) -> Result<Vec<Option<EscEntry>>> {
     // One cached point lookup per id: a search asks for a handful of ids
     // at a time, for which this beats one `IN rarray(...)` statement (no
     // virtual table, no map to put the answers back in input order).
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT value FROM {} WHERE id=?1",
-        q(&esc_name(c))
-    ))?;
-    ids.iter()
-        .map(|id| {
-            let value: Option<Option<Vec<u8>>> =
-                stmt.query_row([&id.0[..]], |r| r.get(0)).optional()?;
-            Ok(value.map(|v| EscEntry {
-                value: v.map(EscValue),
-            }))
-        })
-        .collect()
+    on_state_tables(conn, c, || {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT value FROM {} WHERE id=?1",
+            q(&esc_name(c))
+        ))?;
+        ids.iter()
+            .map(|id| {
+                let value: Option<Option<Vec<u8>>> =
+                    stmt.query_row([&id.0[..]], |r| r.get(0)).optional()?;
+                Ok(value.map(|v| EscEntry {
+                    value: v.map(EscValue),
+                }))
+            })
+            .collect()
+    })
 }
 
 pub(crate) fn esc_insert(
-    conn: &Connection,
-    c: &str,
-    id: &EscId,
-    value: Option<&EscValue>,
-    upsert: bool,
-) -> Result<()> {
-    on_state_tables(conn, c, || esc_insert_unchecked(conn, c, id, value, upsert))
-}
-
-fn esc_insert_unchecked(
     conn: &Connection,
     c: &str,
     id: &EscId,
@@ -781,14 +765,16 @@ fn esc_insert_unchecked(
     } else {
         "INSERT INTO {}(id, value) VALUES(?1, ?2)"
     };
-    let mut stmt = conn.prepare_cached(&sql.replace("{}", &q(&esc_name(c))))?;
-    match stmt.execute(params![&id.0[..], value.map(|v| &v.0[..])]) {
-        Ok(_) => Ok(()),
-        Err(e) if is_constraint(&e) => Err(EngineError::EscIdConflict {
-            collection: c.to_owned(),
-        }),
-        Err(e) => Err(e.into()),
-    }
+    on_state_tables(conn, c, || {
+        let mut stmt = conn.prepare_cached(&sql.replace("{}", &q(&esc_name(c))))?;
+        match stmt.execute(params![&id.0[..], value.map(|v| &v.0[..])]) {
+            Ok(_) => Ok(()),
+            Err(e) if is_constraint(&e) => Err(EngineError::EscIdConflict {
+                collection: c.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 pub(crate) fn esc_delete_many(conn: &Connection, c: &str, ids: &[EscId]) -> Result<u64> {
