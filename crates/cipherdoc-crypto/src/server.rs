@@ -514,6 +514,31 @@ impl EmuBinary {
         }
     }
 
+    /// Answer the anchor phase (the null anchor and the anchor search) as
+    /// "absent", without computing or probing its ids. Exactly what the
+    /// probes would answer when the ESC holds no document with a `value`
+    /// (no anchor or null anchor: a collection never compacted or cleaned
+    /// up), which an engine can know from an index; the search then goes
+    /// straight to the non-anchors. Does nothing after the anchor phase.
+    ///
+    /// # Errors
+    /// Never in practice (the anchor search over absent answers ends after
+    /// its first few steps); an internal inconsistency is reported as
+    /// [`Error::EscState`].
+    pub fn assume_no_anchors(&mut self) -> Result<()> {
+        // The anchor search of an empty ESC takes three answers (null
+        // anchor, anchor 2, anchor 1); the bound only guards the loop.
+        for _ in 0..8 {
+            if !matches!(self.phase, Phase::NullAnchor | Phase::Anchors(_)) {
+                return Ok(());
+            }
+            self.feed(ProbeResult::Absent)?;
+        }
+        Err(Error::EscState(
+            "the anchor search did not end on absent answers".into(),
+        ))
+    }
+
     fn anchor(&self, a: u64) -> EscId {
         EscId(hmac_parts(
             &self.tag_key,

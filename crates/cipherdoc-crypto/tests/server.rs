@@ -329,3 +329,43 @@ fn padding_anchors() {
     assert_eq!(r.apos, None);
     assert_eq!(padding_anchor_positions(&r, 2).unwrap(), 6..=7);
 }
+
+/// `assume_no_anchors` gives exactly the probes' answers on an ESC without
+/// anchors, with fewer probes: for 0..40 inserts of a value (and of a second
+/// value in between), for value searches and padding searches.
+#[test]
+fn assuming_no_anchors_matches_probing_an_anchor_free_esc() {
+    let t = value_tokens(4);
+    let other = value_tokens(5);
+    let root = cipherdoc_crypto::tokens::EscToken::from_bytes([6; 32]).anchor_padding_root();
+    let mut esc = Esc::default();
+    for n in 0..40u64 {
+        let run = |m: EmuBinary, docs: &HashMap<EscId, Option<Vec<u8>>>, probes: &mut usize| {
+            m.run::<Error>(|id| {
+                *probes += 1;
+                Ok(docs.get(id).cloned())
+            })
+            .unwrap()
+        };
+        for make in [
+            &(|| EmuBinary::new(&t, 0)) as &dyn Fn() -> EmuBinary,
+            &|| EmuBinary::anchor_padding(&root),
+        ] {
+            let (mut full, mut short) = (0, 0);
+            let expected = run(make(), &esc.docs, &mut full);
+            let mut m = make();
+            m.assume_no_anchors().unwrap();
+            assert_eq!(run(m, &esc.docs, &mut short), expected, "after {n} inserts");
+            assert!(short < full, "after {n} inserts: {short} vs {full} probes");
+        }
+        assert_eq!(esc.search(&t).query_count(), n);
+        esc.insert(0, &t);
+        esc.insert(1, &other);
+    }
+    // After the anchor phase it changes nothing.
+    let mut m = EmuBinary::new(&t, 0);
+    m.assume_no_anchors().unwrap();
+    let before = format!("{m:?}");
+    m.assume_no_anchors().unwrap();
+    assert_eq!(format!("{m:?}"), before);
+}

@@ -866,6 +866,10 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
     let val = |b: u8| EscValue(vec![b; 32]);
     tx.esc_insert("q", &id(1), None).await.unwrap();
     tx.esc_insert("q", &id(2), Some(val(7))).await.unwrap();
+    assert!(
+        tx.esc_has_anchors("q").await.unwrap(),
+        "an ESC holding an anchor must never be reported as anchor-free"
+    );
     let err = tx.esc_insert("q", &id(1), None).await.unwrap_err();
     assert!(
         matches!(&err, EngineError::EscIdConflict { collection } if collection == "q"),

@@ -108,6 +108,17 @@ pub trait QeState: Send {
         ids: &[EscId],
     ) -> Result<Vec<Option<EscEntry>>>;
 
+    /// Whether the ESC may hold anchors (documents with a `value`: anchors
+    /// and null anchors, written by compaction and cleanup). `false` lets
+    /// the QE server role skip every search's anchor phase
+    /// ([`cipherdoc_crypto::server::EmuBinary::assume_no_anchors`]); it
+    /// must only be returned when it is certain. The default, `true`, is
+    /// always correct.
+    async fn esc_has_anchors(&mut self, collection: &str) -> Result<bool> {
+        let _ = collection;
+        Ok(true)
+    }
+
     /// Serialize writers of the same ESC counters until the transaction
     /// ends. `counters` are the counters' `ESCTwiceDerivedTagToken` bytes,
     /// sorted, so that two transactions always lock in the same order.

@@ -5,7 +5,9 @@
 use bson::{Bson, Document, doc};
 use cipherdoc_engine::contract::{Rng, random_doc, random_filter};
 use cipherdoc_engine::sqlite::SqliteEngine;
-use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, IndexSpec, Tag};
+use cipherdoc_engine::{
+    CreateCollectionOptions, Engine, EscId, EscValue, Filter, FindOptions, IndexSpec, Tag,
+};
 use proptest::prelude::*;
 
 fn plan_text(lines: &[String]) -> String {
@@ -114,6 +116,48 @@ async fn two_engines_on_one_file_do_not_lose_writes() {
         h.await.unwrap();
     }
     assert_eq!(a.count("c", &Filter::all()).await.unwrap(), 300);
+}
+
+/// The ESC anchors index answers "any anchors?" exactly: false for a new
+/// collection and with only non-anchors; true as soon as an anchor or a
+/// null anchor exists, in the same transaction; false again once they are
+/// all deleted. Also after a reopen (the index is created for databases
+/// that lack it).
+#[tokio::test]
+async fn esc_anchor_presence_follows_the_esc() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let e = SqliteEngine::open(&path).unwrap();
+    e.create_collection(
+        "q",
+        CreateCollectionOptions {
+            encrypted_fields: Some(doc! {}),
+        },
+    )
+    .await
+    .unwrap();
+    let mut tx = e.begin().await.unwrap();
+    assert!(!tx.esc_has_anchors("q").await.unwrap());
+    tx.esc_insert_many("q", &[(EscId([1; 32]), None), (EscId([2; 32]), None)])
+        .await
+        .unwrap();
+    assert!(!tx.esc_has_anchors("q").await.unwrap());
+    tx.esc_upsert("q", &EscId([3; 32]), Some(EscValue(vec![7; 32])))
+        .await
+        .unwrap();
+    assert!(tx.esc_has_anchors("q").await.unwrap());
+    tx.commit().await.unwrap();
+    drop(e);
+    let e = SqliteEngine::open(&path).unwrap();
+    let mut tx = e.begin().await.unwrap();
+    assert!(tx.esc_has_anchors("q").await.unwrap());
+    assert_eq!(tx.esc_delete_many("q", &[EscId([3; 32])]).await.unwrap(), 1);
+    assert!(!tx.esc_has_anchors("q").await.unwrap());
+    assert!(matches!(
+        tx.esc_has_anchors("missing").await.unwrap_err(),
+        cipherdoc_engine::EngineError::CollectionNotFound(_)
+    ));
+    tx.rollback().await.unwrap();
 }
 
 proptest! {

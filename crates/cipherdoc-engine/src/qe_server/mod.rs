@@ -765,6 +765,10 @@ impl QeState for QeTransaction {
         self.inner.esc_lock_counters(collection, counters).await
     }
 
+    async fn esc_has_anchors(&mut self, collection: &str) -> Result<bool> {
+        self.inner.esc_has_anchors(collection).await
+    }
+
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
         self.inner.esc_get(collection, id).await
     }

@@ -24,6 +24,12 @@
 //! Speculation only chooses what to prefetch: the state machines are always
 //! fed real answers, so the result is exactly emuBinaryV2's.
 //!
+//! When the engine knows the ESC holds no anchors at all
+//! ([`QeState::esc_has_anchors`]: a collection never compacted or cleaned
+//! up), every search's anchor phase is answered "absent" without probes
+//! ([`EmuBinary::assume_no_anchors`]) — the answers the probes would give —
+//! which saves three of the five probes a rarely repeated value needs.
+//!
 //! The non-anchor search starts from `rho = 2` instead of the ESC's size
 //! (§9.3 says `max(2, |ESC|)`): ESC positions of one value are contiguous
 //! above the anchor's cpos, so the doubling-then-bisecting search finds the
@@ -36,7 +42,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use cipherdoc_crypto::server::{
     EmuBinary, EmuBinaryResult, EscTokens, ProbeResult, anchor_id, non_anchor_id, null_anchor_id,
 };
-use cipherdoc_crypto::tokens::EscTwiceDerivedTagToken;
+use cipherdoc_crypto::tokens::{AnchorPaddingKeyToken, EscTwiceDerivedTagToken};
 
 use super::QeError;
 use crate::engine::Transaction;
@@ -52,53 +58,60 @@ const EXPLORE_STEPS: usize = 256;
 /// Safety bound on rounds (a search needs about `2·log2(count) + 8`).
 const MAX_ROUNDS: usize = 300;
 
+/// The key of a search's ESC ids.
+enum SeedKey {
+    Value(EscTwiceDerivedTagToken),
+    Padding(AnchorPaddingKeyToken),
+}
+
 /// One search and the ids to fetch in its first round.
 pub(crate) struct Search {
     emu: EmuBinary,
-    /// Ids every search of its kind asks first (for a value never
-    /// compacted: the null anchor, anchors 2 and 1, non-anchors 2 and 1).
-    seeds: Vec<cipherdoc_crypto::server::EscId>,
-    /// The key of further non-anchor seeds, prefetched when round trips
-    /// are expensive (`None` for padding searches).
-    tag: Option<EscTwiceDerivedTagToken>,
+    key: SeedKey,
+    /// The anchor phase was answered without probes (no anchors exist).
+    no_anchors: bool,
 }
 
 impl Search {
     /// emuBinaryV2 over the ESC entries of one (value, contention factor).
     pub(crate) fn new(tokens: &EscTokens) -> Self {
-        let t = &tokens.tag;
         Self {
             emu: EmuBinary::new(tokens, 0),
-            seeds: vec![
-                null_anchor_id(t),
-                anchor_id(t, 1),
-                anchor_id(t, 2),
-                non_anchor_id(t, 1),
-                non_anchor_id(t, 2),
-            ],
-            tag: Some(t.clone()),
+            key: SeedKey::Value(tokens.tag.clone()),
+            no_anchors: false,
         }
     }
 
     /// anchorBinaryHops over a range field's padding anchors.
     pub(crate) fn padding(root: &cipherdoc_crypto::tokens::AnchorPaddingTokenRoot) -> Self {
-        let k = root.key();
         Self {
             emu: EmuBinary::anchor_padding(root),
-            seeds: vec![null_anchor_id(&k), anchor_id(&k, 1), anchor_id(&k, 2)],
-            tag: None,
+            key: SeedKey::Padding(root.key()),
+            no_anchors: false,
         }
     }
 
-    /// The first round's ids. `speculate` adds non-anchors 3, 4, 8 and 16:
+    /// The first round's ids: those every search of its kind asks first
+    /// (the null anchor and anchors 1–2 unless the anchor phase was
+    /// skipped; for a value, non-anchors 1–2, which finish a value with at
+    /// most one insert). `speculate` adds non-anchors 3, 4, 8 and 16:
     /// enough to finish a never-compacted value with up to three inserts
     /// in one round, and the doubling phase up to 16.
-    fn first_round(&self, speculate: bool) -> impl Iterator<Item = EscId> + '_ {
-        let more = match (&self.tag, speculate) {
-            (Some(t), true) => [3, 4, 8, 16].map(|c| non_anchor_id(t, c)).to_vec(),
-            _ => Vec::new(),
-        };
-        self.seeds.iter().copied().chain(more).map(eid)
+    fn first_round(&self, speculate: bool) -> Vec<EscId> {
+        let mut ids = Vec::new();
+        if !self.no_anchors {
+            ids.extend(match &self.key {
+                SeedKey::Value(t) => [null_anchor_id(t), anchor_id(t, 1), anchor_id(t, 2)],
+                SeedKey::Padding(k) => [null_anchor_id(k), anchor_id(k, 1), anchor_id(k, 2)],
+            });
+        }
+        if let SeedKey::Value(t) = &self.key {
+            ids.extend([1, 2].map(|c| non_anchor_id(t, c)));
+            if speculate {
+                ids.extend([3, 4, 8, 16].map(|c| non_anchor_id(t, c)));
+            }
+        }
+        ids.into_iter().map(eid).collect()
     }
 }
 
@@ -200,6 +213,12 @@ pub(crate) async fn run(
 ) -> Result<Vec<EmuBinaryResult>> {
     let err = state_err(collection);
     let speculate = !tx.cheap_round_trips();
+    if !searches.is_empty() && !tx.esc_has_anchors(collection).await? {
+        for s in &mut searches {
+            s.emu.assume_no_anchors().map_err(&err)?;
+            s.no_anchors = true;
+        }
+    }
     let mut cache: HashMap<EscId, Answer> = HashMap::new();
     for round in 0..MAX_ROUNDS {
         let mut pending = Vec::new();

@@ -139,6 +139,7 @@ impl SqliteEngine {
     fn open_inner(path: PathBuf, temp: Option<tempfile::TempDir>) -> Result<Self> {
         let writer = open_conn(&path, OpenFlags::default())?;
         writer.execute_batch(ops::SCHEMA)?;
+        ops::upgrade(&writer)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -620,6 +621,11 @@ impl Transaction for SqliteTransaction {
 impl QeState for SqliteTransaction {
     fn cheap_round_trips(&self) -> bool {
         self.inline
+    }
+
+    async fn esc_has_anchors(&mut self, collection: &str) -> Result<bool> {
+        let name = collection.to_owned();
+        self.query(move |c| ops::esc_has_anchors(c, &name)).await
     }
 
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {

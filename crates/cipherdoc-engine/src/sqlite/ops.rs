@@ -68,6 +68,34 @@ fn idx_table(c: &str, index: &str) -> String {
 fn tags_table(c: &str) -> String {
     q(&format!("{c}.$tags"))
 }
+/// The partial index of the ESC's anchors (documents with a `value`): it
+/// answers "are there any?" at once, so that queries and inserts on a
+/// collection never compacted skip emuBinary's anchor phase.
+fn esc_anchors_index(c: &str) -> String {
+    q(&format!("{c}.$esc_anchors"))
+}
+
+fn create_esc_anchors_index(conn: &Connection, c: &str) -> Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {}(id) WHERE value IS NOT NULL;",
+        esc_anchors_index(c),
+        q(&esc_name(c))
+    ))?;
+    Ok(())
+}
+
+/// Create what a database made by an earlier version lacks (the ESC
+/// anchors index of each encrypted collection). Run at open, on the writer.
+pub(crate) fn upgrade(conn: &Connection) -> Result<()> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM \"$catalog\" WHERE encrypted_fields IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for c in names {
+        create_esc_anchors_index(conn, &c)?;
+    }
+    Ok(())
+}
 
 /// A collection's catalog entry.
 #[derive(Debug, Clone)]
@@ -241,6 +269,7 @@ pub(crate) fn create_collection(
                 q(&esc_name(name)),
                 q(&ecoc_name(name))
             ))?;
+            create_esc_anchors_index(conn, name)?;
             Some(bson::to_vec(d)?)
         }
         None => None,
@@ -725,6 +754,18 @@ fn on_state_tables<T>(conn: &Connection, c: &str, f: impl FnOnce() -> Result<T>)
     f().or_else(|e| {
         require_encrypted(conn, c)?;
         Err(e)
+    })
+}
+
+pub(crate) fn esc_has_anchors(conn: &Connection, c: &str) -> Result<bool> {
+    on_state_tables(conn, c, || {
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS(SELECT 1 FROM {} INDEXED BY {} WHERE value IS NOT NULL)",
+                q(&esc_name(c)),
+                esc_anchors_index(c)
+            ))?
+            .query_row([], |r| r.get(0))?)
     })
 }
 
