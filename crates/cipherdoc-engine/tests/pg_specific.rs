@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
 use cipherdoc_engine::contract::{Rng, sample_values};
-use cipherdoc_engine::postgres::{PgEngine, testing};
+use cipherdoc_engine::postgres::{PgEngine, PgOptions, testing};
 use cipherdoc_engine::{
     CreateCollectionOptions, Engine, EngineError, EscId, EscValue, Filter, IndexSpec, Tag,
     Transaction,
@@ -467,6 +467,61 @@ async fn dropped_transaction_rolls_back_and_releases_locks() {
     assert_eq!(tx.esc_count("d").await.unwrap(), 0);
     tx.esc_insert("d", &EscId([1; 32]), None).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// `begin_read` reads one snapshot: a document committed after its first
+/// read is not seen by its later reads (while a new read sees it), and
+/// writes through it fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_transaction_is_one_snapshot() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.create_collection("s", encrypted()).await.unwrap();
+    e.insert_one("s", doc! {"_id": 1}).await.unwrap();
+    let mut r = e.begin_read().await.unwrap();
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
+    assert_eq!(r.esc_get("s", &EscId([7; 32])).await.unwrap(), None);
+    e.insert_one("s", doc! {"_id": 2}).await.unwrap();
+    let mut w = e.begin().await.unwrap();
+    w.esc_insert("s", &EscId([7; 32]), None).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
+    assert_eq!(r.esc_get("s", &EscId([7; 32])).await.unwrap(), None);
+    assert!(r.insert_one("s", doc! {"_id": 3}).await.is_err());
+    // The failed write was undone alone: the snapshot is still usable.
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
+    drop(r);
+    let mut r = e.begin_read().await.unwrap();
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 2);
+    assert!(r.esc_get("s", &EscId([7; 32])).await.unwrap().is_some());
+}
+
+/// A transaction dropped without commit gives its connection back rolled
+/// back: with a pool of one connection, the next operations run on it and
+/// are not inside the dropped (read-only) transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_read_transaction_returns_a_clean_connection() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary_with(&url, PgOptions::default().max_connections(1))
+        .await
+        .unwrap();
+    e.create_collection("c", encrypted()).await.unwrap();
+    for i in 0..20u8 {
+        {
+            let mut r = e.begin_read().await.unwrap();
+            assert_eq!(r.count("c", &Filter::all()).await.unwrap(), u64::from(i));
+            r.esc_get_many("c", &[EscId([1; 32])]).await.unwrap();
+        }
+        e.insert_one("c", doc! {"_id": i32::from(i)}).await.unwrap();
+        let mut tx = e.begin().await.unwrap();
+        tx.esc_insert("c", &EscId([i; 32]), None).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(e.count("c", &Filter::all()).await.unwrap(), 20);
 }
 
 fn random_token(rng: &mut Rng, prefix: &str) -> String {

@@ -175,6 +175,23 @@ impl Ctx {
         }
     }
 
+    /// Move the connection (and its state) out, leaving `self` without one.
+    pub(crate) fn detach(&mut self) -> Ctx {
+        Ctx {
+            obj: self.obj.take(),
+            dirty: std::mem::take(&mut self.dirty),
+            s: Arc::clone(&self.s),
+            prefix: self.prefix.take(),
+            locked: self.locked,
+            cache: std::mem::take(&mut self.cache),
+        }
+    }
+
+    /// Whether a transaction may be open on the connection.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     pub(crate) fn client(&self) -> Result<&ClientWrapper> {
         self.obj.as_deref().ok_or(EngineError::TransactionClosed(
             "its connection was released",

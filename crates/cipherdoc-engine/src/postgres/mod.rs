@@ -294,6 +294,7 @@ impl PgEngine {
 }
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const SAVEPOINT: &str = "SAVEPOINT cd_op";
 const RELEASE: &str = "RELEASE SAVEPOINT cd_op";
 const UNDO: &str = "ROLLBACK TO SAVEPOINT cd_op; RELEASE SAVEPOINT cd_op";
@@ -415,13 +416,15 @@ impl Engine for PgEngine {
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
         let cx = self.ctx(true).await?;
-        Ok(Box::new(PgTransaction {
-            cx,
-            pending_begin: true,
-            savepoint_open: false,
-            in_op: false,
-            broken: false,
-        }))
+        Ok(Box::new(PgTransaction::new(cx, BEGIN)))
+    }
+
+    /// A `REPEATABLE READ, READ ONLY` transaction: one snapshot for every
+    /// read (the QE server role's probes and tag lookup), no blocking of
+    /// writers, and writes through it fail.
+    async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
+        let cx = self.ctx(true).await?;
+        Ok(Box::new(PgTransaction::new(cx, BEGIN_READ)))
     }
 }
 
@@ -438,6 +441,8 @@ fn first_id(r: Result<Vec<Bson>>) -> Result<Bson> {
 #[allow(clippy::struct_excessive_bools)]
 pub struct PgTransaction {
     cx: Ctx,
+    /// The `BEGIN` statement (read-write or read-only).
+    begin: &'static str,
     /// `BEGIN` has not been sent yet (it goes out with the first statement).
     pending_begin: bool,
     /// The last operation's savepoint still exists (released lazily).
@@ -458,6 +463,17 @@ impl std::fmt::Debug for PgTransaction {
 }
 
 impl PgTransaction {
+    fn new(cx: Ctx, begin: &'static str) -> Self {
+        Self {
+            cx,
+            begin,
+            pending_begin: true,
+            savepoint_open: false,
+            in_op: false,
+            broken: false,
+        }
+    }
+
     /// Start one atomic operation: its first statement is preceded by a
     /// savepoint (and `BEGIN`, and the previous savepoint's release).
     fn start(&mut self) -> Result<&mut Ctx> {
@@ -471,7 +487,7 @@ impl PgTransaction {
         }
         let mut p = String::new();
         if self.pending_begin {
-            p.push_str(BEGIN);
+            p.push_str(self.begin);
             p.push_str("; ");
         }
         if self.savepoint_open {
@@ -530,6 +546,35 @@ impl PgTransaction {
         self.cx.client()?.batch_execute(sql).await?;
         self.cx.mark_clean();
         Ok(())
+    }
+}
+
+impl Drop for PgTransaction {
+    /// Dropped without `commit` or `rollback` (the QE server role ends
+    /// its reads so): roll back in the background and give the connection
+    /// back to the pool, rather than closing it — a new connection costs a
+    /// server process, a handshake and re-preparing every statement. A
+    /// connection in an unknown state (an operation was cancelled midway)
+    /// is still closed, by `Ctx`'s own drop.
+    fn drop(&mut self) {
+        if self.in_op || self.broken || !self.cx.is_dirty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut cx = self.cx.detach();
+        // If the runtime drops the task before it finishes, `cx` is
+        // dropped dirty and the connection is closed.
+        drop(rt.spawn(async move {
+            let rolled_back = match cx.client() {
+                Ok(c) => c.batch_execute("ROLLBACK").await.is_ok(),
+                Err(_) => false,
+            };
+            if rolled_back {
+                cx.mark_clean();
+            }
+        }));
     }
 }
 
