@@ -490,6 +490,11 @@ impl PgTransaction {
             p.push_str(self.begin);
             p.push_str("; ");
         }
+        // Deferring needs the transaction to have begun (a deferred
+        // statement goes out ahead of the next prefix); in a read-only
+        // one, writes fail, and should fail where they are made.
+        self.cx.may_defer = !self.pending_begin && self.begin != BEGIN_READ;
+        self.cx.before_begin = self.pending_begin;
         if self.savepoint_open {
             p.push_str(RELEASE);
             p.push_str("; ");
@@ -503,6 +508,18 @@ impl PgTransaction {
     /// Finish the operation: keep its effects, or undo them alone.
     async fn end<T>(&mut self, r: Result<T>) -> Result<T> {
         self.in_op = false;
+        if self.cx.take_aborted() {
+            // A statement deferred by an earlier operation failed ahead of
+            // this one's (that operation was reported done), or this one's
+            // statement failed to prepare before its savepoint existed: no
+            // savepoint gives the caller a consistent state back.
+            tracing::warn!(
+                "the transaction was aborted outside the operation's savepoint; it can only be rolled back"
+            );
+            self.broken = true;
+            self.cx.clear_cache();
+            return r;
+        }
         if !self.cx.prefix_was_sent() {
             // No statement ran: nothing to keep or undo.
             return r;
@@ -531,7 +548,7 @@ impl PgTransaction {
         }
     }
 
-    async fn finish(mut self: Box<Self>, sql: &str) -> Result<()> {
+    async fn finish(mut self: Box<Self>, commit: bool) -> Result<()> {
         if self.pending_begin && !self.broken && !self.in_op {
             // Nothing was ever sent.
             self.cx.mark_clean();
@@ -543,7 +560,14 @@ impl PgTransaction {
                 "an earlier operation on it was cancelled midway or could not be undone; it was rolled back",
             ));
         }
-        self.cx.client()?.batch_execute(sql).await?;
+        if commit {
+            // Deferred statements go out with the COMMIT; if one fails the
+            // server rolls back instead, and the error is reported.
+            self.cx.finish_with("COMMIT").await?;
+        } else {
+            self.cx.discard_deferred();
+            self.cx.client()?.batch_execute("ROLLBACK").await?;
+        }
         self.cx.mark_clean();
         Ok(())
     }
@@ -564,6 +588,7 @@ impl Drop for PgTransaction {
             return;
         };
         let mut cx = self.cx.detach();
+        cx.discard_deferred();
         // If the runtime drops the task before it finishes, `cx` is
         // dropped dirty and the connection is closed.
         drop(rt.spawn(async move {
@@ -631,11 +656,11 @@ impl Transaction for PgTransaction {
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.finish("COMMIT").await
+        self.finish(true).await
     }
 
     async fn rollback(self: Box<Self>) -> Result<()> {
-        self.finish("ROLLBACK").await
+        self.finish(false).await
     }
 }
 
@@ -677,6 +702,14 @@ impl QeState for PgTransaction {
         .await)
     }
 
+    async fn esc_insert_many(
+        &mut self,
+        collection: &str,
+        docs: &[(EscId, Option<EscValue>)],
+    ) -> Result<()> {
+        op!(self, |cx| ops::esc_insert_many(cx, collection, docs).await)
+    }
+
     async fn esc_upsert(
         &mut self,
         collection: &str,
@@ -715,6 +748,11 @@ impl QeState for PgTransaction {
             cx, collection, field_name, value
         )
         .await)
+    }
+
+    async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
+        op!(self, |cx| ops::ecoc_append_many(cx, collection, entries)
+            .await)
     }
 
     async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {

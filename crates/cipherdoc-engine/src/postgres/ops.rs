@@ -1031,6 +1031,37 @@ pub(crate) async fn esc_insert(
     Ok(())
 }
 
+/// Insert ESC rows in one statement: all of them, or — when an id is taken
+/// (by an earlier transaction or twice in `docs`) — an
+/// [`EngineError::EscIdConflict`], the rows that did go in being undone
+/// with the operation's savepoint.
+pub(crate) async fn esc_insert_many(
+    cx: &mut Ctx,
+    c: &str,
+    docs: &[(EscId, Option<EscValue>)],
+) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&[u8]> = docs.iter().map(|(id, _)| &id.0[..]).collect();
+    let values: Vec<Option<&[u8]>> = docs
+        .iter()
+        .map(|(_, v)| v.as_ref().map(|v| v.0.as_slice()))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {}(id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
+        cx.s.table(&esc_name(c))
+    );
+    let n = cx.execute(&sql, &[&ids, &values]).await?;
+    if n != docs.len() as u64 {
+        return Err(EngineError::EscIdConflict {
+            collection: c.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// One transaction-scoped advisory lock per ESC counter. The key is the
 /// counter's tag token (already uniformly random) folded with the
 /// collection's name into 64 bits; a collision between two counters only
@@ -1055,13 +1086,16 @@ pub(crate) async fn esc_lock_counters(cx: &mut Ctx, c: &str, counters: &[[u8; 32
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    cx.execute(
+    // Deferred: sent ahead of the next statement (the first ESC probe), in
+    // its round trip. The probe starts after the locks are granted, so
+    // under READ COMMITTED it still reads a snapshot taken after them.
+    cx.defer(
         "SELECT pg_advisory_xact_lock((k >> 32)::int4, (k & 4294967295)::bit(32)::int4) \
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-        &[&keys],
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
+            .to_owned(),
+        vec![Box::new(keys)],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 pub(crate) async fn esc_delete_many(cx: &mut Ctx, c: &str, ids: &[EscId]) -> Result<u64> {
@@ -1110,8 +1144,31 @@ pub(crate) async fn ecoc_append(cx: &mut Ctx, c: &str, field: &str, value: &[u8]
         "INSERT INTO {}(field, value) VALUES($1, $2)",
         cx.s.table(&ecoc_name(c))
     );
-    cx.execute(&sql, &[&field, &value]).await?;
-    Ok(())
+    // Deferred, as in `ecoc_append_many`.
+    cx.defer(
+        sql,
+        vec![Box::new(field.to_owned()), Box::new(value.to_vec())],
+    )
+    .await
+}
+
+/// Append ECOC rows in one statement, in order. Deferred: the rows go out
+/// ahead of the transaction's next statement (the document insert, or the
+/// `COMMIT`), in its round trip. Nothing reads the ECOC in between but
+/// compaction, whose statements come later in the same pipeline.
+pub(crate) async fn ecoc_append_many(cx: &mut Ctx, c: &str, entries: &[EcocEntry]) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = entries.iter().map(|e| e.field_name.clone()).collect();
+    let values: Vec<Vec<u8>> = entries.iter().map(|e| e.value.clone()).collect();
+    let sql = format!(
+        "INSERT INTO {}(field, value) SELECT u.f, u.v FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(f, v, n) ORDER BY u.n",
+        cx.s.table(&ecoc_name(c))
+    );
+    cx.defer(sql, vec![Box::new(fields), Box::new(values)])
+        .await
 }
 
 pub(crate) async fn ecoc_count(cx: &mut Ctx, c: &str) -> Result<u64> {
