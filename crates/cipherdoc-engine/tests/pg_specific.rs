@@ -611,6 +611,64 @@ async fn failed_deferred_statement_breaks_the_transaction() {
     );
 }
 
+/// A transaction's first ESC probe goes out with its catalog read, in one
+/// round trip. On a plaintext or missing collection it still fails with
+/// `NotEncrypted` / `CollectionNotFound` and leaves the transaction usable;
+/// on an encrypted one it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_probe_of_a_transaction_checks_the_collection() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.insert_one("plain", doc! {"_id": 1}).await.unwrap();
+    e.create_collection("enc", encrypted()).await.unwrap();
+    let mut tx = e.begin().await.unwrap();
+    tx.esc_insert("enc", &EscId([5; 32]), Some(EscValue(vec![5; 16])))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for read_only in [false, true] {
+        for _ in 0..2 {
+            let mut tx = if read_only {
+                e.begin_read().await.unwrap()
+            } else {
+                e.begin().await.unwrap()
+            };
+            assert!(matches!(
+                tx.esc_get_many("plain", &[EscId([5; 32])]).await,
+                Err(EngineError::NotEncrypted(_))
+            ));
+            assert_eq!(tx.count("plain", &Filter::all()).await.unwrap(), 1);
+            drop(tx);
+            let mut tx = if read_only {
+                e.begin_read().await.unwrap()
+            } else {
+                e.begin().await.unwrap()
+            };
+            assert!(matches!(
+                tx.esc_get_many("missing", &[EscId([5; 32])]).await,
+                Err(EngineError::CollectionNotFound(_))
+            ));
+            let got = tx
+                .esc_get_many("enc", &[EscId([6; 32]), EscId([5; 32])])
+                .await
+                .unwrap();
+            assert_eq!(got[0], None);
+            assert_eq!(got[1].as_ref().unwrap().value, Some(EscValue(vec![5; 16])));
+            drop(tx);
+            let mut tx = if read_only {
+                e.begin_read().await.unwrap()
+            } else {
+                e.begin().await.unwrap()
+            };
+            let got = tx.esc_get_many("enc", &[EscId([5; 32])]).await.unwrap();
+            assert!(got[0].is_some());
+            assert_eq!(tx.count("enc", &Filter::all()).await.unwrap(), 0);
+        }
+    }
+}
+
 fn random_token(rng: &mut Rng, prefix: &str) -> String {
     format!("{prefix}{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }

@@ -490,6 +490,44 @@ impl Ctx {
         self.settle(r)
     }
 
+    /// [`Ctx::execute_then_query`], and `third` speculatively after them in
+    /// the same round trip: its answer (or error) is returned apart, for
+    /// the caller to use or drop after looking at `second`'s. A failed
+    /// `third` aborts the transaction: the caller must then fail the
+    /// operation (its savepoint is rolled back). `None` (nothing was sent)
+    /// unless the transaction is about to begin — a failed prepare is
+    /// harmless only then — or when `third` cannot be prepared.
+    pub(crate) async fn execute_query_then_try(
+        &mut self,
+        first: (&str, &Params<'_>),
+        second: (&str, &Params<'_>),
+        third: (&str, &Params<'_>),
+    ) -> Result<Option<(Vec<Row>, Result<Vec<Row>>)>> {
+        if !self.before_begin {
+            // A failed prepare would abort the open transaction.
+            return Ok(None);
+        }
+        let Ok(s3) = self.client()?.prepare_cached(third.0).await else {
+            return Ok(None);
+        };
+        let s1 = self.prepare(first.0).await?;
+        let s2 = self.prepare(second.0).await?;
+        let ahead = self.ahead().await?;
+        let c = self.client()?;
+        let all = async {
+            let (a, b, t) = join3(
+                c.execute(&s1, first.1),
+                c.query(&s2, second.1),
+                c.query(&s3, third.1),
+            )
+            .await;
+            a.and(b).map(|rows| (rows, t))
+        };
+        let r = ahead.run(c, all).await;
+        let (rows, t) = self.settle(r)?;
+        Ok(Some((rows, t.map_err(EngineError::from))))
+    }
+
     /// Simple-protocol statements (DDL); no parameters.
     pub(crate) async fn batch(&mut self, sql: &str) -> Result<()> {
         self.flush().await?;

@@ -969,13 +969,46 @@ pub(crate) async fn delete(cx: &mut Ctx, name: &str, filter: &Filter, one: bool)
 
 // ---- QE state ----
 
+/// [`require_encrypted`], then `sql` (a read of the collection's ESC).
+/// When the catalog entry is not known yet and the transaction has not
+/// begun — a QE query's first probe — `sql` is sent speculatively in the
+/// catalog read's round trip and its answer kept only if the collection is
+/// encrypted (else the operation fails, undoing whatever the speculative
+/// read did to the transaction).
+async fn encrypted_then_query(
+    cx: &mut Ctx,
+    c: &str,
+    sql: &str,
+    params: &super::ctx::Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>> {
+    if cx.locked && cx.before_begin && cx.cached(c).is_none() {
+        let s = Arc::clone(&cx.s);
+        let key = s.collection_key(c);
+        if let Some((rows, speculative)) = cx
+            .execute_query_then_try((LOCK_SHARED, &[&key]), (&s.meta_sql, &[&c]), (sql, params))
+            .await?
+        {
+            let meta = parse_meta(c, &rows)?
+                .map(Arc::new)
+                .ok_or_else(|| EngineError::CollectionNotFound(c.to_owned()))?;
+            if !meta.encrypted() {
+                return Err(EngineError::NotEncrypted(c.to_owned()));
+            }
+            cx.remember(meta);
+            return speculative;
+        }
+    }
+    require_encrypted(cx, c).await?;
+    cx.query(sql, params).await
+}
+
 pub(crate) async fn esc_get_many(
     cx: &mut Ctx,
     c: &str,
     ids: &[EscId],
 ) -> Result<Vec<Option<EscEntry>>> {
-    require_encrypted(cx, c).await?;
     if ids.is_empty() {
+        require_encrypted(cx, c).await?;
         return Ok(Vec::new());
     }
     let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
@@ -983,7 +1016,7 @@ pub(crate) async fn esc_get_many(
         "SELECT id, value FROM {} WHERE id = ANY($1::bytea[])",
         cx.s.table(&esc_name(c))
     );
-    let rows = cx.query(&sql, &[&keys]).await?;
+    let rows = encrypted_then_query(cx, c, &sql, &[&keys]).await?;
     let mut found: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::with_capacity(rows.len());
     for r in &rows {
         found.insert(r.try_get(0)?, r.try_get(1)?);
