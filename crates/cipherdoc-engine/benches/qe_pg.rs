@@ -21,13 +21,19 @@
 //! Printed besides criterion's estimates (these are what BENCHMARKS.md
 //! reports):
 //! - `load` lines: time and rate of each collection's load;
-//! - `p50` lines: p50/p90 over 2,000 queries of 10 matches each;
-//! - `insert` lines: single-client throughput of `insert_one` and
-//!   `insert_many` of 100, encrypted (contention 8) and plaintext, into the
-//!   loaded collections (new values, 10 documents each);
+//! - `p50` lines: p50/p90 over 2,000 queries of 10 matches each, the four
+//!   kinds taking turns query by query;
+//! - `insert` lines: single-client throughput of `insert_one` (2,000) and
+//!   `insert_many` of 100 (100 batches), encrypted (contention 8) and
+//!   plaintext, into the loaded collections (new values, 10 documents
+//!   each), an encrypted and a plaintext operation taking turns;
 //! - `8 clients` lines: 8 tokio tasks, each running its own operations on
 //!   the shared engine (its own documents, its own queries), total
-//!   operations per second.
+//!   operations per second, over 5 rounds in which the kinds take turns.
+//!
+//! Taking turns matters on a shared machine: commit latency (the WAL
+//! flush) and CPU left to PostgreSQL vary by a factor of several from one
+//! minute to the next, and ratios of runs made minutes apart mean little.
 //!
 //! Client-side encryption (payload generation) is done outside every timed
 //! section (in the load it is timed and reported apart): the numbers are
@@ -63,6 +69,12 @@ const QUERIES: usize = 2000;
 const BATCH: usize = 1000;
 /// Concurrent clients.
 const CLIENTS: usize = 8;
+/// Single-document inserts per kind (encrypted, plaintext).
+const INSERTS: usize = 2000;
+/// `insert_many` batches of 100 per kind.
+const BATCHES: usize = 100;
+/// Alternating rounds of the 8-client measurements.
+const ROUNDS: usize = 5;
 
 fn doc_count() -> usize {
     std::env::var("CIPHERDOC_BENCH_DOCS")
@@ -150,34 +162,41 @@ fn load(rt: &Runtime, qe: &QeServer, pg: &PgEngine, client: &Client, n: usize, u
     eprintln!("load n={n}: 3 collections in {:.1?}", total.elapsed());
 }
 
-/// `QUERIES` queries, one at a time; each must find 10 documents.
-fn timed_queries(rt: &Runtime, e: &dyn Engine, coll: &str, filters: &[Filter]) -> Vec<Duration> {
+/// `QUERIES` rounds, one query at a time, each round running one query of
+/// every case in turn (so that all cases see the same machine load);
+/// each query must find 10 documents. The latencies, per case.
+fn timed_queries(rt: &Runtime, cases: &[Case]) -> Vec<Vec<Duration>> {
     rt.block_on(async {
-        let mut times = Vec::with_capacity(QUERIES);
+        let mut times = vec![Vec::with_capacity(QUERIES); cases.len()];
         for i in 0..QUERIES {
-            let f = &filters[i % filters.len()];
-            let t = Instant::now();
-            let r = e.find(coll, f, &FindOptions::default()).await.unwrap();
-            times.push(t.elapsed());
-            assert_eq!(r.len(), 10);
+            for ((_, e, coll, filters), out) in cases.iter().zip(&mut times) {
+                let f = &filters[i % filters.len()];
+                let t = Instant::now();
+                let r = e.find(coll, f, &FindOptions::default()).await.unwrap();
+                out.push(t.elapsed());
+                assert_eq!(r.len(), 10);
+            }
         }
         times
     })
 }
 
-/// `CLIENTS` tasks, each running `per_client` queries of its own (a
-/// distinct slice of `filters`); returns queries per second.
+/// `CLIENTS` tasks, each running `per_client` queries of its own (its own
+/// sequence through `filters`, from `offset`); returns how long they took.
 fn concurrent_queries(
     rt: &Runtime,
     e: &Arc<dyn Engine>,
     coll: &str,
     filters: &[Filter],
     per_client: usize,
-) -> f64 {
+    offset: usize,
+) -> Duration {
     let slices: Vec<Vec<Filter>> = (0..CLIENTS)
         .map(|c| {
             (0..per_client)
-                .map(|k| filters[(c * filters.len() / CLIENTS + k) % filters.len()].clone())
+                .map(|k| {
+                    filters[(offset + c * filters.len() / CLIENTS + k) % filters.len()].clone()
+                })
                 .collect()
         })
         .collect();
@@ -199,18 +218,17 @@ fn concurrent_queries(
             t.await.unwrap();
         }
     });
-    per_sec(CLIENTS * per_client, t.elapsed())
+    t.elapsed()
 }
 
 /// `CLIENTS` tasks, each inserting its own documents one by one; returns
-/// documents per second.
+/// how long they took.
 fn concurrent_inserts(
     rt: &Runtime,
     e: &Arc<dyn Engine>,
     coll: &str,
     docs: Vec<Vec<Document>>,
-) -> f64 {
-    let total: usize = docs.iter().map(Vec::len).sum();
+) -> Duration {
     let t = Instant::now();
     rt.block_on(async {
         let tasks: Vec<_> = docs
@@ -228,7 +246,7 @@ fn concurrent_inserts(
             t.await.unwrap();
         }
     });
-    per_sec(total, t.elapsed())
+    t.elapsed()
 }
 
 /// Documents `from..from + count`: new values (10 documents each),
@@ -308,10 +326,12 @@ fn bench(c: &mut Criterion) {
                 assert_eq!(r.len(), 10);
             });
         });
-        let (p50, p90) = percentiles(timed_queries(&rt, &**e, coll, filters));
-        eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
     }
     g.finish();
+    for ((label, ..), times) in cases.iter().zip(timed_queries(&rt, &cases)) {
+        let (p50, p90) = percentiles(times);
+        eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
+    }
 
     // ---- inserts, one client, into the loaded enc8 and plain ----
     let mut next = n;
@@ -320,32 +340,46 @@ fn bench(c: &mut Criterion) {
         next += count;
         from
     };
-    for (label, encrypted) in [("encrypted_cm8", true), ("plain_indexed", false)] {
-        let coll = if encrypted { "enc8" } else { "plain" };
-        let e: &dyn Engine = if encrypted { &qe } else { &pg };
-        let docs = new_docs(&client, take(1000), 1000, encrypted);
-        let count = docs.len();
-        let t = Instant::now();
-        rt.block_on(async {
-            for d in docs {
-                e.insert_one(coll, d).await.unwrap();
-            }
-        });
-        let one = per_sec(count, t.elapsed());
-        let batches: Vec<Vec<Document>> = (0..50)
-            .map(|_| new_docs(&client, take(100), 100, encrypted))
-            .collect();
-        let t = Instant::now();
-        rt.block_on(async {
-            for b in batches {
-                e.insert_many(coll, b).await.unwrap();
-            }
-        });
-        let many = per_sec(5000, t.elapsed());
-        eprintln!(
-            "insert n={n} {label}: insert_one {one:.0} docs/s, insert_many(100) {many:.0} docs/s"
-        );
-    }
+    // Encrypted and plaintext operations alternate, so that both see the
+    // same machine load (commit latency varies a lot on a shared disk).
+    let one_enc = new_docs(&client, take(INSERTS), INSERTS, true);
+    let one_plain = new_docs(&client, take(INSERTS), INSERTS, false);
+    let many_enc: Vec<Vec<Document>> = (0..BATCHES)
+        .map(|_| new_docs(&client, take(100), 100, true))
+        .collect();
+    let many_plain: Vec<Vec<Document>> = (0..BATCHES)
+        .map(|_| new_docs(&client, take(100), 100, false))
+        .collect();
+    let mut spent = [Duration::ZERO; 4];
+    rt.block_on(async {
+        for (de, dp) in one_enc.into_iter().zip(one_plain) {
+            let t = Instant::now();
+            qe.insert_one("enc8", de).await.unwrap();
+            spent[0] += t.elapsed();
+            let t = Instant::now();
+            pg.insert_one("plain", dp).await.unwrap();
+            spent[1] += t.elapsed();
+        }
+        for (be, bp) in many_enc.into_iter().zip(many_plain) {
+            let t = Instant::now();
+            qe.insert_many("enc8", be).await.unwrap();
+            spent[2] += t.elapsed();
+            let t = Instant::now();
+            pg.insert_many("plain", bp).await.unwrap();
+            spent[3] += t.elapsed();
+        }
+    });
+    let rate = |i: usize, docs: usize| per_sec(docs, spent[i]);
+    let (one_e, one_p) = (rate(0, INSERTS), rate(1, INSERTS));
+    let (many_e, many_p) = (rate(2, BATCHES * 100), rate(3, BATCHES * 100));
+    eprintln!(
+        "insert n={n} insert_one: encrypted_cm8 {one_e:.0} docs/s, plain_indexed {one_p:.0} docs/s ({:.0}%)",
+        100.0 * one_e / one_p
+    );
+    eprintln!(
+        "insert n={n} insert_many(100): encrypted_cm8 {many_e:.0} docs/s, plain_indexed {many_p:.0} docs/s ({:.0}%)",
+        100.0 * many_e / many_p
+    );
     let mut g = c.benchmark_group(format!("qe_pg_insert_{n}"));
     g.sample_size(10).measurement_time(Duration::from_secs(4));
     for (label, encrypted) in [("encrypted_cm8", true), ("plain_indexed", false)] {
@@ -370,18 +404,37 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    // ---- 8 concurrent clients ----
-    for (label, encrypted) in [("encrypted_cm8", true), ("plain_indexed", false)] {
-        let coll = if encrypted { "enc8" } else { "plain" };
-        let e = if encrypted { &via_qe } else { &raw };
-        let per_client: Vec<Vec<Document>> = (0..CLIENTS)
-            .map(|_| new_docs(&client, take(250), 250, encrypted))
-            .collect();
-        let rate = concurrent_inserts(&rt, e, coll, per_client);
-        eprintln!("8 clients n={n} insert_one {label}: {rate:.0} docs/s");
+    // ---- 8 concurrent clients, alternating rounds ----
+    let per_round = INSERTS / CLIENTS / ROUNDS;
+    let mut spent = [Duration::ZERO; 2];
+    for _ in 0..ROUNDS {
+        for (k, encrypted) in [true, false].into_iter().enumerate() {
+            let (coll, e) = if encrypted {
+                ("enc8", &via_qe)
+            } else {
+                ("plain", &raw)
+            };
+            let per_client: Vec<Vec<Document>> = (0..CLIENTS)
+                .map(|_| new_docs(&client, take(per_round), per_round, encrypted))
+                .collect();
+            spent[k] += concurrent_inserts(&rt, e, coll, per_client);
+        }
     }
-    for (label, e, coll, filters) in &cases {
-        let rate = concurrent_queries(&rt, e, coll, filters, 500);
+    let total = per_round * CLIENTS * ROUNDS;
+    let (enc, plain) = (per_sec(total, spent[0]), per_sec(total, spent[1]));
+    eprintln!(
+        "8 clients n={n} insert_one: encrypted_cm8 {enc:.0} docs/s, plain_indexed {plain:.0} docs/s ({:.0}%)",
+        100.0 * enc / plain
+    );
+    let per_round = 100;
+    let mut spent = vec![Duration::ZERO; cases.len()];
+    for r in 0..ROUNDS {
+        for ((_, e, coll, filters), s) in cases.iter().zip(&mut spent) {
+            *s += concurrent_queries(&rt, e, coll, filters, per_round, r * per_round);
+        }
+    }
+    for ((label, ..), s) in cases.iter().zip(spent) {
+        let rate = per_sec(per_round * CLIENTS * ROUNDS, s);
         eprintln!("8 clients n={n} query {label}: {rate:.0} queries/s");
     }
 }
