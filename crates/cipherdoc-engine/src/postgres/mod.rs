@@ -80,14 +80,39 @@
 //! older catalog read only means a scan); a collection dropped between
 //! the two statements is retried.
 //!
+//! [`Engine::begin_read`] opens a `REPEATABLE READ, READ ONLY` transaction:
+//! every read through it (the QE server role's ESC probes, then its tag
+//! lookup) sees one snapshot, and it never blocks writers.
+//!
 //! Each operation of a [`Transaction`] runs inside a savepoint, so a failed
 //! operation is undone alone and the transaction stays usable. Round trips
-//! are saved by pipelining: `BEGIN`/`SAVEPOINT` and the lock go out with the
-//! first statement of the operation, and a savepoint is released together
-//! with the next one.
+//! are saved by pipelining (tokio-postgres sends concurrently polled
+//! statements back to back; the server runs them in order):
+//! - `BEGIN`/`SAVEPOINT` and the lock go out with the first statement of
+//!   the operation, and a savepoint is released together with the next one;
+//! - statements whose answer nobody needs — the ESC counter locks and the
+//!   ECOC appends — are *deferred* in a read-write transaction: they go out
+//!   ahead of the transaction's next statement (the first ESC probe; the
+//!   document insert or `COMMIT`). Should one fail there after all (a lock
+//!   timeout, a table dropped under the transaction), the next operation
+//!   reports the error and the transaction can only be rolled back, as
+//!   after a cancelled operation; `commit` reports it too. A statement
+//!   that fails to prepare inside an open transaction (its savepoint not
+//!   sent yet) leaves it in the same state;
+//! - a transaction's first ESC probe, when the collection's catalog entry
+//!   is not known yet, is sent speculatively with the catalog read and
+//!   used only if the collection is encrypted.
 //!
-//! Dropping a transaction without `commit` closes its connection (the pool
-//! gets a fresh one later), and the server rolls the transaction back.
+//! So an encrypted `insert_one` through the QE server role costs 5 round
+//! trips (catalog; counter locks + probe; ESC insert; ECOC + document;
+//! `COMMIT`) against 3 for a plaintext one, and an encrypted query 2–3
+//! (catalog + first probe; further probe rounds; tag lookup) against 2.
+//!
+//! Dropping a transaction without `commit` (the QE server role ends its
+//! reads so) rolls it back from a spawned task, which then returns the
+//! connection to the pool; a connection in an unknown state (an operation
+//! cancelled midway), or dropped outside a tokio runtime, is closed
+//! instead, and the server rolls the transaction back.
 //!
 //! Connections are plain TCP or Unix sockets (`NoTls`); put TLS in front
 //! (or extend [`PgEngine::connect_with`]) before using a remote server.
