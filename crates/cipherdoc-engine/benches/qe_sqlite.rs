@@ -24,60 +24,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document, doc};
-use cipherdoc_crypto::client::{UserKey, encrypt_equality_find, encrypt_equality_insert};
-use cipherdoc_crypto::tokens::IndexKeyTokens;
-use cipherdoc_crypto::{DataKey, KeyId, OsRandom};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::sqlite::SqliteEngine;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, IndexSpec};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-struct Client {
-    id: KeyId,
-    key: DataKey,
-    tokens: IndexKeyTokens,
-}
-
-impl Client {
-    fn new() -> Self {
-        let id = KeyId::generate(&mut OsRandom).unwrap();
-        let key = DataKey::generate(&mut OsRandom).unwrap();
-        let tokens = IndexKeyTokens::new(id, &key);
-        Self { id, key, tokens }
-    }
-    fn ef(&self, cm: u64) -> Document {
-        doc! {"fields": [{"path": "ssn", "keyId": self.id.to_binary(), "bsonType": "string",
-        "queries": {"queryType": "equality", "contention": cm as i64}}]}
-    }
-    fn insert(&self, v: &str, cm: u64) -> Bson {
-        let p = encrypt_equality_insert(
-            &Bson::String(v.into()),
-            &self.tokens,
-            UserKey {
-                id: self.id,
-                key: &self.key,
-            },
-            cm,
-            &mut OsRandom,
-        )
-        .unwrap();
-        Bson::Binary(bson::Binary {
-            subtype: bson::spec::BinarySubtype::Encrypted,
-            bytes: p.encode(),
-        })
-    }
-    fn find(&self, v: &str, cm: u64) -> Bson {
-        let p = encrypt_equality_find(&Bson::String(v.into()), &self.tokens, cm).unwrap();
-        Bson::Binary(bson::Binary {
-            subtype: bson::spec::BinarySubtype::Encrypted,
-            bytes: p.encode(),
-        })
-    }
-}
-
-fn ssn(i: usize) -> String {
-    format!("{:09}", i / 10)
-}
+mod common;
+use common::{Client, percentiles, ssn};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -121,11 +74,6 @@ fn build(rt: &tokio::runtime::Runtime, qe: &QeServer, client: &Client, n: usize)
         }
     });
     eprintln!("built {n} documents x 3 collections in {:.1?}", t.elapsed());
-}
-
-fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
-    v.sort();
-    (v[v.len() / 2], v[v.len() * 9 / 10])
 }
 
 fn bench_queries(c: &mut Criterion) {

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
 use cipherdoc_engine::contract::{Rng, sample_values};
-use cipherdoc_engine::postgres::{PgEngine, testing};
+use cipherdoc_engine::postgres::{PgEngine, PgOptions, testing};
 use cipherdoc_engine::{
-    CreateCollectionOptions, Engine, EngineError, EscId, EscValue, Filter, IndexSpec, Tag,
-    Transaction,
+    CreateCollectionOptions, EcocEntry, Engine, EngineError, EscId, EscValue, Filter, FindOptions,
+    IndexSpec, Tag, Transaction,
 };
 use tokio_postgres::NoTls;
 
@@ -467,6 +467,206 @@ async fn dropped_transaction_rolls_back_and_releases_locks() {
     assert_eq!(tx.esc_count("d").await.unwrap(), 0);
     tx.esc_insert("d", &EscId([1; 32]), None).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// `begin_read` reads one snapshot: a document committed after its first
+/// read is not seen by its later reads (while a new read sees it), and
+/// writes through it fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_transaction_is_one_snapshot() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.create_collection("s", encrypted()).await.unwrap();
+    e.insert_one("s", doc! {"_id": 1}).await.unwrap();
+    let mut r = e.begin_read().await.unwrap();
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
+    assert_eq!(r.esc_get("s", &EscId([7; 32])).await.unwrap(), None);
+    e.insert_one("s", doc! {"_id": 2}).await.unwrap();
+    let mut w = e.begin().await.unwrap();
+    w.esc_insert("s", &EscId([7; 32]), None).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
+    assert_eq!(r.esc_get("s", &EscId([7; 32])).await.unwrap(), None);
+    assert!(r.insert_one("s", doc! {"_id": 3}).await.is_err());
+    // The failed write was undone alone: the snapshot is still usable.
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
+    drop(r);
+    let mut r = e.begin_read().await.unwrap();
+    assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 2);
+    assert!(r.esc_get("s", &EscId([7; 32])).await.unwrap().is_some());
+}
+
+/// A transaction dropped without commit gives its connection back rolled
+/// back: with a pool of one connection, the next operations run on it and
+/// are not inside the dropped (read-only) transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_read_transaction_returns_a_clean_connection() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary_with(&url, PgOptions::default().max_connections(1))
+        .await
+        .unwrap();
+    e.create_collection("c", encrypted()).await.unwrap();
+    for i in 0..20u8 {
+        {
+            let mut r = e.begin_read().await.unwrap();
+            assert_eq!(r.count("c", &Filter::all()).await.unwrap(), u64::from(i));
+            r.esc_get_many("c", &[EscId([1; 32])]).await.unwrap();
+        }
+        e.insert_one("c", doc! {"_id": i32::from(i)}).await.unwrap();
+        let mut tx = e.begin().await.unwrap();
+        tx.esc_insert("c", &EscId([i; 32]), None).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(e.count("c", &Filter::all()).await.unwrap(), 20);
+}
+
+/// `esc_insert_many` is all or none: one taken id fails the call with
+/// `EscIdConflict`, inserts nothing, and leaves the transaction usable.
+/// ECOC appends (sent with the next statement) are seen by later reads of
+/// the transaction and committed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esc_insert_many_all_or_none_and_ecoc_appends() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.create_collection("m", encrypted()).await.unwrap();
+    let mut tx = e.begin().await.unwrap();
+    tx.esc_insert("m", &EscId([2; 32]), None).await.unwrap();
+    let batch: Vec<(EscId, Option<EscValue>)> = [1u8, 2, 3]
+        .iter()
+        .map(|b| (EscId([*b; 32]), Some(EscValue(vec![*b; 16]))))
+        .collect();
+    assert!(matches!(
+        tx.esc_insert_many("m", &batch).await,
+        Err(EngineError::EscIdConflict { .. })
+    ));
+    assert_eq!(tx.esc_count("m").await.unwrap(), 1);
+    // A repeated id inside one batch conflicts too.
+    let twice = vec![(EscId([4; 32]), None), (EscId([4; 32]), None)];
+    assert!(matches!(
+        tx.esc_insert_many("m", &twice).await,
+        Err(EngineError::EscIdConflict { .. })
+    ));
+    tx.esc_insert_many("m", &[batch[0].clone(), batch[2].clone()])
+        .await
+        .unwrap();
+    assert_eq!(tx.esc_count("m").await.unwrap(), 3);
+    let got = tx.esc_get_many("m", &[EscId([3; 32])]).await.unwrap();
+    assert_eq!(got[0].as_ref().unwrap().value, Some(EscValue(vec![3; 16])));
+    let entries: Vec<EcocEntry> = (0..5u8)
+        .map(|i| EcocEntry {
+            field_name: format!("f{i}"),
+            value: vec![i; 8],
+        })
+        .collect();
+    tx.ecoc_append_many("m", &entries).await.unwrap();
+    tx.ecoc_append("m", "g", &[9; 8]).await.unwrap();
+    assert_eq!(tx.ecoc_count("m").await.unwrap(), 6);
+    tx.ecoc_append("m", "h", &[10; 8]).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = e.begin().await.unwrap();
+    assert_eq!(tx.esc_count("m").await.unwrap(), 3);
+    assert!(tx.ecoc_begin_compaction("m").await.unwrap());
+    let read = tx.ecoc_read_compact("m").await.unwrap();
+    let names: Vec<&str> = read.iter().map(|e| e.field_name.as_str()).collect();
+    assert_eq!(names, ["f0", "f1", "f2", "f3", "f4", "g", "h"]);
+    tx.rollback().await.unwrap();
+}
+
+/// A statement deferred to the next round trip (an ECOC append) that
+/// fails there makes the transaction unusable: the next operation reports
+/// the error, later ones and `commit` fail, and nothing is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deferred_statement_breaks_the_transaction() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.create_collection("f", encrypted()).await.unwrap();
+    let mut tx = e.begin().await.unwrap();
+    tx.insert_one("f", doc! {"_id": 1}).await.unwrap();
+    tx.ecoc_append("f", "x", &[1; 8]).await.unwrap();
+    // The append has not reached the server: its table can still go.
+    let raw = raw_client(&url).await;
+    raw.batch_execute(&format!("DROP TABLE \"{}\".\"enxcol_.f.ecoc\"", e.schema()))
+        .await
+        .unwrap();
+    assert!(tx.insert_one("f", doc! {"_id": 2}).await.is_err());
+    assert!(matches!(
+        tx.count("f", &Filter::all()).await,
+        Err(EngineError::TransactionClosed(_))
+    ));
+    assert!(tx.commit().await.is_err());
+    assert_eq!(
+        e.find("f", &Filter::all(), &FindOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+/// A transaction's first ESC probe goes out with its catalog read, in one
+/// round trip. On a plaintext or missing collection it still fails with
+/// `NotEncrypted` / `CollectionNotFound` and leaves the transaction usable;
+/// on an encrypted one it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_probe_of_a_transaction_checks_the_collection() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.insert_one("plain", doc! {"_id": 1}).await.unwrap();
+    e.create_collection("enc", encrypted()).await.unwrap();
+    let mut tx = e.begin().await.unwrap();
+    tx.esc_insert("enc", &EscId([5; 32]), Some(EscValue(vec![5; 16])))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for read_only in [false, true] {
+        for _ in 0..2 {
+            let mut tx = if read_only {
+                e.begin_read().await.unwrap()
+            } else {
+                e.begin().await.unwrap()
+            };
+            assert!(matches!(
+                tx.esc_get_many("plain", &[EscId([5; 32])]).await,
+                Err(EngineError::NotEncrypted(_))
+            ));
+            assert_eq!(tx.count("plain", &Filter::all()).await.unwrap(), 1);
+            drop(tx);
+            let mut tx = if read_only {
+                e.begin_read().await.unwrap()
+            } else {
+                e.begin().await.unwrap()
+            };
+            assert!(matches!(
+                tx.esc_get_many("missing", &[EscId([5; 32])]).await,
+                Err(EngineError::CollectionNotFound(_))
+            ));
+            let got = tx
+                .esc_get_many("enc", &[EscId([6; 32]), EscId([5; 32])])
+                .await
+                .unwrap();
+            assert_eq!(got[0], None);
+            assert_eq!(got[1].as_ref().unwrap().value, Some(EscValue(vec![5; 16])));
+            drop(tx);
+            let mut tx = if read_only {
+                e.begin_read().await.unwrap()
+            } else {
+                e.begin().await.unwrap()
+            };
+            let got = tx.esc_get_many("enc", &[EscId([5; 32])]).await.unwrap();
+            assert!(got[0].is_some());
+            assert_eq!(tx.count("enc", &Filter::all()).await.unwrap(), 0);
+        }
+    }
 }
 
 fn random_token(rng: &mut Rng, prefix: &str) -> String {

@@ -1,16 +1,20 @@
 //! One pooled connection with its statement pipeline: the schema's table
-//! names and lock keys, a pending prefix (`BEGIN …`, `SAVEPOINT …`) that is
-//! pipelined with the next statement instead of costing a round trip of its
-//! own, and the per-transaction catalog cache.
+//! names and lock keys, a pending prefix (`BEGIN …`, `SAVEPOINT …`) and
+//! deferred statements that are pipelined with the next statement instead
+//! of costing a round trip of their own, and the per-transaction catalog
+//! cache.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bson::Document;
 use deadpool_postgres::{ClientWrapper, Object};
-use futures_util::future::{try_join, try_join3};
-use tokio_postgres::Row;
+use futures_util::future::{join3, poll_fn};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use crate::engine::{CollectionInfo, CreateCollectionOptions, IndexSpec};
 use crate::{EngineError, Result};
@@ -137,10 +141,97 @@ impl Meta {
 
 pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
+/// An owned statement parameter (for statements sent later).
+pub(crate) type OwnedParam = Box<dyn ToSql + Sync + Send>;
+
+/// A statement whose result nobody waits for: it is sent in the same round
+/// trip as the next statement, ahead of it (see [`Ctx::defer`]).
+struct Deferred {
+    sql: String,
+    params: Vec<OwnedParam>,
+}
+
+/// At most this many statements wait to be sent; one more sends them.
+const MAX_DEFERRED: usize = 16;
+
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
+type BoxedExec<'a> = Pin<Box<dyn Future<Output = PgResult<u64>> + Send + 'a>>;
+
+/// Await `futs` together, polling them in order every time, so that their
+/// requests reach the connection in this order (tokio-postgres sends a
+/// request on its future's first poll and answers requests in order).
+async fn join_in_order(mut futs: Vec<BoxedExec<'_>>) -> Vec<PgResult<u64>> {
+    let mut out: Vec<Option<PgResult<u64>>> = futs.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// What goes out ahead of the next statement: the deferred statements
+/// (prepared), then the prefix.
+struct Ahead {
+    deferred: Vec<(Statement, Deferred)>,
+    prefix: Option<String>,
+}
+
+impl Ahead {
+    /// Send everything ahead of `main`, in one round trip with it. A failed
+    /// deferred statement is reported first (it aborts the transaction, so
+    /// what follows it fails too).
+    async fn run<T>(
+        &self,
+        c: &ClientWrapper,
+        main: impl Future<Output = PgResult<T>> + Send,
+    ) -> (Option<tokio_postgres::Error>, PgResult<T>) {
+        let deferred = join_in_order(
+            self.deferred
+                .iter()
+                .map(|(stmt, d)| -> BoxedExec<'_> {
+                    Box::pin(async move {
+                        let params: Vec<&(dyn ToSql + Sync)> = d
+                            .params
+                            .iter()
+                            .map(|p| &**p as &(dyn ToSql + Sync))
+                            .collect();
+                        c.execute(stmt, &params).await
+                    })
+                })
+                .collect(),
+        );
+        let pre = async {
+            match &self.prefix {
+                Some(p) => c.batch_execute(p).await,
+                None => Ok(()),
+            }
+        };
+        let (d, p, m) = join3(deferred, pre, main).await;
+        let failed = d.into_iter().find_map(std::result::Result::err);
+        (failed, p.and(m))
+    }
+}
+
 /// A pooled connection in use. While `dirty` (a transaction may be open on
 /// it, e.g. because an operation was cancelled midway) it is never handed
 /// back to the pool: dropping it closes the connection, and the server
 /// rolls back whatever was open.
+// Independent flags (connection state, locking mode, deferral); an enum
+// would have to spell out their product.
+#[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Ctx {
     obj: Option<Object>,
     dirty: bool,
@@ -152,6 +243,17 @@ pub(crate) struct Ctx {
     /// what was read for the rest of the transaction (writers only).
     pub(crate) locked: bool,
     cache: HashMap<String, Arc<Meta>>,
+    /// Statements to send ahead of the next one (after the prefix was sent).
+    deferred: Vec<Deferred>,
+    /// Whether [`Ctx::defer`] may defer (else it executes at once).
+    pub(crate) may_defer: bool,
+    /// The transaction was aborted outside the current operation's
+    /// savepoint: a deferred statement failed, or a statement failed to
+    /// prepare (before the operation's prefix went out).
+    aborted: bool,
+    /// The pending prefix opens the transaction (nothing was sent in it
+    /// yet), so a failed prepare cannot abort it.
+    pub(crate) before_begin: bool,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -172,7 +274,32 @@ impl Ctx {
             prefix: None,
             locked,
             cache: HashMap::new(),
+            deferred: Vec::new(),
+            may_defer: false,
+            aborted: false,
+            before_begin: false,
         }
+    }
+
+    /// Move the connection (and its state) out, leaving `self` without one.
+    pub(crate) fn detach(&mut self) -> Ctx {
+        Ctx {
+            obj: self.obj.take(),
+            dirty: std::mem::take(&mut self.dirty),
+            s: Arc::clone(&self.s),
+            prefix: self.prefix.take(),
+            locked: self.locked,
+            cache: std::mem::take(&mut self.cache),
+            deferred: std::mem::take(&mut self.deferred),
+            may_defer: self.may_defer,
+            aborted: self.aborted,
+            before_begin: self.before_begin,
+        }
+    }
+
+    /// Whether a transaction may be open on the connection.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     pub(crate) fn client(&self) -> Result<&ClientWrapper> {
@@ -222,40 +349,118 @@ impl Ctx {
         self.cache.remove(name);
     }
 
-    /// Send the pending prefix on its own (before DDL batches).
-    async fn flush_prefix(&mut self) -> Result<()> {
-        if let Some(p) = self.take_prefix() {
-            self.client()?.batch_execute(&p).await?;
+    /// Send `sql` later, ahead of the next statement in the same round trip,
+    /// instead of waiting for it now — when [`Ctx::may_defer`] allows (a
+    /// transaction is open); otherwise it runs at once. For statements
+    /// whose result is not needed and that practically never fail (locks,
+    /// ECOC appends). If it fails after all, the next statement reports
+    /// the error, [`Ctx::take_aborted`] says so, and the
+    /// transaction can only be rolled back.
+    pub(crate) async fn defer(&mut self, sql: String, params: Vec<OwnedParam>) -> Result<()> {
+        if !self.may_defer {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            self.execute(&sql, &refs).await?;
+            return Ok(());
         }
+        if self.deferred.len() >= MAX_DEFERRED {
+            self.flush().await?;
+        }
+        self.deferred.push(Deferred { sql, params });
         Ok(())
     }
 
-    pub(crate) async fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
-        let stmt = self.client()?.prepare_cached(sql).await?;
-        let prefix = self.take_prefix();
-        let c = self.client()?;
-        Ok(match prefix {
-            Some(p) => {
-                try_join(c.batch_execute(&p), c.query(&stmt, params))
-                    .await?
-                    .1
+    /// Whether the transaction was aborted outside the current operation's
+    /// savepoint since the last call (see `aborted`): it can then only be
+    /// rolled back.
+    pub(crate) fn take_aborted(&mut self) -> bool {
+        std::mem::take(&mut self.aborted)
+    }
+
+    /// `prepare_cached`. A statement that fails to prepare (a missing
+    /// table) aborts an open transaction, and the operation's savepoint
+    /// has not been sent yet to undo it alone.
+    async fn prepare(&mut self, sql: &str) -> Result<Statement> {
+        match self.client()?.prepare_cached(sql).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                if !self.before_begin {
+                    self.aborted = true;
+                }
+                Err(e.into())
             }
-            None => c.query(&stmt, params).await?,
+        }
+    }
+
+    /// Forget the deferred statements (the transaction is rolled back).
+    pub(crate) fn discard_deferred(&mut self) {
+        self.deferred.clear();
+    }
+
+    /// Prepare what goes ahead of the next statement and take it out.
+    async fn ahead(&mut self) -> Result<Ahead> {
+        let mut deferred = Vec::with_capacity(self.deferred.len());
+        for d in std::mem::take(&mut self.deferred) {
+            let stmt = match self.client()?.prepare_cached(&d.sql).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.aborted = true;
+                    return Err(e.into());
+                }
+            };
+            deferred.push((stmt, d));
+        }
+        Ok(Ahead {
+            deferred,
+            prefix: self.take_prefix(),
         })
     }
 
-    pub(crate) async fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64> {
-        let stmt = self.client()?.prepare_cached(sql).await?;
-        let prefix = self.take_prefix();
-        let c = self.client()?;
-        Ok(match prefix {
-            Some(p) => {
-                try_join(c.batch_execute(&p), c.execute(&stmt, params))
-                    .await?
-                    .1
+    /// The result of a pipeline: a failed deferred statement wins.
+    fn settle<T>(&mut self, r: (Option<tokio_postgres::Error>, PgResult<T>)) -> Result<T> {
+        match r {
+            (Some(e), _) => {
+                self.aborted = true;
+                Err(e.into())
             }
-            None => c.execute(&stmt, params).await?,
-        })
+            (None, r) => Ok(r?),
+        }
+    }
+
+    /// Send the deferred statements and the pending prefix on their own
+    /// (before DDL batches).
+    async fn flush(&mut self) -> Result<()> {
+        let ahead = self.ahead().await?;
+        if ahead.deferred.is_empty() && ahead.prefix.is_none() {
+            return Ok(());
+        }
+        let r = ahead.run(self.client()?, async { Ok(()) }).await;
+        self.settle(r)
+    }
+
+    /// Send the deferred statements, then simple-protocol `sql` (`COMMIT`),
+    /// in one round trip.
+    pub(crate) async fn finish_with(&mut self, sql: &str) -> Result<()> {
+        let ahead = self.ahead().await?;
+        let c = self.client()?;
+        let r = ahead.run(c, c.batch_execute(sql)).await;
+        self.settle(r)
+    }
+
+    pub(crate) async fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        let stmt = self.prepare(sql).await?;
+        let ahead = self.ahead().await?;
+        let c = self.client()?;
+        let r = ahead.run(c, c.query(&stmt, params)).await;
+        self.settle(r)
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64> {
+        let stmt = self.prepare(sql).await?;
+        let ahead = self.ahead().await?;
+        let c = self.client()?;
+        let r = ahead.run(c, c.execute(&stmt, params)).await;
+        self.settle(r)
     }
 
     /// Run `first` (typically a lock) and then `second` in one round trip
@@ -269,28 +474,63 @@ impl Ctx {
         second: &str,
         second_params: &Params<'_>,
     ) -> Result<Vec<Row>> {
-        let s1 = self.client()?.prepare_cached(first).await?;
-        let s2 = self.client()?.prepare_cached(second).await?;
-        let prefix = self.take_prefix();
+        let s1 = self.prepare(first).await?;
+        let s2 = self.prepare(second).await?;
+        let ahead = self.ahead().await?;
         let c = self.client()?;
-        let pre = async {
-            match &prefix {
-                Some(p) => c.batch_execute(p).await,
-                None => Ok(()),
-            }
+        let both = async {
+            let (a, b) = futures_util::future::join(
+                c.execute(&s1, first_params),
+                c.query(&s2, second_params),
+            )
+            .await;
+            a.and(b)
         };
-        let ((), _, rows) = try_join3(
-            pre,
-            c.execute(&s1, first_params),
-            c.query(&s2, second_params),
-        )
-        .await?;
-        Ok(rows)
+        let r = ahead.run(c, both).await;
+        self.settle(r)
+    }
+
+    /// [`Ctx::execute_then_query`], and `third` speculatively after them in
+    /// the same round trip: its answer (or error) is returned apart, for
+    /// the caller to use or drop after looking at `second`'s. A failed
+    /// `third` aborts the transaction: the caller must then fail the
+    /// operation (its savepoint is rolled back). `None` (nothing was sent)
+    /// unless the transaction is about to begin — a failed prepare is
+    /// harmless only then — or when `third` cannot be prepared.
+    pub(crate) async fn execute_query_then_try(
+        &mut self,
+        first: (&str, &Params<'_>),
+        second: (&str, &Params<'_>),
+        third: (&str, &Params<'_>),
+    ) -> Result<Option<(Vec<Row>, Result<Vec<Row>>)>> {
+        if !self.before_begin {
+            // A failed prepare would abort the open transaction.
+            return Ok(None);
+        }
+        let Ok(s3) = self.client()?.prepare_cached(third.0).await else {
+            return Ok(None);
+        };
+        let s1 = self.prepare(first.0).await?;
+        let s2 = self.prepare(second.0).await?;
+        let ahead = self.ahead().await?;
+        let c = self.client()?;
+        let all = async {
+            let (a, b, t) = join3(
+                c.execute(&s1, first.1),
+                c.query(&s2, second.1),
+                c.query(&s3, third.1),
+            )
+            .await;
+            a.and(b).map(|rows| (rows, t))
+        };
+        let r = ahead.run(c, all).await;
+        let (rows, t) = self.settle(r)?;
+        Ok(Some((rows, t.map_err(EngineError::from))))
     }
 
     /// Simple-protocol statements (DDL); no parameters.
     pub(crate) async fn batch(&mut self, sql: &str) -> Result<()> {
-        self.flush_prefix().await?;
+        self.flush().await?;
         self.client()?.batch_execute(sql).await?;
         Ok(())
     }

@@ -80,14 +80,39 @@
 //! older catalog read only means a scan); a collection dropped between
 //! the two statements is retried.
 //!
+//! [`Engine::begin_read`] opens a `REPEATABLE READ, READ ONLY` transaction:
+//! every read through it (the QE server role's ESC probes, then its tag
+//! lookup) sees one snapshot, and it never blocks writers.
+//!
 //! Each operation of a [`Transaction`] runs inside a savepoint, so a failed
 //! operation is undone alone and the transaction stays usable. Round trips
-//! are saved by pipelining: `BEGIN`/`SAVEPOINT` and the lock go out with the
-//! first statement of the operation, and a savepoint is released together
-//! with the next one.
+//! are saved by pipelining (tokio-postgres sends concurrently polled
+//! statements back to back; the server runs them in order):
+//! - `BEGIN`/`SAVEPOINT` and the lock go out with the first statement of
+//!   the operation, and a savepoint is released together with the next one;
+//! - statements whose answer nobody needs — the ESC counter locks and the
+//!   ECOC appends — are *deferred* in a read-write transaction: they go out
+//!   ahead of the transaction's next statement (the first ESC probe; the
+//!   document insert or `COMMIT`). Should one fail there after all (a lock
+//!   timeout, a table dropped under the transaction), the next operation
+//!   reports the error and the transaction can only be rolled back, as
+//!   after a cancelled operation; `commit` reports it too. A statement
+//!   that fails to prepare inside an open transaction (its savepoint not
+//!   sent yet) leaves it in the same state;
+//! - a transaction's first ESC probe, when the collection's catalog entry
+//!   is not known yet, is sent speculatively with the catalog read and
+//!   used only if the collection is encrypted.
 //!
-//! Dropping a transaction without `commit` closes its connection (the pool
-//! gets a fresh one later), and the server rolls the transaction back.
+//! So an encrypted `insert_one` through the QE server role costs 5 round
+//! trips (catalog; counter locks + probe; ESC insert; ECOC + document;
+//! `COMMIT`) against 3 for a plaintext one, and an encrypted query 2–3
+//! (catalog + first probe; further probe rounds; tag lookup) against 2.
+//!
+//! Dropping a transaction without `commit` (the QE server role ends its
+//! reads so) rolls it back from a spawned task, which then returns the
+//! connection to the pool; a connection in an unknown state (an operation
+//! cancelled midway), or dropped outside a tokio runtime, is closed
+//! instead, and the server rolls the transaction back.
 //!
 //! Connections are plain TCP or Unix sockets (`NoTls`); put TLS in front
 //! (or extend [`PgEngine::connect_with`]) before using a remote server.
@@ -294,6 +319,7 @@ impl PgEngine {
 }
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 const SAVEPOINT: &str = "SAVEPOINT cd_op";
 const RELEASE: &str = "RELEASE SAVEPOINT cd_op";
 const UNDO: &str = "ROLLBACK TO SAVEPOINT cd_op; RELEASE SAVEPOINT cd_op";
@@ -415,13 +441,15 @@ impl Engine for PgEngine {
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
         let cx = self.ctx(true).await?;
-        Ok(Box::new(PgTransaction {
-            cx,
-            pending_begin: true,
-            savepoint_open: false,
-            in_op: false,
-            broken: false,
-        }))
+        Ok(Box::new(PgTransaction::new(cx, BEGIN)))
+    }
+
+    /// A `REPEATABLE READ, READ ONLY` transaction: one snapshot for every
+    /// read (the QE server role's probes and tag lookup), no blocking of
+    /// writers, and writes through it fail.
+    async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
+        let cx = self.ctx(true).await?;
+        Ok(Box::new(PgTransaction::new(cx, BEGIN_READ)))
     }
 }
 
@@ -438,6 +466,8 @@ fn first_id(r: Result<Vec<Bson>>) -> Result<Bson> {
 #[allow(clippy::struct_excessive_bools)]
 pub struct PgTransaction {
     cx: Ctx,
+    /// The `BEGIN` statement (read-write or read-only).
+    begin: &'static str,
     /// `BEGIN` has not been sent yet (it goes out with the first statement).
     pending_begin: bool,
     /// The last operation's savepoint still exists (released lazily).
@@ -458,6 +488,17 @@ impl std::fmt::Debug for PgTransaction {
 }
 
 impl PgTransaction {
+    fn new(cx: Ctx, begin: &'static str) -> Self {
+        Self {
+            cx,
+            begin,
+            pending_begin: true,
+            savepoint_open: false,
+            in_op: false,
+            broken: false,
+        }
+    }
+
     /// Start one atomic operation: its first statement is preceded by a
     /// savepoint (and `BEGIN`, and the previous savepoint's release).
     fn start(&mut self) -> Result<&mut Ctx> {
@@ -471,9 +512,14 @@ impl PgTransaction {
         }
         let mut p = String::new();
         if self.pending_begin {
-            p.push_str(BEGIN);
+            p.push_str(self.begin);
             p.push_str("; ");
         }
+        // Deferring needs the transaction to have begun (a deferred
+        // statement goes out ahead of the next prefix); in a read-only
+        // one, writes fail, and should fail where they are made.
+        self.cx.may_defer = !self.pending_begin && self.begin != BEGIN_READ;
+        self.cx.before_begin = self.pending_begin;
         if self.savepoint_open {
             p.push_str(RELEASE);
             p.push_str("; ");
@@ -487,6 +533,18 @@ impl PgTransaction {
     /// Finish the operation: keep its effects, or undo them alone.
     async fn end<T>(&mut self, r: Result<T>) -> Result<T> {
         self.in_op = false;
+        if self.cx.take_aborted() {
+            // A statement deferred by an earlier operation failed ahead of
+            // this one's (that operation was reported done), or this one's
+            // statement failed to prepare before its savepoint existed: no
+            // savepoint gives the caller a consistent state back.
+            tracing::warn!(
+                "the transaction was aborted outside the operation's savepoint; it can only be rolled back"
+            );
+            self.broken = true;
+            self.cx.clear_cache();
+            return r;
+        }
         if !self.cx.prefix_was_sent() {
             // No statement ran: nothing to keep or undo.
             return r;
@@ -515,7 +573,7 @@ impl PgTransaction {
         }
     }
 
-    async fn finish(mut self: Box<Self>, sql: &str) -> Result<()> {
+    async fn finish(mut self: Box<Self>, commit: bool) -> Result<()> {
         if self.pending_begin && !self.broken && !self.in_op {
             // Nothing was ever sent.
             self.cx.mark_clean();
@@ -527,9 +585,46 @@ impl PgTransaction {
                 "an earlier operation on it was cancelled midway or could not be undone; it was rolled back",
             ));
         }
-        self.cx.client()?.batch_execute(sql).await?;
+        if commit {
+            // Deferred statements go out with the COMMIT; if one fails the
+            // server rolls back instead, and the error is reported.
+            self.cx.finish_with("COMMIT").await?;
+        } else {
+            self.cx.discard_deferred();
+            self.cx.client()?.batch_execute("ROLLBACK").await?;
+        }
         self.cx.mark_clean();
         Ok(())
+    }
+}
+
+impl Drop for PgTransaction {
+    /// Dropped without `commit` or `rollback` (the QE server role ends
+    /// its reads so): roll back in the background and give the connection
+    /// back to the pool, rather than closing it — a new connection costs a
+    /// server process, a handshake and re-preparing every statement. A
+    /// connection in an unknown state (an operation was cancelled midway)
+    /// is still closed, by `Ctx`'s own drop.
+    fn drop(&mut self) {
+        if self.in_op || self.broken || !self.cx.is_dirty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut cx = self.cx.detach();
+        cx.discard_deferred();
+        // If the runtime drops the task before it finishes, `cx` is
+        // dropped dirty and the connection is closed.
+        drop(rt.spawn(async move {
+            let rolled_back = match cx.client() {
+                Ok(c) => c.batch_execute("ROLLBACK").await.is_ok(),
+                Err(_) => false,
+            };
+            if rolled_back {
+                cx.mark_clean();
+            }
+        }));
     }
 }
 
@@ -586,11 +681,11 @@ impl Transaction for PgTransaction {
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.finish("COMMIT").await
+        self.finish(true).await
     }
 
     async fn rollback(self: Box<Self>) -> Result<()> {
-        self.finish("ROLLBACK").await
+        self.finish(false).await
     }
 }
 
@@ -632,6 +727,14 @@ impl QeState for PgTransaction {
         .await)
     }
 
+    async fn esc_insert_many(
+        &mut self,
+        collection: &str,
+        docs: &[(EscId, Option<EscValue>)],
+    ) -> Result<()> {
+        op!(self, |cx| ops::esc_insert_many(cx, collection, docs).await)
+    }
+
     async fn esc_upsert(
         &mut self,
         collection: &str,
@@ -670,6 +773,11 @@ impl QeState for PgTransaction {
             cx, collection, field_name, value
         )
         .await)
+    }
+
+    async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
+        op!(self, |cx| ops::ecoc_append_many(cx, collection, entries)
+            .await)
     }
 
     async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {

@@ -969,13 +969,46 @@ pub(crate) async fn delete(cx: &mut Ctx, name: &str, filter: &Filter, one: bool)
 
 // ---- QE state ----
 
+/// [`require_encrypted`], then `sql` (a read of the collection's ESC).
+/// When the catalog entry is not known yet and the transaction has not
+/// begun — a QE query's first probe — `sql` is sent speculatively in the
+/// catalog read's round trip and its answer kept only if the collection is
+/// encrypted (else the operation fails, undoing whatever the speculative
+/// read did to the transaction).
+async fn encrypted_then_query(
+    cx: &mut Ctx,
+    c: &str,
+    sql: &str,
+    params: &super::ctx::Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>> {
+    if cx.locked && cx.before_begin && cx.cached(c).is_none() {
+        let s = Arc::clone(&cx.s);
+        let key = s.collection_key(c);
+        if let Some((rows, speculative)) = cx
+            .execute_query_then_try((LOCK_SHARED, &[&key]), (&s.meta_sql, &[&c]), (sql, params))
+            .await?
+        {
+            let meta = parse_meta(c, &rows)?
+                .map(Arc::new)
+                .ok_or_else(|| EngineError::CollectionNotFound(c.to_owned()))?;
+            if !meta.encrypted() {
+                return Err(EngineError::NotEncrypted(c.to_owned()));
+            }
+            cx.remember(meta);
+            return speculative;
+        }
+    }
+    require_encrypted(cx, c).await?;
+    cx.query(sql, params).await
+}
+
 pub(crate) async fn esc_get_many(
     cx: &mut Ctx,
     c: &str,
     ids: &[EscId],
 ) -> Result<Vec<Option<EscEntry>>> {
-    require_encrypted(cx, c).await?;
     if ids.is_empty() {
+        require_encrypted(cx, c).await?;
         return Ok(Vec::new());
     }
     let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
@@ -983,7 +1016,7 @@ pub(crate) async fn esc_get_many(
         "SELECT id, value FROM {} WHERE id = ANY($1::bytea[])",
         cx.s.table(&esc_name(c))
     );
-    let rows = cx.query(&sql, &[&keys]).await?;
+    let rows = encrypted_then_query(cx, c, &sql, &[&keys]).await?;
     let mut found: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::with_capacity(rows.len());
     for r in &rows {
         found.insert(r.try_get(0)?, r.try_get(1)?);
@@ -1031,6 +1064,37 @@ pub(crate) async fn esc_insert(
     Ok(())
 }
 
+/// Insert ESC rows in one statement: all of them, or — when an id is taken
+/// (by an earlier transaction or twice in `docs`) — an
+/// [`EngineError::EscIdConflict`], the rows that did go in being undone
+/// with the operation's savepoint.
+pub(crate) async fn esc_insert_many(
+    cx: &mut Ctx,
+    c: &str,
+    docs: &[(EscId, Option<EscValue>)],
+) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&[u8]> = docs.iter().map(|(id, _)| &id.0[..]).collect();
+    let values: Vec<Option<&[u8]>> = docs
+        .iter()
+        .map(|(_, v)| v.as_ref().map(|v| v.0.as_slice()))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {}(id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
+        cx.s.table(&esc_name(c))
+    );
+    let n = cx.execute(&sql, &[&ids, &values]).await?;
+    if n != docs.len() as u64 {
+        return Err(EngineError::EscIdConflict {
+            collection: c.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// One transaction-scoped advisory lock per ESC counter. The key is the
 /// counter's tag token (already uniformly random) folded with the
 /// collection's name into 64 bits; a collision between two counters only
@@ -1055,13 +1119,16 @@ pub(crate) async fn esc_lock_counters(cx: &mut Ctx, c: &str, counters: &[[u8; 32
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    cx.execute(
+    // Deferred: sent ahead of the next statement (the first ESC probe), in
+    // its round trip. The probe starts after the locks are granted, so
+    // under READ COMMITTED it still reads a snapshot taken after them.
+    cx.defer(
         "SELECT pg_advisory_xact_lock((k >> 32)::int4, (k & 4294967295)::bit(32)::int4) \
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-        &[&keys],
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
+            .to_owned(),
+        vec![Box::new(keys)],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 pub(crate) async fn esc_delete_many(cx: &mut Ctx, c: &str, ids: &[EscId]) -> Result<u64> {
@@ -1110,8 +1177,31 @@ pub(crate) async fn ecoc_append(cx: &mut Ctx, c: &str, field: &str, value: &[u8]
         "INSERT INTO {}(field, value) VALUES($1, $2)",
         cx.s.table(&ecoc_name(c))
     );
-    cx.execute(&sql, &[&field, &value]).await?;
-    Ok(())
+    // Deferred, as in `ecoc_append_many`.
+    cx.defer(
+        sql,
+        vec![Box::new(field.to_owned()), Box::new(value.to_vec())],
+    )
+    .await
+}
+
+/// Append ECOC rows in one statement, in order. Deferred: the rows go out
+/// ahead of the transaction's next statement (the document insert, or the
+/// `COMMIT`), in its round trip. Nothing reads the ECOC in between but
+/// compaction, whose statements come later in the same pipeline.
+pub(crate) async fn ecoc_append_many(cx: &mut Ctx, c: &str, entries: &[EcocEntry]) -> Result<()> {
+    require_encrypted(cx, c).await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = entries.iter().map(|e| e.field_name.clone()).collect();
+    let values: Vec<Vec<u8>> = entries.iter().map(|e| e.value.clone()).collect();
+    let sql = format!(
+        "INSERT INTO {}(field, value) SELECT u.f, u.v FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS u(f, v, n) ORDER BY u.n",
+        cx.s.table(&ecoc_name(c))
+    );
+    cx.defer(sql, vec![Box::new(fields), Box::new(values)])
+        .await
 }
 
 pub(crate) async fn ecoc_count(cx: &mut Ctx, c: &str) -> Result<u64> {
