@@ -5,11 +5,14 @@
 //!
 //! `cargo bench -p cipherdoc-engine --bench qe_sqlite`
 //!
-//! Besides criterion's estimates, each query benchmark prints its own p50
-//! and p90 over 2,000 queries (`p50 ...` lines), which is what the targets
-//! are stated in. Client-side encryption (payload generation) is done
-//! outside every timed section: the numbers are the server role's and the
-//! engine's.
+//! Besides criterion's estimates it prints, per size, p50 and p90 over
+//! 2,000 queries of each kind (`p50 ...` lines; the targets are stated in
+//! p50), taken in turns (one query of each kind per round) so that every
+//! kind sees the same load on a shared machine, with the ratios to the
+//! plaintext query (`ratio ...`); and encrypted against plaintext insert
+//! throughput into the loaded collections, also in turns (`insert ...`).
+//! Client-side encryption (payload generation) is done outside every timed
+//! section: the numbers are the server role's and the engine's.
 
 #![allow(
     clippy::unwrap_used,
@@ -23,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::{Bson, Document, doc};
+use bson::{Document, doc};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::sqlite::SqliteEngine;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, IndexSpec};
@@ -76,6 +79,94 @@ fn build(rt: &tokio::runtime::Runtime, qe: &QeServer, client: &Client, n: usize)
     eprintln!("built {n} documents x 3 collections in {:.1?}", t.elapsed());
 }
 
+/// One query case: label, engine, collection, the filters to cycle through.
+type Case = (String, Arc<dyn Engine>, String, Vec<Filter>);
+
+/// 2,000 rounds, each running one query of every case in turn, so that all
+/// cases see the same machine load; each query must find 10 documents.
+/// The latencies, per case.
+fn timed_queries(rt: &tokio::runtime::Runtime, cases: &[Case]) -> Vec<Vec<Duration>> {
+    rt.block_on(async {
+        let mut times = vec![Vec::with_capacity(2000); cases.len()];
+        for i in 0..2000 {
+            for ((_, e, coll, filters), out) in cases.iter().zip(&mut times) {
+                let f = &filters[i % filters.len()];
+                let t = Instant::now();
+                let r = e.find(coll, f, &FindOptions::default()).await.unwrap();
+                out.push(t.elapsed());
+                assert_eq!(r.len(), 10);
+            }
+        }
+        times
+    })
+}
+
+/// Encrypted (contention 8) and plaintext inserts into the loaded
+/// collections, taking turns (one document, then batches of 100), so both
+/// see the same load; prints docs/s and the ratio.
+fn timed_inserts(
+    rt: &tokio::runtime::Runtime,
+    qe: &QeServer,
+    raw: &SqliteEngine,
+    client: &Client,
+    n: usize,
+) {
+    const ONE: usize = 1000;
+    const BATCHES: usize = 20;
+    let make = |from: usize, count: usize, encrypted: bool| -> Vec<Document> {
+        (from..from + count)
+            .map(|i| {
+                if encrypted {
+                    doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
+                } else {
+                    doc! {"n": i as i64, "ssn": ssn(i)}
+                }
+            })
+            .collect()
+    };
+    let enc_one = make(n, ONE, true);
+    let plain_one = make(n, ONE, false);
+    let enc_many: Vec<Vec<Document>> = (0..BATCHES)
+        .map(|b| make(n + ONE + b * 100, 100, true))
+        .collect();
+    let plain_many: Vec<Vec<Document>> = (0..BATCHES)
+        .map(|b| make(n + ONE + b * 100, 100, false))
+        .collect();
+    let mut spent = [Duration::ZERO; 4];
+    rt.block_on(async {
+        for (de, dp) in enc_one.into_iter().zip(plain_one) {
+            let t = Instant::now();
+            qe.insert_one("enc8", de).await.unwrap();
+            spent[0] += t.elapsed();
+            let t = Instant::now();
+            raw.insert_one("plain", dp).await.unwrap();
+            spent[1] += t.elapsed();
+        }
+        for (be, bp) in enc_many.into_iter().zip(plain_many) {
+            let t = Instant::now();
+            qe.insert_many("enc8", be).await.unwrap();
+            spent[2] += t.elapsed();
+            let t = Instant::now();
+            raw.insert_many("plain", bp).await.unwrap();
+            spent[3] += t.elapsed();
+        }
+    });
+    let rate = |i: usize, docs: usize| docs as f64 / spent[i].as_secs_f64();
+    for (label, e, p) in [
+        ("insert_one", rate(0, ONE), rate(1, ONE)),
+        (
+            "insert_many(100)",
+            rate(2, BATCHES * 100),
+            rate(3, BATCHES * 100),
+        ),
+    ] {
+        eprintln!(
+            "insert n={n} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
+            100.0 * e / p
+        );
+    }
+}
+
 fn bench_queries(c: &mut Criterion) {
     let rt = rt();
     let mut sizes = vec![10_000, 100_000];
@@ -89,70 +180,64 @@ fn bench_queries(c: &mut Criterion) {
         let client = Client::new();
         build(&rt, &qe, &client, n);
         let values: Vec<String> = (0..500).map(|k| ssn((k * 7919) % n)).collect();
+        let mut cases: Vec<Case> = [0_u64, 8]
+            .into_iter()
+            .map(|cm| {
+                (
+                    format!("encrypted_eq_cm{cm}"),
+                    Arc::new(qe.clone()) as Arc<dyn Engine>,
+                    format!("enc{cm}"),
+                    values
+                        .iter()
+                        .map(|v| Filter::eq("ssn", client.find(v, cm)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let plain: Vec<Filter> = values
+            .iter()
+            .map(|v| Filter::eq("ssn", v.clone()))
+            .collect();
+        cases.push((
+            "plain_indexed_eq_raw".into(),
+            Arc::new(raw.clone()),
+            "plain".into(),
+            plain.clone(),
+        ));
+        cases.push((
+            "plain_indexed_eq_via_qe".into(),
+            Arc::new(qe.clone()),
+            "plain".into(),
+            plain,
+        ));
         let mut g = c.benchmark_group(format!("qe_query_{n}"));
         g.sample_size(20).measurement_time(Duration::from_secs(3));
-        for cm in [0_u64, 8] {
-            let coll = format!("enc{cm}");
-            let payloads: Vec<Bson> = values.iter().map(|v| client.find(v, cm)).collect();
+        for (label, e, coll, filters) in &cases {
             let mut k = 0;
-            g.bench_function(format!("encrypted_eq_cm{cm}"), |b| {
+            g.bench_function(label.as_str(), |b| {
                 b.iter(|| {
-                    k = (k + 1) % payloads.len();
-                    let f = Filter::eq("ssn", payloads[k].clone());
+                    k = (k + 1) % filters.len();
                     let r = rt
-                        .block_on(qe.find(&coll, &f, &FindOptions::default()))
+                        .block_on(e.find(coll, &filters[k], &FindOptions::default()))
                         .unwrap();
                     assert_eq!(r.len(), 10);
                 });
             });
-            let mut times = Vec::new();
-            for i in 0..2000 {
-                let f = Filter::eq("ssn", payloads[i % payloads.len()].clone());
-                let t = Instant::now();
-                let r = rt
-                    .block_on(qe.find(&coll, &f, &FindOptions::default()))
-                    .unwrap();
-                times.push(t.elapsed());
-                assert_eq!(r.len(), 10);
-            }
-            let (p50, p90) = percentiles(times);
-            eprintln!("p50 n={n} encrypted cm={cm}: {p50:.1?} (p90 {p90:.1?})");
-        }
-        for (label, engine) in [
-            (
-                "plain_indexed_eq_raw",
-                Arc::new(raw.clone()) as Arc<dyn Engine>,
-            ),
-            (
-                "plain_indexed_eq_via_qe",
-                Arc::new(qe.clone()) as Arc<dyn Engine>,
-            ),
-        ] {
-            let mut k = 0;
-            g.bench_function(label, |b| {
-                b.iter(|| {
-                    k = (k + 1) % values.len();
-                    let f = Filter::eq("ssn", values[k].clone());
-                    let r = rt
-                        .block_on(engine.find("plain", &f, &FindOptions::default()))
-                        .unwrap();
-                    assert_eq!(r.len(), 10);
-                });
-            });
-            let mut times = Vec::new();
-            for i in 0..2000 {
-                let f = Filter::eq("ssn", values[i % values.len()].clone());
-                let t = Instant::now();
-                let r = rt
-                    .block_on(engine.find("plain", &f, &FindOptions::default()))
-                    .unwrap();
-                times.push(t.elapsed());
-                assert_eq!(r.len(), 10);
-            }
-            let (p50, p90) = percentiles(times);
-            eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
         }
         g.finish();
+        let times = timed_queries(&rt, &cases);
+        let p50s: Vec<Duration> = times.iter().map(|t| percentiles(t.clone()).0).collect();
+        for ((label, ..), t) in cases.iter().zip(times) {
+            let (p50, p90) = percentiles(t);
+            eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
+        }
+        let ratio = |i: usize| p50s[i].as_secs_f64() / p50s[2].as_secs_f64();
+        eprintln!(
+            "ratio n={n}: cm0 {:.2}x (target <= 3), cm8 {:.2}x (target <= 5)",
+            ratio(0),
+            ratio(1)
+        );
+        timed_inserts(&rt, &qe, &raw, &client, n);
     }
 }
 
