@@ -43,9 +43,17 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Fills `enc0`, `enc8` (encrypted `ssn`, contention 0 and 8) and `plain`
-/// (indexed plaintext `ssn`) with `n` documents each.
-fn build(rt: &tokio::runtime::Runtime, qe: &QeServer, client: &Client, n: usize) {
+/// Fills `enc0`, `enc8` (encrypted `ssn`, contention 0 and 8) through `qe`
+/// and `plain` (indexed plaintext `ssn`, in its own database file, so that
+/// the two kinds never share a WAL or its checkpoints) with `n` documents
+/// each.
+fn build(
+    rt: &tokio::runtime::Runtime,
+    qe: &QeServer,
+    plain: &SqliteEngine,
+    client: &Client,
+    n: usize,
+) {
     let t = Instant::now();
     rt.block_on(async {
         for cm in [0, 8] {
@@ -58,7 +66,7 @@ fn build(rt: &tokio::runtime::Runtime, qe: &QeServer, client: &Client, n: usize)
             .await
             .unwrap();
         }
-        qe.inner()
+        plain
             .create_index("plain", IndexSpec::new("ssn"))
             .await
             .unwrap();
@@ -73,7 +81,7 @@ fn build(rt: &tokio::runtime::Runtime, qe: &QeServer, client: &Client, n: usize)
             let docs: Vec<Document> = (start..end)
                 .map(|i| doc! {"n": i as i64, "ssn": ssn(i)})
                 .collect();
-            qe.inner().insert_many("plain", docs).await.unwrap();
+            plain.insert_many("plain", docs).await.unwrap();
         }
     });
     eprintln!("built {n} documents x 3 collections in {:.1?}", t.elapsed());
@@ -175,10 +183,12 @@ fn bench_queries(c: &mut Criterion) {
     }
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
-        let raw = SqliteEngine::open(dir.path().join("bench.db")).unwrap();
-        let qe = QeServer::new(Arc::new(raw.clone()));
+        let qe = QeServer::new(Arc::new(
+            SqliteEngine::open(dir.path().join("encrypted.db")).unwrap(),
+        ));
+        let raw = SqliteEngine::open(dir.path().join("plain.db")).unwrap();
         let client = Client::new();
-        build(&rt, &qe, &client, n);
+        build(&rt, &qe, &raw, &client, n);
         let values: Vec<String> = (0..500).map(|k| ssn((k * 7919) % n)).collect();
         let mut cases: Vec<Case> = [0_u64, 8]
             .into_iter()
@@ -206,7 +216,7 @@ fn bench_queries(c: &mut Criterion) {
         ));
         cases.push((
             "plain_indexed_eq_via_qe".into(),
-            Arc::new(qe.clone()),
+            Arc::new(QeServer::new(Arc::new(raw.clone()))),
             "plain".into(),
             plain,
         ));
@@ -244,8 +254,10 @@ fn bench_queries(c: &mut Criterion) {
 fn bench_inserts(c: &mut Criterion) {
     let rt = rt();
     let dir = tempfile::tempdir().unwrap();
-    let raw = SqliteEngine::open(dir.path().join("ins.db")).unwrap();
-    let qe = QeServer::new(Arc::new(raw.clone()));
+    let raw = SqliteEngine::open(dir.path().join("plain.db")).unwrap();
+    let qe = QeServer::new(Arc::new(
+        SqliteEngine::open(dir.path().join("encrypted.db")).unwrap(),
+    ));
     let client = Client::new();
     rt.block_on(async {
         qe.create_collection(
