@@ -10,8 +10,10 @@
 //!
 //! - **Expensive** (a network, or a thread hand-off per call): the first
 //!   round fetches a fixed seed set per search (the null anchor, anchors
-//!   1–2 and non-anchors 1–4, 8 and 16: enough to finish a never-compacted
-//!   value with up to three inserts, and the doubling phase up to 16);
+//!   1–2 and non-anchors 1–2; when there are at most
+//!   `DEEP_SEED_SEARCHES` searches also non-anchors 3, 4, 8 and 16:
+//!   enough to finish a never-compacted value with up to three inserts,
+//!   and the doubling phase up to 16);
 //!   later rounds explore each search's next few steps speculatively on a
 //!   clone of its state, under both possible answers, up to a small depth.
 //! - **Cheap** (in place, in process): the first round fetches the ids
@@ -55,6 +57,12 @@ const EXPLORE_DEPTH: usize = 6;
 const EXPLORE_BUDGET: usize = 32;
 /// Safety bound on states visited per exploration.
 const EXPLORE_STEPS: usize = 256;
+/// Up to this many searches in one run, expensive round trips also
+/// prefetch non-anchors 3, 4, 8 and 16 in the first round. Those ids cost
+/// a lookup each and save at most one round trip per run: worth it for a
+/// query or a single document, not for a batch writing many counters (a
+/// batch of 100 new values at contention 8 would fetch ~400 ids for them).
+const DEEP_SEED_SEARCHES: usize = 16;
 /// Safety bound on rounds (a search needs about `2·log2(count) + 8`).
 const MAX_ROUNDS: usize = 300;
 
@@ -94,10 +102,10 @@ impl Search {
     /// The first round's ids: those every search of its kind asks first
     /// (the null anchor and anchors 1–2 unless the anchor phase was
     /// skipped; for a value, non-anchors 1–2, which finish a value with at
-    /// most one insert). `speculate` adds non-anchors 3, 4, 8 and 16:
-    /// enough to finish a never-compacted value with up to three inserts
-    /// in one round, and the doubling phase up to 16.
-    fn first_round(&self, speculate: bool) -> Vec<EscId> {
+    /// most one insert). `deep` adds non-anchors 3, 4, 8 and 16: enough to
+    /// finish a never-compacted value with up to three inserts in one
+    /// round, and the doubling phase up to 16.
+    fn first_round(&self, deep: bool) -> Vec<EscId> {
         let mut ids = Vec::new();
         if !self.no_anchors {
             ids.extend(match &self.key {
@@ -107,7 +115,7 @@ impl Search {
         }
         if let SeedKey::Value(t) = &self.key {
             ids.extend([1, 2].map(|c| non_anchor_id(t, c)));
-            if speculate {
+            if deep {
                 ids.extend([3, 4, 8, 16].map(|c| non_anchor_id(t, c)));
             }
         }
@@ -213,6 +221,7 @@ pub(crate) async fn run(
 ) -> Result<Vec<EmuBinaryResult>> {
     let err = state_err(collection);
     let speculate = !tx.cheap_round_trips();
+    let deep = speculate && searches.len() <= DEEP_SEED_SEARCHES;
     if !searches.is_empty() && !tx.esc_has_anchors(collection).await? {
         for s in &mut searches {
             s.emu.assume_no_anchors().map_err(&err)?;
@@ -247,7 +256,7 @@ pub(crate) async fn run(
         for &i in &pending {
             let Some(s) = searches.get(i) else { continue };
             if round == 0 {
-                want.extend(s.first_round(speculate));
+                want.extend(s.first_round(deep));
             } else if speculate {
                 explore(&s.emu, &cache, &mut want, EXPLORE_BUDGET);
             }
