@@ -44,8 +44,8 @@ macro_rules! engine_contract_tests {
     ($make:expr) => {
         $crate::engine_contract_tests!(@each $make;
             crud, catalog, filters_every_operator_every_type, filter_semantics,
-            sort_skip_limit_projection, indexes, key_vault, transactions, drop_removes_state,
-            qe_state, tag_index, random_filters, concurrent_writers);
+            sort_skip_limit_projection, indexes, key_vault, transactions, transact_runs_one_transaction,
+            drop_removes_state, qe_state, tag_index, random_filters, concurrent_writers);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -77,6 +77,7 @@ where
         indexes,
         key_vault,
         transactions,
+        transact_runs_one_transaction,
         drop_removes_state,
         qe_state,
         tag_index,
@@ -779,6 +780,73 @@ pub async fn transactions(e: Arc<dyn Engine>) {
     assert_eq!(got, vec!["1", "4", "6"]);
     // The engine is still writable after all of the above.
     e.insert_one("t", doc! {"_id": 7}).await.unwrap();
+}
+
+/// [`Engine::transact`]: the work's writes commit when it returns `Ok` and
+/// vanish when it returns `Err` (whose error is passed through unchanged);
+/// its typed result comes back; a read sees the committed state; a failed
+/// operation inside the work leaves the transaction usable.
+pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
+    use crate::engine::{TxMode, transact};
+    let e = e.as_ref();
+    e.create_collection(
+        "x",
+        CreateCollectionOptions {
+            encrypted_fields: Some(doc! {}),
+        },
+    )
+    .await
+    .unwrap();
+    let n: u64 = transact(e, TxMode::Write, |tx| {
+        Box::pin(async move {
+            tx.insert_one("x", doc! {"_id": 1}).await?;
+            tx.esc_insert("x", &EscId([4; 32]), None).await?;
+            // A failing operation is undone alone.
+            let dup = tx.insert_one("x", doc! {"_id": 1}).await;
+            assert!(matches!(dup, Err(EngineError::DuplicateKey { .. })));
+            tx.insert_one("x", doc! {"_id": 2}).await?;
+            tx.count("x", &Filter::all()).await
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 2, "the work sees its own writes and returns its value");
+    assert_eq!(e.count("x", &Filter::all()).await.unwrap(), 2, "committed");
+
+    let err = transact(e, TxMode::Write, |tx| {
+        Box::pin(async move {
+            tx.insert_one("x", doc! {"_id": 3}).await?;
+            tx.esc_insert("x", &EscId([5; 32]), None).await?;
+            Err::<(), _>(EngineError::NotEncrypted("the work's own error".into()))
+        })
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::NotEncrypted(m) if m == "the work's own error"),
+        "{err:?}"
+    );
+    assert_eq!(e.count("x", &Filter::eq("_id", 3)).await.unwrap(), 0);
+
+    let (docs, esc) = transact(e, TxMode::Read, |tx| {
+        Box::pin(async move {
+            let docs = tx.count("x", &Filter::all()).await?;
+            let esc = tx
+                .esc_get_many("x", &[EscId([4; 32]), EscId([5; 32])])
+                .await?;
+            Ok((docs, esc))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(docs, 2);
+    assert_eq!(
+        esc.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false],
+        "the committed ESC row is there, the rolled back one is not"
+    );
+    // The engine is still writable (the writer was handed back).
+    e.insert_one("x", doc! {"_id": 9}).await.unwrap();
 }
 
 fn tag_bin(t: &Tag) -> Bson {

@@ -220,6 +220,11 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// synchronous calls should override it to run the whole of `work` on
     /// one blocking thread, so that the ten-odd operations of a QE write cost
     /// one thread hand-off instead of ten (`SqliteEngine` does).
+    ///
+    /// `work` must only use the transaction it is given: reaching the engine
+    /// itself from inside it (another transaction, an autocommit write)
+    /// waits for the transaction it runs in, forever on a single-writer
+    /// engine.
     async fn transact(&self, mode: TxMode, work: TxWork) -> Result<TxOutput> {
         let mut tx = match mode {
             TxMode::Read => self.begin_read().await?,
