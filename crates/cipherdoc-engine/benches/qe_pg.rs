@@ -61,10 +61,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tokio::runtime::Runtime;
 
 mod common;
-use common::{Client, percentiles, ssn};
+use common::{Client, criterion_cases, query_cases, ssn, timed_queries};
 
 /// Queries per p50/p90 measurement.
-const QUERIES: usize = 2000;
 /// Load batch size.
 const BATCH: usize = 1000;
 /// Concurrent clients.
@@ -162,25 +161,6 @@ fn load(rt: &Runtime, qe: &QeServer, pg: &PgEngine, client: &Client, n: usize, u
     eprintln!("load n={n}: 3 collections in {:.1?}", total.elapsed());
 }
 
-/// `QUERIES` rounds, one query at a time, each round running one query of
-/// every case in turn (so that all cases see the same machine load);
-/// each query must find 10 documents. The latencies, per case.
-fn timed_queries(rt: &Runtime, cases: &[Case]) -> Vec<Vec<Duration>> {
-    rt.block_on(async {
-        let mut times = vec![Vec::with_capacity(QUERIES); cases.len()];
-        for i in 0..QUERIES {
-            for ((_, e, coll, filters), out) in cases.iter().zip(&mut times) {
-                let f = &filters[i % filters.len()];
-                let t = Instant::now();
-                let r = e.find(coll, f, &FindOptions::default()).await.unwrap();
-                out.push(t.elapsed());
-                assert_eq!(r.len(), 10);
-            }
-        }
-        times
-    })
-}
-
 /// `CLIENTS` tasks, each running `per_client` queries of its own (its own
 /// sequence through `filters`, from `offset`); returns how long they took.
 fn concurrent_queries(
@@ -263,9 +243,6 @@ fn new_docs(client: &Client, from: usize, count: usize, encrypted: bool) -> Vec<
         .collect()
 }
 
-/// One query benchmark: label, engine, collection, filters.
-type Case = (String, Arc<dyn Engine>, String, Vec<Filter>);
-
 fn bench(c: &mut Criterion) {
     let Some(url) = testing::test_url() else {
         eprintln!("qe_pg: set CIPHERDOC_TEST_POSTGRES_URL to run this benchmark");
@@ -279,59 +256,11 @@ fn bench(c: &mut Criterion) {
     load(&rt, &qe, &pg, &client, n, &url);
 
     // ---- queries, one client ----
-    let values: Vec<String> = (0..500).map(|k| ssn((k * 7919) % n)).collect();
-    let plain_filters: Vec<Filter> = values
-        .iter()
-        .map(|v| Filter::eq("ssn", v.clone()))
-        .collect();
-    let enc_filters = |cm: u64| -> Vec<Filter> {
-        values
-            .iter()
-            .map(|v| Filter::eq("ssn", client.find(v, cm)))
-            .collect()
-    };
     let raw: Arc<dyn Engine> = Arc::new(pg.clone());
     let via_qe: Arc<dyn Engine> = Arc::new(qe.clone());
-    let mut cases: Vec<Case> = Vec::new();
-    for cm in [0_u64, 8] {
-        cases.push((
-            format!("encrypted_eq_cm{cm}"),
-            Arc::clone(&via_qe),
-            format!("enc{cm}"),
-            enc_filters(cm),
-        ));
-    }
-    cases.push((
-        "plain_indexed_eq_raw".into(),
-        Arc::clone(&raw),
-        "plain".into(),
-        plain_filters.clone(),
-    ));
-    cases.push((
-        "plain_indexed_eq_via_qe".into(),
-        Arc::clone(&via_qe),
-        "plain".into(),
-        plain_filters,
-    ));
-    let mut g = c.benchmark_group(format!("qe_pg_query_{n}"));
-    g.sample_size(20).measurement_time(Duration::from_secs(3));
-    for (label, e, coll, filters) in &cases {
-        let mut k = 0;
-        g.bench_function(label.as_str(), |b| {
-            b.iter(|| {
-                k = (k + 1) % filters.len();
-                let r = rt
-                    .block_on(e.find(coll, &filters[k], &FindOptions::default()))
-                    .unwrap();
-                assert_eq!(r.len(), 10);
-            });
-        });
-    }
-    g.finish();
-    for ((label, ..), times) in cases.iter().zip(timed_queries(&rt, &cases)) {
-        let (p50, p90) = percentiles(times);
-        eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
-    }
+    let cases = query_cases(&client, n, &via_qe, &raw, &via_qe);
+    criterion_cases(c, format!("qe_pg_query_{n}"), &rt, &cases);
+    timed_queries(&rt, n, &cases);
 
     // ---- inserts, one client, into the loaded enc8 and plain ----
     let mut next = n;

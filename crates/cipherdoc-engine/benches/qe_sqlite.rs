@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::sqlite::SqliteEngine;
-use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, IndexSpec};
+use cipherdoc_engine::{CreateCollectionOptions, Engine, IndexSpec};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
-use common::{Client, percentiles, ssn};
+use common::{Client, criterion_cases, query_cases, ssn, timed_queries};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -85,28 +85,6 @@ fn build(
         }
     });
     eprintln!("built {n} documents x 3 collections in {:.1?}", t.elapsed());
-}
-
-/// One query case: label, engine, collection, the filters to cycle through.
-type Case = (String, Arc<dyn Engine>, String, Vec<Filter>);
-
-/// 2,000 rounds, each running one query of every case in turn, so that all
-/// cases see the same machine load; each query must find 10 documents.
-/// The latencies, per case.
-fn timed_queries(rt: &tokio::runtime::Runtime, cases: &[Case]) -> Vec<Vec<Duration>> {
-    rt.block_on(async {
-        let mut times = vec![Vec::with_capacity(2000); cases.len()];
-        for i in 0..2000 {
-            for ((_, e, coll, filters), out) in cases.iter().zip(&mut times) {
-                let f = &filters[i % filters.len()];
-                let t = Instant::now();
-                let r = e.find(coll, f, &FindOptions::default()).await.unwrap();
-                out.push(t.elapsed());
-                assert_eq!(r.len(), 10);
-            }
-        }
-        times
-    })
 }
 
 /// Encrypted (contention 8) and plaintext inserts into the loaded
@@ -189,64 +167,15 @@ fn bench_queries(c: &mut Criterion) {
         let raw = SqliteEngine::open(dir.path().join("plain.db")).unwrap();
         let client = Client::new();
         build(&rt, &qe, &raw, &client, n);
-        let values: Vec<String> = (0..500).map(|k| ssn((k * 7919) % n)).collect();
-        let mut cases: Vec<Case> = [0_u64, 8]
-            .into_iter()
-            .map(|cm| {
-                (
-                    format!("encrypted_eq_cm{cm}"),
-                    Arc::new(qe.clone()) as Arc<dyn Engine>,
-                    format!("enc{cm}"),
-                    values
-                        .iter()
-                        .map(|v| Filter::eq("ssn", client.find(v, cm)))
-                        .collect(),
-                )
-            })
-            .collect();
-        let plain: Vec<Filter> = values
-            .iter()
-            .map(|v| Filter::eq("ssn", v.clone()))
-            .collect();
-        cases.push((
-            "plain_indexed_eq_raw".into(),
-            Arc::new(raw.clone()),
-            "plain".into(),
-            plain.clone(),
-        ));
-        cases.push((
-            "plain_indexed_eq_via_qe".into(),
-            Arc::new(QeServer::new(Arc::new(raw.clone()))),
-            "plain".into(),
-            plain,
-        ));
-        let mut g = c.benchmark_group(format!("qe_query_{n}"));
-        g.sample_size(20).measurement_time(Duration::from_secs(3));
-        for (label, e, coll, filters) in &cases {
-            let mut k = 0;
-            g.bench_function(label.as_str(), |b| {
-                b.iter(|| {
-                    k = (k + 1) % filters.len();
-                    let r = rt
-                        .block_on(e.find(coll, &filters[k], &FindOptions::default()))
-                        .unwrap();
-                    assert_eq!(r.len(), 10);
-                });
-            });
-        }
-        g.finish();
-        let times = timed_queries(&rt, &cases);
-        let p50s: Vec<Duration> = times.iter().map(|t| percentiles(t.clone()).0).collect();
-        for ((label, ..), t) in cases.iter().zip(times) {
-            let (p50, p90) = percentiles(t);
-            eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
-        }
-        let ratio = |i: usize| p50s[i].as_secs_f64() / p50s[2].as_secs_f64();
-        eprintln!(
-            "ratio n={n}: cm0 {:.2}x (target <= 3), cm8 {:.2}x (target <= 5)",
-            ratio(0),
-            ratio(1)
+        let cases = query_cases(
+            &client,
+            n,
+            &(Arc::new(qe.clone()) as Arc<dyn Engine>),
+            &(Arc::new(raw.clone()) as Arc<dyn Engine>),
+            &(Arc::new(QeServer::new(Arc::new(raw.clone()))) as Arc<dyn Engine>),
         );
+        criterion_cases(c, format!("qe_query_{n}"), &rt, &cases);
+        timed_queries(&rt, n, &cases);
         timed_inserts(&rt, &qe, &raw, &client, n);
     }
 }
