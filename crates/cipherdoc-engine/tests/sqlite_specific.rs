@@ -160,6 +160,49 @@ async fn esc_anchor_presence_follows_the_esc() {
     tx.rollback().await.unwrap();
 }
 
+/// A caller that stops waiting for `transact` (its future dropped while
+/// the work runs on the blocking thread) does not wedge the engine: the
+/// work runs to its end and commits, and the writer is free afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_transact_runs_to_its_end_and_frees_the_writer() {
+    use cipherdoc_engine::{TxMode, transact};
+    let e = SqliteEngine::temporary().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let engine = e.clone();
+    let call = tokio::spawn(async move {
+        transact(&engine, TxMode::Write, move |tx| {
+            Box::pin(async move {
+                tx.insert_one("c", doc! {"_id": 1}).await?;
+                // Runs on the engine's blocking thread: waiting here holds
+                // the transaction open while the caller goes away.
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                tx.insert_one("c", doc! {"_id": 2}).await?;
+                Ok(())
+            })
+        })
+        .await
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    go_tx.send(()).unwrap();
+    // The next write waits for the abandoned one, then goes through.
+    e.insert_one("c", doc! {"_id": 3}).await.unwrap();
+    let mut ids: Vec<i32> = e
+        .find("c", &Filter::all(), &FindOptions::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_i32("_id").unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
     #[test]
