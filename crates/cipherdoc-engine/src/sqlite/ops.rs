@@ -31,15 +31,13 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::docs::{
     Projection, decode, doc_tags, ecoc_compact_name, index_keys, normalize_encrypted_fields,
-    sort_key, with_id_first,
+    sort_docs, with_id_first,
 };
 pub(crate) use crate::docs::{ecoc_name, esc_name};
-use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec, SortDirection,
-};
+use crate::engine::{CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
-use crate::value::{canonical_rank, compare, encode_key};
+use crate::value::{canonical_rank, encode_key};
 use crate::{EngineError, Result};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -630,31 +628,11 @@ pub(crate) fn find(
             })?;
         }
     } else {
-        let mut keyed = Vec::new();
         scan(conn, &meta, filter, |_, d| {
-            let keys: Vec<Bson> = opts
-                .sort
-                .iter()
-                .map(|(p, dir)| sort_key(&d, p, *dir))
-                .collect();
-            keyed.push((keys, d));
+            docs.push(d);
             true
         })?;
-        keyed.sort_by(|(a, _), (b, _)| {
-            for ((x, y), (_, dir)) in a.iter().zip(b).zip(&opts.sort) {
-                let o = compare(x, y);
-                let o = if *dir == SortDirection::Descending {
-                    o.reverse()
-                } else {
-                    o
-                };
-                if o.is_ne() {
-                    return o;
-                }
-            }
-            std::cmp::Ordering::Equal
-        });
-        docs = keyed.into_iter().map(|(_, d)| d).collect();
+        docs = sort_docs(docs, &opts.sort);
     }
     let out = docs.into_iter().skip(skip).take(limit);
     Ok(match projection {
