@@ -256,6 +256,37 @@ enum WriteOut {
     Deleted(u64),
 }
 
+/// What each write operation returns, for the autocommit engine and its
+/// transactions alike (a mismatch would be a bug in `write_in`).
+impl WriteOut {
+    fn mismatch() -> EngineError {
+        EngineError::TransactionClosed("unexpected write result")
+    }
+    fn ids(self) -> Result<Vec<Bson>> {
+        match self {
+            Self::Ids(ids) => Ok(ids),
+            _ => Err(Self::mismatch()),
+        }
+    }
+    fn id(self) -> Result<Bson> {
+        self.ids()?
+            .pop()
+            .ok_or(EngineError::TransactionClosed("the insert returned no id"))
+    }
+    fn replaced(self) -> Result<bool> {
+        match self {
+            Self::Replaced(b) => Ok(b),
+            _ => Err(Self::mismatch()),
+        }
+    }
+    fn deleted(self) -> Result<u64> {
+        match self {
+            Self::Deleted(n) => Ok(n),
+            _ => Err(Self::mismatch()),
+        }
+    }
+}
+
 /// Run one write inside `tx`. `wrote` tells whether it started writing.
 async fn write_in(
     shared: &Shared,
@@ -542,49 +573,31 @@ impl Engine for QeServer {
     }
 
     async fn insert_one(&self, collection: &str, doc: Document) -> Result<Bson> {
-        match self.write(collection, WriteOp::Insert(vec![doc])).await? {
-            WriteOut::Ids(mut ids) => ids
-                .pop()
-                .ok_or(EngineError::TransactionClosed("the insert returned no id")),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+        self.write(collection, WriteOp::Insert(vec![doc]))
+            .await?
+            .id()
     }
 
     async fn insert_many(&self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
-        match self.write(collection, WriteOp::Insert(docs)).await? {
-            WriteOut::Ids(ids) => Ok(ids),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+        self.write(collection, WriteOp::Insert(docs)).await?.ids()
     }
 
     async fn replace_one(&self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
-        match self
-            .write(collection, WriteOp::Replace(id.clone(), doc))
+        self.write(collection, WriteOp::Replace(id.clone(), doc))
             .await?
-        {
-            WriteOut::Replaced(b) => Ok(b),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+            .replaced()
     }
 
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        match self
-            .write(collection, WriteOp::Delete(filter.clone(), true))
+        self.write(collection, WriteOp::Delete(filter.clone(), true))
             .await?
-        {
-            WriteOut::Deleted(n) => Ok(n),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+            .deleted()
     }
 
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        match self
-            .write(collection, WriteOp::Delete(filter.clone(), false))
+        self.write(collection, WriteOp::Delete(filter.clone(), false))
             .await?
-        {
-            WriteOut::Deleted(n) => Ok(n),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+            .deleted()
     }
 
     async fn find(
@@ -659,49 +672,31 @@ impl QeTransaction {
 #[async_trait]
 impl Transaction for QeTransaction {
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
-        match self.write(collection, WriteOp::Insert(vec![doc])).await? {
-            WriteOut::Ids(mut ids) => ids
-                .pop()
-                .ok_or(EngineError::TransactionClosed("the insert returned no id")),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+        self.write(collection, WriteOp::Insert(vec![doc]))
+            .await?
+            .id()
     }
 
     async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
-        match self.write(collection, WriteOp::Insert(docs)).await? {
-            WriteOut::Ids(ids) => Ok(ids),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+        self.write(collection, WriteOp::Insert(docs)).await?.ids()
     }
 
     async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
-        match self
-            .write(collection, WriteOp::Replace(id.clone(), doc))
+        self.write(collection, WriteOp::Replace(id.clone(), doc))
             .await?
-        {
-            WriteOut::Replaced(b) => Ok(b),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+            .replaced()
     }
 
     async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
-        match self
-            .write(collection, WriteOp::Delete(filter.clone(), true))
+        self.write(collection, WriteOp::Delete(filter.clone(), true))
             .await?
-        {
-            WriteOut::Deleted(n) => Ok(n),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+            .deleted()
     }
 
     async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
-        match self
-            .write(collection, WriteOp::Delete(filter.clone(), false))
+        self.write(collection, WriteOp::Delete(filter.clone(), false))
             .await?
-        {
-            WriteOut::Deleted(n) => Ok(n),
-            _ => Err(EngineError::TransactionClosed("unexpected write result")),
-        }
+            .deleted()
     }
 
     async fn find(
