@@ -61,7 +61,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tokio::runtime::Runtime;
 
 mod common;
-use common::{Client, criterion_cases, query_cases, ssn, timed_queries};
+use common::{Client, criterion_cases, new_docs, query_cases, ssn, timed_inserts, timed_queries};
 
 /// Queries per p50/p90 measurement.
 /// Load batch size.
@@ -229,20 +229,6 @@ fn concurrent_inserts(
     t.elapsed()
 }
 
-/// Documents `from..from + count`: new values (10 documents each),
-/// encrypted for `enc8` when `encrypted`, plaintext otherwise.
-fn new_docs(client: &Client, from: usize, count: usize, encrypted: bool) -> Vec<Document> {
-    (from..from + count)
-        .map(|i| {
-            if encrypted {
-                doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
-            } else {
-                doc! {"n": i as i64, "ssn": ssn(i)}
-            }
-        })
-        .collect()
-}
-
 fn bench(c: &mut Criterion) {
     let Some(url) = testing::test_url() else {
         eprintln!("qe_pg: set CIPHERDOC_TEST_POSTGRES_URL to run this benchmark");
@@ -263,52 +249,14 @@ fn bench(c: &mut Criterion) {
     timed_queries(&rt, n, &cases);
 
     // ---- inserts, one client, into the loaded enc8 and plain ----
-    let mut next = n;
+    // Encrypted and plaintext operations alternate, so that both see the
+    // same machine load (commit latency varies a lot on a shared disk).
+    let mut next = timed_inserts(&rt, n, &client, &qe, &pg, n, (INSERTS, BATCHES));
     let mut take = |count: usize| {
         let from = next;
         next += count;
         from
     };
-    // Encrypted and plaintext operations alternate, so that both see the
-    // same machine load (commit latency varies a lot on a shared disk).
-    let one_enc = new_docs(&client, take(INSERTS), INSERTS, true);
-    let one_plain = new_docs(&client, take(INSERTS), INSERTS, false);
-    let many_enc: Vec<Vec<Document>> = (0..BATCHES)
-        .map(|_| new_docs(&client, take(100), 100, true))
-        .collect();
-    let many_plain: Vec<Vec<Document>> = (0..BATCHES)
-        .map(|_| new_docs(&client, take(100), 100, false))
-        .collect();
-    let mut spent = [Duration::ZERO; 4];
-    rt.block_on(async {
-        for (de, dp) in one_enc.into_iter().zip(one_plain) {
-            let t = Instant::now();
-            qe.insert_one("enc8", de).await.unwrap();
-            spent[0] += t.elapsed();
-            let t = Instant::now();
-            pg.insert_one("plain", dp).await.unwrap();
-            spent[1] += t.elapsed();
-        }
-        for (be, bp) in many_enc.into_iter().zip(many_plain) {
-            let t = Instant::now();
-            qe.insert_many("enc8", be).await.unwrap();
-            spent[2] += t.elapsed();
-            let t = Instant::now();
-            pg.insert_many("plain", bp).await.unwrap();
-            spent[3] += t.elapsed();
-        }
-    });
-    let rate = |i: usize, docs: usize| per_sec(docs, spent[i]);
-    let (one_e, one_p) = (rate(0, INSERTS), rate(1, INSERTS));
-    let (many_e, many_p) = (rate(2, BATCHES * 100), rate(3, BATCHES * 100));
-    eprintln!(
-        "insert n={n} insert_one: encrypted_cm8 {one_e:.0} docs/s, plain_indexed {one_p:.0} docs/s ({:.0}%)",
-        100.0 * one_e / one_p
-    );
-    eprintln!(
-        "insert n={n} insert_many(100): encrypted_cm8 {many_e:.0} docs/s, plain_indexed {many_p:.0} docs/s ({:.0}%)",
-        100.0 * many_e / many_p
-    );
     let mut g = c.benchmark_group(format!("qe_pg_insert_{n}"));
     g.sample_size(10).measurement_time(Duration::from_secs(4));
     for (label, encrypted) in [("encrypted_cm8", true), ("plain_indexed", false)] {

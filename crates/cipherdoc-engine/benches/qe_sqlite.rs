@@ -33,7 +33,7 @@ use cipherdoc_engine::{CreateCollectionOptions, Engine, IndexSpec};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
-use common::{Client, criterion_cases, query_cases, ssn, timed_queries};
+use common::{Client, criterion_cases, query_cases, ssn, timed_inserts, timed_queries};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -87,72 +87,6 @@ fn build(
     eprintln!("built {n} documents x 3 collections in {:.1?}", t.elapsed());
 }
 
-/// Encrypted (contention 8) and plaintext inserts into the loaded
-/// collections, taking turns (one document, then batches of 100), so both
-/// see the same load; prints docs/s and the ratio.
-fn timed_inserts(
-    rt: &tokio::runtime::Runtime,
-    qe: &QeServer,
-    raw: &SqliteEngine,
-    client: &Client,
-    n: usize,
-) {
-    const ONE: usize = 1000;
-    const BATCHES: usize = 20;
-    let make = |from: usize, count: usize, encrypted: bool| -> Vec<Document> {
-        (from..from + count)
-            .map(|i| {
-                if encrypted {
-                    doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
-                } else {
-                    doc! {"n": i as i64, "ssn": ssn(i)}
-                }
-            })
-            .collect()
-    };
-    let enc_one = make(n, ONE, true);
-    let plain_one = make(n, ONE, false);
-    let enc_many: Vec<Vec<Document>> = (0..BATCHES)
-        .map(|b| make(n + ONE + b * 100, 100, true))
-        .collect();
-    let plain_many: Vec<Vec<Document>> = (0..BATCHES)
-        .map(|b| make(n + ONE + b * 100, 100, false))
-        .collect();
-    let mut spent = [Duration::ZERO; 4];
-    rt.block_on(async {
-        for (de, dp) in enc_one.into_iter().zip(plain_one) {
-            let t = Instant::now();
-            qe.insert_one("enc8", de).await.unwrap();
-            spent[0] += t.elapsed();
-            let t = Instant::now();
-            raw.insert_one("plain", dp).await.unwrap();
-            spent[1] += t.elapsed();
-        }
-        for (be, bp) in enc_many.into_iter().zip(plain_many) {
-            let t = Instant::now();
-            qe.insert_many("enc8", be).await.unwrap();
-            spent[2] += t.elapsed();
-            let t = Instant::now();
-            raw.insert_many("plain", bp).await.unwrap();
-            spent[3] += t.elapsed();
-        }
-    });
-    let rate = |i: usize, docs: usize| docs as f64 / spent[i].as_secs_f64();
-    for (label, e, p) in [
-        ("insert_one", rate(0, ONE), rate(1, ONE)),
-        (
-            "insert_many(100)",
-            rate(2, BATCHES * 100),
-            rate(3, BATCHES * 100),
-        ),
-    ] {
-        eprintln!(
-            "insert n={n} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
-            100.0 * e / p
-        );
-    }
-}
-
 fn bench_queries(c: &mut Criterion) {
     let rt = rt();
     let mut sizes = vec![10_000, 100_000];
@@ -176,7 +110,7 @@ fn bench_queries(c: &mut Criterion) {
         );
         criterion_cases(c, format!("qe_query_{n}"), &rt, &cases);
         timed_queries(&rt, n, &cases);
-        timed_inserts(&rt, &qe, &raw, &client, n);
+        timed_inserts(&rt, n, &client, &qe, &raw, n, (1000, 20));
     }
 }
 

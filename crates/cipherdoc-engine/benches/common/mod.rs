@@ -179,3 +179,81 @@ pub fn timed_queries(rt: &Runtime, n: usize, cases: &[Case]) {
         ratio(1)
     );
 }
+
+/// Documents `from..from + count`: `ssn` encrypted for contention 8 (an
+/// insert payload) or in plaintext; new values, 10 documents each.
+pub fn new_docs(client: &Client, from: usize, count: usize, encrypted: bool) -> Vec<Document> {
+    (from..from + count)
+        .map(|i| {
+            if encrypted {
+                doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
+            } else {
+                doc! {"n": i as i64, "ssn": ssn(i)}
+            }
+        })
+        .collect()
+}
+
+/// Encrypted inserts into `enc8` through `encrypted` and plaintext ones into
+/// `plain` through `plain`, taking turns (`one` single documents each, then
+/// `batches` batches of 100 each), so that both see the same load; prints
+/// docs/s and the ratio. Documents are numbered from `first`; returns the
+/// next free number.
+pub fn timed_inserts(
+    rt: &Runtime,
+    n: usize,
+    client: &Client,
+    encrypted: &dyn Engine,
+    plain: &dyn Engine,
+    first: usize,
+    (one, batches): (usize, usize),
+) -> usize {
+    let mut next = first;
+    let mut take = |count: usize| {
+        let from = next;
+        next += count;
+        from
+    };
+    let one_enc = new_docs(client, take(one), one, true);
+    let one_plain = new_docs(client, take(one), one, false);
+    let many_enc: Vec<Vec<Document>> = (0..batches)
+        .map(|_| new_docs(client, take(100), 100, true))
+        .collect();
+    let many_plain: Vec<Vec<Document>> = (0..batches)
+        .map(|_| new_docs(client, take(100), 100, false))
+        .collect();
+    let mut spent = [Duration::ZERO; 4];
+    rt.block_on(async {
+        for (de, dp) in one_enc.into_iter().zip(one_plain) {
+            let t = Instant::now();
+            encrypted.insert_one("enc8", de).await.unwrap();
+            spent[0] += t.elapsed();
+            let t = Instant::now();
+            plain.insert_one("plain", dp).await.unwrap();
+            spent[1] += t.elapsed();
+        }
+        for (be, bp) in many_enc.into_iter().zip(many_plain) {
+            let t = Instant::now();
+            encrypted.insert_many("enc8", be).await.unwrap();
+            spent[2] += t.elapsed();
+            let t = Instant::now();
+            plain.insert_many("plain", bp).await.unwrap();
+            spent[3] += t.elapsed();
+        }
+    });
+    let rate = |i: usize, docs: usize| docs as f64 / spent[i].as_secs_f64();
+    for (label, e, p) in [
+        ("insert_one", rate(0, one), rate(1, one)),
+        (
+            "insert_many(100)",
+            rate(2, batches * 100),
+            rate(3, batches * 100),
+        ),
+    ] {
+        eprintln!(
+            "insert n={n} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
+            100.0 * e / p
+        );
+    }
+    next
+}
