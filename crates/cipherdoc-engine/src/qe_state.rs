@@ -83,8 +83,11 @@ pub struct EcocEntry {
 
 /// ESC/ECOC state of encrypted collections, available inside a transaction so
 /// that a document and its state rows commit together (ARCHITECTURE.md
-/// invariant 3). Every method fails with [`crate::EngineError::NotEncrypted`]
-/// on a collection created without `encryptedFields`.
+/// invariant 3). Every method that reads or writes storage fails with
+/// [`crate::EngineError::NotEncrypted`] on a collection created without
+/// `encryptedFields`; the two hints — [`QeState::cheap_round_trips`] and
+/// the default [`QeState::esc_has_anchors`], which answers `true` without
+/// reading anything — do not check.
 #[async_trait]
 pub trait QeState: Send {
     /// Probe one ESC id.
