@@ -60,7 +60,7 @@
 //!    `HMAC(ESCTwiceDerivedTagToken, c + 1)`, a deterministic function of
 //!    the position, and every engine stores ESC ids under a unique key. The
 //!    second writer's `esc_insert` fails with
-//!    [`EngineError::EscIdConflict`](crate::EngineError::EscIdConflict)
+//!    [`EngineError::EscIdConflict`]
 //!    instead of silently sharing the position. The ESC insert is the first
 //!    write of the document's transaction, and the document, its tags and its
 //!    ESC/ECOC rows commit together, so the loser's whole transaction is
