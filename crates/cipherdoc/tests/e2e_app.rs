@@ -3,40 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod models_common;
 
 use std::path::Path;
 
 use bson::spec::BinarySubtype;
 use bson::{Bson, Document, doc, oid::ObjectId};
 use cipherdoc::settings::Settings;
-use cipherdoc::{App, EmbeddedModel, Error, Model};
+use cipherdoc::{App, Error};
+use models_common::{Billing, Patient, PatientRecord};
 use rust_decimal::Decimal;
-
-#[derive(Model, Debug, Clone, PartialEq)]
-#[model(app = "myapp")]
-pub struct Patient {
-    pub id: ObjectId,
-    #[field(max_length = 255)]
-    pub name: String,
-    pub patient_id: i64,
-    pub patient_record: PatientRecord,
-}
-
-#[derive(EmbeddedModel, Debug, Clone, PartialEq)]
-pub struct PatientRecord {
-    #[encrypted(queries = "equality", max_length = 11)]
-    pub ssn: String,
-    #[encrypted]
-    pub billing: Billing,
-    #[field(max_digits = 10, decimal_places = 2)]
-    pub bill_amount: Decimal,
-}
-
-#[derive(EmbeddedModel, Debug, Clone, PartialEq)]
-pub struct Billing {
-    pub cc_type: String,
-    pub cc_number: String,
-}
 
 fn patient(n: i64, ssn: &str) -> Patient {
     Patient {
