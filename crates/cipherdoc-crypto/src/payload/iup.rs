@@ -77,6 +77,34 @@ pub(crate) fn uint64(what: &'static str, key: &str, v: RawBsonRef<'_>) -> Result
         .map_err(|_| Error::decode(what, format!("field '{key}' must not be negative")))
 }
 
+/// An array of sub-documents (`g`, the edge token sets), each decoded by
+/// `decode`.
+pub(crate) fn doc_array<T>(
+    what: &'static str,
+    key: &str,
+    v: RawBsonRef<'_>,
+    decode: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let RawBsonRef::Array(arr) = v else {
+        return Err(Error::decode(
+            what,
+            format!("field '{key}' must be an array"),
+        ));
+    };
+    arr.into_iter()
+        .map(|el| {
+            let el = el.map_err(|e| Error::decode(what, format!("invalid '{key}': {e}")))?;
+            let RawBsonRef::Document(doc) = el else {
+                return Err(Error::decode(
+                    what,
+                    format!("'{key}' elements must be documents"),
+                ));
+            };
+            decode(doc.as_bytes())
+        })
+        .collect()
+}
+
 pub(crate) fn owned_bson(what: &'static str, key: &str, v: RawBsonRef<'_>) -> Result<Bson> {
     Bson::try_from(v.to_raw_bson()).map_err(|e| Error::decode(what, format!("field '{key}': {e}")))
 }
@@ -276,20 +304,12 @@ impl InsertUpdatePayloadV2 {
             "e" => set_once(what, key, &mut e, bin0_32(what, key, val)?),
             "l" => set_once(what, key, &mut l, bin0_32(what, key, val)?),
             "k" => set_once(what, key, &mut k, uint64(what, key, val)?),
-            "g" => {
-                let RawBsonRef::Array(arr) = val else {
-                    return Err(Error::decode(what, "field 'g' must be an array"));
-                };
-                let mut edges = Vec::new();
-                for el in arr {
-                    let el = el.map_err(|e| Error::decode(what, format!("invalid 'g': {e}")))?;
-                    let RawBsonRef::Document(doc) = el else {
-                        return Err(Error::decode(what, "'g' elements must be documents"));
-                    };
-                    edges.push(EdgeTokenSetV2::decode(doc.as_bytes())?);
-                }
-                set_once(what, key, &mut g, edges)
-            }
+            "g" => set_once(
+                what,
+                key,
+                &mut g,
+                doc_array(what, key, val, EdgeTokenSetV2::decode)?,
+            ),
             "sp" => set_once(what, key, &mut sp, int64(what, key, val)?),
             "pn" => set_once(what, key, &mut pn, int32(what, key, val)?),
             "tf" => set_once(what, key, &mut tf, int32(what, key, val)?),

@@ -5,7 +5,9 @@ use bson::spec::ElementType;
 use bson::{Bson, RawBsonRef};
 
 use super::iev::key_id_and_type;
-use super::iup::{bin0_32, fields, int32, int64, owned_bson, required, set_once, uint64};
+use super::iup::{
+    bin0_32, doc_array, fields, int32, int64, owned_bson, required, set_once, uint64,
+};
 use super::writer::DocWriter;
 use super::{BlobSubtype, MetadataBlock, strip_subtype, value};
 use crate::error::{Error, Result};
@@ -164,20 +166,12 @@ impl FindRangeEdgesInfoV2 {
         let what = Self::WHAT;
         let (mut g, mut cm) = (None, None);
         fields(what, doc, |k, v| match k {
-            "g" => {
-                let RawBsonRef::Array(arr) = v else {
-                    return Err(Error::decode(what, "field 'g' must be an array"));
-                };
-                let mut edges = Vec::new();
-                for el in arr {
-                    let el = el.map_err(|e| Error::decode(what, format!("invalid 'g': {e}")))?;
-                    let RawBsonRef::Document(doc) = el else {
-                        return Err(Error::decode(what, "'g' elements must be documents"));
-                    };
-                    edges.push(EdgeFindTokenSetV2::decode(doc.as_bytes())?);
-                }
-                set_once(what, k, &mut g, edges)
-            }
+            "g" => set_once(
+                what,
+                k,
+                &mut g,
+                doc_array(what, k, v, EdgeFindTokenSetV2::decode)?,
+            ),
             "cm" => set_once(what, k, &mut cm, uint64(what, k, v)?),
             other => Err(Error::decode(what, format!("unknown field '{other}'"))),
         })?;
