@@ -19,7 +19,7 @@ use bson::Bson;
 use cipherdoc_engine::postgres::{PgEngine, testing};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::qe_server::suite::TestClient;
-use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter};
+use cipherdoc_engine::{Engine, Filter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qe_workload_leaves_no_canary_in_postgres_files_or_log() {
@@ -30,14 +30,7 @@ async fn qe_workload_leaves_no_canary_in_postgres_files_or_log() {
     let e = QeServer::new(Arc::new(pg));
     let client = TestClient::new(2);
     let c = "canary";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&e, c).await;
     // Unique per run, so that no earlier run's data can match.
     let mut r = [0u8; 8];
     cipherdoc_crypto::RandomSource::fill(&mut cipherdoc_crypto::OsRandom, &mut r).unwrap();

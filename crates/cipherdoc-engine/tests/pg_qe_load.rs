@@ -15,7 +15,7 @@ use bson::Bson;
 use cipherdoc_engine::postgres::{PgEngine, PgOptions, testing};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::qe_server::suite::TestClient;
-use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions};
+use cipherdoc_engine::{Engine, Filter, FindOptions};
 
 async fn engine(connections: usize) -> Option<Arc<QeServer>> {
     let url = testing::test_url()?;
@@ -38,14 +38,7 @@ async fn same_value(cm: u64) {
     let Some(e) = engine(16).await else { return };
     let client = Arc::new(TestClient::new(cm));
     let c = "hot";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&*e, c).await;
     let mut tasks = Vec::new();
     for t in 0..16 {
         let (e, client) = (Arc::clone(&e), Arc::clone(&client));
@@ -92,14 +85,7 @@ async fn thirty_second_mixed_workload_matches_a_plain_model() {
     let Some(e) = engine(8).await else { return };
     let client = Arc::new(TestClient::new(2));
     let c = "mix";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&*e, c).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut tasks = Vec::new();
     for t in 0..8i32 {

@@ -116,6 +116,21 @@ impl TestClient {
         self.fields.get(name).unwrap()
     }
 
+    /// Create collection `name` on `e` with [`Self::encrypted_fields`].
+    ///
+    /// # Panics
+    /// When the engine refuses (a test failure).
+    pub async fn create_collection(&self, e: &dyn Engine, name: &str) {
+        e.create_collection(
+            name,
+            CreateCollectionOptions {
+                encrypted_fields: Some(self.encrypted_fields()),
+            },
+        )
+        .await
+        .unwrap();
+    }
+
     /// The collection's `encryptedFields`.
     pub fn encrypted_fields(&self) -> Document {
         doc! {"fields": [
@@ -346,14 +361,7 @@ pub async fn equality_model(engine: Arc<dyn Engine>, cm: u64) {
     let e = QeServer::new(engine);
     let client = TestClient::new(cm);
     let c = "patients";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&e, c).await;
     let mut model = Model::new();
     let pick = |i: i32| {
         let i = usize::try_from(i).unwrap();
@@ -506,14 +514,7 @@ pub async fn refusals(engine: Arc<dyn Engine>) {
     let e = QeServer::new(engine);
     let client = TestClient::new(2);
     let c = "r";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&e, c).await;
     e.insert_one(c, client.document(1, "ada", 30, "n"))
         .await
         .unwrap();
@@ -722,14 +723,7 @@ pub async fn tamper(engine: Arc<dyn Engine>) {
     let e = QeServer::new(engine);
     let client = TestClient::new(0);
     let c = "t";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&e, c).await;
     e.insert_one(c, client.document(1, "a secret name", 1_234_567, "n"))
         .await
         .unwrap();
@@ -787,14 +781,7 @@ pub async fn concurrent_inserts(engine: Arc<dyn Engine>) {
     let e = Arc::new(QeServer::new(engine));
     let client = Arc::new(TestClient::new(0));
     let c = "con";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&*e, c).await;
     let mut handles = Vec::new();
     for task in 0..8 {
         let (e, client) = (Arc::clone(&e), Arc::clone(&client));
@@ -830,14 +817,7 @@ pub async fn transactions(engine: Arc<dyn Engine>) {
     let e = QeServer::new(engine);
     let client = TestClient::new(1);
     let c = "tx";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&e, c).await;
     let q = client.find_payload("name", &Bson::String("ada".into()));
     let mut tx = e.begin().await.unwrap();
     tx.insert_one(c, client.document(1, "ada", 1, "n"))
@@ -887,14 +867,7 @@ pub async fn wrong_compaction_token(engine: Arc<dyn Engine>) {
     let client = TestClient::new(0);
     let other = TestClient::new(0);
     let c = "w";
-    e.create_collection(
-        c,
-        CreateCollectionOptions {
-            encrypted_fields: Some(client.encrypted_fields()),
-        },
-    )
-    .await
-    .unwrap();
+    client.create_collection(&e, c).await;
     for i in 0..5 {
         e.insert_one(c, client.document(i, "ada", 1, "n"))
             .await
