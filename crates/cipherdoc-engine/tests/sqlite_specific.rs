@@ -228,3 +228,68 @@ proptest! {
         });
     }
 }
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// WAL checkpoints run on the engine's background thread: the database file
+/// grows while the WAL is still below the size at which the writer would
+/// checkpoint itself. Under a writer that never pauses, the WAL stays
+/// bounded by that size (plus one transaction). Nothing is lost, and once
+/// the engine is dropped every connection is closed (SQLite removes the WAL
+/// file with the last one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_is_checkpointed_in_the_background_and_stays_bounded() {
+    use cipherdoc_engine::sqlite::{CHECKPOINT_PAGES, WAL_LIMIT_PAGES};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let wal = dir.path().join("w.db-wal");
+    let page = 4096 + 24; // a WAL frame: page and frame header
+    let e = SqliteEngine::open(&path).unwrap();
+    let filler = "x".repeat(3000); // one document per page, about
+    let batch = |from: i64| -> Vec<Document> {
+        (from..from + 100)
+            .map(|i| doc! {"i": i, "filler": filler.clone()})
+            .collect()
+    };
+    let db_before = file_len(&path);
+    // About 2.5 checkpoints' worth of pages, far below the writer's limit.
+    let mut n = 0;
+    while file_len(&wal) < u64::from(CHECKPOINT_PAGES) * 5 / 2 * page {
+        e.insert_many("c", batch(n)).await.unwrap();
+        n += 100;
+    }
+    let mut waited = 0;
+    while file_len(&path) <= db_before && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert!(
+        file_len(&path) > db_before,
+        "no background checkpoint copied pages into the database file"
+    );
+    // A writer that never pauses: the WAL stays bounded.
+    let bound = (u64::from(WAL_LIMIT_PAGES) + 200) * page + 32;
+    let mut largest = 0;
+    for _ in 0..(WAL_LIMIT_PAGES / 100 * 2) {
+        e.insert_many("c", batch(n)).await.unwrap();
+        n += 100;
+        largest = largest.max(file_len(&wal));
+    }
+    assert!(
+        largest <= bound,
+        "WAL grew to {largest} bytes (bound {bound})"
+    );
+    assert_eq!(
+        e.count("c", &Filter::all()).await.unwrap(),
+        u64::try_from(n).unwrap()
+    );
+    drop(e);
+    assert!(!wal.exists(), "a connection outlived the engine");
+    let e = SqliteEngine::open(&path).unwrap();
+    assert_eq!(
+        e.count("c", &Filter::all()).await.unwrap(),
+        u64::try_from(n).unwrap()
+    );
+}

@@ -31,8 +31,20 @@
 //!
 //! Storage calls run on tokio's blocking thread pool (`spawn_blocking`), so
 //! the engine must be used inside a tokio runtime.
+//!
+//! # Checkpoints
+//!
+//! Each engine has one more thread, which copies the WAL back into the
+//! database file (`PRAGMA wal_checkpoint(PASSIVE)` on a connection of its
+//! own) once [`CHECKPOINT_PAGES`] pages have been committed since the last
+//! copy, so that commits do not pay for checkpoints; the writer checkpoints
+//! itself only if the WAL reaches [`WAL_LIMIT_PAGES`]. See `wal.rs`. The
+//! thread ends, and its connection closes, when the engine is dropped.
 
 mod ops;
+mod wal;
+
+pub use wal::{CHECKPOINT_PAGES, WAL_LIMIT_PAGES};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -61,8 +73,10 @@ pub struct SqliteEngine {
 
 struct Inner {
     path: PathBuf,
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    // Readers are declared (so dropped) first: the writer, closing last,
+    // checkpoints the WAL into the database file and removes it.
     readers: Mutex<Vec<Connection>>,
+    writer: Arc<tokio::sync::Mutex<wal::Writer>>,
     // Kept so a temporary database lives as long as the engine.
     _temp: Option<tempfile::TempDir>,
 }
@@ -140,6 +154,7 @@ impl SqliteEngine {
         let writer = open_conn(&path, OpenFlags::default())?;
         writer.execute_batch(ops::SCHEMA)?;
         ops::upgrade(&writer)?;
+        let writer = wal::Writer::new(writer, &path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -197,7 +212,7 @@ impl SqliteEngine {
         .await?
     }
 
-    async fn writer(&self) -> OwnedMutexGuard<Connection> {
+    async fn writer(&self) -> OwnedMutexGuard<wal::Writer> {
         Arc::clone(&self.inner.writer).lock_owned().await
     }
 
@@ -212,6 +227,7 @@ impl SqliteEngine {
             match f(&guard) {
                 Ok(v) => {
                     guard.execute_batch("COMMIT")?;
+                    guard.committed();
                     Ok(v)
                 }
                 Err(e) => {
@@ -399,7 +415,7 @@ impl Engine for SqliteEngine {
 /// The connection a transaction holds: the engine's writer, or a pooled
 /// reader for a read-only snapshot.
 enum Held {
-    Writer(OwnedMutexGuard<Connection>),
+    Writer(OwnedMutexGuard<wal::Writer>),
     Reader(Connection),
 }
 
@@ -531,9 +547,11 @@ fn end(guard: Held, pool: Option<Arc<Inner>>, sql: &'static str) -> Result<()> {
     let r = guard
         .prepare_cached(sql)
         .and_then(|mut s| s.execute([]).map(drop));
-    if r.is_err() {
+    match (&r, &guard) {
         // Never hand the writer on with a transaction open.
-        let _ = reset(&guard);
+        (Err(_), _) => drop(reset(&guard)),
+        (Ok(()), Held::Writer(w)) if sql == "COMMIT" => w.committed(),
+        (Ok(()), _) => {}
     }
     if let (Held::Reader(conn), Some(pool)) = (guard, pool) {
         return_reader(&pool, conn);
