@@ -6,6 +6,9 @@
 //! ```console
 //! CIPHERDOC_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
 //!   cargo bench -p cipherdoc-engine --bench qe_pg
+//! # values in shuffled order rather than ascending (see common::ssn):
+//! CIPHERDOC_BENCH_ARRIVAL=shuffled CIPHERDOC_TEST_POSTGRES_URL=... \
+//!   cargo bench -p cipherdoc-engine --bench qe_pg
 //! # 1M documents per collection (the load takes a while):
 //! CIPHERDOC_BENCH_DOCS=1000000 CIPHERDOC_TEST_POSTGRES_URL=... \
 //!   cargo bench -p cipherdoc-engine --bench qe_pg

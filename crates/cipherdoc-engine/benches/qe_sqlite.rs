@@ -5,6 +5,11 @@
 //!
 //! `cargo bench -p cipherdoc-engine --bench qe_sqlite`
 //!
+//! `CIPHERDOC_BENCH_ARRIVAL=shuffled` loads and inserts values in shuffled
+//! order instead of ascending order (see `common::ssn`): ascending order is
+//! the plaintext index's best case (it only appends), shuffled is how real
+//! values (SSNs) arrive. Encrypted keys are random either way.
+//!
 //! Besides criterion's estimates it prints, per size, p50 and p90 over
 //! 2,000 queries of each kind (`p50 ...` lines; the targets are stated in
 //! p50), taken in turns (one query of each kind per round) so that every

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cipherdoc_engine::{Engine, Filter, FindOptions};
@@ -71,9 +71,38 @@ impl Client {
     }
 }
 
-/// The `ssn` of document `i`: each value repeats 10 times.
+/// Whether values arrive shuffled (`CIPHERDOC_BENCH_ARRIVAL=shuffled`) or
+/// in ascending order (the default, `sorted`).
+pub fn shuffled() -> bool {
+    static SHUFFLED: OnceLock<bool> = OnceLock::new();
+    *SHUFFLED.get_or_init(|| {
+        std::env::var("CIPHERDOC_BENCH_ARRIVAL").is_ok_and(|v| v == "shuffled")
+    })
+}
+
+/// `sorted` or `shuffled`, for the printed lines.
+pub fn arrival() -> &'static str {
+    if shuffled() { "shuffled" } else { "sorted" }
+}
+
+/// The `ssn` of document `i`. Each value is held by 10 documents (of every
+/// 1,000 consecutive ones, when they are all there).
+///
+/// - `sorted`: documents `10k..10k+10` hold value `k`, so values arrive in
+///   ascending order. A plaintext index then only ever appends at its right
+///   edge: the best case for the plaintext side of the insert comparison.
+///   (Encrypted inserts write random keys, ESC ids and tags, either way.)
+/// - `shuffled`: within each block of 1,000 documents, positions are
+///   permuted (919 is prime to 1,000) and the 100 groups of 10 are
+///   scattered over the key space (a bijection of `0..10^9`: the multiplier
+///   is prime to 10). Values arrive as, say, patients' SSNs would.
 pub fn ssn(i: usize) -> String {
-    format!("{:09}", i / 10)
+    if !shuffled() {
+        return format!("{:09}", i / 10);
+    }
+    let pos = i / 1000 * 1000 + (i % 1000) * 919 % 1000;
+    let group = (pos / 10) as u64;
+    format!("{:09}", group * 387_420_489 % 1_000_000_000)
 }
 
 /// p50 and p90 of `v`.
@@ -170,7 +199,10 @@ pub fn timed_queries(rt: &Runtime, n: usize, cases: &[Case]) {
     let p50s: Vec<Duration> = times.iter().map(|t| percentiles(t.clone()).0).collect();
     for ((label, ..), t) in cases.iter().zip(times) {
         let (p50, p90) = percentiles(t);
-        eprintln!("p50 n={n} {label}: {p50:.1?} (p90 {p90:.1?})");
+        eprintln!(
+            "p50 n={n} arrival={} {label}: {p50:.1?} (p90 {p90:.1?})",
+            arrival()
+        );
     }
     let ratio = |i: usize| p50s[i].as_secs_f64() / p50s[2].as_secs_f64();
     eprintln!(
@@ -251,7 +283,8 @@ pub fn timed_inserts(
         ),
     ] {
         eprintln!(
-            "insert n={n} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
+            "insert n={n} arrival={} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
+            arrival(),
             100.0 * e / p
         );
     }
