@@ -659,6 +659,37 @@ async fn range_refusals() {
         matches!(err, EngineError::Qe(QeError::InvalidDocument { .. })),
         "{err}"
     );
+    // A find payload made for other range options is refused by name, not
+    // answered with the matches its edges happen to share.
+    let other_min = Client {
+        index: resolve_range_options(
+            &range_options_from_document(&doc! {"min": -10, "max": 200, "sparsity": 1}).unwrap(),
+            &Bson::Int32(0),
+        )
+        .unwrap(),
+        tokens: client.tokens.clone(),
+        key_id,
+        key: DataKey::generate(&mut OsRandom).unwrap(),
+        contention: 0,
+    };
+    for (c, option) in [(&wrong, "sparsity 2"), (&other_min, "min -10")] {
+        let q = c.query(Some((&Bson::Int32(1), true)), None).unwrap();
+        let err = e.find("r", &q, &FindOptions::default()).await.unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Qe(QeError::InvalidQuery { path, .. }) if path == "v"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(option), "{err}");
+    }
+    // The right options still find the document.
+    let q = client.query(Some((&Bson::Int32(1), true)), None).unwrap();
+    assert_eq!(
+        e.find("r", &q, &FindOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Plaintext, and operators that cannot carry a range payload.
     let err = e
         .insert_one("r", doc! {"_id": 3, "v": 5})

@@ -460,7 +460,7 @@ async fn pad_range_fields(
                 f.path
             )));
         };
-        let Some(path_length) = f.range_edges else {
+        let Some(path_length) = f.range_edges() else {
             return Err(bad(format!(
                 "the range options of {:?} do not resolve for its bsonType, so its anchor padding cannot be sized; fix encryptedFields",
                 f.path

@@ -28,6 +28,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson};
+use cipherdoc_crypto::client_range::{range_value_from_bson, range_value_to_bson};
 use cipherdoc_crypto::payload::{FindEqualityPayloadV2, FindRangePayloadV2};
 use cipherdoc_crypto::server::ContentionTokens;
 
@@ -232,7 +233,69 @@ impl Ctx<'_> {
         if p.is_stub() {
             return Ok(Filter::And(Vec::new()));
         }
+        self.check_range_parameters(f, path, &p)?;
         Ok(Filter::TagIn(resolve(f, b)?))
+    }
+
+    /// A range find payload's `sp`, `tf`, `pn`, `mn` and `mx` must be the
+    /// field's resolved range options: the mincover of other options names
+    /// other edges, and the query would silently miss matches.
+    fn check_range_parameters(
+        &self,
+        f: &FieldSpec,
+        path: &str,
+        p: &FindRangePayloadV2,
+    ) -> Result<()> {
+        let Some(index) = &f.range else {
+            return Err(self.invalid(
+                path,
+                "the field's range options (min, max, sparsity, trimFactor, precision) do not resolve for its bsonType; fix encryptedFields",
+            ));
+        };
+        let bound = |b: Option<&Bson>| b.and_then(|b| range_value_from_bson(b).ok());
+        let shown = |v: Option<String>| v.unwrap_or_else(|| "none".to_owned());
+        let (sp, tf) = (index.sparsity(), index.trim_factor());
+        let mismatch = if p.sparsity != Some(sp) {
+            Some((
+                "sparsity",
+                shown(p.sparsity.map(|v| v.to_string())),
+                sp.to_string(),
+            ))
+        } else if p.trim_factor.is_some_and(|v| v != tf) {
+            Some((
+                "trimFactor",
+                shown(p.trim_factor.map(|v| v.to_string())),
+                tf.to_string(),
+            ))
+        } else if p.precision != index.precision() {
+            let pn = |v: Option<i32>| shown(v.map(|v| v.to_string()));
+            Some(("precision", pn(p.precision), pn(index.precision())))
+        } else if bound(p.index_min.as_ref()) != Some(index.index_min()) {
+            let mn = shown(p.index_min.as_ref().map(ToString::to_string));
+            Some((
+                "min",
+                mn,
+                range_value_to_bson(index.index_min()).to_string(),
+            ))
+        } else if bound(p.index_max.as_ref()) != Some(index.index_max()) {
+            let mx = shown(p.index_max.as_ref().map(ToString::to_string));
+            Some((
+                "max",
+                mx,
+                range_value_to_bson(index.index_max()).to_string(),
+            ))
+        } else {
+            None
+        };
+        match mismatch {
+            None => Ok(()),
+            Some((option, got, want)) => Err(self.invalid(
+                path,
+                format!(
+                    "the range find payload was made with {option} {got}, the field's is {want}; matches would be lost — encrypt the query with the collection's encryptedFields"
+                ),
+            )),
+        }
     }
 }
 

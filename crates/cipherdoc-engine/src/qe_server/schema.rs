@@ -5,7 +5,7 @@ use cipherdoc_crypto::KeyId;
 use cipherdoc_crypto::efc::{BsonTypeName, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
 
 use cipherdoc_crypto::client_range::range_value_from_bson;
-use cipherdoc_crypto::range::{RangeOptions, RangeValueKind};
+use cipherdoc_crypto::range::{RangeIndex, RangeOptions, RangeValueKind};
 
 use super::QeError;
 
@@ -27,14 +27,21 @@ pub(crate) struct FieldSpec {
     pub(crate) key_id: KeyId,
     pub(crate) bson_type: Option<BsonTypeName>,
     pub(crate) kind: FieldKind,
-    /// Range fields: the number of edges every value has (§8.4
-    /// `Edges::size`), used to check insert payloads and to size anchor
-    /// padding (§9.7 step 4). `None` when the options do not resolve (then
-    /// range inserts and compaction of the field are refused).
-    pub(crate) range_edges: Option<usize>,
+    /// Range fields: the index with every option resolved (§8.1), which
+    /// insert and find payloads must have been made for. `None` when the
+    /// options do not resolve (then range inserts, queries and compaction of
+    /// the field are refused).
+    pub(crate) range: Option<RangeIndex>,
 }
 
 impl FieldSpec {
+    /// Range fields: the number of edges every value has (§8.4
+    /// `Edges::size`), used to check insert payloads and to size anchor
+    /// padding (§9.7 step 4).
+    pub(crate) fn range_edges(&self) -> Option<usize> {
+        self.range.as_ref().map(RangeIndex::edge_count)
+    }
+
     pub(crate) fn indexed(&self) -> bool {
         !matches!(self.kind, FieldKind::Unindexed)
     }
@@ -61,14 +68,14 @@ pub(crate) struct QeSchema {
 
 /// The edge count of a range field's values, from its `encryptedFields`
 /// options resolved as the client resolves them (§8.1 defaults).
-fn range_edge_count(
+fn range_index(
     bson_type: Option<BsonTypeName>,
     min: Option<&bson::Bson>,
     max: Option<&bson::Bson>,
     sparsity: Option<i64>,
     precision: Option<i32>,
     trim_factor: Option<i32>,
-) -> Option<usize> {
+) -> Option<RangeIndex> {
     let kind = match bson_type? {
         BsonTypeName::Int => RangeValueKind::Int32,
         BsonTypeName::Long => RangeValueKind::Int64,
@@ -85,7 +92,7 @@ fn range_edge_count(
         trim_factor,
         precision,
     };
-    options.resolve(kind).ok().map(|i| i.edge_count())
+    options.resolve(kind).ok()
 }
 
 fn is_prefix(prefix: &str, path: &str) -> bool {
@@ -126,7 +133,7 @@ impl QeSchema {
                     )));
                 }
             };
-            let range_edges = match f.query() {
+            let range = match f.query() {
                 Some(QueryTypeConfig::Range {
                     min,
                     max,
@@ -134,7 +141,7 @@ impl QeSchema {
                     precision,
                     trim_factor,
                     ..
-                }) => range_edge_count(
+                }) => range_index(
                     f.bson_type,
                     min.as_ref(),
                     max.as_ref(),
@@ -149,7 +156,7 @@ impl QeSchema {
                 key_id: *key_id,
                 bson_type: f.bson_type,
                 kind,
-                range_edges,
+                range,
             });
         }
         for (i, a) in fields.iter().enumerate() {

@@ -348,7 +348,7 @@ impl Walk<'_> {
         match (f.kind, iup.edge_token_sets.is_some()) {
             (FieldKind::Range { .. }, true) => {
                 let got = iup.edge_token_sets.as_ref().map_or(0, Vec::len);
-                match f.range_edges {
+                match f.range_edges() {
                     None => {
                         return Err(self.invalid(
                             path,
