@@ -75,9 +75,8 @@ impl Client {
 /// in ascending order (the default, `sorted`).
 pub fn shuffled() -> bool {
     static SHUFFLED: OnceLock<bool> = OnceLock::new();
-    *SHUFFLED.get_or_init(|| {
-        std::env::var("CIPHERDOC_BENCH_ARRIVAL").is_ok_and(|v| v == "shuffled")
-    })
+    *SHUFFLED
+        .get_or_init(|| std::env::var("CIPHERDOC_BENCH_ARRIVAL").is_ok_and(|v| v == "shuffled"))
 }
 
 /// `sorted` or `shuffled`, for the printed lines.
