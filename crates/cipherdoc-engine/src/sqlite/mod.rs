@@ -669,7 +669,7 @@ impl QeState for SqliteTransaction {
         value: Option<EscValue>,
     ) -> Result<()> {
         let (name, id) = (collection.to_owned(), *id);
-        self.run(move |c| ops::esc_insert(c, &name, &id, value.as_ref(), false))
+        self.run(move |c| ops::esc_insert(c, &name, [(&id, value.as_ref())], false))
             .await
     }
 
@@ -680,10 +680,8 @@ impl QeState for SqliteTransaction {
     ) -> Result<()> {
         let (name, docs) = (collection.to_owned(), docs.to_vec());
         self.run(move |c| {
-            for (id, value) in &docs {
-                ops::esc_insert(c, &name, id, value.as_ref(), false)?;
-            }
-            Ok(())
+            let rows = docs.iter().map(|(id, value)| (id, value.as_ref()));
+            ops::esc_insert(c, &name, rows, false)
         })
         .await
     }
@@ -691,10 +689,10 @@ impl QeState for SqliteTransaction {
     async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
         let (name, entries) = (collection.to_owned(), entries.to_vec());
         self.run(move |c| {
-            for e in &entries {
-                ops::ecoc_append(c, &name, &e.field_name, &e.value)?;
-            }
-            Ok(())
+            let rows = entries
+                .iter()
+                .map(|e| (e.field_name.as_str(), e.value.as_slice()));
+            ops::ecoc_append(c, &name, rows)
         })
         .await
     }
@@ -706,7 +704,7 @@ impl QeState for SqliteTransaction {
         value: Option<EscValue>,
     ) -> Result<()> {
         let (name, id) = (collection.to_owned(), *id);
-        self.run(move |c| ops::esc_insert(c, &name, &id, value.as_ref(), true))
+        self.run(move |c| ops::esc_insert(c, &name, [(&id, value.as_ref())], true))
             .await
     }
 
@@ -733,7 +731,7 @@ impl QeState for SqliteTransaction {
         value: &[u8],
     ) -> Result<()> {
         let (name, field, value) = (collection.to_owned(), field_name.to_owned(), value.to_vec());
-        self.run(move |c| ops::ecoc_append(c, &name, &field, &value))
+        self.run(move |c| ops::ecoc_append(c, &name, [(field.as_str(), value.as_slice())]))
             .await
     }
 

@@ -772,11 +772,12 @@ pub(crate) fn esc_get_many(
     })
 }
 
-pub(crate) fn esc_insert(
+/// Insert ESC rows `(id, value)` (or, with `upsert`, replace their
+/// values), with one prepared statement for all of them.
+pub(crate) fn esc_insert<'a>(
     conn: &Connection,
     c: &str,
-    id: &EscId,
-    value: Option<&EscValue>,
+    rows: impl IntoIterator<Item = (&'a EscId, Option<&'a EscValue>)>,
     upsert: bool,
 ) -> Result<()> {
     let sql = if upsert {
@@ -786,13 +787,18 @@ pub(crate) fn esc_insert(
     };
     on_state_tables(conn, c, || {
         let mut stmt = conn.prepare_cached(&sql.replace("{}", &q(&esc_name(c))))?;
-        match stmt.execute(params![&id.0[..], value.map(|v| &v.0[..])]) {
-            Ok(_) => Ok(()),
-            Err(e) if is_constraint(&e) => Err(EngineError::EscIdConflict {
-                collection: c.to_owned(),
-            }),
-            Err(e) => Err(e.into()),
+        for (id, value) in rows {
+            match stmt.execute(params![&id.0[..], value.map(|v| &v.0[..])]) {
+                Ok(_) => {}
+                Err(e) if is_constraint(&e) => {
+                    return Err(EngineError::EscIdConflict {
+                        collection: c.to_owned(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(())
     })
 }
 
@@ -837,13 +843,21 @@ pub(crate) fn esc_non_anchor_ids(conn: &Connection, c: &str) -> Result<Vec<EscId
     Ok(out)
 }
 
-pub(crate) fn ecoc_append(conn: &Connection, c: &str, field: &str, value: &[u8]) -> Result<()> {
+/// Append ECOC entries `(field, value)`, with one prepared statement for
+/// all of them.
+pub(crate) fn ecoc_append<'a>(
+    conn: &Connection,
+    c: &str,
+    entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<()> {
     on_state_tables(conn, c, || {
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO {}(field, value) VALUES(?1, ?2)",
             q(&ecoc_name(c))
         ))?;
-        stmt.execute(params![field, value])?;
+        for (field, value) in entries {
+            stmt.execute(params![field, value])?;
+        }
         Ok(())
     })
 }
