@@ -49,7 +49,8 @@ macro_rules! qe_server_tests {
     ($make:expr) => {
         $crate::qe_server_tests!(@each $make;
             equality_model_cm0, equality_model_cm4, equality_model_cm8, refusals,
-            tamper, concurrent_inserts, transactions, wrong_compaction_token);
+            tamper, concurrent_inserts, compaction_during_inserts, transactions,
+            wrong_compaction_token);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -809,6 +810,68 @@ pub async fn concurrent_inserts(engine: Arc<dyn Engine>) {
     let mut tx = e.inner().begin().await.unwrap();
     assert_eq!(tx.esc_count(c).await.unwrap(), 3200);
     tx.rollback().await.unwrap();
+}
+
+/// Compactions and cleanups running while 4 writers insert a few hot values
+/// (contention 0, so every insert of a value advances one counter): every
+/// acknowledged insert is found by its value's equality query afterwards.
+/// A writer's search must never take a position that a concurrent
+/// compaction has just folded into an anchor.
+pub async fn compaction_during_inserts(engine: Arc<dyn Engine>) {
+    let e = Arc::new(QeServer::new(engine));
+    let client = Arc::new(TestClient::new(0));
+    let c = "compacting";
+    client.create_collection(&*e, c).await;
+    let values = ["v0", "v1", "v2"];
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for task in 0..4_i32 {
+        let (e, client) = (Arc::clone(&e), Arc::clone(&client));
+        writers.push(tokio::spawn(async move {
+            for i in 0..60_i32 {
+                let id = task * 1000 + i;
+                let v = values[usize::try_from(id % 3).unwrap_or(0)];
+                e.insert_one(c, client.document(id, v, 7, "n"))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let compactor = {
+        let (e, client, done) = (Arc::clone(&e), Arc::clone(&client), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || runs < 3 {
+                if runs % 4 == 3 {
+                    e.cleanup(c, &client.compaction_tokens()).await.unwrap();
+                } else {
+                    e.compact(c, &client.compaction_tokens()).await.unwrap();
+                }
+                runs += 1;
+            }
+            runs
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = compactor.await.unwrap();
+    assert!(runs >= 3, "{runs} compactions");
+    for (k, v) in values.iter().enumerate() {
+        let q = client.find_payload("name", &Bson::String((*v).into()));
+        let found = ids(&*e, c, &Filter::eq("name", q)).await;
+        let want: std::collections::BTreeSet<i32> = (0..4_i32)
+            .flat_map(|t| (0..60_i32).map(move |i| t * 1000 + i))
+            .filter(|id| usize::try_from(id % 3).ok() == Some(k))
+            .collect();
+        let missing: Vec<_> = want.iter().filter(|id| !found.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{v}: not found after {runs} compactions: {missing:?}"
+        );
+        assert_eq!(found.len(), want.len(), "{v}");
+    }
 }
 
 /// Encrypted writes inside an explicit transaction commit or roll back with
