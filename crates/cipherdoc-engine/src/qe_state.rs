@@ -122,6 +122,20 @@ pub trait QeState: Send {
         Ok(true)
     }
 
+    /// Keep every writer of `collection` out until the transaction ends,
+    /// after waiting for those in flight: called first by compaction and
+    /// cleanup. Under READ COMMITTED a writer's ESC probes are several
+    /// statements; a compaction committing between two of them deletes
+    /// non-anchors the writer has not looked at yet, and the writer could
+    /// then take a position below the new anchor that another document
+    /// already holds (its tag would repeat another document's). Engines
+    /// whose writers are serialized anyway (SQLite's single writer) keep
+    /// this default no-op.
+    async fn lock_for_maintenance(&mut self, collection: &str) -> Result<()> {
+        let _ = collection;
+        Ok(())
+    }
+
     /// Serialize writers of the same ESC counters until the transaction
     /// ends. `counters` are the counters' `ESCTwiceDerivedTagToken` bytes,
     /// sorted, so that two transactions always lock in the same order.

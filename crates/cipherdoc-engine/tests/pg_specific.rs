@@ -798,3 +798,61 @@ async fn canaries_in_encrypted_fields_never_reach_the_server_files() {
         );
     }
 }
+
+/// Compaction and cleanup start with `lock_for_maintenance`: it waits for a
+/// writer transaction in flight on the collection (one that has read the
+/// ESC) and keeps the next writer out until the maintenance transaction
+/// ends; another collection's writers are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e: Arc<dyn Engine> = Arc::new(PgEngine::temporary(&url).await.unwrap());
+    for c in ["m", "other"] {
+        e.create_collection(c, encrypted()).await.unwrap();
+    }
+    let mut writer = e.begin().await.unwrap();
+    writer.esc_get_many("m", &[EscId([7; 32])]).await.unwrap();
+    let maintenance = {
+        let e = Arc::clone(&e);
+        tokio::spawn(async move {
+            let mut tx = e.begin().await.unwrap();
+            tx.lock_for_maintenance("m").await.unwrap();
+            let locked = Instant::now();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.commit().await.unwrap();
+            locked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !maintenance.is_finished(),
+        "maintenance did not wait for the writer in flight"
+    );
+    writer.esc_insert("m", &EscId([7; 32]), None).await.unwrap();
+    let committing = Instant::now();
+    writer.commit().await.unwrap();
+    // The next writer waits until the maintenance transaction ends...
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut next = e.begin().await.unwrap();
+    next.esc_get_many("m", &[EscId([8; 32])]).await.unwrap();
+    let admitted = Instant::now();
+    let locked = maintenance.await.unwrap();
+    assert!(
+        locked >= committing,
+        "maintenance began before the writer committed"
+    );
+    assert!(
+        admitted.duration_since(locked) >= Duration::from_millis(250),
+        "a writer was admitted during maintenance"
+    );
+    next.rollback().await.unwrap();
+    // ...while another collection's writers never wait for it.
+    let mut tx = e.begin().await.unwrap();
+    tx.lock_for_maintenance("m").await.unwrap();
+    let t = Instant::now();
+    e.insert_one("other", doc! {"x": 1}).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    tx.rollback().await.unwrap();
+}

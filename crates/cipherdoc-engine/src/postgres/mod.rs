@@ -69,7 +69,13 @@
 //!    index misses. Inside a transaction the catalog entry is then cached
 //!    (it cannot change under the shared lock). A first insert that creates
 //!    a collection takes only the DDL lock and looks again after getting
-//!    it, so concurrent first inserts create it once.
+//!    it, so concurrent first inserts create it once. Compaction and
+//!    cleanup take the same lock *exclusive* too (`lock_for_maintenance`,
+//!    after the collection's compaction lock): a writer's ESC probes are
+//!    several READ COMMITTED statements, and a compaction committing
+//!    between two of them could let the writer take a position below the
+//!    new anchor that another document holds. Writers of the collection
+//!    therefore wait while it is compacted.
 //! 3. **Document updates: row locks.** `replace_one` and deletes lock the
 //!    old row (`SELECT … FOR UPDATE`) before computing which index and tag
 //!    entries to remove, so concurrent replaces of one document serialise.
@@ -694,6 +700,10 @@ impl QeState for PgTransaction {
     async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
         op!(self, |cx| ops::esc_lock_counters(cx, collection, counters)
             .await)
+    }
+
+    async fn lock_for_maintenance(&mut self, collection: &str) -> Result<()> {
+        op!(self, |cx| ops::lock_for_maintenance(cx, collection).await)
     }
 
     async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {

@@ -1102,6 +1102,17 @@ pub(crate) async fn esc_insert_many(
 /// lives in a key space of its own, apart from the catalog's `bigint` locks.
 /// Callers pass the counters sorted, so two writers lock in the same order
 /// and cannot deadlock.
+/// Compaction and cleanup: the compaction lock (one compaction at a time),
+/// then the collection lock exclusively, so that no writer (they hold it
+/// shared from their first statement) runs its ESC probes across the
+/// compaction's commit. Taken before anything else in the transaction;
+/// the transaction's own later shared requests do not conflict with it.
+pub(crate) async fn lock_for_maintenance(cx: &mut Ctx, c: &str) -> Result<()> {
+    let s = Arc::clone(&cx.s);
+    lock_exclusive(cx, s.compact_key(c)).await?;
+    lock_exclusive(cx, s.collection_key(c)).await
+}
+
 pub(crate) async fn esc_lock_counters(cx: &mut Ctx, c: &str, counters: &[[u8; 32]]) -> Result<()> {
     if counters.is_empty() {
         return Ok(());

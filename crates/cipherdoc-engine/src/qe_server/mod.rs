@@ -52,9 +52,10 @@
 //!
 //! An insert of value *v* with contention factor *k* reads the ESC to find
 //! the counter's last position *c* (emuBinary) and writes the non-anchor at
-//! *c + 1*; two writers that read the same *c* would both claim *c + 1*, and
-//! one of the two documents would get a tag no query ever derives. Two
-//! mechanisms rule this out:
+//! *c + 1*; two writers that read the same *c* would both claim *c + 1*.
+//! Both documents would then carry the same tag: queries would still find
+//! both, but the store could see that the two hold the same value, which
+//! per-insert positions exist to hide. Two mechanisms rule this out:
 //!
 //! 1. **Uniqueness of ESC ids.** The non-anchor's id is
 //!    `HMAC(ESCTwiceDerivedTagToken, c + 1)`, a deterministic function of
@@ -78,6 +79,14 @@
 //!    concurrent writers (PostgreSQL under read committed or repeatable
 //!    read, where a unique violation or serialization failure plays the
 //!    same role).
+//!
+//! Compaction deletes non-anchors that a concurrent writer's search may
+//! not have looked at yet; where a writer's probes are several statements
+//! on different snapshots (PostgreSQL), compaction first takes
+//! [`crate::QeState::lock_for_maintenance`], so that no writer's search
+//! spans its commit. The suite's `compaction_during_inserts` races
+//! compactions against writers and checks that every insert is found and
+//! that no two documents share a tag.
 //!
 //! Queries are unaffected by concurrent writers: they read one snapshot,
 //! in which each counter's positions are contiguous, and see every document
@@ -460,6 +469,10 @@ impl QeServer {
         let attempts = self.shared.config.max_write_attempts.max(1);
         for attempt in 1..=attempts {
             let mut tx = self.inner.begin().await?;
+            if let Err(e) = tx.lock_for_maintenance(collection).await {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
             let schema = match self.shared.schema_in(&mut *tx, collection).await {
                 Ok(Some(s)) => s,
                 Ok(None) => {
@@ -758,6 +771,10 @@ impl QeState for QeTransaction {
 
     async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
         self.inner.esc_lock_counters(collection, counters).await
+    }
+
+    async fn lock_for_maintenance(&mut self, collection: &str) -> Result<()> {
+        self.inner.lock_for_maintenance(collection).await
     }
 
     async fn esc_has_anchors(&mut self, collection: &str) -> Result<bool> {

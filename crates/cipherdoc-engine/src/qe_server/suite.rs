@@ -872,6 +872,23 @@ pub async fn compaction_during_inserts(engine: Arc<dyn Engine>) {
         );
         assert_eq!(found.len(), want.len(), "{v}");
     }
+    // Every insert took a position of its own: no two documents share a
+    // tag (which would show the store that they hold the same value).
+    let all = e
+        .find(c, &Filter::all(), &FindOptions::default())
+        .await
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    for d in &all {
+        for t in safe_content(d) {
+            assert!(
+                seen.insert(t),
+                "two documents share a tag (doc {:?})",
+                d.get("_id")
+            );
+        }
+    }
+    assert_eq!(seen.len(), all.len() * 2);
 }
 
 /// Encrypted writes inside an explicit transaction commit or roll back with
