@@ -270,22 +270,20 @@ impl Ctx<'_> {
         } else if p.precision != index.precision() {
             let pn = |v: Option<i32>| shown(v.map(|v| v.to_string()));
             Some(("precision", pn(p.precision), pn(index.precision())))
-        } else if bound(p.index_min.as_ref()) != Some(index.index_min()) {
-            let mn = shown(p.index_min.as_ref().map(ToString::to_string));
-            Some((
-                "min",
-                mn,
-                range_value_to_bson(index.index_min()).to_string(),
-            ))
-        } else if bound(p.index_max.as_ref()) != Some(index.index_max()) {
-            let mx = shown(p.index_max.as_ref().map(ToString::to_string));
-            Some((
-                "max",
-                mx,
-                range_value_to_bson(index.index_max()).to_string(),
-            ))
         } else {
-            None
+            [
+                ("min", p.index_min.as_ref(), index.index_min()),
+                ("max", p.index_max.as_ref(), index.index_max()),
+            ]
+            .into_iter()
+            .find(|(_, got, want)| bound(*got) != Some(*want))
+            .map(|(option, got, want)| {
+                (
+                    option,
+                    shown(got.map(ToString::to_string)),
+                    range_value_to_bson(want).to_string(),
+                )
+            })
         };
         match mismatch {
             None => Ok(()),
