@@ -141,8 +141,17 @@ impl Writer {
             return;
         }
         let done = self.checkpointed.load(Ordering::Relaxed);
-        // Below the last checkpoint's mark: the WAL restarted since.
-        let fresh = frames.checked_sub(done).unwrap_or(frames);
+        let fresh = if frames < done {
+            // The WAL restarted since that checkpoint: its mark no longer
+            // applies (left as it was, it would delay the next background
+            // checkpoint until the new WAL passed it).
+            let _ =
+                self.checkpointed
+                    .compare_exchange(done, 0, Ordering::Relaxed, Ordering::Relaxed);
+            frames
+        } else {
+            frames - done
+        };
         if frames >= WAL_LIMIT_PAGES {
             // Wait for a background checkpoint in progress, then copy the
             // rest here; the next write transaction restarts the WAL.
