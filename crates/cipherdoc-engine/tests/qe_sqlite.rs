@@ -1,5 +1,6 @@
 //! The QE server role on SQLite: the generic QE suite, plus what only
-//! SQLite can show (the raw bytes of the database file and its WAL).
+//! SQLite can show (the raw bytes of the database file and its WAL, and a
+//! writer process killed in the middle of encrypted inserts).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::unused_async)]
 
@@ -145,4 +146,196 @@ async fn canaries_never_reach_the_file() {
     drop(raw);
     // After close SQLite checkpoints into the main file.
     scan("closed");
+}
+
+/// A fixed key, so that the crash test's child process and its parent
+/// encrypt and query alike.
+struct FixedClient {
+    id: cipherdoc_crypto::KeyId,
+    key: cipherdoc_crypto::DataKey,
+    tokens: cipherdoc_crypto::tokens::IndexKeyTokens,
+}
+
+const CRASH_CM: u64 = 4;
+const CRASH_BATCH: i32 = 20;
+const CRASH_VALUES: i32 = 7;
+
+impl FixedClient {
+    fn new() -> Self {
+        let id = cipherdoc_crypto::KeyId::from_slice(&[7; 16]).unwrap();
+        let key = cipherdoc_crypto::DataKey::from_bytes([9; 96]);
+        let tokens = cipherdoc_crypto::tokens::IndexKeyTokens::new(id, &key);
+        Self { id, key, tokens }
+    }
+
+    fn encrypted_fields(&self) -> bson::Document {
+        bson::doc! {"fields": [{"path": "v", "keyId": self.id.to_binary(), "bsonType": "string",
+        "queries": {"queryType": "equality", "contention": i64::try_from(CRASH_CM).unwrap()}}]}
+    }
+
+    fn blob(bytes: Vec<u8>) -> Bson {
+        Bson::Binary(bson::Binary {
+            subtype: bson::spec::BinarySubtype::Encrypted,
+            bytes,
+        })
+    }
+
+    fn insert(&self, v: &str) -> Bson {
+        let p = cipherdoc_crypto::client::encrypt_equality_insert(
+            &Bson::String(v.into()),
+            &self.tokens,
+            cipherdoc_crypto::client::UserKey {
+                id: self.id,
+                key: &self.key,
+            },
+            CRASH_CM,
+            &mut cipherdoc_crypto::OsRandom,
+        )
+        .unwrap();
+        Self::blob(p.encode())
+    }
+
+    fn find(&self, v: &str) -> Filter {
+        let p = cipherdoc_crypto::client::encrypt_equality_find(
+            &Bson::String(v.into()),
+            &self.tokens,
+            CRASH_CM,
+        )
+        .unwrap();
+        Filter::eq("v", Self::blob(p.encode()))
+    }
+
+    fn compaction_tokens(&self) -> cipherdoc_engine::qe_server::CompactionTokens {
+        cipherdoc_engine::qe_server::CompactionTokens::new()
+            .with_field("v", self.tokens.ecoc().clone())
+    }
+}
+
+fn crash_value(id: i32) -> String {
+    format!("v{}", id % CRASH_VALUES)
+}
+
+/// The child side of [`killed_qe_writer_keeps_documents_esc_and_tags_together`]:
+/// encrypted bulk inserts into the database named by `CIPHERDOC_CRASH_DB`,
+/// with a compaction every 10 batches, until it is killed; prints each
+/// acknowledged batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by killed_qe_writer_keeps_documents_esc_and_tags_together"]
+async fn crash_child_qe_writes_until_killed() {
+    let path = std::env::var("CIPHERDOC_CRASH_DB").expect("run by the crash test");
+    let e = QeServer::new(Arc::new(SqliteEngine::open(&path).unwrap()));
+    let client = FixedClient::new();
+    e.create_collection(
+        "c",
+        CreateCollectionOptions {
+            encrypted_fields: Some(client.encrypted_fields()),
+        },
+    )
+    .await
+    .unwrap();
+    for b in 0_i32.. {
+        let docs = (0..CRASH_BATCH)
+            .map(|i| {
+                let id = b * CRASH_BATCH + i;
+                bson::doc! {"_id": id, "b": b, "v": client.insert(&crash_value(id))}
+            })
+            .collect();
+        e.insert_many("c", docs).await.unwrap();
+        println!("acked {b}");
+        if b % 10 == 9 {
+            e.compact("c", &client.compaction_tokens()).await.unwrap();
+        }
+    }
+}
+
+/// A process killed (SIGKILL) during encrypted bulk inserts and
+/// compactions: after a reopen, every acknowledged document is there, no
+/// batch is there in part, and every stored document — acknowledged or
+/// not — is found by its value's equality query, before and after a new
+/// compaction. So a document, its tag, its ESC row and its ECOC entry
+/// survive or vanish together.
+#[test]
+fn killed_qe_writer_keeps_documents_esc_and_tags_together() {
+    use std::collections::BTreeSet;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qe-crash.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child_qe_writes_until_killed",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CIPHERDOC_CRASH_DB", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(n) = line.unwrap().strip_prefix("acked ") {
+            let n: i32 = n.parse().unwrap();
+            acked = Some(n);
+            if n >= 45 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let acked = acked.expect("the child acknowledged no batch");
+    assert!(acked >= 45, "the child stopped after batch {acked}");
+
+    let check: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let client = FixedClient::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let e = QeServer::new(Arc::new(SqliteEngine::open(&path).unwrap()));
+        let stored: BTreeSet<i32> = e
+            .find(
+                "c",
+                &Filter::all(),
+                &cipherdoc_engine::FindOptions::default(),
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.get_i32("_id").unwrap())
+            .collect();
+        let n = i32::try_from(stored.len()).unwrap();
+        assert_eq!(
+            n % CRASH_BATCH,
+            0,
+            "a batch is there in part: {n} documents"
+        );
+        assert!((0..(acked + 1) * CRASH_BATCH).all(|id| stored.contains(&id)));
+        for stage in ["after the crash", "after a new compaction"] {
+            let mut found = BTreeSet::new();
+            for k in 0..CRASH_VALUES {
+                let v = format!("v{k}");
+                let ids = e
+                    .find(
+                        "c",
+                        &client.find(&v),
+                        &cipherdoc_engine::FindOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                for d in ids {
+                    let id = d.get_i32("_id").unwrap();
+                    assert_eq!(crash_value(id), v, "{stage}: document {id}");
+                    found.insert(id);
+                }
+            }
+            assert_eq!(found, stored, "{stage}: every stored document is found");
+            e.compact("c", &client.compaction_tokens()).await.unwrap();
+        }
+    });
 }
