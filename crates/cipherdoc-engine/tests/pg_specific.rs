@@ -1,7 +1,8 @@
 //! PostgreSQL-only checks: query plans use the index tables, `bytea` keys
 //! order like `encode_key`, ESC contention from 16 connections loses
-//! nothing, DDL and writers interleave safely, long names, dropped
-//! transactions, and the canary scan of the server's files.
+//! nothing, DDL and writers interleave safely, compaction's lock waits for
+//! and holds off writers, long names, dropped transactions, and the canary
+//! scan of the server's files.
 //! Each test runs when `CIPHERDOC_TEST_POSTGRES_URL` is set and otherwise
 //! prints why it is skipped.
 
