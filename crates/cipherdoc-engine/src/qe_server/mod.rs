@@ -253,6 +253,7 @@ impl Shared {
 }
 
 /// One write operation, so that the retry loop is written once.
+#[derive(Clone)]
 enum WriteOp {
     Insert(Vec<Document>),
     Replace(Bson, Document),
@@ -301,23 +302,29 @@ async fn write_in(
     shared: &Shared,
     tx: &mut dyn Transaction,
     collection: &str,
-    op: &WriteOp,
+    op: WriteOp,
     wrote: &mut bool,
 ) -> Result<WriteOut> {
     let schema = shared.schema_in(tx, collection).await?;
     let schema = schema.as_deref();
     Ok(match op {
         WriteOp::Insert(docs) => {
-            WriteOut::Ids(write::insert(tx, collection, schema, docs.clone(), wrote).await?)
+            WriteOut::Ids(write::insert(tx, collection, schema, docs, wrote).await?)
         }
-        WriteOp::Replace(id, doc) => WriteOut::Replaced(
-            write::replace(tx, collection, schema, id, doc.clone(), wrote).await?,
-        ),
+        WriteOp::Replace(id, doc) => {
+            WriteOut::Replaced(write::replace(tx, collection, schema, &id, doc, wrote).await?)
+        }
         WriteOp::Delete(filter, one) => {
-            let f = query::rewrite(tx, collection, schema, filter, shared.config.max_query_tags)
-                .await?;
+            let f = query::rewrite(
+                tx,
+                collection,
+                schema,
+                &filter,
+                shared.config.max_query_tags,
+            )
+            .await?;
             *wrote = true;
-            WriteOut::Deleted(if *one {
+            WriteOut::Deleted(if one {
                 tx.delete_one(collection, &f).await?
             } else {
                 tx.delete_many(collection, &f).await?
@@ -418,7 +425,9 @@ impl QeServer {
             let r = transact(&*self.inner, TxMode::Write, move |tx| {
                 Box::pin(async move {
                     let mut wrote = false;
-                    write_in(&shared, tx, &coll, &op, &mut wrote).await
+                    // An attempt consumes its documents; the retry loop
+                    // keeps the original for the next one.
+                    write_in(&shared, tx, &coll, (*op).clone(), &mut wrote).await
                 })
             })
             .await;
@@ -672,7 +681,7 @@ impl QeTransaction {
     async fn write(&mut self, collection: &str, op: WriteOp) -> Result<WriteOut> {
         self.check()?;
         let mut wrote = false;
-        let r = write_in(&self.shared, &mut *self.inner, collection, &op, &mut wrote).await;
+        let r = write_in(&self.shared, &mut *self.inner, collection, op, &mut wrote).await;
         if let Err(e) = &r
             && wrote
         {
