@@ -12,6 +12,8 @@ use cipherdoc_engine::qe_server::suite::TestClient;
 use cipherdoc_engine::sqlite::SqliteEngine;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter};
 
+mod crash;
+
 async fn fresh() -> SqliteEngine {
     SqliteEngine::temporary().expect("temporary SQLite database")
 }
@@ -222,8 +224,7 @@ fn crash_value(id: i32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run in a child process by killed_qe_writer_keeps_documents_esc_and_tags_together"]
 async fn crash_child_qe_writes_until_killed() {
-    let path = std::env::var("CIPHERDOC_CRASH_DB").expect("run by the crash test");
-    let e = QeServer::new(Arc::new(SqliteEngine::open(&path).unwrap()));
+    let e = QeServer::new(Arc::new(SqliteEngine::open(crash::child_db()).unwrap()));
     let client = FixedClient::new();
     e.create_collection(
         "c",
@@ -241,7 +242,7 @@ async fn crash_child_qe_writes_until_killed() {
             })
             .collect();
         e.insert_many("c", docs).await.unwrap();
-        println!("acked {b}");
+        crash::acked(b.into());
         if b % 10 == 9 {
             e.compact("c", &client.compaction_tokens()).await.unwrap();
         }
@@ -257,43 +258,10 @@ async fn crash_child_qe_writes_until_killed() {
 #[test]
 fn killed_qe_writer_keeps_documents_esc_and_tags_together() {
     use std::collections::BTreeSet;
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qe-crash.db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_qe_writes_until_killed",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CIPHERDOC_CRASH_DB", &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut acked = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if let Some(n) = line.unwrap().strip_prefix("acked ") {
-            let n: i32 = n.parse().unwrap();
-            acked = Some(n);
-            if n >= 45 {
-                break;
-            }
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let acked = acked.expect("the child acknowledged no batch");
-    assert!(acked >= 45, "the child stopped after batch {acked}");
-
-    let check: String = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    let acked = crash::kill_after_batch("crash_child_qe_writes_until_killed", &path, 45);
+    let acked = i32::try_from(acked).unwrap();
     let client = FixedClient::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

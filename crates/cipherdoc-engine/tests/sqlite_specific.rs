@@ -11,6 +11,8 @@ use cipherdoc_engine::{
 };
 use proptest::prelude::*;
 
+mod crash;
+
 fn plan_text(lines: &[String]) -> String {
     lines.join(" | ")
 }
@@ -302,15 +304,14 @@ async fn wal_is_checkpointed_in_the_background_and_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run in a child process by killed_writer_loses_no_acknowledged_write"]
 async fn crash_child_writes_until_killed() {
-    let path = std::env::var("CIPHERDOC_CRASH_DB").expect("run by the crash test");
-    let e = SqliteEngine::open(&path).unwrap();
+    let e = SqliteEngine::open(crash::child_db()).unwrap();
     let filler = "y".repeat(3000);
     for b in 0_i64.. {
         let docs = (0..100)
             .map(|i| doc! {"_id": b * 100 + i, "b": b, "filler": filler.clone()})
             .collect();
         e.insert_many("c", docs).await.unwrap();
-        println!("acked {b}");
+        crash::acked(b);
     }
 }
 
@@ -320,46 +321,10 @@ async fn crash_child_writes_until_killed() {
 /// there in part.
 #[test]
 fn killed_writer_loses_no_acknowledged_write() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_writes_until_killed",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CIPHERDOC_CRASH_DB", &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acked = None;
     // About 100 pages a batch: 60 batches span several checkpoints.
-    for line in lines {
-        if let Some(n) = line.unwrap().strip_prefix("acked ") {
-            let n: i64 = n.parse().unwrap();
-            acked = Some(n);
-            if n >= 60 {
-                break;
-            }
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let acked = acked.expect("the child acknowledged no batch");
-    assert!(acked >= 60, "the child stopped after batch {acked}");
-
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(conn);
+    let acked = crash::kill_after_batch("crash_child_writes_until_killed", &path, 60);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let e = SqliteEngine::open(&path).unwrap();
