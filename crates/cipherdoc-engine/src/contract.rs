@@ -45,7 +45,7 @@ macro_rules! engine_contract_tests {
         $crate::engine_contract_tests!(@each $make;
             crud, catalog, filters_every_operator_every_type, filter_semantics,
             sort_skip_limit_projection, indexes, key_vault, transactions, transact_runs_one_transaction,
-            drop_removes_state, qe_state, tag_index, random_filters, concurrent_writers);
+            fail_fast_transactions, drop_removes_state, qe_state, tag_index, random_filters, concurrent_writers);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -78,6 +78,7 @@ where
         key_vault,
         transactions,
         transact_runs_one_transaction,
+        fail_fast_transactions,
         drop_removes_state,
         qe_state,
         tag_index,
@@ -847,6 +848,96 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
     );
     // The engine is still writable (the writer was handed back).
     e.insert_one("x", doc! {"_id": 9}).await.unwrap();
+}
+
+/// [`Transaction::fail_fast`]: after a failed operation nothing more runs
+/// and nothing of the transaction is committed — not its earlier writes,
+/// not the failed operation's own partial writes (a batch whose second
+/// document is a duplicate) — whether the work goes on to commit or
+/// returns the error; the engine stays usable.
+pub async fn fail_fast_transactions(e: Arc<dyn Engine>) {
+    use crate::engine::{TxMode, transact};
+
+    fn closed<T>(r: &crate::Result<T>) -> bool {
+        matches!(r, Err(EngineError::TransactionClosed(_)))
+    }
+    e.create_collection(
+        "f",
+        CreateCollectionOptions {
+            encrypted_fields: Some(doc! {}),
+        },
+    )
+    .await
+    .unwrap();
+    e.insert_one("f", doc! {"_id": 1}).await.unwrap();
+
+    // The work swallows the error and tries to carry on and commit.
+    let mut tx = e.begin().await.unwrap();
+    tx.fail_fast();
+    tx.insert_one("f", doc! {"_id": 2}).await.unwrap();
+    tx.esc_insert("f", &EscId([6; 32]), None).await.unwrap();
+    let dup = tx
+        .insert_many("f", vec![doc! {"_id": 3}, doc! {"_id": 1}])
+        .await;
+    assert!(
+        matches!(dup, Err(EngineError::DuplicateKey { .. })),
+        "{dup:?}"
+    );
+    let next = tx.insert_one("f", doc! {"_id": 4}).await;
+    assert!(closed(&next), "no operation runs after a failure: {next:?}");
+    let commit = tx.commit().await;
+    assert!(closed(&commit), "commit refuses: {commit:?}");
+    assert_eq!(
+        find_ids(&*e, "f", &Filter::all()).await,
+        BTreeSet::from(["1".to_owned()]),
+        "nothing of the transaction was committed"
+    );
+    let esc = e
+        .begin_read()
+        .await
+        .unwrap()
+        .esc_get_many("f", &[EscId([6; 32])])
+        .await
+        .unwrap();
+    assert_eq!(esc, [None], "nor its ESC row");
+
+    // The same inside `transact`, the work returning the error, and a
+    // work that swallows it.
+    let err = transact(&*e, TxMode::Write, |tx| {
+        Box::pin(async move {
+            tx.fail_fast();
+            tx.insert_one("f", doc! {"_id": 5}).await?;
+            tx.insert_many("f", vec![doc! {"_id": 6}, doc! {"_id": 1}])
+                .await?;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, EngineError::DuplicateKey { .. }), "{err:?}");
+    let swallowed = transact(&*e, TxMode::Write, |tx| {
+        Box::pin(async move {
+            tx.fail_fast();
+            tx.insert_one("f", doc! {"_id": 7}).await?;
+            let _ = tx.insert_one("f", doc! {"_id": 1}).await;
+            Ok(())
+        })
+    })
+    .await;
+    assert!(closed(&swallowed), "{swallowed:?}");
+    assert_eq!(
+        find_ids(&*e, "f", &Filter::all()).await,
+        BTreeSet::from(["1".to_owned()])
+    );
+
+    // A fail-fast transaction without failures commits as usual.
+    let mut tx = e.begin().await.unwrap();
+    tx.fail_fast();
+    tx.insert_many("f", vec![doc! {"_id": 8}, doc! {"_id": 9}])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(e.count("f", &Filter::all()).await.unwrap(), 3);
 }
 
 fn tag_bin(t: &Tag) -> Bson {

@@ -267,9 +267,23 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 /// An open transaction: the same document operations as [`Engine`], plus the
 /// QE state operations, all committed or rolled back together. A failed
 /// operation leaves the transaction as it was before that operation (it is
-/// atomic on its own), so the caller may retry or carry on.
+/// atomic on its own), so the caller may retry or carry on — unless the
+/// caller gave that up with [`Transaction::fail_fast`].
 #[async_trait]
 pub trait Transaction: QeState + Send + std::fmt::Debug {
+    /// The caller's promise that the first failed operation ends the
+    /// transaction: it will not carry on after an error. Autocommit work
+    /// (the QE server role's writes and reads) makes it, since its error
+    /// rolls everything back anyway. An engine may then stop making each
+    /// operation atomic on its own (SQLite and PostgreSQL drop the
+    /// savepoint around every operation, whose cost shows in encrypted
+    /// bulk inserts). After a failed operation the transaction can only
+    /// be rolled back: further operations and `commit` fail with
+    /// [`crate::EngineError::TransactionClosed`], and nothing of it is
+    /// ever committed. The default ignores the promise, which is always
+    /// correct.
+    fn fail_fast(&mut self) {}
+
     /// See [`Engine::insert_one`].
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson>;
     /// See [`Engine::insert_many`].

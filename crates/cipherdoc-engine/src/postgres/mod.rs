@@ -91,7 +91,9 @@
 //! lookup) sees one snapshot, and it never blocks writers.
 //!
 //! Each operation of a [`Transaction`] runs inside a savepoint, so a failed
-//! operation is undone alone and the transaction stays usable. Round trips
+//! operation is undone alone and the transaction stays usable; a
+//! transaction made [`Transaction::fail_fast`] (autocommit work of the QE
+//! server role) sends none, and after a failure it can only be rolled back. Round trips
 //! are saved by pipelining (tokio-postgres sends concurrently polled
 //! statements back to back; the server runs them in order):
 //! - `BEGIN`/`SAVEPOINT` and the lock go out with the first statement of
@@ -467,7 +469,7 @@ fn first_id(r: Result<Vec<Bson>>) -> Result<Bson> {
 
 /// A read-write transaction on a [`PgEngine`]; holds one pooled connection
 /// until it is committed, rolled back or dropped (which rolls back).
-// Four independent flags of the savepoint protocol; a state enum would
+// Independent flags of the savepoint protocol; a state enum would
 // have to spell out their product.
 #[allow(clippy::struct_excessive_bools)]
 pub struct PgTransaction {
@@ -482,6 +484,11 @@ pub struct PgTransaction {
     in_op: bool,
     /// The transaction can no longer be trusted; only rollback remains.
     broken: bool,
+    /// [`Transaction::fail_fast`]: operations run without savepoints.
+    fail_fast: bool,
+    /// An operation failed under `fail_fast`; the connection's state is
+    /// known (a failed transaction), but only a rollback remains.
+    failed: bool,
 }
 
 impl std::fmt::Debug for PgTransaction {
@@ -502,6 +509,8 @@ impl PgTransaction {
             savepoint_open: false,
             in_op: false,
             broken: false,
+            fail_fast: false,
+            failed: false,
         }
     }
 
@@ -516,6 +525,9 @@ impl PgTransaction {
                 "an earlier operation on it was cancelled midway or could not be undone",
             ));
         }
+        if self.failed {
+            return Err(FAILED);
+        }
         let mut p = String::new();
         if self.pending_begin {
             p.push_str(self.begin);
@@ -526,12 +538,16 @@ impl PgTransaction {
         // one, writes fail, and should fail where they are made.
         self.cx.may_defer = !self.pending_begin && self.begin != BEGIN_READ;
         self.cx.before_begin = self.pending_begin;
-        if self.savepoint_open {
-            p.push_str(RELEASE);
-            p.push_str("; ");
+        if !self.fail_fast {
+            if self.savepoint_open {
+                p.push_str(RELEASE);
+                p.push_str("; ");
+            }
+            p.push_str(SAVEPOINT);
         }
-        p.push_str(SAVEPOINT);
-        self.cx.set_prefix(p);
+        if !p.is_empty() {
+            self.cx.set_prefix(p);
+        }
         self.in_op = true;
         Ok(&mut self.cx)
     }
@@ -558,8 +574,13 @@ impl PgTransaction {
         self.pending_begin = false;
         match r {
             Ok(v) => {
-                self.savepoint_open = true;
+                self.savepoint_open = !self.fail_fast;
                 Ok(v)
+            }
+            Err(e) if self.fail_fast => {
+                // No savepoint to undo it alone: the caller rolls back.
+                self.failed = true;
+                Err(e)
             }
             Err(e) => {
                 self.savepoint_open = false;
@@ -590,6 +611,12 @@ impl PgTransaction {
             return Err(EngineError::TransactionClosed(
                 "an earlier operation on it was cancelled midway or could not be undone; it was rolled back",
             ));
+        }
+        if commit && self.failed {
+            self.cx.discard_deferred();
+            self.cx.client()?.batch_execute("ROLLBACK").await?;
+            self.cx.mark_clean();
+            return Err(FAILED);
         }
         if commit {
             // Deferred statements go out with the COMMIT; if one fails the
@@ -634,7 +661,12 @@ impl Drop for PgTransaction {
     }
 }
 
-/// One atomic operation of a transaction.
+/// What a fail-fast transaction answers after one of its operations failed.
+const FAILED: EngineError = EngineError::TransactionClosed(
+    "an operation of this fail-fast transaction failed; nothing of it is committed",
+);
+
+/// One atomic operation of a transaction (unless it is fail-fast).
 macro_rules! op {
     ($self:ident, |$cx:ident| $body:expr) => {{
         let $cx = $self.start()?;
@@ -645,6 +677,10 @@ macro_rules! op {
 
 #[async_trait]
 impl Transaction for PgTransaction {
+    fn fail_fast(&mut self) {
+        self.fail_fast = true;
+    }
+
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
         op!(self, |cx| first_id(
             ops::insert_docs(cx, collection, vec![doc]).await

@@ -424,6 +424,8 @@ impl QeServer {
             );
             let r = transact(&*self.inner, TxMode::Write, move |tx| {
                 Box::pin(async move {
+                    // Any error ends this work and rolls it all back.
+                    tx.fail_fast();
                     let mut wrote = false;
                     // An attempt consumes its documents; the retry loop
                     // keeps the original for the next one.
@@ -462,9 +464,10 @@ impl QeServer {
             options.cloned(),
         );
         transact(&*self.inner, TxMode::Read, move |tx| {
-            Box::pin(
-                async move { read_in(&shared, tx, &coll, &filter, options.as_ref(), true).await },
-            )
+            Box::pin(async move {
+                tx.fail_fast();
+                read_in(&shared, tx, &coll, &filter, options.as_ref(), true).await
+            })
         })
         .await
     }

@@ -329,6 +329,8 @@ impl Engine for SqliteEngine {
             conn: Some(Held::Writer(guard)),
             pool: None,
             inline: false,
+            fail_fast: false,
+            failed: false,
         }))
     }
 
@@ -367,6 +369,8 @@ impl Engine for SqliteEngine {
                 conn: Some(held),
                 pool,
                 inline: true,
+                fail_fast: false,
+                failed: false,
             };
             let r = futures_executor::block_on(work(&mut tx));
             let end = match &r {
@@ -408,6 +412,8 @@ impl Engine for SqliteEngine {
             conn: Some(Held::Reader(conn)),
             pool: Some(Arc::clone(&self.inner)),
             inline: false,
+            fail_fast: false,
+            failed: false,
         }))
     }
 }
@@ -465,6 +471,11 @@ pub struct SqliteTransaction {
     /// Set inside [`Engine::transact`]: the transaction already runs on a
     /// blocking thread, so its operations run in place.
     inline: bool,
+    /// [`Transaction::fail_fast`]: operations run without a savepoint.
+    fail_fast: bool,
+    /// An operation failed under `fail_fast`: its partial writes may be
+    /// there, so only a rollback remains.
+    failed: bool,
 }
 
 impl std::fmt::Debug for SqliteTransaction {
@@ -473,6 +484,8 @@ impl std::fmt::Debug for SqliteTransaction {
             .field("open", &self.conn.is_some())
             .field("read_only", &self.pool.is_some())
             .field("inline", &self.inline)
+            .field("fail_fast", &self.fail_fast)
+            .field("failed", &self.failed)
             .finish()
     }
 }
@@ -503,32 +516,52 @@ impl SqliteTransaction {
         savepoint: bool,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if self.failed {
+            return Err(FAILED);
+        }
+        // Under fail_fast an operation is not atomic on its own: the
+        // savepoint (a copy of every page it changes, in the statement
+        // journal) is not worth it when a failure ends the transaction.
+        let savepoint = savepoint && !self.fail_fast;
         let op = move |c: &Connection| if savepoint { ops::atomic(c, f) } else { f(c) };
-        if self.inline {
+        let r = if self.inline {
             let conn = self
                 .conn
                 .as_ref()
                 .ok_or(EngineError::TransactionClosed("it was already finished"))?;
-            return op(conn);
+            op(conn)
+        } else {
+            let guard = self.conn.take().ok_or(EngineError::TransactionClosed(
+                "an earlier operation on it was cancelled or it was already finished",
+            ))?;
+            let (guard, r) = blocking(move || {
+                let r = op(&guard);
+                (guard, r)
+            })
+            .await?;
+            self.conn = Some(guard);
+            r
+        };
+        if r.is_err() && self.fail_fast {
+            self.failed = true;
         }
-        let guard = self.conn.take().ok_or(EngineError::TransactionClosed(
-            "an earlier operation on it was cancelled or it was already finished",
-        ))?;
-        let (guard, r) = blocking(move || {
-            let r = op(&guard);
-            (guard, r)
-        })
-        .await?;
-        self.conn = Some(guard);
         r
+    }
+
+    /// The statement that ends the transaction: `ROLLBACK` instead of a
+    /// `COMMIT` after a failed fail-fast operation.
+    fn ending(&self, sql: &'static str) -> &'static str {
+        if self.failed { "ROLLBACK" } else { sql }
     }
 
     /// Commit or roll back on the current thread (inside `transact`).
     fn end_in_place(&mut self, sql: &'static str) -> Result<()> {
+        let ending = self.ending(sql);
         match self.conn.take() {
-            Some(guard) => end(guard, self.pool.take(), sql),
-            None => Ok(()),
+            Some(guard) => end(guard, self.pool.take(), ending)?,
+            None => return Ok(()),
         }
+        if ending == sql { Ok(()) } else { Err(FAILED) }
     }
 
     async fn finish(mut self: Box<Self>, sql: &'static str) -> Result<()> {
@@ -537,7 +570,9 @@ impl SqliteTransaction {
             .take()
             .ok_or(EngineError::TransactionClosed("it was already finished"))?;
         let pool = self.pool.take();
-        blocking(move || end(guard, pool, sql)).await?
+        let ending = self.ending(sql);
+        blocking(move || end(guard, pool, ending)).await??;
+        if ending == sql { Ok(()) } else { Err(FAILED) }
     }
 }
 
@@ -559,6 +594,11 @@ fn end(guard: Held, pool: Option<Arc<Inner>>, sql: &'static str) -> Result<()> {
     Ok(r?)
 }
 
+/// What a fail-fast transaction answers after one of its operations failed.
+const FAILED: EngineError = EngineError::TransactionClosed(
+    "an operation of this fail-fast transaction failed; nothing of it is committed",
+);
+
 impl Drop for SqliteTransaction {
     fn drop(&mut self) {
         if let Some(guard) = self.conn.take() {
@@ -576,6 +616,10 @@ impl Drop for SqliteTransaction {
 
 #[async_trait]
 impl Transaction for SqliteTransaction {
+    fn fail_fast(&mut self) {
+        self.fail_fast = true;
+    }
+
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
         let name = collection.to_owned();
         self.run(move |c| {
