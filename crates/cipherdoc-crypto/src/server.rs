@@ -329,6 +329,16 @@ impl EmuBinaryResult {
     }
 }
 
+/// A position an [`EmuBinary`] search probes: an anchor (`0` is the null
+/// anchor) or a non-anchor, of the search's own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeAt {
+    /// Anchor `a` (`HMAC(key, LE64(0) ‖ LE64(a))`; `a = 0`: the null anchor).
+    Anchor(u64),
+    /// Non-anchor `c` (`HMAC(key, LE64(c))`).
+    NonAnchor(u64),
+}
+
 #[derive(Debug, Clone, Copy)]
 enum BsState {
     Grow,
@@ -548,13 +558,28 @@ impl EmuBinary {
 
     /// The id to look up next, or `None` when the search is finished.
     pub fn next_probe(&self) -> Result<Option<EscId>> {
+        Ok(self.next_probe_at()?.map(|at| self.probe_id(at)))
+    }
+
+    /// Where the next probe is, without computing its id (an HMAC): a
+    /// caller that runs many searches, or explores one speculatively, can
+    /// then compute each id once ([`EmuBinary::probe_id`]).
+    pub fn next_probe_at(&self) -> Result<Option<ProbeAt>> {
         Ok(match &self.phase {
-            Phase::NullAnchor => Some(self.anchor(0)),
-            Phase::Anchors(bs) => bs.position()?.map(|p| self.anchor(p)),
-            Phase::FetchAnchor(a) => Some(self.anchor(*a)),
-            Phase::NonAnchors(bs, ..) => bs.position()?.map(|p| EscId(hmac_u64(&self.tag_key, p))),
+            Phase::NullAnchor => Some(ProbeAt::Anchor(0)),
+            Phase::Anchors(bs) => bs.position()?.map(ProbeAt::Anchor),
+            Phase::FetchAnchor(a) => Some(ProbeAt::Anchor(*a)),
+            Phase::NonAnchors(bs, ..) => bs.position()?.map(ProbeAt::NonAnchor),
             Phase::Done(_) => None,
         })
+    }
+
+    /// The ESC id at `at` for this search's key.
+    pub fn probe_id(&self, at: ProbeAt) -> EscId {
+        match at {
+            ProbeAt::Anchor(a) => self.anchor(a),
+            ProbeAt::NonAnchor(p) => EscId(hmac_u64(&self.tag_key, p)),
+        }
     }
 
     /// The final `(cpos, apos)`, once [`next_probe`](Self::next_probe) returns `None`.

@@ -269,7 +269,23 @@ fn state_machine_can_be_driven_by_hand() {
         esc.insert(0, &t);
     }
     let mut m = EmuBinary::new(&t, esc.docs.len() as u64);
+    let mut kinds = (0, 0);
     while let Some(id) = m.next_probe().unwrap() {
+        // `next_probe` is `probe_id(next_probe_at)`, and the positions
+        // name the public id functions' ids.
+        let at = m.next_probe_at().unwrap().unwrap();
+        assert_eq!(m.probe_id(at), id);
+        let expected = match at {
+            ProbeAt::Anchor(a) => {
+                kinds.0 += 1;
+                anchor_id(&t.tag, a)
+            }
+            ProbeAt::NonAnchor(c) => {
+                kinds.1 += 1;
+                non_anchor_id(&t.tag, c)
+            }
+        };
+        assert_eq!(id, expected, "{at:?}");
         match esc.docs.get(&id) {
             None => m.feed(ProbeResult::Absent).unwrap(),
             Some(v) => m
@@ -281,6 +297,11 @@ fn state_machine_can_be_driven_by_hand() {
     }
     let r = m.result().unwrap();
     assert_eq!((r.cpos, r.apos), (Some(5), Some(0)));
+    assert!(
+        kinds.0 > 0 && kinds.1 > 0,
+        "both kinds were probed: {kinds:?}"
+    );
+    assert_eq!(m.next_probe_at().unwrap(), None);
     // A stored anchor whose value is missing is reported, not trusted.
     let mut m = EmuBinary::new(&t, 0);
     assert!(m.feed(ProbeResult::Present { value: None }).is_err());
