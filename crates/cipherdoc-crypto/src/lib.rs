@@ -26,4 +26,4 @@ pub mod tokens;
 
 pub use error::{Error, Result};
 pub use key::{DataKey, KeyDocument, KeyId, LocalMasterKey, MasterKey, unwrap_local, wrap_local};
-pub use random::{OsRandom, RandomSource, ReplayRandom};
+pub use random::{OsRandom, PrefetchedRandom, RandomSource, ReplayRandom};

@@ -13,7 +13,7 @@ use cipherdoc_crypto::payload::{
 use cipherdoc_crypto::server::{
     EscTokens, build_indexed_equality_value, build_indexed_range_value, non_anchor_id,
 };
-use cipherdoc_crypto::{KeyId, OsRandom};
+use cipherdoc_crypto::{KeyId, PrefetchedRandom};
 
 use super::QeError;
 use super::probe::{self, Search};
@@ -55,6 +55,7 @@ fn build_stored(
     path: &str,
     iup: &InsertUpdatePayloadV2,
     counts: &[u64],
+    rng: &mut PrefetchedRandom,
 ) -> Result<(Vec<u8>, Vec<Tag>)> {
     let payload_err = |source| QeError::Payload {
         collection: collection.to_owned(),
@@ -63,13 +64,12 @@ fn build_stored(
     };
     match (&iup.edge_token_sets, counts) {
         (None, [count]) => {
-            let v =
-                build_indexed_equality_value(iup, *count, &mut OsRandom).map_err(payload_err)?;
+            let v = build_indexed_equality_value(iup, *count, rng).map_err(payload_err)?;
             let tag = Tag(*v.metadata.tag.as_bytes());
             Ok((v.encode(), vec![tag]))
         }
         (Some(_), counts) => {
-            let v = build_indexed_range_value(iup, counts, &mut OsRandom).map_err(payload_err)?;
+            let v = build_indexed_range_value(iup, counts, rng).map_err(payload_err)?;
             let tags = v.tags().map(|t| Tag(*t.as_bytes())).collect();
             Ok((v.encode().map_err(payload_err)?, tags))
         }
@@ -493,6 +493,9 @@ async fn apply(
         let mut esc = Vec::new();
         let mut ecoc = Vec::new();
         let mut stored = Vec::with_capacity(jobs.len());
+        // Three IVs of 16 bytes per stored equality value (more for range
+        // edges, which refill), from one system call.
+        let mut rng = PrefetchedRandom::new(48 * jobs.len());
         for j in &jobs {
             let mut counts = Vec::with_capacity(j.sets.len());
             for s in &j.sets {
@@ -509,7 +512,9 @@ async fn apply(
                     source: cipherdoc_crypto::Error::EscState("ESC position overflow".into()),
                 })?;
             }
-            stored.push(build_stored(collection, &j.path, &j.iup, &counts)?);
+            stored.push(build_stored(
+                collection, &j.path, &j.iup, &counts, &mut rng,
+            )?);
         }
         // ESC first: a conflict (a concurrent writer took a position) is
         // found before anything else is written.
