@@ -9,6 +9,10 @@
 //! # values in shuffled order rather than ascending (see common::ssn):
 //! CIPHERDOC_BENCH_ARRIVAL=shuffled CIPHERDOC_TEST_POSTGRES_URL=... \
 //!   cargo bench -p cipherdoc-engine --bench qe_pg
+//! # patient records (about 400 bytes of plaintext fields beside ssn)
+//! # instead of the minimal {n, ssn} (see common::document):
+//! CIPHERDOC_BENCH_DOC=record CIPHERDOC_TEST_POSTGRES_URL=... \
+//!   cargo bench -p cipherdoc-engine --bench qe_pg
 //! # 1M documents per collection (the load takes a while):
 //! CIPHERDOC_BENCH_DOCS=1000000 CIPHERDOC_TEST_POSTGRES_URL=... \
 //!   cargo bench -p cipherdoc-engine --bench qe_pg
@@ -56,7 +60,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::{Document, doc};
+use bson::Document;
 use cipherdoc_engine::postgres::{PgEngine, testing};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, IndexSpec};
@@ -64,7 +68,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tokio::runtime::Runtime;
 
 mod common;
-use common::{Client, criterion_cases, new_docs, query_cases, ssn, timed_inserts, timed_queries};
+use common::{
+    Client, criterion_cases, document, new_docs, query_cases, timed_inserts, timed_queries,
+};
 
 /// Queries per p50/p90 measurement.
 /// Load batch size.
@@ -129,9 +135,9 @@ fn load(rt: &Runtime, qe: &QeServer, pg: &PgEngine, client: &Client, n: usize, u
             let docs: Vec<Document> = (start..end)
                 .map(|i| {
                     if let Some(cm) = cm {
-                        doc! {"n": i as i64, "ssn": client.insert(&ssn(i), cm)}
+                        document(client, i, Some(cm))
                     } else {
-                        doc! {"n": i as i64, "ssn": ssn(i)}
+                        document(client, i, None)
                     }
                 })
                 .collect();

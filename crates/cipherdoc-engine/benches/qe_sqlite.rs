@@ -5,6 +5,10 @@
 //!
 //! `cargo bench -p cipherdoc-engine --bench qe_sqlite`
 //!
+//! `CIPHERDOC_BENCH_DOC=record` makes every document a patient record (about
+//! 400 bytes of plaintext fields beside `ssn`) instead of the minimal
+//! `{n, ssn}`, for a second view of the insert ratios (`common::document`).
+//!
 //! `CIPHERDOC_BENCH_ARRIVAL=shuffled` loads and inserts values in shuffled
 //! order instead of ascending order (see `common::ssn`): ascending order is
 //! the plaintext index's best case (it only appends), shuffled is how real
@@ -31,14 +35,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::{Document, doc};
+use bson::Document;
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::sqlite::SqliteEngine;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, IndexSpec};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 mod common;
-use common::{Client, criterion_cases, query_cases, ssn, timed_inserts, timed_queries};
+use common::{Client, criterion_cases, document, query_cases, timed_inserts, timed_queries};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -79,13 +83,11 @@ fn build(
             let end = (start + 1000).min(n);
             for cm in [0, 8] {
                 let docs: Vec<Document> = (start..end)
-                    .map(|i| doc! {"n": i as i64, "ssn": client.insert(&ssn(i), cm)})
+                    .map(|i| document(client, i, Some(cm)))
                     .collect();
                 qe.insert_many(&format!("enc{cm}"), docs).await.unwrap();
             }
-            let docs: Vec<Document> = (start..end)
-                .map(|i| doc! {"n": i as i64, "ssn": ssn(i)})
-                .collect();
+            let docs: Vec<Document> = (start..end).map(|i| document(client, i, None)).collect();
             plain.insert_many("plain", docs).await.unwrap();
         }
     });
@@ -148,7 +150,7 @@ fn bench_inserts(c: &mut Criterion) {
         b.iter_batched(
             || {
                 i += 1;
-                doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
+                document(&client, i, Some(8))
             },
             |d| rt.block_on(qe.insert_one("enc", d)).unwrap(),
             BatchSize::SmallInput,
@@ -158,7 +160,7 @@ fn bench_inserts(c: &mut Criterion) {
         b.iter_batched(
             || {
                 i += 1;
-                doc! {"n": i as i64, "ssn": ssn(i)}
+                document(&client, i, None)
             },
             |d| rt.block_on(raw.insert_one("plain", d)).unwrap(),
             BatchSize::SmallInput,
@@ -171,7 +173,7 @@ fn bench_inserts(c: &mut Criterion) {
                 (0..100)
                     .map(|_| {
                         i += 1;
-                        doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
+                        document(&client, i, Some(8))
                     })
                     .collect::<Vec<_>>()
             },
@@ -185,7 +187,7 @@ fn bench_inserts(c: &mut Criterion) {
                 (0..100)
                     .map(|_| {
                         i += 1;
-                        doc! {"n": i as i64, "ssn": ssn(i)}
+                        document(&client, i, None)
                     })
                     .collect::<Vec<_>>()
             },

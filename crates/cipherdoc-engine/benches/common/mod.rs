@@ -104,6 +104,49 @@ pub fn ssn(i: usize) -> String {
     format!("{:09}", group * 387_420_489 % 1_000_000_000)
 }
 
+/// Whether documents are patient records (`CIPHERDOC_BENCH_DOC=record`)
+/// or minimal (the default, `minimal`).
+pub fn records() -> bool {
+    static RECORDS: OnceLock<bool> = OnceLock::new();
+    *RECORDS.get_or_init(|| std::env::var("CIPHERDOC_BENCH_DOC").is_ok_and(|v| v == "record"))
+}
+
+/// Document `i`: `ssn` as an insert payload for contention `cm`, or in
+/// plaintext (`None`).
+///
+/// - `minimal` (the default): `{n, ssn}` and nothing else, so that the
+///   encrypted field's cost is as large a share of a document's as it can
+///   be: the hardest case for the encrypted/plaintext ratios.
+/// - `record`: a patient record like the clinic demo's, with about 400
+///   bytes of plaintext fields (name, birth date, contact details, notes)
+///   beside `ssn`, the only encrypted (and indexed) field.
+pub fn document(client: &Client, i: usize, cm: Option<u64>) -> Document {
+    let v = ssn(i);
+    let ssn = cm.map_or_else(|| Bson::String(v.clone()), |cm| client.insert(&v, cm));
+    let mut d = doc! {"n": i as i64, "ssn": ssn};
+    if records() {
+        let k = i as i64;
+        let blood_type = ["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"][i % 8];
+        d.extend(doc! {
+            "name": format!("Patient {k:07} Example-Surname"),
+            "date_of_birth": bson::DateTime::from_millis(-315_619_200_000 + k % 20_000 * 86_400_000),
+            "address": {"street": format!("{} Harbour Road", k % 997), "city": "Springfield", "postcode": format!("{:05}", k % 99_991)},
+            "phone": format!("+1-555-{:07}", k % 10_000_000),
+            "email": format!("patient{k}@example.org"),
+            "blood_type": blood_type,
+            "allergies": ["penicillin", "latex"],
+            "notes": "Follow-up in six weeks; continue current medication and record blood pressure twice daily.",
+            "created_at": bson::DateTime::from_millis(1_700_000_000_000 + k * 1000),
+        });
+    }
+    d
+}
+
+/// `minimal` or `record`, for the printed lines.
+pub fn doc_shape() -> &'static str {
+    if records() { "record" } else { "minimal" }
+}
+
 /// p50 and p90 of `v`.
 pub fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
@@ -215,13 +258,7 @@ pub fn timed_queries(rt: &Runtime, n: usize, cases: &[Case]) {
 /// insert payload) or in plaintext; new values, 10 documents each.
 pub fn new_docs(client: &Client, from: usize, count: usize, encrypted: bool) -> Vec<Document> {
     (from..from + count)
-        .map(|i| {
-            if encrypted {
-                doc! {"n": i as i64, "ssn": client.insert(&ssn(i), 8)}
-            } else {
-                doc! {"n": i as i64, "ssn": ssn(i)}
-            }
-        })
+        .map(|i| document(client, i, encrypted.then_some(8)))
         .collect()
 }
 
@@ -282,8 +319,9 @@ pub fn timed_inserts(
         ),
     ] {
         eprintln!(
-            "insert n={n} arrival={} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
+            "insert n={n} arrival={} doc={} {label}: encrypted_cm8 {e:.0} docs/s, plain_indexed {p:.0} docs/s ({:.0}%)",
             arrival(),
+            doc_shape(),
             100.0 * e / p
         );
     }
