@@ -612,6 +612,69 @@ async fn failed_deferred_statement_breaks_the_transaction() {
     );
 }
 
+/// In a fail-fast transaction the ESC insert rides in the next statement's
+/// round trip and its row count is checked there: a taken id fails that
+/// next operation with `EscIdConflict` (not the insert itself), later
+/// operations and `commit` fail, and nothing is committed; a conflict
+/// still pending at `commit` is seen before anything commits; without a
+/// conflict, everything commits. The connection stays usable throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_esc_insert_is_checked_in_the_next_round_trip() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    // One connection: it must come back usable after each failure.
+    let e = PgEngine::temporary_with(&url, PgOptions::default().max_connections(1))
+        .await
+        .unwrap();
+    e.create_collection("d", encrypted()).await.unwrap();
+    let mut tx = e.begin().await.unwrap();
+    tx.esc_insert("d", &EscId([1; 32]), None).await.unwrap();
+    tx.commit().await.unwrap();
+    let taken = [(EscId([2; 32]), None), (EscId([1; 32]), None)];
+    let conflict = |r: &cipherdoc_engine::Result<()>| matches!(r, Err(EngineError::EscIdConflict { collection }) if collection == "d");
+    let closed =
+        |r: &cipherdoc_engine::Result<()>| matches!(r, Err(EngineError::TransactionClosed(_)));
+
+    let mut tx = e.begin().await.unwrap();
+    tx.fail_fast();
+    tx.insert_one("d", doc! {"_id": 1}).await.unwrap();
+    tx.esc_insert_many("d", &taken).await.unwrap();
+    let next = tx.insert_one("d", doc! {"_id": 2}).await.map(|_| ());
+    assert!(conflict(&next), "{next:?}");
+    assert!(closed(&tx.count("d", &Filter::all()).await.map(|_| ())));
+    assert!(closed(&tx.commit().await));
+
+    // Pending at commit.
+    let mut tx = e.begin().await.unwrap();
+    tx.fail_fast();
+    tx.insert_one("d", doc! {"_id": 3}).await.unwrap();
+    tx.esc_insert_many("d", &taken).await.unwrap();
+    let commit = tx.commit().await;
+    assert!(conflict(&commit), "{commit:?}");
+
+    assert_eq!(e.count("d", &Filter::all()).await.unwrap(), 0);
+    let mut tx = e.begin().await.unwrap();
+    assert_eq!(tx.esc_count("d").await.unwrap(), 1, "nothing of either");
+    tx.rollback().await.unwrap();
+
+    // No conflict: the insert, the ECOC append and the document go out
+    // together and commit.
+    let mut tx = e.begin().await.unwrap();
+    tx.fail_fast();
+    tx.esc_insert_many("d", &[(EscId([3; 32]), None), (EscId([4; 32]), None)])
+        .await
+        .unwrap();
+    tx.ecoc_append("d", "x", &[1; 8]).await.unwrap();
+    tx.insert_one("d", doc! {"_id": 4}).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(e.count("d", &Filter::all()).await.unwrap(), 1);
+    let mut tx = e.begin().await.unwrap();
+    assert_eq!(tx.esc_count("d").await.unwrap(), 3);
+    assert_eq!(tx.ecoc_count("d").await.unwrap(), 1);
+    tx.rollback().await.unwrap();
+}
+
 /// A transaction's first ESC probe goes out with its catalog read, in one
 /// round trip. On a plaintext or missing collection it still fails with
 /// `NotEncrypted` / `CollectionNotFound` and leaves the transaction usable;

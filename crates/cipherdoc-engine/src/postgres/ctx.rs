@@ -149,6 +149,18 @@ pub(crate) type OwnedParam = Box<dyn ToSql + Sync + Send>;
 struct Deferred {
     sql: String,
     params: Vec<OwnedParam>,
+    /// [`Ctx::defer_expecting`]: the rows it must affect, and the
+    /// collection whose ESC conflict fewer rows mean.
+    expect: Option<(u64, String)>,
+}
+
+/// How the deferred statements sent ahead of a statement went wrong.
+enum Failure {
+    /// One failed: the transaction is aborted.
+    Error(tokio_postgres::Error),
+    /// An ESC insert affected fewer rows than it must (an id was taken):
+    /// the transaction is intact but must not commit.
+    Short { collection: String },
 }
 
 /// At most this many statements wait to be sent; one more sends them.
@@ -197,7 +209,7 @@ impl Ahead {
         &self,
         c: &ClientWrapper,
         main: impl Future<Output = PgResult<T>> + Send,
-    ) -> (Option<tokio_postgres::Error>, PgResult<T>) {
+    ) -> (Option<Failure>, PgResult<T>) {
         let deferred = join_in_order(
             self.deferred
                 .iter()
@@ -219,9 +231,21 @@ impl Ahead {
                 None => Ok(()),
             }
         };
-        let (d, p, m) = join3(deferred, pre, main).await;
-        let failed = d.into_iter().find_map(std::result::Result::err);
-        (failed, p.and(m))
+        let (sent, prefixed, answer) = join3(deferred, pre, main).await;
+        let answer = prefixed.and(answer);
+        let mut short = None;
+        for (r, (_, def)) in sent.into_iter().zip(&self.deferred) {
+            match (r, &def.expect) {
+                (Err(e), _) => return (Some(Failure::Error(e)), answer),
+                (Ok(n), Some((rows, collection))) if n < *rows && short.is_none() => {
+                    short = Some(Failure::Short {
+                        collection: collection.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        (short, answer)
     }
 }
 
@@ -247,6 +271,10 @@ pub(crate) struct Ctx {
     deferred: Vec<Deferred>,
     /// Whether [`Ctx::defer`] may defer (else it executes at once).
     pub(crate) may_defer: bool,
+    /// Whether [`Ctx::defer_expecting`] may defer: the transaction is
+    /// fail-fast, so a short row count may fail a later operation instead
+    /// of the one that made the statement (after which nothing commits).
+    pub(crate) defer_checked: bool,
     /// The transaction was aborted outside the current operation's
     /// savepoint: a deferred statement failed, or a statement failed to
     /// prepare (before the operation's prefix went out).
@@ -276,6 +304,7 @@ impl Ctx {
             cache: HashMap::new(),
             deferred: Vec::new(),
             may_defer: false,
+            defer_checked: false,
             aborted: false,
             before_begin: false,
         }
@@ -292,6 +321,7 @@ impl Ctx {
             cache: std::mem::take(&mut self.cache),
             deferred: std::mem::take(&mut self.deferred),
             may_defer: self.may_defer,
+            defer_checked: self.defer_checked,
             aborted: self.aborted,
             before_begin: self.before_begin,
         }
@@ -366,7 +396,46 @@ impl Ctx {
         if self.deferred.len() >= MAX_DEFERRED {
             self.flush().await?;
         }
-        self.deferred.push(Deferred { sql, params });
+        self.deferred.push(Deferred {
+            sql,
+            params,
+            expect: None,
+        });
+        Ok(())
+    }
+
+    /// An ESC insert that must affect `rows` rows, fewer meaning that an
+    /// id was taken ([`EngineError::EscIdConflict`] on `collection`).
+    /// Deferred like [`Ctx::defer`] when [`Ctx::defer_checked`] allows
+    /// (saving the insert's own round trip): the row count is then checked
+    /// when the next statement's round trip returns, and a short count
+    /// fails that operation, and `COMMIT` never goes out with such a
+    /// statement unchecked. Otherwise it runs at once.
+    pub(crate) async fn defer_expecting(
+        &mut self,
+        sql: String,
+        params: Vec<OwnedParam>,
+        rows: u64,
+        collection: &str,
+    ) -> Result<()> {
+        if !(self.may_defer && self.defer_checked) {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            if self.execute(&sql, &refs).await? < rows {
+                return Err(EngineError::EscIdConflict {
+                    collection: collection.to_owned(),
+                });
+            }
+            return Ok(());
+        }
+        if self.deferred.len() >= MAX_DEFERRED {
+            self.flush().await?;
+        }
+        self.deferred.push(Deferred {
+            sql,
+            params,
+            expect: Some((rows, collection.to_owned())),
+        });
         Ok(())
     }
 
@@ -416,12 +485,16 @@ impl Ctx {
         })
     }
 
-    /// The result of a pipeline: a failed deferred statement wins.
-    fn settle<T>(&mut self, r: (Option<tokio_postgres::Error>, PgResult<T>)) -> Result<T> {
+    /// The result of a pipeline: a failed deferred statement wins, then a
+    /// short ESC insert.
+    fn settle<T>(&mut self, r: (Option<Failure>, PgResult<T>)) -> Result<T> {
         match r {
-            (Some(e), _) => {
+            (Some(Failure::Error(e)), _) => {
                 self.aborted = true;
                 Err(e.into())
+            }
+            (Some(Failure::Short { collection }), _) => {
+                Err(EngineError::EscIdConflict { collection })
             }
             (None, r) => Ok(r?),
         }
@@ -441,6 +514,10 @@ impl Ctx {
     /// Send the deferred statements, then simple-protocol `sql` (`COMMIT`),
     /// in one round trip.
     pub(crate) async fn finish_with(&mut self, sql: &str) -> Result<()> {
+        if self.deferred.iter().any(|d| d.expect.is_some()) {
+            // Its row count must be seen before anything commits.
+            self.flush().await?;
+        }
         let ahead = self.ahead().await?;
         let c = self.client()?;
         let r = ahead.run(c, c.batch_execute(sql)).await;

@@ -101,7 +101,11 @@
 //! - statements whose answer nobody needs — the ESC counter locks and the
 //!   ECOC appends — are *deferred* in a read-write transaction: they go out
 //!   ahead of the transaction's next statement (the first ESC probe; the
-//!   document insert or `COMMIT`). Should one fail there after all (a lock
+//!   document insert or `COMMIT`). In a fail-fast transaction the ESC
+//!   insert is deferred too, its row count checked when that round trip
+//!   returns: fewer rows (an id taken) fail the next operation with
+//!   `EscIdConflict`, and a check still pending at `COMMIT` is sent on
+//!   its own first, so a conflicting transaction never commits. Should one fail there after all (a lock
 //!   timeout, a table dropped under the transaction), the next operation
 //!   reports the error and the transaction can only be rolled back, as
 //!   after a cancelled operation; `commit` reports it too. A statement
@@ -111,8 +115,8 @@
 //!   is not known yet, is sent speculatively with the catalog read and
 //!   used only if the collection is encrypted.
 //!
-//! So an encrypted `insert_one` through the QE server role costs 5 round
-//! trips (catalog; counter locks + probe; ESC insert; ECOC + document;
+//! So an encrypted `insert_one` through the QE server role costs 4 round
+//! trips (catalog; counter locks + probe; ESC insert + ECOC + document;
 //! `COMMIT`) against 3 for a plaintext one, and an encrypted query 2–3
 //! (catalog + first probe; further probe rounds; tag lookup) against 2.
 //!
@@ -537,6 +541,7 @@ impl PgTransaction {
         // statement goes out ahead of the next prefix); in a read-only
         // one, writes fail, and should fail where they are made.
         self.cx.may_defer = !self.pending_begin && self.begin != BEGIN_READ;
+        self.cx.defer_checked = self.fail_fast;
         self.cx.before_begin = self.pending_begin;
         if !self.fail_fast {
             if self.savepoint_open {

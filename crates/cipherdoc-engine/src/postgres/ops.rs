@@ -1067,7 +1067,10 @@ pub(crate) async fn esc_insert(
 /// Insert ESC rows in one statement: all of them, or — when an id is taken
 /// (by an earlier transaction or twice in `docs`) — an
 /// [`EngineError::EscIdConflict`], the rows that did go in being undone
-/// with the operation's savepoint.
+/// with the operation's savepoint. In a fail-fast transaction the
+/// statement is deferred into the next statement's round trip and its
+/// row count checked there ([`Ctx::defer_expecting`]): the conflict then
+/// fails that next operation, and the transaction never commits.
 pub(crate) async fn esc_insert_many(
     cx: &mut Ctx,
     c: &str,
@@ -1077,22 +1080,22 @@ pub(crate) async fn esc_insert_many(
     if docs.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&[u8]> = docs.iter().map(|(id, _)| &id.0[..]).collect();
-    let values: Vec<Option<&[u8]>> = docs
+    let ids: Vec<Vec<u8>> = docs.iter().map(|(id, _)| id.0.to_vec()).collect();
+    let values: Vec<Option<Vec<u8>>> = docs
         .iter()
-        .map(|(_, v)| v.as_ref().map(|v| v.0.as_slice()))
+        .map(|(_, v)| v.as_ref().map(|v| v.0.clone()))
         .collect();
     let sql = format!(
         "INSERT INTO {}(id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
         cx.s.table(&esc_name(c))
     );
-    let n = cx.execute(&sql, &[&ids, &values]).await?;
-    if n != docs.len() as u64 {
-        return Err(EngineError::EscIdConflict {
-            collection: c.to_owned(),
-        });
-    }
-    Ok(())
+    cx.defer_expecting(
+        sql,
+        vec![Box::new(ids), Box::new(values)],
+        docs.len() as u64,
+        c,
+    )
+    .await
 }
 
 /// One transaction-scoped advisory lock per ESC counter. The key is the
