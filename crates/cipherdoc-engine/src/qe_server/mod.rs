@@ -62,7 +62,10 @@
 //!    the position, and every engine stores ESC ids under a unique key. The
 //!    second writer's `esc_insert` fails with
 //!    [`EngineError::EscIdConflict`]
-//!    instead of silently sharing the position. The ESC insert is the first
+//!    instead of silently sharing the position (on PostgreSQL, in these
+//!    fail-fast transactions, the insert rides in the next statement's
+//!    round trip and that operation reports the conflict; a transaction
+//!    with an unchecked ESC insert never commits). The ESC insert is the first
 //!    write of the document's transaction, and the document, its tags and its
 //!    ESC/ECOC rows commit together, so the loser's whole transaction is
 //!    rolled back and retried from the emuBinary read (which then sees the
