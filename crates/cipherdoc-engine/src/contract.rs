@@ -850,7 +850,7 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
     e.insert_one("x", doc! {"_id": 9}).await.unwrap();
 }
 
-/// [`Transaction::fail_fast`]: after a failed operation nothing more runs
+/// [`crate::Transaction::fail_fast`]: after a failed operation nothing more runs
 /// and nothing of the transaction is committed — not its earlier writes,
 /// not the failed operation's own partial writes (a batch whose second
 /// document is a duplicate) — whether the work goes on to commit or
