@@ -121,5 +121,14 @@ pub enum EngineError {
     Config(String),
 }
 
+impl EngineError {
+    /// What a [`crate::Transaction::fail_fast`] transaction answers, to
+    /// every later operation and to `commit`, after one of its operations
+    /// failed (both engines).
+    pub(crate) const FAIL_FAST_FAILED: Self = Self::TransactionClosed(
+        "an operation of this fail-fast transaction failed; nothing of it is committed",
+    );
+}
+
 /// Result alias for engine operations.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

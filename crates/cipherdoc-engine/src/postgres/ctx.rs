@@ -154,6 +154,17 @@ struct Deferred {
     expect: Option<(u64, String)>,
 }
 
+impl Deferred {
+    /// The collection whose ESC conflict `affected` rows mean, if they are
+    /// fewer than the statement must affect.
+    fn short(&self, affected: u64) -> Option<&str> {
+        match &self.expect {
+            Some((rows, collection)) if affected < *rows => Some(collection),
+            _ => None,
+        }
+    }
+}
+
 /// How the deferred statements sent ahead of a statement went wrong.
 enum Failure {
     /// One failed: the transaction is aborted.
@@ -235,14 +246,15 @@ impl Ahead {
         let answer = prefixed.and(answer);
         let mut short = None;
         for (r, (_, def)) in sent.into_iter().zip(&self.deferred) {
-            match (r, &def.expect) {
-                (Err(e), _) => return (Some(Failure::Error(e)), answer),
-                (Ok(n), Some((rows, collection))) if n < *rows && short.is_none() => {
-                    short = Some(Failure::Short {
-                        collection: collection.clone(),
-                    });
+            match r {
+                Err(e) => return (Some(Failure::Error(e)), answer),
+                Ok(n) => {
+                    if let (None, Some(collection)) = (&short, def.short(n)) {
+                        short = Some(Failure::Short {
+                            collection: collection.to_owned(),
+                        });
+                    }
                 }
-                _ => {}
             }
         }
         (short, answer)
@@ -387,21 +399,16 @@ impl Ctx {
     /// the error, [`Ctx::take_aborted`] says so, and the
     /// transaction can only be rolled back.
     pub(crate) async fn defer(&mut self, sql: String, params: Vec<OwnedParam>) -> Result<()> {
-        if !self.may_defer {
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-            self.execute(&sql, &refs).await?;
-            return Ok(());
-        }
-        if self.deferred.len() >= MAX_DEFERRED {
-            self.flush().await?;
-        }
-        self.deferred.push(Deferred {
-            sql,
-            params,
-            expect: None,
-        });
-        Ok(())
+        let may = self.may_defer;
+        self.enqueue(
+            Deferred {
+                sql,
+                params,
+                expect: None,
+            },
+            may,
+        )
+        .await
     }
 
     /// An ESC insert that must affect `rows` rows, fewer meaning that an
@@ -418,24 +425,39 @@ impl Ctx {
         rows: u64,
         collection: &str,
     ) -> Result<()> {
-        if !(self.may_defer && self.defer_checked) {
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-            if self.execute(&sql, &refs).await? < rows {
-                return Err(EngineError::EscIdConflict {
+        let may = self.may_defer && self.defer_checked;
+        self.enqueue(
+            Deferred {
+                sql,
+                params,
+                expect: Some((rows, collection.to_owned())),
+            },
+            may,
+        )
+        .await
+    }
+
+    /// Queue `d` for the next round trip when `may`, else run it now
+    /// (checking its row count).
+    async fn enqueue(&mut self, d: Deferred, may: bool) -> Result<()> {
+        if !may {
+            let refs: Vec<&(dyn ToSql + Sync)> = d
+                .params
+                .iter()
+                .map(|p| &**p as &(dyn ToSql + Sync))
+                .collect();
+            let n = self.execute(&d.sql, &refs).await?;
+            return match d.short(n) {
+                Some(collection) => Err(EngineError::EscIdConflict {
                     collection: collection.to_owned(),
-                });
-            }
-            return Ok(());
+                }),
+                None => Ok(()),
+            };
         }
         if self.deferred.len() >= MAX_DEFERRED {
             self.flush().await?;
         }
-        self.deferred.push(Deferred {
-            sql,
-            params,
-            expect: Some((rows, collection.to_owned())),
-        });
+        self.deferred.push(d);
         Ok(())
     }
 

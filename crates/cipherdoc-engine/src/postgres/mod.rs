@@ -93,24 +93,26 @@
 //! Each operation of a [`Transaction`] runs inside a savepoint, so a failed
 //! operation is undone alone and the transaction stays usable; a
 //! transaction made [`Transaction::fail_fast`] (autocommit work of the QE
-//! server role) sends none, and after a failure it can only be rolled back. Round trips
-//! are saved by pipelining (tokio-postgres sends concurrently polled
-//! statements back to back; the server runs them in order):
+//! server role) sends none, and after a failure it can only be rolled
+//! back. Round trips are saved by pipelining (tokio-postgres sends
+//! concurrently polled statements back to back; the server runs them in
+//! order):
 //! - `BEGIN`/`SAVEPOINT` and the lock go out with the first statement of
 //!   the operation, and a savepoint is released together with the next one;
 //! - statements whose answer nobody needs — the ESC counter locks and the
 //!   ECOC appends — are *deferred* in a read-write transaction: they go out
 //!   ahead of the transaction's next statement (the first ESC probe; the
-//!   document insert or `COMMIT`). In a fail-fast transaction the ESC
-//!   insert is deferred too, its row count checked when that round trip
-//!   returns: fewer rows (an id taken) fail the next operation with
-//!   `EscIdConflict`, and a check still pending at `COMMIT` is sent on
-//!   its own first, so a conflicting transaction never commits. Should one fail there after all (a lock
+//!   document insert or `COMMIT`). Should one fail there after all (a lock
 //!   timeout, a table dropped under the transaction), the next operation
 //!   reports the error and the transaction can only be rolled back, as
 //!   after a cancelled operation; `commit` reports it too. A statement
 //!   that fails to prepare inside an open transaction (its savepoint not
 //!   sent yet) leaves it in the same state;
+//! - in a fail-fast transaction the ESC insert is deferred too, its row
+//!   count checked when that round trip returns: fewer rows (an id taken)
+//!   fail the next operation with `EscIdConflict`, and a check still
+//!   pending at `COMMIT` is sent on its own first, so a conflicting
+//!   transaction never commits;
 //! - a transaction's first ESC probe, when the collection's catalog entry
 //!   is not known yet, is sent speculatively with the catalog read and
 //!   used only if the collection is encrypted.
@@ -530,7 +532,7 @@ impl PgTransaction {
             ));
         }
         if self.failed {
-            return Err(FAILED);
+            return Err(EngineError::FAIL_FAST_FAILED);
         }
         let mut p = String::new();
         if self.pending_begin {
@@ -617,13 +619,7 @@ impl PgTransaction {
                 "an earlier operation on it was cancelled midway or could not be undone; it was rolled back",
             ));
         }
-        if commit && self.failed {
-            self.cx.discard_deferred();
-            self.cx.client()?.batch_execute("ROLLBACK").await?;
-            self.cx.mark_clean();
-            return Err(FAILED);
-        }
-        if commit {
+        if commit && !self.failed {
             // Deferred statements go out with the COMMIT; if one fails the
             // server rolls back instead, and the error is reported.
             self.cx.finish_with("COMMIT").await?;
@@ -632,6 +628,10 @@ impl PgTransaction {
             self.cx.client()?.batch_execute("ROLLBACK").await?;
         }
         self.cx.mark_clean();
+        if commit && self.failed {
+            // A fail-fast transaction whose operation failed never commits.
+            return Err(EngineError::FAIL_FAST_FAILED);
+        }
         Ok(())
     }
 }
@@ -665,11 +665,6 @@ impl Drop for PgTransaction {
         }));
     }
 }
-
-/// What a fail-fast transaction answers after one of its operations failed.
-const FAILED: EngineError = EngineError::TransactionClosed(
-    "an operation of this fail-fast transaction failed; nothing of it is committed",
-);
 
 /// One atomic operation of a transaction (unless it is fail-fast).
 macro_rules! op {

@@ -1098,13 +1098,6 @@ pub(crate) async fn esc_insert_many(
     .await
 }
 
-/// One transaction-scoped advisory lock per ESC counter. The key is the
-/// counter's tag token (already uniformly random) folded with the
-/// collection's name into 64 bits; a collision between two counters only
-/// makes their writers queue, never wrong. The two-`int4` form of the lock
-/// lives in a key space of its own, apart from the catalog's `bigint` locks.
-/// Callers pass the counters sorted, so two writers lock in the same order
-/// and cannot deadlock.
 /// Compaction and cleanup: the compaction lock (one compaction at a time),
 /// then the collection lock exclusively, so that no writer (they hold it
 /// shared from their first statement) runs its ESC probes across the
@@ -1116,6 +1109,13 @@ pub(crate) async fn lock_for_maintenance(cx: &mut Ctx, c: &str) -> Result<()> {
     lock_exclusive(cx, s.collection_key(c)).await
 }
 
+/// One transaction-scoped advisory lock per ESC counter. The key is the
+/// counter's tag token (already uniformly random) folded with the
+/// collection's name into 64 bits; a collision between two counters only
+/// makes their writers queue, never wrong. The two-`int4` form of the lock
+/// lives in a key space of its own, apart from the catalog's `bigint` locks.
+/// Callers pass the counters sorted, so two writers lock in the same order
+/// and cannot deadlock.
 pub(crate) async fn esc_lock_counters(cx: &mut Ctx, c: &str, counters: &[[u8; 32]]) -> Result<()> {
     if counters.is_empty() {
         return Ok(());

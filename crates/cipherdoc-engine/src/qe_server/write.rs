@@ -516,8 +516,10 @@ async fn apply(
                 collection, &j.path, &j.iup, &counts, &mut rng,
             )?);
         }
-        // ESC first: a conflict (a concurrent writer took a position) is
-        // found before anything else is written.
+        // ESC first, so that a conflict (a concurrent writer took a
+        // position) fails the write before it commits anything: at once,
+        // or, where an engine defers the ESC insert (PostgreSQL under
+        // fail-fast), in the round trip of the document insert.
         *wrote = true;
         tx.esc_insert_many(collection, &esc).await?;
         tx.ecoc_append_many(collection, &ecoc).await?;

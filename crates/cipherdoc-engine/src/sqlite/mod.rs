@@ -517,7 +517,7 @@ impl SqliteTransaction {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         if self.failed {
-            return Err(FAILED);
+            return Err(EngineError::FAIL_FAST_FAILED);
         }
         // Under fail_fast an operation is not atomic on its own: the
         // savepoint (a copy of every page it changes, in the statement
@@ -548,20 +548,25 @@ impl SqliteTransaction {
         r
     }
 
-    /// The statement that ends the transaction: `ROLLBACK` instead of a
-    /// `COMMIT` after a failed fail-fast operation.
-    fn ending(&self, sql: &'static str) -> &'static str {
-        if self.failed { "ROLLBACK" } else { sql }
+    /// The statement that ends the transaction for a requested `sql`, and
+    /// what the caller gets once it ran: after a failed fail-fast
+    /// operation a `COMMIT` becomes a `ROLLBACK` and is reported.
+    fn ending(&self, sql: &'static str) -> (&'static str, Result<()>) {
+        if self.failed && sql == "COMMIT" {
+            ("ROLLBACK", Err(EngineError::FAIL_FAST_FAILED))
+        } else {
+            (sql, Ok(()))
+        }
     }
 
     /// Commit or roll back on the current thread (inside `transact`).
     fn end_in_place(&mut self, sql: &'static str) -> Result<()> {
-        let ending = self.ending(sql);
+        let (ending, outcome) = self.ending(sql);
         match self.conn.take() {
             Some(guard) => end(guard, self.pool.take(), ending)?,
             None => return Ok(()),
         }
-        if ending == sql { Ok(()) } else { Err(FAILED) }
+        outcome
     }
 
     async fn finish(mut self: Box<Self>, sql: &'static str) -> Result<()> {
@@ -570,9 +575,9 @@ impl SqliteTransaction {
             .take()
             .ok_or(EngineError::TransactionClosed("it was already finished"))?;
         let pool = self.pool.take();
-        let ending = self.ending(sql);
+        let (ending, outcome) = self.ending(sql);
         blocking(move || end(guard, pool, ending)).await??;
-        if ending == sql { Ok(()) } else { Err(FAILED) }
+        outcome
     }
 }
 
@@ -593,11 +598,6 @@ fn end(guard: Held, pool: Option<Arc<Inner>>, sql: &'static str) -> Result<()> {
     }
     Ok(r?)
 }
-
-/// What a fail-fast transaction answers after one of its operations failed.
-const FAILED: EngineError = EngineError::TransactionClosed(
-    "an operation of this fail-fast transaction failed; nothing of it is committed",
-);
 
 impl Drop for SqliteTransaction {
     fn drop(&mut self) {
