@@ -113,6 +113,11 @@ pub enum EngineError {
     /// An error from PostgreSQL or from the connection to it.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL connection string was refused (TLS settings that
+    /// could send data in plain text, contradictions, a bad CA file) before
+    /// any connection was tried, or the TLS handshake failed.
+    #[error(transparent)]
+    PostgresConnect(#[from] crate::postgres::PgConnectError),
     /// No PostgreSQL connection could be had from the pool.
     #[error("postgres connection pool: {0}; check that the server is running and the URL is right")]
     PostgresPool(String),

@@ -128,22 +128,38 @@
 //! cancelled midway), or dropped outside a tokio runtime, is closed
 //! instead, and the server rolls the transaction back.
 //!
-//! Connections are plain TCP or Unix sockets (`NoTls`); put TLS in front
-//! (or extend [`PgEngine::connect_with`]) before using a remote server.
+//! # Connections: TLS off loopback
+//!
+//! A server on this machine (loopback address or Unix socket) is reached in
+//! plain text unless the URL asks for TLS; any other host is reached over
+//! TLS with the certificate verified — chain and host name, under every
+//! `sslmode` that uses TLS — or, with `sslmode=disable`, in plain text on
+//! the user's explicit word. A URL that could send data in plain text
+//! without saying so is refused before anything is sent. The trust anchor
+//! is `sslrootcert` in the URL or [`PgOptions::tls_ca_file`]
+//! (`sslrootcert=system`: the public web roots). [`PgTransport`] says in
+//! full how each `sslmode` maps; `PgEngine::transport` tells which one an
+//! engine uses. The URL's password never appears in an error, a log line
+//! or `Debug` ([`PgUrl`] carries it where it must be kept).
 
 mod ctx;
 use crate::docs;
 mod ops;
 pub mod testing;
+mod tls;
+mod url;
+
+pub use self::tls::{PgConnectError, PgSslMode, PgTransport, PgTrustAnchors};
+pub use self::url::PgUrl;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bson::{Bson, Document};
-use deadpool_postgres::{Manager, ManagerConfig, Pool};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 
 use self::ctx::{Ctx, Schema};
+use self::tls::Dialer;
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
 };
@@ -157,12 +173,16 @@ use crate::{EngineError, Result};
 pub struct PgOptions {
     /// Most connections open at once (each open transaction holds one).
     pub max_connections: usize,
+    /// The CA (PEM) the server's certificate must lead to, as the URL's
+    /// `sslrootcert` would name it; given, it turns TLS on.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
+            tls_ca_file: None,
         }
     }
 }
@@ -172,6 +192,13 @@ impl PgOptions {
     #[must_use]
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Set the CA file (see [`PgOptions::tls_ca_file`]).
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
         self
     }
 }
@@ -186,17 +213,25 @@ pub struct PgEngine {
 struct Inner {
     pool: Pool,
     schema: Arc<Schema>,
-    /// For temporary test schemas: the URL to drop the schema with when the
-    /// last clone goes away.
-    drop_with: Option<String>,
+    /// How connections are made (the pool's, and the test helpers').
+    dialer: Dialer,
+    /// A temporary test schema: dropped when the last clone goes away.
+    temporary: Lifetime,
+}
+
+/// Whether the schema outlives the engine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lifetime {
+    Kept,
+    DroppedWithEngine,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(url) = self.drop_with.take() {
+        if self.temporary == Lifetime::DroppedWithEngine {
             // Idle connections hold no locks, but close them first anyway.
             self.pool.close();
-            testing::drop_schema_blocking(url, self.schema.name.clone());
+            testing::drop_schema_blocking(self.dialer.clone(), self.schema.name.clone());
         }
     }
 }
@@ -241,28 +276,24 @@ impl PgEngine {
         Self::connect_with(url, database, PgOptions::default()).await
     }
 
-    /// [`PgEngine::connect`] with pool settings.
+    /// [`PgEngine::connect`] with pool and TLS settings. The URL's
+    /// `sslmode` and `sslrootcert` (and `options.tls_ca_file`) decide how
+    /// connections are protected (see [`PgTransport`]); a URL that would
+    /// send data in plain text to another machine without `sslmode=disable`
+    /// is refused with [`PgConnectError`] before any connection is tried.
     pub async fn connect_with(url: &str, database: &str, options: PgOptions) -> Result<Self> {
-        Self::open(url, database, options, None).await
+        let dialer = Dialer::new(url, options.tls_ca_file.as_deref())?;
+        Self::open(dialer, database, &options, Lifetime::Kept).await
     }
 
     async fn open(
-        url: &str,
+        dialer: Dialer,
         database: &str,
-        options: PgOptions,
-        drop_with: Option<String>,
+        options: &PgOptions,
+        temporary: Lifetime,
     ) -> Result<Self> {
         validate_database_name(database)?;
-        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
-            EngineError::Config(format!(
-                "the PostgreSQL connection URL could not be parsed ({e}); expected postgres://user@host:port/dbname"
-            ))
-        })?;
-        if cfg.get_application_name().is_none() {
-            cfg.application_name("cipherdoc");
-        }
-        let manager = Manager::from_config(cfg, NoTls, ManagerConfig::default());
-        let pool = Pool::builder(manager)
+        let pool = Pool::builder(dialer.manager())
             .max_size(options.max_connections.max(1))
             .build()
             .map_err(|e| EngineError::PostgresPool(e.to_string()))?;
@@ -271,7 +302,8 @@ impl PgEngine {
             inner: Arc::new(Inner {
                 pool,
                 schema,
-                drop_with,
+                dialer,
+                temporary,
             }),
         };
         engine.init().await?;
@@ -307,6 +339,11 @@ impl PgEngine {
         &self.inner.schema.name
     }
 
+    /// How this engine's connections are protected.
+    pub fn transport(&self) -> &PgTransport {
+        self.inner.dialer.transport()
+    }
+
     /// PostgreSQL's `EXPLAIN` lines for the candidate query `find` would run
     /// for `filter` (for tests and diagnosis).
     pub async fn explain(&self, collection: &str, filter: &Filter) -> Result<Vec<String>> {
@@ -320,7 +357,7 @@ impl PgEngine {
             .pool
             .get()
             .await
-            .map_err(|e| EngineError::PostgresPool(e.to_string()))?;
+            .map_err(|e| self.inner.dialer.pool_error(e))?;
         Ok(Ctx::new(obj, Arc::clone(&self.inner.schema), locked))
     }
 

@@ -7,6 +7,8 @@
 //!   `skipped: CIPHERDOC_TEST_POSTGRES_URL is not set` and the test returns;
 //! - [`PgEngine::temporary`]: an engine on a fresh, uniquely named schema
 //!   that is dropped when the last clone of the engine goes away;
+//! - [`connect`]: a plain tokio-postgres client for the test's own SQL,
+//!   connected the way the engine would (TLS as the URL says);
 //! - [`server_files`] and [`scan_for_canaries`]: the raw bytes PostgreSQL
 //!   keeps on disk (data directory after a `CHECKPOINT`, WAL, server log),
 //!   searched for canary strings.
@@ -23,9 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio_postgres::NoTls;
-
-use super::{PgEngine, PgOptions};
+use super::tls::Dialer;
+use super::{Lifetime, PgEngine, PgOptions};
 use crate::Result;
 
 /// The environment variable naming the test server.
@@ -73,24 +74,22 @@ impl PgEngine {
             now_secs(),
             std::process::id()
         );
-        drop_stale_schemas(url).await;
-        Self::open(url, &name, options, Some(url.to_owned())).await
+        let dialer = Dialer::new(url, options.tls_ca_file.as_deref())?;
+        drop_stale_schemas(&dialer).await;
+        Self::open(dialer, &name, &options, Lifetime::DroppedWithEngine).await
     }
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "test connection closed");
-        }
-    });
-    Ok(client)
+/// A tokio-postgres client of the server at `url`, connected as
+/// [`PgEngine::connect`] would (TLS as the URL says), its connection
+/// driven by a spawned task. For the tests' own SQL.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    Dialer::new(url, None)?.connect().await
 }
 
 /// Best effort: failures only mean some stale schema stays around.
-async fn drop_stale_schemas(url: &str) {
-    let Ok(client) = connect(url).await else {
+async fn drop_stale_schemas(dialer: &Dialer) {
+    let Ok(client) = dialer.connect().await else {
         return;
     };
     let Ok(rows) = client
@@ -124,7 +123,7 @@ async fn drop_stale_schemas(url: &str) {
 
 /// Drop a temporary schema from a thread of its own (called from `Drop`,
 /// which may run inside or outside a runtime).
-pub(super) fn drop_schema_blocking(url: String, schema: String) {
+pub(super) fn drop_schema_blocking(dialer: Dialer, schema: String) {
     let worker = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -137,7 +136,7 @@ pub(super) fn drop_schema_blocking(url: String, schema: String) {
             }
         };
         let r: Result<()> = rt.block_on(async {
-            let client = connect(&url).await?;
+            let client = dialer.connect().await?;
             client
                 .batch_execute(&format!(
                     "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {} CASCADE",
