@@ -160,10 +160,7 @@ fn bench(c: &mut Criterion) {
     println!("loaded {n} documents in {:?}", load.elapsed());
     // Let the planner know the sizes, as autovacuum would soon.
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let client = testing::connect(&url).await.unwrap();
         client
             .batch_execute(&format!("SET search_path = \"{}\"; ANALYZE", e.schema()))
             .await

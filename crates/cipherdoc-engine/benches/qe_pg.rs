@@ -159,10 +159,7 @@ fn load(rt: &Runtime, qe: &QeServer, pg: &PgEngine, client: &Client, n: usize, u
     }
     // Let the planner know the sizes, as autovacuum would soon.
     rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let c = testing::connect(url).await.unwrap();
         c.batch_execute(&format!("SET search_path = \"{}\"; ANALYZE", pg.schema()))
             .await
             .unwrap();

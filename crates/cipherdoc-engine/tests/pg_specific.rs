@@ -21,7 +21,6 @@ use cipherdoc_engine::{
     CreateCollectionOptions, EcocEntry, Engine, EngineError, EscId, EscValue, Filter, FindOptions,
     IndexSpec, Tag, Transaction,
 };
-use tokio_postgres::NoTls;
 
 fn encrypted() -> CreateCollectionOptions {
     CreateCollectionOptions {
@@ -37,9 +36,7 @@ fn bin(bytes: &[u8]) -> Bson {
 }
 
 async fn raw_client(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    c
+    testing::connect(url).await.unwrap()
 }
 
 /// `ANALYZE` every table of the engine's schema, so the planner knows the

@@ -50,6 +50,110 @@ pub fn test_url() -> Option<String> {
     }
 }
 
+/// The environment variable naming the CA file of the test server's
+/// certificate (`.ci/pg-tls` makes both), for the TLS tests.
+pub const TEST_CA_VAR: &str = "CIPHERDOC_TEST_POSTGRES_CA";
+
+/// The test server as the TLS tests see it: its TCP address, role and
+/// database from [`TEST_URL_VAR`] (TLS parameters left out), and the CA of
+/// its certificate from [`TEST_CA_VAR`].
+pub struct TlsTestServer {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<zeroize::Zeroizing<String>>,
+    dbname: String,
+    ca: PathBuf,
+}
+
+impl std::fmt::Debug for TlsTestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTestServer")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `key=value` connection string value, quoted.
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl TlsTestServer {
+    /// A `key=value` connection string to the server, with `params` added
+    /// (e.g. `sslmode=disable`).
+    pub fn url(&self, params: &str) -> String {
+        self.url_at(&self.host, params)
+    }
+
+    /// [`TlsTestServer::url`] with another host name (e.g. one the
+    /// certificate does not name, with `hostaddr` giving the address).
+    pub fn url_at(&self, host: &str, params: &str) -> String {
+        let mut s = format!(
+            "host={} port={} user={} dbname={}",
+            quote(host),
+            self.port,
+            quote(&self.user),
+            quote(&self.dbname)
+        );
+        if let Some(p) = &self.password {
+            s.push_str(" password=");
+            s.push_str(&quote(p));
+        }
+        format!("{s} {params}")
+    }
+
+    /// The host of the test URL.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The CA file that signed the server's certificate.
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+
+    /// `sslrootcert='<the CA>'`, to add to [`TlsTestServer::url`].
+    pub fn sslrootcert(&self) -> String {
+        format!("sslrootcert={}", quote(&self.ca.to_string_lossy()))
+    }
+}
+
+/// The TLS test server, or `None` after printing why the test is skipped
+/// (no test URL, no CA, or a test URL that is not a TCP address).
+pub fn tls_test_server() -> Option<TlsTestServer> {
+    let url = test_url()?;
+    let Some(ca) = std::env::var_os(TEST_CA_VAR).filter(|v| !v.is_empty()) else {
+        println!(
+            "skipped: {TEST_CA_VAR} is not set (the CA of the test server's certificate; .ci/pg-tls makes one)"
+        );
+        return None;
+    };
+    let cfg = match Dialer::new(&url, None) {
+        Ok(d) => d.config().clone(),
+        Err(e) => {
+            println!("skipped: {TEST_URL_VAR} is refused: {e}");
+            return None;
+        }
+    };
+    let Some(tokio_postgres::config::Host::Tcp(host)) = cfg.get_hosts().first() else {
+        println!("skipped: {TEST_URL_VAR} names no TCP host");
+        return None;
+    };
+    Some(TlsTestServer {
+        host: host.clone(),
+        port: cfg.get_ports().first().copied().unwrap_or(5432),
+        user: cfg.get_user().unwrap_or("postgres").to_owned(),
+        password: cfg
+            .get_password()
+            .map(|p| zeroize::Zeroizing::new(String::from_utf8_lossy(p).into_owned())),
+        dbname: cfg.get_dbname().unwrap_or("postgres").to_owned(),
+        ca: PathBuf::from(ca),
+    })
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

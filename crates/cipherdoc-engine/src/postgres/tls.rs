@@ -458,6 +458,11 @@ impl Dialer {
         &self.transport
     }
 
+    /// tokio-postgres's view of the connection string (TLS parameters out).
+    pub(super) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
     pub(super) fn manager(&self) -> deadpool_postgres::Manager {
         let mgr = deadpool_postgres::ManagerConfig::default();
         match &self.tls {
