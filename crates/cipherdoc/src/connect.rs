@@ -50,15 +50,32 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
             })?;
             Ok(Arc::new(engine))
         }
-        EngineSettings::Postgres { url } => {
+        EngineSettings::Postgres { url, tls_ca_file } => {
+            use cipherdoc_engine::postgres::{PgConnectError, PgEngine, PgOptions};
+            let mut options = PgOptions::default();
+            options.tls_ca_file.clone_from(tls_ca_file);
             // One PostgreSQL schema per cipherdoc database (see the engine's docs).
-            let engine = cipherdoc_engine::postgres::PgEngine::connect(url, &db.name)
+            let engine = PgEngine::connect_with(url.expose(), &db.name, options)
                 .await
-                .map_err(|e| {
-                    setting_err(
+                .map_err(|e| match e {
+                    cipherdoc_engine::EngineError::PostgresConnect(source) => {
+                        let key = match &source {
+                            PgConnectError::CaFile { path, .. }
+                                if Some(path) == tls_ca_file.as_ref() =>
+                            {
+                                "tls_ca_file"
+                            }
+                            _ => "url",
+                        };
+                        Error::Settings(SettingsError::Postgres {
+                            path: format!("databases.{}.{key}", db.alias),
+                            source,
+                        })
+                    }
+                    e => setting_err(
                         format!("databases.{}.url", db.alias),
                         format!("cannot connect: {e}"),
-                    )
+                    ),
                 })?;
             Ok(Arc::new(engine))
         }

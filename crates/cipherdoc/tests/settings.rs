@@ -1,9 +1,10 @@
 //! Settings: every kind of mistake names its setting's path and the fix.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
 
 use cipherdoc::settings::{EngineSettings, KmsKind, MasterKeySettings, Settings, SettingsError};
+use cipherdoc_engine::postgres::PgConnectError;
 
 const GOOD: &str = r#"
 [databases.default]
@@ -283,4 +284,182 @@ fn secrets_never_appear_in_debug_output() {
     let dbg = format!("{s:?}");
     assert!(!dbg.contains("c3VwZXItc2VjcmV0"), "{dbg}");
     assert!(dbg.contains("<redacted>"));
+}
+
+fn with_postgres(db: &str) -> String {
+    GOOD.replacen(
+        "engine = \"sqlite\"\npath = \"var/default.db\"",
+        &format!("engine = \"postgres\"\n{db}"),
+        1,
+    )
+}
+
+#[test]
+fn a_remote_postgres_url_without_tls_is_refused_by_alias() {
+    let text = with_postgres("url = \"postgres://app:pw-canary@db.example.com/clinic\"");
+    let e = err(&text);
+    assert_eq!(e.setting_path(), Some("databases.default.url"));
+    assert!(
+        matches!(
+            &e,
+            SettingsError::Postgres {
+                source: PgConnectError::RemoteWithoutCa { host },
+                ..
+            } if host == "db.example.com"
+        ),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    for fix in ["sslrootcert=", "tls_ca_file", "sslmode=disable"] {
+        assert!(msg.contains(fix), "{msg}");
+    }
+    assert!(!msg.contains("pw-canary") && !format!("{e:?}").contains("pw-canary"));
+    assert_err(
+        &with_postgres("url = \"postgres://app@db.example.com/clinic?sslmode=prefer\""),
+        "databases.default.url",
+        "sslmode=prefer is refused",
+    );
+    assert_err(
+        &with_postgres("url = \"postgres://app@db.example.com/clinic?sslmode=require\""),
+        "databases.default.url",
+        "needs a CA",
+    );
+}
+
+#[test]
+fn postgres_tls_settings_load() {
+    let s = load(&with_postgres(
+        "url = \"postgres://app:pw-canary@db.example.com/clinic?sslmode=verify-full\"\ntls_ca_file = \"certs/ca.pem\"",
+    ))
+    .unwrap();
+    let EngineSettings::Postgres { url, tls_ca_file } = &s.database("default").unwrap().engine
+    else {
+        panic!("not postgres");
+    };
+    assert_eq!(tls_ca_file.as_deref(), Some(Path::new("/app/certs/ca.pem")));
+    assert_eq!(
+        url.expose(),
+        "postgres://app:pw-canary@db.example.com/clinic?sslmode=verify-full"
+    );
+    // Loopback stays plain by default; sslmode=disable is the explicit word.
+    load(&with_postgres("url = \"postgres://app@127.0.0.1/clinic\"")).unwrap();
+    load(&with_postgres(
+        "url = \"postgres://app@db.example.com/clinic?sslmode=disable\"",
+    ))
+    .unwrap();
+    assert_err(
+        &with_postgres(
+            "url = \"postgres://app@db.example.com/clinic?sslmode=disable\"\ntls_ca_file = \"ca.pem\"",
+        ),
+        "databases.default.url",
+        "contradicts",
+    );
+    assert_err(
+        &GOOD.replacen(
+            "path = \"var/default.db\"",
+            "path = \"var/default.db\"\ntls_ca_file = \"ca.pem\"",
+            1,
+        ),
+        "databases.default.tls_ca_file",
+        "only the postgres engine",
+    );
+}
+
+#[test]
+fn the_postgres_password_never_appears_in_debug_output() {
+    for url in [
+        "postgres://app:pw-canary@127.0.0.1/clinic",
+        "postgres://app@127.0.0.1/clinic?password=pw-canary",
+        "host=127.0.0.1 user=app password=pw-canary",
+    ] {
+        let s = load(&with_postgres(&format!("url = \"{url}\""))).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("pw-canary"), "{dbg}");
+        assert!(dbg.contains("***"), "{dbg}");
+        let dbg = format!("{:?}", s.database("default").unwrap());
+        assert!(!dbg.contains("pw-canary"), "{dbg}");
+    }
+}
+
+/// Settings whose `default` database is the PostgreSQL server at `url`.
+fn postgres_settings(url: &str, tls_ca_file: Option<&Path>) -> Settings {
+    let mut db = format!("url = {}", toml::Value::String(url.to_owned()));
+    if let Some(ca) = tls_ca_file {
+        let ca = toml::Value::String(ca.to_string_lossy().into_owned());
+        db = format!("{db}\ntls_ca_file = {ca}");
+    }
+    load(&with_postgres(&db)).unwrap()
+}
+
+#[tokio::test]
+async fn a_ca_file_that_cannot_be_read_is_named_by_its_setting() {
+    let s = postgres_settings(
+        "postgres://app@127.0.0.1:1/clinic?sslmode=verify-full",
+        Some(Path::new("/nonexistent/ca.pem")),
+    );
+    let e = cipherdoc::Database::open(s.database("default").unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            cipherdoc::Error::Settings(SettingsError::Postgres {
+                path,
+                source: PgConnectError::CaFile { .. },
+            }) if path == "databases.default.tls_ca_file"
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_ca_file_reaches_the_connection() {
+    let Some(server) = cipherdoc_engine::postgres::testing::tls_test_server() else {
+        return;
+    };
+    // verify-full with the CA from the setting alone: without it the URL
+    // would be refused when the settings are read.
+    let url = server.url("sslmode=verify-full");
+    let s = postgres_settings(&url, Some(server.ca()));
+    let mut db = s.database("default").unwrap().clone();
+    // A schema the test helpers drop when a run leaves it behind.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    db.name = format!(
+        "{}{secs}_{}_settings",
+        cipherdoc_engine::postgres::testing::TEMP_SCHEMA_PREFIX,
+        std::process::id()
+    );
+    let opened = cipherdoc::Database::open(&db).await.unwrap();
+    drop(opened);
+    let c = cipherdoc_engine::postgres::testing::connect(
+        &server.url(&format!("sslmode=verify-full {}", server.sslrootcert())),
+    )
+    .await
+    .unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", db.name))
+        .await
+        .unwrap();
+    // Another CA in the setting: the handshake is refused, by alias.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, params.self_signed(&key).unwrap().pem()).unwrap();
+    let s = postgres_settings(&url, Some(&other));
+    db.engine = s.database("default").unwrap().engine.clone();
+    let e = cipherdoc::Database::open(&db).await.unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            cipherdoc::Error::Settings(SettingsError::Postgres {
+                path,
+                source: PgConnectError::Handshake { .. },
+            }) if path == "databases.default.url"
+        ),
+        "{e:?}"
+    );
 }

@@ -34,6 +34,17 @@ pub enum SettingsError {
         /// What is wrong and how to fix it.
         problem: String,
     },
+    /// A PostgreSQL connection (`path` is `databases.<alias>.url` or
+    /// `.tls_ca_file`) refused: it could send data in plain text to another
+    /// machine, its TLS settings contradict each other, or its CA file or
+    /// TLS handshake failed.
+    #[error("{path}: {source}")]
+    Postgres {
+        /// Dotted path of the offending setting.
+        path: String,
+        /// What is wrong and how to fix it.
+        source: cipherdoc_engine::postgres::PgConnectError,
+    },
 }
 
 impl SettingsError {
@@ -47,7 +58,7 @@ impl SettingsError {
     /// The dotted path of the setting at fault, when there is one.
     pub fn setting_path(&self) -> Option<&str> {
         match self {
-            Self::Invalid { path, .. } => Some(path),
+            Self::Invalid { path, .. } | Self::Postgres { path, .. } => Some(path),
             _ => None,
         }
     }

@@ -24,6 +24,19 @@
 //! database = "encrypted"
 //! ```
 //!
+//! A PostgreSQL connection off this machine is verified TLS (see
+//! `cipherdoc_engine::postgres::PgTransport`): the CA comes from the URL's
+//! `sslrootcert` or from `tls_ca_file`, and a URL that could send data in
+//! plain text to another host without saying `sslmode=disable` is refused
+//! when the settings are read:
+//!
+//! ```toml
+//! [databases.encrypted]
+//! engine = "postgres"
+//! url = "postgres://app:${PGPASSWORD}@db.internal:5432/clinic?sslmode=verify-full"
+//! tls_ca_file = "certs/db-ca.pem"   # or sslrootcert=... in the URL
+//! ```
+//!
 //! Strings may use `${VAR}` to take a value from the environment. Secrets
 //! (`kms_providers.*`) are given as `<secret>_file` or `<secret>_env`; written
 //! inline they work but are logged as a development-only warning.
@@ -35,6 +48,7 @@ mod router;
 
 use std::path::{Path, PathBuf};
 
+use cipherdoc_engine::postgres::{PgTransport, PgUrl};
 use toml::Table;
 
 pub use error::SettingsError;
@@ -83,8 +97,12 @@ pub enum EngineSettings {
     },
     /// A PostgreSQL server.
     Postgres {
-        /// Connection URL, e.g. `postgres://user@127.0.0.1/test`.
-        url: String,
+        /// Connection URL, e.g. `postgres://user@127.0.0.1/test`; its
+        /// `Debug` hides the password.
+        url: PgUrl,
+        /// The CA the server's certificate must lead to (`tls_ca_file`,
+        /// relative to the settings file); given, it turns TLS on.
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -257,6 +275,12 @@ fn read_database(
     if engine_name == "postgres" && r.has("path") {
         return Err(r.error("path", "the postgres engine takes `url`, not `path`"));
     }
+    if engine_name != "postgres" && r.has("tls_ca_file") {
+        return Err(r.error(
+            "tls_ca_file",
+            "only the postgres engine connects over TLS; remove it",
+        ));
+    }
     let engine = match engine_name.as_str() {
         "sqlite" => {
             let path = r.req_str(
@@ -267,12 +291,22 @@ fn read_database(
                 path: base_dir.join(path),
             }
         }
-        "postgres" => EngineSettings::Postgres {
-            url: r.req_str(
+        "postgres" => {
+            let url = PgUrl::new(r.req_str(
                 "url",
                 "set the server, e.g. url = \"postgres://postgres@127.0.0.1:5432/test\"",
-            )?,
-        },
+            )?);
+            let tls_ca_file = r.opt_str("tls_ca_file")?.map(|p| base_dir.join(p));
+            // Checked now, not at the first connection: a URL that would
+            // send data in plain text to another machine never gets that far.
+            PgTransport::resolve(url.expose(), tls_ca_file.as_deref()).map_err(|source| {
+                SettingsError::Postgres {
+                    path: r.child_path("url"),
+                    source,
+                }
+            })?;
+            EngineSettings::Postgres { url, tls_ca_file }
+        }
         "mongodb" => {
             return Err(r.error(
                 "engine",
@@ -298,7 +332,15 @@ fn read_database(
             Some(read_encryption(&mut e, &name, base_dir)?)
         }
     };
-    r.finish(&["engine", "path", "url", "name", "options", "encryption"])?;
+    r.finish(&[
+        "engine",
+        "path",
+        "url",
+        "tls_ca_file",
+        "name",
+        "options",
+        "encryption",
+    ])?;
     Ok(DatabaseSettings {
         alias: alias.to_owned(),
         engine,
