@@ -3,8 +3,10 @@
 //! transactions, and the ESC/ECOC state storage ([`QeState`]) that the QE
 //! server role runs on.
 //!
-//! Engines: [`sqlite::SqliteEngine`] (embedded default). Every engine must
-//! pass the [`contract`] suite.
+//! Engines: [`sqlite::SqliteEngine`] (embedded default) and
+//! [`postgres::PgEngine`] (over TLS, verified, whenever the server is not on
+//! this machine; see [`postgres::PgTransport`]). Every engine must pass the
+//! [`contract`] suite.
 
 pub mod contract;
 pub(crate) mod docs;

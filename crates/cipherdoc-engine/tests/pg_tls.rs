@@ -347,3 +347,28 @@ fn the_password_is_never_shown() {
         assert!(!format!("{e} {e:?}").contains("pw-canary"), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_shows_no_password() {
+    let Some(s) = testing::tls_test_server() else {
+        return;
+    };
+    // The test server trusts its clients and ignores the password; the
+    // engine still keeps it, and must not show it.
+    let url = s.url(&format!(
+        "password=pw-canary-51c sslmode=verify-full {}",
+        s.sslrootcert()
+    ));
+    let e = PgEngine::temporary(&url).await.unwrap();
+    exercise(&e).await;
+    let shown = format!("{e:?} {:?} {:?}", e.transport(), PgUrl::new(url.as_str()));
+    assert!(!shown.contains("pw-canary"), "{shown}");
+    // Nor does an error of a connection that uses it.
+    let bad = s.url(&format!(
+        "password=pw-canary-51c dbname=cd_no_such_database_x sslmode=verify-full {}",
+        s.sslrootcert()
+    ));
+    let err = PgEngine::connect(&bad, "x").await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("pw-canary"), "{shown}");
+}

@@ -3,7 +3,8 @@
 //! ```no_run
 //! # async fn demo() -> cipherdoc_engine::Result<()> {
 //! use cipherdoc_engine::{Engine, Filter, FindOptions, postgres::PgEngine};
-//! let engine = PgEngine::connect("postgres://app@db.internal/clinic", "encrypted_db").await?;
+//! let url = "postgres://app@db.internal/clinic?sslmode=verify-full&sslrootcert=/etc/cipherdoc/db-ca.pem";
+//! let engine = PgEngine::connect(url, "encrypted_db").await?;
 //! engine.insert_one("people", bson::doc! {"name": "Ada"}).await?;
 //! let found = engine.find("people", &Filter::eq("name", "Ada"), &FindOptions::default()).await?;
 //! # Ok(()) }

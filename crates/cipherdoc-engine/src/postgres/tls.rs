@@ -2,41 +2,7 @@
 //! connection string's `sslmode` and `sslrootcert`, the CA file setting and
 //! whether every host is on this machine, before any connection is made.
 //!
-//! | `sslmode` | loopback host or Unix socket | any other host |
-//! |---|---|---|
-//! | absent, no CA given | plain | **refused**: give a CA or `sslmode=disable` |
-//! | absent, CA given | verified TLS | verified TLS |
-//! | `disable` | plain | plain (logged as a warning) |
-//! | `allow` | **refused** | **refused** |
-//! | `prefer` | verified TLS if the server offers TLS, else plain | **refused** |
-//! | `require`, `verify-ca`, `verify-full` | verified TLS | verified TLS |
-//!
-//! *Verified TLS* is rustls (ring provider, TLS 1.2 and 1.3): the server's
-//! certificate chain must lead to a trust anchor — the CA file named by
-//! `sslrootcert` or by the `tls_ca_file` setting, or Mozilla's roots
-//! (bundled, from `webpki-roots`) with `sslrootcert=system` — and the
-//! certificate must name the host connected to (DNS name, or IP address
-//! for an IP literal). Where libpq is weaker, cipherdoc is not:
-//! - libpq's `require` encrypts without checking the certificate, and its
-//!   `verify-ca` skips the host name. Neither stops an active attacker,
-//!   who can present any certificate, so both are verified here as
-//!   `verify-full`: a URL written for libpq keeps working when its
-//!   certificate is right, and fails the handshake (naming what was
-//!   checked) when it is not.
-//! - A TLS mode without any trust anchor is refused before connecting
-//!   (libpq would look for `~/.postgresql/root.crt`; cipherdoc reads no
-//!   implicit file).
-//! - `allow` tries plain text first, and `prefer` to another host falls
-//!   back to plain text when anyone on the path answers "no TLS"; both
-//!   are refused rather than quietly downgraded. On loopback nobody is on
-//!   the path, so `prefer` keeps its meaning there.
-//! - A CA given together with `sslmode=disable`, or two different CAs (URL
-//!   and setting), are contradictions and refused.
-//!
-//! "Loopback" means every address connected to is a loopback address
-//! (`127.0.0.0/8`, `::1`), the name `localhost`, or a Unix socket: the
-//! traffic never leaves the machine. With `hostaddr`, that address decides
-//! (the host name is then only what the certificate must name).
+//! The decision table is the documentation of [`PgTransport`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -118,7 +84,51 @@ impl fmt::Display for PgTrustAnchors {
     }
 }
 
-/// How the connections of an engine are protected.
+/// How the connections of an engine are protected, decided from the
+/// connection string's `sslmode` and `sslrootcert`, the CA file setting
+/// and whether every host is on this machine, before any connection:
+///
+/// | `sslmode` | loopback host or Unix socket | any other host |
+/// |---|---|---|
+/// | absent, no CA given | plain | **refused**: give a CA or `sslmode=disable` |
+/// | absent, CA given | verified TLS | verified TLS |
+/// | `disable` | plain | plain (logged as a warning) |
+/// | `allow` | **refused** | **refused** |
+/// | `prefer`, CA given | verified TLS if the server offers TLS, else plain | **refused** |
+/// | `require`, `verify-ca`, `verify-full`, CA given | verified TLS | verified TLS |
+/// | `prefer`, `require`, `verify-ca`, `verify-full`, no CA | **refused** | **refused** |
+///
+/// *Verified TLS* is rustls (ring provider, TLS 1.2 and 1.3): the server's
+/// certificate chain must lead to a trust anchor — the CA file named by
+/// `sslrootcert` or by the `tls_ca_file` setting, or Mozilla's roots
+/// (bundled, from `webpki-roots`) with `sslrootcert=system` — and the
+/// certificate must name the host connected to (DNS name, or IP address
+/// for an IP literal). Where libpq is weaker, cipherdoc is not:
+/// - libpq's `require` encrypts without checking the certificate, and its
+///   `verify-ca` skips the host name. Neither stops an active attacker,
+///   who can present any certificate, so both are verified here as
+///   `verify-full`: a URL written for libpq keeps working when its
+///   certificate is right, and fails the handshake (naming what was
+///   checked) when it is not.
+/// - A TLS mode without any trust anchor is refused before connecting
+///   (libpq would look for `~/.postgresql/root.crt`; cipherdoc reads no
+///   implicit file).
+/// - `allow` tries plain text first, and `prefer` to another host falls
+///   back to plain text when anyone on the path answers "no TLS"; both
+///   are refused rather than quietly downgraded. On loopback nobody is on
+///   the path, so `prefer` keeps its meaning there.
+/// - A CA given together with `sslmode=disable`, or two different CAs (URL
+///   and setting), are contradictions and refused.
+/// - PostgreSQL offers no TLS over a Unix socket: TLS always on with a
+///   Unix socket among the hosts is refused (`prefer` uses the socket
+///   plain).
+/// - libpq's other TLS parameters (`sslcert`, `sslkey`, `sslcrl`,
+///   `sslsni`, …) are refused by name: no client certificates yet.
+///
+/// "Loopback" means every address connected to is a loopback address
+/// (`127.0.0.0/8`, `::1`), the name `localhost`, or a Unix socket: the
+/// traffic never leaves the machine. With `hostaddr`, that address decides
+/// (the host name is then only what the certificate must name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PgTransport {
