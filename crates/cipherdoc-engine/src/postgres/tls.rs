@@ -311,6 +311,8 @@ fn reach(config: &tokio_postgres::Config) -> Vec<Reach> {
 struct Plan {
     config: tokio_postgres::Config,
     transport: PgTransport,
+    /// A host off this machine reached in plain text (`sslmode=disable`).
+    plain_to: Option<String>,
 }
 
 impl Plan {
@@ -347,6 +349,7 @@ impl Plan {
             Reach::Remote(h) => Some(h.clone()),
             _ => None,
         });
+        let mut plain_to = None;
         let transport = match (mode, anchors) {
             (Some(PgSslMode::Allow), _) => {
                 return Err(PgConnectError::SslModeRefused {
@@ -359,10 +362,7 @@ impl Plan {
             }
             (Some(PgSslMode::Disable) | None, None) if remote.is_none() => PgTransport::Plain,
             (Some(PgSslMode::Disable), None) => {
-                tracing::warn!(
-                    host = remote.as_deref().unwrap_or_default(),
-                    "sslmode=disable: data and password go to a host that is not on this machine in plain text"
-                );
+                plain_to = remote;
                 PgTransport::Plain
             }
             (None, None) => {
@@ -393,7 +393,11 @@ impl Plan {
         if config.get_application_name().is_none() {
             config.application_name("cipherdoc");
         }
-        Ok(Self { config, transport })
+        Ok(Self {
+            config,
+            transport,
+            plain_to,
+        })
     }
 }
 
@@ -451,7 +455,17 @@ pub(super) struct Dialer {
 impl Dialer {
     /// Resolve the connection string and read the CA file, if any.
     pub(super) fn new(url: &str, tls_ca_file: Option<&Path>) -> Result<Self, PgConnectError> {
-        let Plan { config, transport } = Plan::new(url, tls_ca_file)?;
+        let Plan {
+            config,
+            transport,
+            plain_to,
+        } = Plan::new(url, tls_ca_file)?;
+        if let Some(host) = plain_to {
+            tracing::warn!(
+                host,
+                "sslmode=disable: data and password go in plain text to a host that is not on this machine"
+            );
+        }
         let tls = transport
             .trust_anchors()
             .map(client_config)

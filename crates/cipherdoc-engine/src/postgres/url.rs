@@ -201,7 +201,7 @@ impl Parsed {
             .into_iter()
             .find(|p| text.starts_with(p));
         match prefix {
-            Some(p) => Ok(Self::parse_url(text, p.len())),
+            Some(p) => Self::parse_url(text, p.len()),
             None => Self::parse_key_value(text),
         }
     }
@@ -210,7 +210,7 @@ impl Parsed {
     /// anywhere, host up to `/` or `?`, path up to `?`, then `key=value`
     /// pairs where the key runs to the next `=` and the value to the next
     /// `&`.
-    fn parse_url(text: &str, start: usize) -> Self {
+    fn parse_url(text: &str, start: usize) -> Result<Self, PgConnectError> {
         let mut password = None;
         let mut at = start;
         if let Some(rel) = text[start..].find('@') {
@@ -226,9 +226,8 @@ impl Parsed {
             let mut i = q + 1;
             while i < text.len() {
                 let Some(eq) = text[i..].find('=').map(|e| i + e) else {
-                    // tokio-postgres refuses this ("unterminated
-                    // parameter"); leave it to say so.
-                    break;
+                    // Never dropped silently: it might be `sslmode`.
+                    return Err(syntax(format!("the parameter at byte {i} has no `=`")));
                 };
                 let end = text[eq + 1..].find('&').map_or(text.len(), |a| eq + 1 + a);
                 let key = percent_decode(&text[i..eq]).map_or_else(|_| String::new(), Into::into);
@@ -241,12 +240,12 @@ impl Parsed {
                 i = end + 1;
             }
         }
-        Self {
+        Ok(Self {
             form: Form::Url,
             params,
             password,
             params_start,
-        }
+        })
     }
 
     /// tokio-postgres's `key = value` reading: whitespace-separated, a
@@ -353,6 +352,16 @@ fn unescape(raw: &str) -> String {
     out
 }
 
+/// The value of one hex digit.
+fn hex(b: Option<&u8>) -> Option<u8> {
+    match b? {
+        d @ b'0'..=b'9' => Some(d - b'0'),
+        l @ b'a'..=b'f' => Some(l - b'a' + 10),
+        u @ b'A'..=b'F' => Some(u - b'A' + 10),
+        _ => None,
+    }
+}
+
 fn percent_decode(raw: &str) -> Result<std::borrow::Cow<'_, str>, PgConnectError> {
     if !raw.contains('%') {
         return Ok(std::borrow::Cow::Borrowed(raw));
@@ -361,12 +370,11 @@ fn percent_decode(raw: &str) -> Result<std::borrow::Cow<'_, str>, PgConnectError
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                // Two hex digits make one byte.
-                let byte = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
-                out.push(u8::try_from(byte).unwrap_or(0));
+        // As tokio-postgres (percent-encoding): a `%` not followed by two
+        // hex digits stands for itself.
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
                 i += 3;
             }
             (b, _, _) => {
@@ -446,6 +454,25 @@ mod tests {
     }
 
     #[test]
+    fn a_parameter_without_a_value_is_an_error_not_dropped() {
+        assert!(matches!(
+            split("postgres://h/db?sslmode"),
+            Err(PgConnectError::Syntax { .. })
+        ));
+        assert!(matches!(
+            split("postgres://h/db?a=1&sslmode"),
+            Err(PgConnectError::Syntax { .. })
+        ));
+        assert_eq!(
+            split("postgres://h/db?sslrootcert=%2Fa%25b%zz.pem")
+                .unwrap()
+                .sslrootcert
+                .as_deref(),
+            Some("/a%b%zz.pem")
+        );
+    }
+
+    #[test]
     fn errors_carry_no_value() {
         let e = split("password='secret-canary").err().unwrap().to_string();
         assert!(!e.contains("canary"), "{e}");
@@ -454,5 +481,78 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!e.contains("canary"), "{e}");
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Every byte but unreserved ones percent-encoded.
+        fn enc(s: &str) -> String {
+            s.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        }
+
+        /// A `key=value` value, quoted and escaped.
+        fn quote(s: &str) -> String {
+            format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+
+        /// Values with the characters the two forms treat specially.
+        fn value() -> impl Strategy<Value = String> {
+            "[a-z /:@?&=%'\\\\]{1,12}"
+        }
+
+        proptest! {
+            /// Whatever the values, the split string parses (under
+            /// tokio-postgres) to what the whole string says minus the TLS
+            /// parameters, those are found, and the password never shows.
+            #[test]
+            fn split_and_redaction_hold_for_any_values(
+                user in "[a-z]{1,8}",
+                password in "PW[A-Z0-9]{10}",
+                app in value(),
+                options in value(),
+                root in value(),
+                key_value in any::<bool>(),
+                password_in_query in any::<bool>(),
+            ) {
+                let text = if key_value {
+                    format!(
+                        "host=db.example.com sslrootcert={} user={} application_name={} password={} options={} sslmode=verify-full",
+                        quote(&root), quote(&user), quote(&app), quote(&password), quote(&options)
+                    )
+                } else if password_in_query {
+                    format!(
+                        "postgres://{}@db.example.com:5433/d?sslrootcert={}&application_name={}&password={}&options={}&sslmode=verify-full",
+                        enc(&user), enc(&root), enc(&app), enc(&password), enc(&options)
+                    )
+                } else {
+                    format!(
+                        "postgres://{}:{}@db.example.com:5433/d?sslrootcert={}&application_name={}&options={}&sslmode=verify-full",
+                        enc(&user), enc(&password), enc(&root), enc(&app), enc(&options)
+                    )
+                };
+                let s = split(&text).unwrap();
+                prop_assert_eq!(s.sslmode.as_deref(), Some("verify-full"));
+                prop_assert_eq!(s.sslrootcert.as_deref(), Some(root.as_str()));
+                let cfg: tokio_postgres::Config = s.rest.parse().unwrap();
+                prop_assert_eq!(cfg.get_user(), Some(user.as_str()));
+                prop_assert_eq!(cfg.get_password(), Some(password.as_bytes()));
+                prop_assert_eq!(cfg.get_application_name(), Some(app.as_str()));
+                prop_assert_eq!(cfg.get_options(), Some(options.as_str()));
+                let shown = PgUrl::new(text.as_str()).redacted();
+                prop_assert!(!shown.contains(&password), "{}", shown);
+                prop_assert!(shown.contains("***"));
+            }
+        }
     }
 }
