@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Besides criterion's estimates it prints the p50 of 2000 interleaved
-//! plain/TLS lookups and of 200 interleaved connections, and their ratios.
+//! plain/TLS lookups, 200 connections and 40 bulk inserts, and their
+//! ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,11 +88,25 @@ fn bench(c: &mut Criterion) {
         }
         (cp, ct)
     });
-    let (lp, lt, cp, ct) = (p50(lp), p50(lt), p50(cp), p50(ct));
+    let (bp, bt) = rt.block_on(async {
+        let (mut bp, mut bt) = (Vec::new(), Vec::new());
+        for round in 0..40 {
+            for (out, e) in [(&mut bp, &plain), (&mut bt, &tls)] {
+                let batch = docs(1000, 100_000 + round * 1000);
+                let t = Instant::now();
+                e.insert_many("m", batch).await.unwrap();
+                out.push(t.elapsed());
+            }
+        }
+        (bp, bt)
+    });
+    let ratio = |t: Duration, p: Duration| t.as_secs_f64() / p.as_secs_f64();
+    let (lp, lt, cp, ct, bp, bt) = (p50(lp), p50(lt), p50(cp), p50(ct), p50(bp), p50(bt));
     println!(
-        "interleaved p50: _id lookup plain {lp:?}, tls {lt:?} ({:.2}x); new connection plain {cp:?}, tls {ct:?} ({:.2}x)",
-        lt.as_secs_f64() / lp.as_secs_f64(),
-        ct.as_secs_f64() / cp.as_secs_f64()
+        "interleaved p50: _id lookup plain {lp:?}, tls {lt:?} ({:.2}x); new connection plain {cp:?}, tls {ct:?} ({:.2}x); insert_many 1000 plain {bp:?}, tls {bt:?} ({:.2}x)",
+        ratio(lt, lp),
+        ratio(ct, cp),
+        ratio(bt, bp)
     );
 
     let mut g = c.benchmark_group("pg_tls");
