@@ -10,6 +10,7 @@
 //! * [`random`] — random sources and the contention-factor draw.
 //! * [`server`] — what `mongod` does with QE payloads (tags, ESC, emuBinary).
 //! * [`range`] — range encodings, edges and mincover.
+//! * [`text`] — text search: folding, StrEncode, string options.
 
 pub mod aead;
 pub mod client;
@@ -22,6 +23,7 @@ pub mod payload;
 pub mod random;
 pub mod range;
 pub mod server;
+pub mod text;
 pub mod tokens;
 
 pub use error::{Error, Result};
