@@ -15,6 +15,7 @@
 pub mod aead;
 pub mod client;
 pub mod client_range;
+pub mod client_text;
 pub mod efc;
 pub mod error;
 pub mod key;

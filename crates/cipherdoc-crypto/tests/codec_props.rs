@@ -93,6 +93,7 @@ fn iup() -> impl Strategy<Value = InsertUpdatePayloadV2> {
             trim_factor: None,
             index_min: None,
             index_max: None,
+            text_search_token_sets: None,
         };
         if let Some((g, sp, pn, tf, mn, mx)) = range {
             x.edge_token_sets = Some(g);
