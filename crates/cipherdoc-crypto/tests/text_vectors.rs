@@ -13,7 +13,7 @@
 
 mod common;
 
-use bson::{Bson, Document};
+use bson::Bson;
 use cipherdoc_crypto::client::{self, UserKey};
 use cipherdoc_crypto::client_text::{encrypt_text_find, encrypt_text_insert};
 use cipherdoc_crypto::payload::*;
@@ -94,4 +94,81 @@ fn explicit_text_cases() {
         assert_eq!(again, expected, "{desc}: roundtrip");
     }
     assert_eq!((inserts, finds), (5, 7));
+}
+
+/// `iev-v2/FLECrudTest-insertOneText*.json`: server-made stored values (17)
+/// with both keys in clear.
+#[test]
+fn stored_text_values() {
+    for file in [
+        "FLECrudTest-insertOneText.json",
+        "FLECrudTest-insertOneTextLarge.json",
+    ] {
+        let t = json(&format!("text-search/iev-v2/{file}"));
+        assert_eq!(t["type"], "text");
+        let blob = hex(t["payload"].as_str().unwrap());
+        let v = IndexedTextEncryptedValue::decode(&blob).unwrap();
+        assert_eq!(v.encode().unwrap(), blob, "{file}: re-encoding");
+        let s_id = KeyId::from_slice(&hex(t["S_KeyId"].as_str().unwrap())).unwrap();
+        let k_id = KeyId::from_slice(&hex(t["K_KeyId"].as_str().unwrap())).unwrap();
+        assert_eq!(v.index_key_id, s_id);
+        assert_eq!(v.bson_type as i64, t["bson_value_type"].as_i64().unwrap());
+        let keys = vec![
+            (
+                s_id,
+                DataKey::from_slice(&hex(t["S_Key"].as_str().unwrap())).unwrap(),
+            ),
+            (
+                k_id,
+                DataKey::from_slice(&hex(t["K_Key"].as_str().unwrap())).unwrap(),
+            ),
+        ];
+        let value = client::decrypt_indexed_text(&v, &keys[..]).unwrap();
+        let expected = value_from_bytes(
+            bson::spec::ElementType::String,
+            &hex(t["bson_value"].as_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(value, expected, "{file}: value");
+        assert_eq!(
+            client::decrypt_blob(&blob, &keys[..]).unwrap(),
+            Some(expected),
+            "{file}: dispatch"
+        );
+        assert_eq!(
+            v.substring.len() as u64,
+            t["substr_tag_count"].as_u64().unwrap()
+        );
+        assert_eq!(
+            v.suffix.len() as u64,
+            t["suffix_tag_count"].as_u64().unwrap()
+        );
+        let blocks: Vec<String> = v.metadata().map(|m| hex::encode(m.to_bytes())).collect();
+        let want: Vec<String> = t["metadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_lowercase())
+            .collect();
+        assert_eq!(
+            blocks, want,
+            "{file}: metadata in exact, substring, suffix, prefix order"
+        );
+        assert_eq!(
+            v.prefix.len(),
+            want.len() - 1 - v.substring.len() - v.suffix.len()
+        );
+        // Truncations and bad counts are refused, never a panic.
+        // (A shorter SEV is indistinguishable from a truncation: its length is
+        // what the blocks leave, so only cuts below the minimum are errors.)
+        for cut in [0, 1, 17, 18, 29, 30, 30 + 96 * v.metadata().count() + 31] {
+            assert!(
+                IndexedTextEncryptedValue::decode(&blob[..cut]).is_err(),
+                "{file}: cut {cut}"
+            );
+        }
+        let mut bad = blob.clone();
+        bad[18..22].copy_from_slice(&0u32.to_le_bytes());
+        assert!(IndexedTextEncryptedValue::decode(&bad).is_err());
+    }
 }
