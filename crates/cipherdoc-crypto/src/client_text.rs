@@ -94,18 +94,18 @@ impl<F: TextFamily> FamilyMacs<F> {
     fn insert(
         &self,
         tokens: &IndexKeyTokens,
-        v: &[u8],
-        k: u64,
+        value: &[u8],
+        contention: u64,
         msize: u32,
         iv: &[u8],
     ) -> TextTokenSet<F> {
-        let f = self.find(v);
-        let (d, s) = F::contend(&f.edc_derived_token, &f.esc_derived_token, k);
+        let find = self.find(value);
+        let (edc, esc) = F::contend(&find.edc_derived_token, &find.esc_derived_token, contention);
         TextTokenSet {
-            encrypted_tokens: encrypted_tokens(tokens, iv, s.as_bytes(), msize),
-            edc_derived_token: d,
-            esc_derived_token: s,
-            server_derived_from_data_token: f.server_derived_from_data_token,
+            encrypted_tokens: encrypted_tokens(tokens, iv, esc.as_bytes(), msize),
+            edc_derived_token: edc,
+            esc_derived_token: esc,
+            server_derived_from_data_token: find.server_derived_from_data_token,
         }
     }
 }
@@ -166,7 +166,10 @@ pub fn encrypt_text_insert(
         TextIndexKind::Prefix,
     ]
     .into_iter()
-    .map(|kind| sets.set(kind).map_or(0, |s| s.distinct_len()))
+    .map(|kind| {
+        sets.set(kind)
+            .map_or(0, crate::text::StringSet::distinct_len)
+    })
     .sum::<usize>();
     // One draw for all IVs, in the order libmongocrypt draws them one by one.
     let mut ivs = Zeroizing::new(vec![0u8; 16 * (2 + distinct)]);
@@ -222,12 +225,12 @@ pub fn encrypt_text_insert(
         trim_factor: None,
         index_min: None,
         index_max: None,
-        text_search_token_sets: Some(TextSearchTokenSets {
+        text_search_token_sets: Some(Box::new(TextSearchTokenSets {
             exact,
             substring,
             suffix,
             prefix,
-        }),
+        })),
     })
 }
 
@@ -277,6 +280,7 @@ fn encrypt_text_find_spec(
 
 /// A payload built from a text placeholder.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per placeholder; boxing buys nothing
 pub enum TextPayload {
     /// From an insert placeholder (`t = 1`).
     Insert(InsertUpdatePayloadV2),

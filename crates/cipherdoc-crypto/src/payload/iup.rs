@@ -220,7 +220,7 @@ pub struct InsertUpdatePayloadV2 {
     /// `b`: the text-search token sets (text only; the top-level `d`, `s`,
     /// `l` are then 32 zero bytes and `p` encrypts them, as libmongocrypt
     /// writes them).
-    pub text_search_token_sets: Option<super::TextSearchTokenSets>,
+    pub text_search_token_sets: Option<Box<super::TextSearchTokenSets>>,
 }
 
 impl InsertUpdatePayloadV2 {
@@ -327,7 +327,7 @@ impl InsertUpdatePayloadV2 {
                 what,
                 key,
                 &mut b,
-                super::TextSearchTokenSets::decode_field(what, key, val)?,
+                Box::new(super::TextSearchTokenSets::decode_field(what, key, val)?),
             ),
             other => Err(Error::decode(what, format!("unknown field '{other}'"))),
         })?;

@@ -123,6 +123,7 @@ impl TextSearchTokenSets {
         w.raw(key, 0x03, &b.finish());
     }
 
+    #[allow(clippy::many_single_char_names)] // names mirror the protocol fields
     pub(crate) fn decode_field(what: &'static str, key: &str, v: RawBsonRef<'_>) -> Result<Self> {
         let doc = sub_document(what, key, v)?;
         let what = Self::WHAT;
@@ -545,9 +546,11 @@ impl IndexedTextEncryptedValue {
         let exact = blocks
             .next()
             .ok_or_else(|| Error::decode(what, "no exact block"))?;
-        // Counts fit in memory: the blocks were just read.
-        let substring: Vec<_> = blocks.by_ref().take(substr as usize).collect();
-        let suffix: Vec<_> = blocks.by_ref().take(suffix as usize).collect();
+        // Both counts are below `edges`, whose blocks were just read, so
+        // they fit in usize.
+        let take = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let substring: Vec<_> = blocks.by_ref().take(take(substr)).collect();
+        let suffix: Vec<_> = blocks.by_ref().take(take(suffix)).collect();
         let prefix: Vec<_> = blocks.collect();
         Ok(Self {
             index_key_id,
