@@ -5,6 +5,8 @@
 // and S, PropList.txt Diacritic, the General_Category of UnicodeData.txt),
 // with canonical decomposition and composition by ICU under the Unicode
 // normalisation stability policy (see the generator).
+// The Unicode Character Database is Copyright © Unicode, Inc., used under
+// the Unicode License v3 (https://www.unicode.org/license.txt).
 // Regenerate: node crates/cipherdoc-crypto/tools/gen-fold-tables.mjs <package dir>
 // The test `fold_tables_match_their_generator` checks this file against it.
 
