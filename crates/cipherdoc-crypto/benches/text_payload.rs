@@ -21,9 +21,9 @@ use cipherdoc_crypto::text::{
 };
 use cipherdoc_crypto::tokens::IndexKeyTokens;
 use cipherdoc_crypto::{DataKey, KeyId, OsRandom};
+use cpu_time::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
-use cpu_time::ThreadCpuTime;
 
 /// 20 characters, as the benchmark asks.
 const VALUE: &str = "Margaret Whitmoreson";
@@ -57,16 +57,31 @@ fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, prefix: &str) {
         ..base
     };
     for (name, index, query, q) in [
-        ("substring 2..10, max 60", &substring, TextQuery::Substring, "whitmore"),
+        (
+            "substring 2..10, max 60",
+            &substring,
+            TextQuery::Substring,
+            "whitmore",
+        ),
         ("prefix 1..20", &prefix_ix, TextQuery::Prefix, "marg"),
     ] {
-        c.bench_function(&format!("{prefix}text insert payload, 20 chars, {name}"), |b| {
-            b.iter(|| {
-                let p = encrypt_text_insert(black_box(VALUE), index, &tokens, user, 8, &mut OsRandom)
+        c.bench_function(
+            &format!("{prefix}text insert payload, 20 chars, {name}"),
+            |b| {
+                b.iter(|| {
+                    let p = encrypt_text_insert(
+                        black_box(VALUE),
+                        index,
+                        &tokens,
+                        user,
+                        8,
+                        &mut OsRandom,
+                    )
                     .unwrap();
-                black_box(p.encode())
-            });
-        });
+                    black_box(p.encode())
+                });
+            },
+        );
         c.bench_function(&format!("{prefix}text find payload, {name}"), |b| {
             b.iter(|| {
                 let f = encrypt_text_find(black_box(q), index, query, &tokens, 8).unwrap();

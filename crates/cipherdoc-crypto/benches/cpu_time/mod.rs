@@ -59,4 +59,3 @@ impl Measurement for ThreadCpuTime {
         &NsFormatter
     }
 }
-
