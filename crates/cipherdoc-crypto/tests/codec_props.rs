@@ -188,6 +188,8 @@ proptest! {
         let _ = UnindexedEncryptedValueV2::decode(&b);
         let _ = Fle1EncryptedValue::decode(&b);
         let _ = EncryptionPlaceholder::decode(&b);
+        let _ = FindTextPayload::decode(&b);
+        let _ = IndexedTextEncryptedValue::decode(&b);
         let _ = client::decrypt_blob(&b, &NoKeys);
         let _ = decrypt_ecoc_value(&EcocToken::from_bytes([1; 32]), &rest);
         if let Some(t) = ElementType::from(first) {

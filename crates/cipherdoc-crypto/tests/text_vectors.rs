@@ -474,3 +474,32 @@ fn compaction_and_cleanup_tokens() {
         }
     }
 }
+
+/// Every byte of the text fixtures changed, and every truncation: the
+/// decoders return errors or values, never panic.
+#[test]
+fn mutated_text_blobs_never_panic() {
+    let mut blobs = vec![
+        explicit_blob("fle2-explicit/insert-prefix-suffix.json"),
+        explicit_blob("fle2-explicit/find-substring.json"),
+    ];
+    blobs.push(hex(json(
+        "text-search/iev-v2/FLECrudTest-insertOneText.json",
+    )["payload"]
+        .as_str()
+        .unwrap()));
+    for blob in blobs {
+        for i in 0..blob.len() {
+            for x in [0x00, 0x01, 0x7F, 0xFF] {
+                let mut b = blob.clone();
+                b[i] ^= x;
+                let _ = InsertUpdatePayloadV2::decode(&b);
+                let _ = FindTextPayload::decode(&b);
+                let _ = IndexedTextEncryptedValue::decode(&b);
+            }
+            let _ = InsertUpdatePayloadV2::decode(&blob[..i]);
+            let _ = FindTextPayload::decode(&blob[..i]);
+            let _ = IndexedTextEncryptedValue::decode(&blob[..i]);
+        }
+    }
+}
