@@ -11,6 +11,9 @@
 //! * [`server`] — what `mongod` does with QE payloads (tags, ESC, emuBinary).
 //! * [`range`] — range encodings, edges and mincover.
 //! * [`text`] — text search: folding, StrEncode, string options.
+//! * [`client`], [`client_range`], [`client_text`] — payloads from values
+//!   (equality, range, text search) and values from stored blobs.
+//! * [`payload`] — one codec per blob subtype; [`efc`] — `encryptedFields`.
 
 pub mod aead;
 pub mod client;

@@ -3,7 +3,7 @@
 //! `mc-str-encode-string-sets.c`, `mc-textopts.c`).
 //!
 //! * [`fold`] — case and diacritic folding, from generated Unicode tables.
-//! * [`str_encode`] — StrEncode: the exact string and the padded prefix,
+//! * [`mod@str_encode`] — StrEncode: the exact string and the padded prefix,
 //!   suffix and substring sets of a value, in libmongocrypt's order.
 //! * [`spec`] — the index parameters (`FLE2TextSearchInsertSpec`), the
 //!   explicit-encryption `StringOpts` document, and their validation.
