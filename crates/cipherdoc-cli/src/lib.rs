@@ -5,6 +5,7 @@
 //! `cipherdoc` cannot depend on its own command-line crate.
 
 pub mod management;
+pub mod serve;
 pub mod standalone;
 
 pub use management::{Management, run};
