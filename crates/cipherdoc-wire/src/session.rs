@@ -301,6 +301,14 @@ pub(crate) async fn dispatch(
     let autocommit = cmd.get_bool("autocommit").ok();
     let key = lsid_key(&cmd);
     let number = txn_number(&cmd);
+    if number.is_some() && shared.config.topology == crate::server::Topology::Standalone {
+        // What a standalone mongod answers to transactions and retryable
+        // writes.
+        return Err(CommandError::new(
+            ErrorCode::IllegalOperation,
+            "Transaction numbers are only allowed on a replica set member or mongos",
+        ));
+    }
     if autocommit == Some(false) {
         let (Some(key), Some(number)) = (key, number) else {
             return Err(CommandError::new(
