@@ -83,6 +83,7 @@ pub(crate) async fn create(shared: &Shared, db: &str, cmd: &Document) -> Command
         }
         return Ok(doc! {});
     }
+    shared.checked.forget(&format!("{db}.{name}"));
     let encrypted_fields = match cmd.get("encryptedFields") {
         None => None,
         Some(Bson::Document(ef)) => Some(ef.clone()),
@@ -399,12 +400,14 @@ pub(crate) async fn drop(shared: &Shared, db: &str, cmd: &Document) -> CommandRe
         return Ok(doc! {"ns": format!("{db}.{name}")});
     }
     let info = dbh.qe.describe_collection(&name).await?;
+    shared.checked.forget(&format!("{db}.{name}"));
     dbh.qe.drop_collection(&name).await?;
     let n = info.map_or(0, |i| i.indexes.len() + 1);
     Ok(doc! {"nIndexesWas": i32::try_from(n).unwrap_or(i32::MAX), "ns": format!("{db}.{name}")})
 }
 
 pub(crate) async fn drop_database(shared: &Shared, db: &str) -> CommandResult {
+    shared.checked.forget(&format!("{db}."));
     if let Some(dbh) = shared.databases.get(db, Open::ExistingOnly).await? {
         for name in dbh.qe.list_collections().await? {
             dbh.qe.drop_collection(&name).await?;

@@ -130,9 +130,18 @@ async fn describe(
 struct Target {
     dbh: Arc<Database>,
     coll: String,
-    encrypted: bool,
     /// The command carries matching `encryptionInformation`.
     qe: bool,
+}
+
+impl Target {
+    /// Whether the collection is encrypted (read from the catalog, in the
+    /// transaction if there is one; only asked when it matters).
+    async fn encrypted(&self, exec: &mut Exec<'_>) -> CommandResult<bool> {
+        Ok(describe(&self.dbh, exec, &self.coll)
+            .await?
+            .is_some_and(|i| i.options.encrypted_fields.is_some()))
+    }
 }
 
 async fn target(
@@ -155,14 +164,17 @@ async fn target(
         }
         return Ok(None);
     };
-    let info = describe(&dbh, exec, &coll).await?;
-    let qe = qe::check_schema(&ns, given.as_ref(), info.as_ref())?;
-    Ok(Some(Target {
-        encrypted: info.is_some_and(|i| i.options.encrypted_fields.is_some()),
-        dbh,
-        coll,
-        qe,
-    }))
+    let qe = match given {
+        None => false,
+        Some(g) if shared.checked.recent(&ns, &g) => true,
+        Some(g) => {
+            let info = describe(&dbh, exec, &coll).await?;
+            let qe = qe::check_schema(&ns, Some(&g), info.as_ref())?;
+            shared.checked.remember(&ns, g);
+            qe
+        }
+    };
+    Ok(Some(Target { dbh, coll, qe }))
 }
 
 fn write_error_reply(n: usize, errors: Vec<Document>) -> Document {
@@ -190,6 +202,16 @@ async fn insert(
         .ok_or_else(|| {
             CommandError::new(ErrorCode::InternalError, "database could not be opened")
         })?;
+    // Whether the collection is encrypted matters only for a document that
+    // carries __safeContent__.
+    let encrypted = if docs
+        .iter()
+        .any(|d| matches!(d, Bson::Document(d) if d.contains_key(cipherdoc_engine::filter::SAFE_CONTENT)))
+    {
+        t.encrypted(exec).await?
+    } else {
+        false
+    };
     let mut checked = Vec::with_capacity(docs.len());
     let mut errors = Vec::new();
     for (i, d) in docs.into_iter().enumerate() {
@@ -197,13 +219,13 @@ async fn insert(
             return Err(CommandError::type_mismatch("documents", "array of objects"));
         };
         let verdict = if t.qe {
-            if t.encrypted && d.contains_key(cipherdoc_engine::filter::SAFE_CONTENT) {
+            if encrypted && d.contains_key(cipherdoc_engine::filter::SAFE_CONTENT) {
                 Err(qe::safe_content_insert())
             } else {
                 Ok(())
             }
         } else {
-            qe::check_plain_document(&d, t.encrypted)
+            qe::check_plain_document(&d, encrypted)
         };
         match verdict {
             Ok(()) => checked.push((i, d)),

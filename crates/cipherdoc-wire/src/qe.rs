@@ -147,6 +147,51 @@ pub(crate) fn check_schema(
     Ok(true)
 }
 
+/// `encryptionInformation` schemas recently found to match their
+/// collection's `encryptedFields`, so that a stream of encrypted commands
+/// does not read the catalog once more per command. This is only the gate:
+/// the QE server role reads the catalog inside every operation's own
+/// transaction and checks each payload against it, so a collection
+/// recreated within the TTL can be refused there, never misprocessed.
+#[derive(Debug, Default)]
+pub(crate) struct CheckedSchemas {
+    map: std::sync::Mutex<std::collections::HashMap<String, (Document, std::time::Instant)>>,
+}
+
+/// How long a successful check is reused (the QE server role's own schema
+/// TTL is the same).
+const CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl CheckedSchemas {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Document, std::time::Instant)>>
+    {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `given` matched `ns` less than the TTL ago.
+    pub(crate) fn recent(&self, ns: &str, given: &Document) -> bool {
+        self.lock()
+            .get(ns)
+            .is_some_and(|(d, at)| d == given && at.elapsed() < CHECK_TTL)
+    }
+
+    pub(crate) fn remember(&self, ns: &str, given: Document) {
+        self.lock()
+            .insert(ns.to_owned(), (given, std::time::Instant::now()));
+    }
+
+    /// Forget `ns` (created, dropped), or every collection of a database
+    /// (`ns` = `"<db>."`).
+    pub(crate) fn forget(&self, ns: &str) {
+        self.lock()
+            .retain(|k, _| !(k == ns || (ns.ends_with('.') && k.starts_with(ns))));
+    }
+}
+
 /// A document to insert (or a replacement) on the plain path.
 pub(crate) fn check_plain_document(doc: &Document, encrypted: bool) -> CommandResult<()> {
     if encrypted && doc.contains_key(SAFE_CONTENT) {

@@ -93,6 +93,7 @@ pub(crate) struct Shared {
     pub(crate) databases: Databases,
     pub(crate) cursors: Cursors,
     pub(crate) sessions: Sessions,
+    pub(crate) checked: crate::qe::CheckedSchemas,
     next_connection: AtomicI64,
     next_request: AtomicI32,
     process_id: ObjectId,
@@ -125,6 +126,7 @@ impl Server {
             shared: Arc::new(Shared {
                 cursors: Cursors::new(config.cursor_timeout),
                 sessions: Sessions::new(config.transaction_lifetime),
+                checked: crate::qe::CheckedSchemas::default(),
                 config,
                 databases,
                 next_connection: AtomicI64::new(1),
@@ -316,11 +318,12 @@ pub(crate) async fn run(shared: &Shared, conn: &Conn, cmd: Document) -> Document
         .to_reply();
     };
     let collection = match cmd.get(&name) {
-        Some(Bson::String(s)) => s.as_str(),
-        _ => "",
+        Some(Bson::String(s)) => s.clone(),
+        _ => String::new(),
     };
-    tracing::debug!(connection = conn.id, command = %name, db = %db, collection, "command");
-    match crate::session::dispatch(shared, conn, &name, &db, cmd.clone()).await {
+    // Names only: the command's values are never logged.
+    tracing::debug!(connection = conn.id, command = %name, db = %db, collection = ?collection, "command");
+    match crate::session::dispatch(shared, conn, &name, &db, cmd).await {
         Ok(mut reply) => {
             if !reply.contains_key("ok") {
                 reply.insert("ok", 1.0);
