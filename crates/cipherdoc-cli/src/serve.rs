@@ -79,11 +79,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let line = e
-                .chain()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ");
+            let line = crate::error_line(&e);
             eprintln!("error: {line}");
             ExitCode::FAILURE
         }

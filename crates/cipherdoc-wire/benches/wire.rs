@@ -35,11 +35,9 @@ use bson::{Bson, Document, doc};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::sqlite::SqliteEngine;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions};
-use cipherdoc_wire::frame::{self, HEADER_LEN, Header};
+use cipherdoc_wire::client::Client;
 use cipherdoc_wire::{Backend, Server, ServerConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 const DB: &str = "bench";
@@ -52,28 +50,16 @@ fn value(i: usize) -> String {
     format!("{i:09}")
 }
 
-struct Wire {
-    stream: TcpStream,
-    next: i32,
-}
+/// A wire client that insists on `ok: 1`.
+struct Wire(Client);
 
 impl Wire {
     async fn connect(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self { stream, next: 1 }
+        Self(Client::connect(addr).await.unwrap())
     }
 
     async fn command(&mut self, body: &Document) -> Document {
-        self.next += 1;
-        let msg = frame::encode_msg(self.next, 0, 0, body).unwrap();
-        self.stream.write_all(&msg).await.unwrap();
-        let mut head = [0u8; HEADER_LEN];
-        self.stream.read_exact(&mut head).await.unwrap();
-        let h = Header::parse(&head).unwrap();
-        let mut rest = vec![0u8; h.length - HEADER_LEN];
-        self.stream.read_exact(&mut rest).await.unwrap();
-        let reply = frame::decode_reply(&h, &rest).unwrap();
+        let reply = self.0.command(body).await.unwrap();
         assert!(
             reply.get_f64("ok").is_ok_and(|ok| ok > 0.5),
             "command failed: {reply}"
@@ -177,45 +163,62 @@ fn split<T: Clone>(items: &[T], clients: usize) -> Vec<Vec<T>> {
     items.chunks(per).map(<[T]>::to_vec).collect()
 }
 
+/// Run `work` over `clients` shares of `items` at once, each share with its
+/// own state made by `open` before the clock starts; the elapsed time.
+async fn timed<T, S, O, OF, W, WF>(items: &[T], clients: usize, open: O, work: W) -> Duration
+where
+    T: Clone + Send + 'static,
+    S: Send + 'static,
+    O: Fn() -> OF,
+    OF: Future<Output = S>,
+    W: Fn(S, Vec<T>) -> WF,
+    WF: Future<Output = ()> + Send + 'static,
+{
+    let mut shares = Vec::new();
+    for part in split(items, clients) {
+        shares.push((open().await, part));
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|(state, part)| tokio::spawn(work(state, part)))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
 fn inserts(c: &mut Criterion, s: &Setup) {
     let mut g = c.benchmark_group("encrypted insert_one");
     g.sample_size(10).measurement_time(Duration::from_secs(4));
+    let ei = encryption_information(&s.ef);
     for clients in [1usize, 8] {
         g.bench_function(format!("engine/{clients} clients"), |b| {
             b.iter_custom(|iters| {
                 let docs = s.fresh(usize::try_from(iters).unwrap());
-                s.rt.block_on(async {
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for part in split(&docs, clients) {
-                        let qe = s.direct.clone();
-                        tasks.push(tokio::spawn(async move {
-                            for d in part {
-                                qe.insert_one(COLL, d).await.unwrap();
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                })
+                s.rt.block_on(timed(
+                    &docs,
+                    clients,
+                    || async { s.direct.clone() },
+                    |qe, part| async move {
+                        for d in part {
+                            qe.insert_one(COLL, d).await.unwrap();
+                        }
+                    },
+                ))
             });
         });
         g.bench_function(format!("wire/{clients} clients"), |b| {
             b.iter_custom(|iters| {
                 let docs = s.fresh(usize::try_from(iters).unwrap());
-                let ei = encryption_information(&s.ef);
-                s.rt.block_on(async {
-                    let mut conns = Vec::new();
-                    for part in split(&docs, clients) {
-                        conns.push((Wire::connect(&s.addr).await, part));
-                    }
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for (mut w, part) in conns {
+                s.rt.block_on(timed(
+                    &docs,
+                    clients,
+                    || Wire::connect(&s.addr),
+                    |mut w, part| {
                         let ei = ei.clone();
-                        tasks.push(tokio::spawn(async move {
+                        async move {
                             for d in part {
                                 let r = w
                                     .command(&doc! {"insert": COLL, "documents": [d], "$db": DB,
@@ -223,13 +226,9 @@ fn inserts(c: &mut Criterion, s: &Setup) {
                                     .await;
                                 assert_eq!(r.get_i32("n").unwrap(), 1);
                             }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                })
+                        }
+                    },
+                ))
             });
         });
     }
@@ -243,50 +242,40 @@ fn finds(c: &mut Criterion, s: &Setup) {
     let payloads: Vec<Bson> = (0..512)
         .map(|i| s.client.find(&value(i * 3 % PRELOAD), 0))
         .collect();
+    let take = |iters: u64| -> Vec<Bson> {
+        (0..usize::try_from(iters).unwrap())
+            .map(|i| payloads[i % payloads.len()].clone())
+            .collect()
+    };
+    let ei = encryption_information(&s.ef);
     for clients in [1usize, 8] {
         g.bench_function(format!("engine/{clients} clients"), |b| {
             b.iter_custom(|iters| {
-                let ps: Vec<Bson> = (0..usize::try_from(iters).unwrap())
-                    .map(|i| payloads[i % payloads.len()].clone())
-                    .collect();
-                s.rt.block_on(async {
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for part in split(&ps, clients) {
-                        let qe = s.direct.clone();
-                        tasks.push(tokio::spawn(async move {
-                            for p in part {
-                                let found = qe
-                                    .find(COLL, &Filter::eq("ssn", p), &FindOptions::default())
-                                    .await
-                                    .unwrap();
-                                assert_eq!(found.len(), 1);
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                })
+                s.rt.block_on(timed(
+                    &take(iters),
+                    clients,
+                    || async { s.direct.clone() },
+                    |qe, part| async move {
+                        for p in part {
+                            let found = qe
+                                .find(COLL, &Filter::eq("ssn", p), &FindOptions::default())
+                                .await
+                                .unwrap();
+                            assert_eq!(found.len(), 1);
+                        }
+                    },
+                ))
             });
         });
         g.bench_function(format!("wire/{clients} clients"), |b| {
             b.iter_custom(|iters| {
-                let ps: Vec<Bson> = (0..usize::try_from(iters).unwrap())
-                    .map(|i| payloads[i % payloads.len()].clone())
-                    .collect();
-                let ei = encryption_information(&s.ef);
-                s.rt.block_on(async {
-                    let mut conns = Vec::new();
-                    for part in split(&ps, clients) {
-                        conns.push((Wire::connect(&s.addr).await, part));
-                    }
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for (mut w, part) in conns {
+                s.rt.block_on(timed(
+                    &take(iters),
+                    clients,
+                    || Wire::connect(&s.addr),
+                    |mut w, part| {
                         let ei = ei.clone();
-                        tasks.push(tokio::spawn(async move {
+                        async move {
                             for p in part {
                                 let r = w
                                     .command(&doc! {"find": COLL, "filter": {"ssn": {"$eq": p}},
@@ -299,13 +288,9 @@ fn finds(c: &mut Criterion, s: &Setup) {
                                     .unwrap();
                                 assert_eq!(batch.len(), 1);
                             }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                })
+                        }
+                    },
+                ))
             });
         });
     }

@@ -15,6 +15,7 @@ use bson::{Bson, Document, doc};
 use cipherdoc_engine::{CollectionInfo, CreateCollectionOptions, Engine, Filter, IndexSpec};
 
 use crate::backend::{Database, Open};
+use crate::cursor::Batches;
 use crate::error::{CommandError, CommandResult, ErrorCode};
 use crate::server::Shared;
 
@@ -333,19 +334,23 @@ pub(crate) async fn list_collections(shared: &Shared, db: &str, cmd: &Document) 
             }
         })
         .collect();
+    catalog_cursor(shared, format!("{db}.$cmd.listCollections"), docs, cmd).await
+}
+
+/// The cursor reply of a catalog listing (`cursor.batchSize` honoured).
+async fn catalog_cursor(
+    shared: &Shared,
+    ns: String,
+    docs: Vec<Document>,
+    cmd: &Document,
+) -> CommandResult {
     let batch = crate::cursor::batch_size(
         cmd.get_document("cursor").unwrap_or(&Document::new()),
         "batchSize",
     )?;
     Ok(shared
         .cursors
-        .first_batch(
-            format!("{db}.$cmd.listCollections"),
-            docs,
-            batch,
-            false,
-            None,
-        )
+        .first_batch(ns, docs, batch, Batches::Cursor, None)
         .await)
 }
 
@@ -380,14 +385,7 @@ pub(crate) async fn list_indexes(shared: &Shared, db: &str, cmd: &Document) -> C
         docs.extend(info.indexes.iter().map(index_doc));
         docs
     };
-    let batch = crate::cursor::batch_size(
-        cmd.get_document("cursor").unwrap_or(&Document::new()),
-        "batchSize",
-    )?;
-    Ok(shared
-        .cursors
-        .first_batch(format!("{db}.{name}"), docs, batch, false, None)
-        .await)
+    catalog_cursor(shared, format!("{db}.{name}"), docs, cmd).await
 }
 
 pub(crate) async fn drop(shared: &Shared, db: &str, cmd: &Document) -> CommandResult {

@@ -14,12 +14,13 @@ use cipherdoc_engine::{CollectionInfo, Engine, EngineError, Filter, FindOptions,
 
 use crate::backend::{Database, Open};
 use crate::catalog::{self, StateKind, refuse_state_write, state_collection};
+use crate::cursor::Batches;
 use crate::error::{CommandError, CommandResult, ErrorCode};
 use crate::pipeline;
 use crate::qe;
 use crate::server::Shared;
 use crate::session::Exec;
-use crate::update::{Update, upsert_seed};
+use crate::update::{Apply, Update, upsert_seed};
 
 /// How often an autocommit read-modify-write is tried when concurrent
 /// encrypted writers keep taking its ESC positions.
@@ -60,11 +61,9 @@ fn parse_filter(d: &Document) -> CommandResult<Filter> {
 fn number(cmd: &Document, field: &str) -> CommandResult<Option<i64>> {
     match cmd.get(field) {
         None | Some(Bson::Null) => Ok(None),
-        Some(Bson::Int32(n)) => Ok(Some(i64::from(*n))),
-        Some(Bson::Int64(n)) => Ok(Some(*n)),
-        #[allow(clippy::cast_possible_truncation)]
-        Some(Bson::Double(f)) if f.fract() == 0.0 => Ok(Some(*f as i64)),
-        Some(_) => Err(CommandError::type_mismatch(field, "long")),
+        Some(v) => crate::cursor::integer(v)
+            .map(Some)
+            .ok_or_else(|| CommandError::type_mismatch(field, "long")),
     }
 }
 
@@ -177,6 +176,22 @@ async fn target(
     Ok(Some(Target { dbh, coll, qe }))
 }
 
+/// A failed write statement: a per-document error goes into `writeErrors`
+/// (and stops an ordered batch: returns `true`); any other fails the
+/// command.
+fn statement_failed(
+    errors: &mut Vec<Document>,
+    index: usize,
+    e: CommandError,
+    ordered: bool,
+) -> CommandResult<bool> {
+    if !e.is_write_error() {
+        return Err(e);
+    }
+    errors.push(e.to_write_error(index));
+    Ok(ordered)
+}
+
 fn write_error_reply(n: usize, errors: Vec<Document>) -> Document {
     let mut d = doc! {"n": i32::try_from(n).unwrap_or(i32::MAX)};
     if !errors.is_empty() {
@@ -225,7 +240,14 @@ async fn insert(
                 Ok(())
             }
         } else {
-            qe::check_plain_document(&d, encrypted)
+            qe::check_plain_document(
+                &d,
+                if encrypted {
+                    qe::Collection::Encrypted
+                } else {
+                    qe::Collection::Plain
+                },
+            )
         };
         match verdict {
             Ok(()) => checked.push((i, d)),
@@ -353,8 +375,12 @@ async fn find(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) ->
         ));
     }
     let batch = crate::cursor::batch_size(cmd, "batchSize")?;
-    let single = cmd.get_bool("singleBatch").unwrap_or(false);
-    if single && options.limit.is_none() {
+    let batches = if cmd.get_bool("singleBatch").unwrap_or(false) {
+        Batches::Single
+    } else {
+        Batches::Cursor
+    };
+    if batches == Batches::Single && options.limit.is_none() {
         options.limit = batch.map(|b| b as u64);
     }
     let ns = format!("{db}.{coll}");
@@ -367,7 +393,7 @@ async fn find(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) ->
     };
     Ok(shared
         .cursors
-        .first_batch(ns, docs, batch, single, lsid(cmd))
+        .first_batch(ns, docs, batch, batches, lsid(cmd))
         .await)
 }
 
@@ -543,7 +569,13 @@ async fn aggregate(
     let docs = plan.run(docs)?;
     Ok(shared
         .cursors
-        .first_batch(format!("{db}.{coll}"), docs, batch, false, lsid(cmd))
+        .first_batch(
+            format!("{db}.{coll}"),
+            docs,
+            batch,
+            Batches::Cursor,
+            lsid(cmd),
+        )
         .await)
 }
 
@@ -624,7 +656,7 @@ async fn update_in(
         out.matched += 1;
         // The server keeps __safeContent__; a replacement never carries it.
         old.remove(cipherdoc_engine::filter::SAFE_CONTENT);
-        let new = u.apply(&old, false)?;
+        let new = u.apply(&old, Apply::Existing)?;
         let id = old.get("_id").cloned().unwrap_or(Bson::Null);
         if new != old {
             tx.replace_one(coll, &id, new).await?;
@@ -641,7 +673,7 @@ async fn update_in(
     }
     if out.matched == 0 && upsert {
         let seed = upsert_seed(query)?;
-        let mut new = u.apply(&seed, true)?;
+        let mut new = u.apply(&seed, Apply::Upsert)?;
         if !new.contains_key("_id") {
             let mut with_id = doc! {"_id": bson::oid::ObjectId::new()};
             with_id.extend(new);
@@ -710,7 +742,7 @@ async fn update(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) 
             }
             if !t.qe {
                 let (Update::Modifiers(m) | Update::Replacement(m)) = &u;
-                qe::check_plain_document(m, false)?;
+                qe::check_plain_document(m, qe::Collection::Plain)?;
             }
             let filter = check_filter(&t, &q)?;
             let stmt = Stmt {
@@ -733,13 +765,11 @@ async fn update(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) 
                     upserted.push(doc! {"index": i32::try_from(i).unwrap_or(i32::MAX), "_id": id});
                 }
             }
-            Err(e) if e.is_write_error() => {
-                errors.push(e.to_write_error(i));
-                if ordered {
+            Err(e) => {
+                if statement_failed(&mut errors, i, e, ordered)? {
                     break;
                 }
             }
-            Err(e) => return Err(e),
         }
     }
     let mut reply = doc! {
@@ -806,13 +836,11 @@ async fn delete(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) 
         .await;
         match r {
             Ok(k) => n += k,
-            Err(e) if e.is_write_error() => {
-                errors.push(e.to_write_error(i));
-                if ordered {
+            Err(e) => {
+                if statement_failed(&mut errors, i, e, ordered)? {
                     break;
                 }
             }
-            Err(e) => return Err(e),
         }
     }
     Ok(write_error_reply(
@@ -871,7 +899,7 @@ async fn find_and_modify(
     if !t.qe
         && let Some(Update::Modifiers(m) | Update::Replacement(m)) = &u
     {
-        qe::check_plain_document(m, false)?;
+        qe::check_plain_document(m, qe::Collection::Plain)?;
     }
     let filter = check_filter(&t, &query)?;
     let (value, last_error) = match &u {

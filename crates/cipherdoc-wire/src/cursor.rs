@@ -30,6 +30,15 @@ struct Cursor {
     used: Instant,
 }
 
+/// Whether a result may continue in a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batches {
+    /// The rest stays in a cursor for `getMore`.
+    Cursor,
+    /// `singleBatch: true`: the first batch is all; no cursor is kept.
+    Single,
+}
+
 /// The open cursors.
 #[derive(Debug)]
 pub(crate) struct Cursors {
@@ -58,18 +67,24 @@ fn take_batch(docs: &mut VecDeque<Document>, limit: Option<usize>) -> Vec<Bson> 
     out
 }
 
+/// An integral number of any BSON numeric type (MongoDB accepts a
+/// whole double where it wants an integer).
+pub(crate) fn integer(v: &Bson) -> Option<i64> {
+    match v {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        #[allow(clippy::cast_possible_truncation)]
+        Bson::Double(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(*f as i64),
+        _ => None,
+    }
+}
+
 /// A positive batch size from a command field (`0` or missing: `None`).
 pub(crate) fn batch_size(cmd: &Document, field: &str) -> CommandResult<Option<usize>> {
     match cmd.get(field) {
         None | Some(Bson::Null) => Ok(None),
         Some(v) => {
-            let n = match v {
-                Bson::Int32(n) => i64::from(*n),
-                Bson::Int64(n) => *n,
-                #[allow(clippy::cast_possible_truncation)]
-                Bson::Double(f) if f.fract() == 0.0 => *f as i64,
-                _ => return Err(CommandError::type_mismatch(field, "long")),
-            };
+            let n = integer(v).ok_or_else(|| CommandError::type_mismatch(field, "long"))?;
             if n < 0 {
                 return Err(CommandError::bad_value(format!(
                     "BSON field '{field}' value must be >= 0, actual value '{n}'"
@@ -107,12 +122,12 @@ impl Cursors {
         ns: String,
         docs: Vec<Document>,
         batch: Option<usize>,
-        single_batch: bool,
+        batches: Batches,
         lsid: Option<Bson>,
     ) -> Document {
         let mut docs: VecDeque<Document> = docs.into();
         let first = take_batch(&mut docs, Some(batch.unwrap_or(DEFAULT_FIRST_BATCH)));
-        let id = if docs.is_empty() || single_batch {
+        let id = if docs.is_empty() || batches == Batches::Single {
             0
         } else {
             let mut map = self.map.lock().await;

@@ -42,6 +42,7 @@
 
 mod backend;
 mod catalog;
+pub mod client;
 mod crud;
 mod cursor;
 mod error;

@@ -81,13 +81,7 @@ pub(crate) fn parse_sort(d: &Document) -> CommandResult<Vec<(String, SortDirecti
 }
 
 fn count_arg(name: &str, v: &Bson) -> CommandResult<usize> {
-    let n = match v {
-        Bson::Int32(n) => i64::from(*n),
-        Bson::Int64(n) => *n,
-        #[allow(clippy::cast_possible_truncation)]
-        Bson::Double(f) if f.fract() == 0.0 => *f as i64,
-        _ => return Err(CommandError::type_mismatch(name, "number")),
-    };
+    let n = crate::cursor::integer(v).ok_or_else(|| CommandError::type_mismatch(name, "number"))?;
     usize::try_from(n).map_err(|_| CommandError::bad_value(format!("{name} must be non-negative")))
 }
 

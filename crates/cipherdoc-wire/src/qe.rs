@@ -192,9 +192,16 @@ impl CheckedSchemas {
     }
 }
 
+/// Whether a collection has `encryptedFields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Collection {
+    Plain,
+    Encrypted,
+}
+
 /// A document to insert (or a replacement) on the plain path.
-pub(crate) fn check_plain_document(doc: &Document, encrypted: bool) -> CommandResult<()> {
-    if encrypted && doc.contains_key(SAFE_CONTENT) {
+pub(crate) fn check_plain_document(doc: &Document, collection: Collection) -> CommandResult<()> {
+    if collection == Collection::Encrypted && doc.contains_key(SAFE_CONTENT) {
         return Err(safe_content_insert());
     }
     if doc.values().any(holds_client_payload) {
@@ -304,9 +311,9 @@ mod tests {
             doc! {"a": [{"b": blob(14)}]}
         )));
         assert!(check_plain_filter(&doc! {"x": {"$eq": blob(12)}}).is_err());
-        assert!(check_plain_document(&doc! {"x": blob(16)}, true).is_ok());
+        assert!(check_plain_document(&doc! {"x": blob(16)}, Collection::Encrypted).is_ok());
         assert_eq!(
-            check_plain_document(&doc! {"__safeContent__": []}, true)
+            check_plain_document(&doc! {"__safeContent__": []}, Collection::Encrypted)
                 .unwrap_err()
                 .code,
             ErrorCode::BadValue

@@ -247,6 +247,36 @@ impl Sessions {
     }
 }
 
+/// Lock the session of `key`, mark it used, and refuse a `txnNumber` older
+/// than the newest it has seen (mongod's `TransactionTooOld`).
+async fn use_session(
+    shared: &Shared,
+    key: &[u8],
+    number: i64,
+) -> CommandResult<tokio::sync::OwnedMutexGuard<Session>> {
+    let mut s = shared.sessions.get(key).lock_owned().await;
+    s.used = Instant::now();
+    if number < s.txn_number {
+        return Err(CommandError::new(
+            ErrorCode::TransactionTooOld,
+            format!(
+                "Cannot start transaction {number} on session because a newer transaction {} has already started",
+                s.txn_number
+            ),
+        ));
+    }
+    Ok(s)
+}
+
+/// mongod's `TransientTransactionError` label where it applies.
+fn label_transient(e: CommandError) -> CommandError {
+    if e.is_transient_in_transaction() {
+        e.label(TRANSIENT_TRANSACTION_ERROR)
+    } else {
+        e
+    }
+}
+
 fn no_such(number: i64) -> CommandError {
     CommandError::new(
         ErrorCode::NoSuchTransaction,
@@ -321,18 +351,7 @@ pub(crate) async fn dispatch(
     let is_write = matches!(name, "insert" | "update" | "delete" | "findAndModify");
     if let (Some(key), Some(number), true) = (&key, number, is_write) {
         // A retryable write: a retry of the last one gets its first reply.
-        let session = shared.sessions.get(key);
-        let mut s = session.lock().await;
-        s.used = Instant::now();
-        if number < s.txn_number {
-            return Err(CommandError::new(
-                ErrorCode::TransactionTooOld,
-                format!(
-                    "Cannot start transaction {number} on session because a newer transaction {} has already started",
-                    s.txn_number
-                ),
-            ));
-        }
+        let mut s = use_session(shared, key, number).await?;
         if let Some((n, reply)) = &s.retry
             && *n == number
         {
@@ -367,18 +386,7 @@ async fn in_transaction(
     number: i64,
 ) -> CommandResult {
     let _ = conn;
-    let session = shared.sessions.get(key);
-    let mut s = session.lock().await;
-    s.used = Instant::now();
-    if number < s.txn_number {
-        return Err(CommandError::new(
-            ErrorCode::TransactionTooOld,
-            format!(
-                "Cannot start transaction {number} on session because a newer transaction {} has already started",
-                s.txn_number
-            ),
-        ));
-    }
+    let mut s = use_session(shared, key, number).await?;
     if cmd.get_bool("startTransaction").unwrap_or(false) {
         if number == s.txn_number && !matches!(s.state, TxnState::None) {
             return Err(CommandError::new(
@@ -439,13 +447,7 @@ async fn in_transaction(
     if failed {
         abort(&mut s).await;
     }
-    r.map_err(|e| {
-        if e.is_transient_in_transaction() {
-            e.label(TRANSIENT_TRANSACTION_ERROR)
-        } else {
-            e
-        }
-    })
+    r.map_err(label_transient)
 }
 
 async fn abort(s: &mut Session) {
@@ -462,18 +464,7 @@ async fn end_transaction(shared: &Shared, name: &str, cmd: &Document) -> Command
             format!("{name} needs lsid and txnNumber"),
         ));
     };
-    let session = shared.sessions.get(&key);
-    let mut s = session.lock().await;
-    s.used = Instant::now();
-    if number < s.txn_number {
-        return Err(CommandError::new(
-            ErrorCode::TransactionTooOld,
-            format!(
-                "txnNumber {number} is older than the session's {}",
-                s.txn_number
-            ),
-        ));
-    }
+    let mut s = use_session(shared, &key, number).await?;
     let commit = name == "commitTransaction";
     match std::mem::replace(&mut s.state, TxnState::None) {
         TxnState::Active {
@@ -484,13 +475,7 @@ async fn end_transaction(shared: &Shared, name: &str, cmd: &Document) -> Command
                 (Ok(()), true) => TxnState::Committed { number },
                 _ => TxnState::Aborted,
             };
-            r.map_err(|e| {
-                if e.is_transient_in_transaction() {
-                    e.label(TRANSIENT_TRANSACTION_ERROR)
-                } else {
-                    e
-                }
-            })?;
+            r.map_err(label_transient)?;
             Ok(doc! {})
         }
         TxnState::Committed { number: n } if n == number => {

@@ -17,6 +17,15 @@ use cipherdoc_engine::value::{compare, equals};
 
 use crate::error::{CommandError, CommandResult, ErrorCode};
 
+/// What an update is applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Apply {
+    /// A stored document.
+    Existing,
+    /// An upsert's seed (`$setOnInsert` applies).
+    Upsert,
+}
+
 /// A parsed `u` of an update statement.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Update {
@@ -121,9 +130,9 @@ impl Update {
         }
     }
 
-    /// Apply to `doc` (the stored document, `_id` included). `inserting`:
-    /// the document is an upsert's seed (`$setOnInsert` applies).
-    pub(crate) fn apply(&self, doc: &Document, inserting: bool) -> CommandResult<Document> {
+    /// Apply to `doc` (the stored document, `_id` included, or an upsert's
+    /// seed).
+    pub(crate) fn apply(&self, doc: &Document, to: Apply) -> CommandResult<Document> {
         match self {
             Update::Replacement(r) => {
                 let mut out = Document::new();
@@ -148,7 +157,7 @@ impl Update {
                 for (op, args) in ops {
                     let Bson::Document(args) = args else { continue };
                     for (path, v) in args {
-                        apply_op(&mut out, op, path, v, inserting)?;
+                        apply_op(&mut out, op, path, v, to)?;
                     }
                 }
                 Ok(out)
@@ -460,17 +469,11 @@ fn pull_matches(cond: &Bson, elem: &Bson) -> CommandResult<bool> {
     }
 }
 
-fn apply_op(
-    doc: &mut Document,
-    op: &str,
-    path: &str,
-    v: &Bson,
-    inserting: bool,
-) -> CommandResult<()> {
+fn apply_op(doc: &mut Document, op: &str, path: &str, v: &Bson, to: Apply) -> CommandResult<()> {
     match op {
         "$set" => set_path(doc, path, v.clone()),
         "$setOnInsert" => {
-            if inserting {
+            if to == Apply::Upsert {
                 set_path(doc, path, v.clone())
             } else {
                 Ok(())
@@ -647,7 +650,7 @@ mod tests {
     use bson::doc;
 
     fn run(doc: &Document, u: Document) -> CommandResult<Document> {
-        Update::parse(&Bson::Document(u))?.apply(doc, false)
+        Update::parse(&Bson::Document(u))?.apply(doc, Apply::Existing)
     }
 
     #[test]

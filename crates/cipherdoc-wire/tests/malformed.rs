@@ -4,75 +4,15 @@
 //! reason, and the server keeps answering well-formed commands.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use bson::{Document, doc};
-use cipherdoc_wire::frame::{self, FLAG_CHECKSUM_PRESENT, HEADER_LEN, Header};
-use cipherdoc_wire::{Backend, Server, ServerConfig};
+use cipherdoc_wire::client::Client;
+use cipherdoc_wire::frame::{self, FLAG_CHECKSUM_PRESENT, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Log lines, kept for the assertions.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
-    }
-}
-
-/// The process's log capture (the subscriber is global, so the tests of
-/// this binary share it; they compare counts before and after).
-fn logs() -> Logs {
-    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
-    .clone()
-}
-
-async fn start() -> (
-    String,
-    Logs,
-    tokio::sync::oneshot::Sender<()>,
-    tempfile::TempDir,
-) {
-    let logs = logs();
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let server = Server::new(ServerConfig::new(Backend::Sqlite {
-        dir: dir.path().to_owned(),
-    }));
-    tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    (addr, logs, stop, dir)
-}
 
 /// Send `bytes`, half-close, and read until the server closes; returns
 /// what it sent back.
@@ -90,15 +30,10 @@ async fn send(addr: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn command(addr: &str, body: &Document) -> Document {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let msg = frame::encode_msg_with_sequences(1, FLAG_CHECKSUM_PRESENT, body, &[]).unwrap();
-    s.write_all(&msg).await.unwrap();
-    let mut head = [0u8; HEADER_LEN];
-    s.read_exact(&mut head).await.unwrap();
-    let h = Header::parse(&head).unwrap();
-    let mut rest = vec![0u8; h.length - HEADER_LEN];
-    s.read_exact(&mut rest).await.unwrap();
-    frame::decode_reply(&h, &rest).unwrap()
+    let mut c = Client::connect(addr).await.unwrap();
+    c.command_with_flags(body, FLAG_CHECKSUM_PRESENT)
+        .await
+        .unwrap()
 }
 
 async fn alive(addr: &str) {
@@ -131,7 +66,9 @@ impl Rng {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_close_their_connection_and_the_server_keeps_serving() {
-    let (addr, logs, stop, _dir) = start().await;
+    let logs = common::logs(tracing::Level::WARN);
+    let server = common::start().await;
+    let addr = server.addr.clone();
     alive(&addr).await;
     let good = frame::encode_msg(1, 0, 0, &doc! {"ping": 1, "$db": "admin"}).unwrap();
 
@@ -227,12 +164,14 @@ async fn malformed_messages_close_their_connection_and_the_server_keeps_serving(
         "random inputs were not refused with a logged reason: {} warnings",
         logs.count("malformed message")
     );
-    let _ = stop.send(());
+    let _ = server.stop.send(());
 }
 
 #[tokio::test]
 async fn a_well_formed_command_after_garbage_on_another_connection_works() {
-    let (addr, _logs, stop, _dir) = start().await;
+    let _logs = common::logs(tracing::Level::WARN);
+    let server = common::start().await;
+    let addr = server.addr.clone();
     let r = command(
         &addr,
         &doc! {"insert": "c", "documents": [{"_id": 1, "a": "x"}], "$db": "d"},
@@ -249,19 +188,14 @@ async fn a_well_formed_command_after_garbage_on_another_connection_works() {
     assert_eq!(batch.len(), 1);
     // A legacy OP_QUERY handshake is answered with OP_REPLY; any other
     // OP_QUERY command with mongod's UnsupportedOpQueryCommand.
-    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let mut c = Client::connect(&addr).await.unwrap();
     for (q, want_ok) in [(doc! {"isMaster": 1}, true), (doc! {"find": "c"}, false)] {
-        s.write_all(&frame::encode_query(5, "admin.$cmd", &q).unwrap())
+        c.send_raw(&frame::encode_query(5, "admin.$cmd", &q).unwrap())
             .await
             .unwrap();
-        let mut head = [0u8; HEADER_LEN];
-        s.read_exact(&mut head).await.unwrap();
-        let h = Header::parse(&head).unwrap();
+        let (h, reply) = c.read_message().await.unwrap();
         assert_eq!(h.op_code, frame::OP_REPLY);
         assert_eq!(h.response_to, 5);
-        let mut rest = vec![0u8; h.length - HEADER_LEN];
-        s.read_exact(&mut rest).await.unwrap();
-        let reply = frame::decode_reply(&h, &rest).unwrap();
         if want_ok {
             assert!(reply.get_bool("ismaster").unwrap(), "{reply}");
             assert_eq!(reply.get_i32("maxWireVersion").unwrap(), 25);
@@ -269,5 +203,5 @@ async fn a_well_formed_command_after_garbage_on_another_connection_works() {
             assert_eq!(reply.get_i32("code").unwrap(), 352, "{reply}");
         }
     }
-    let _ = stop.send(());
+    let _ = server.stop.send(());
 }
