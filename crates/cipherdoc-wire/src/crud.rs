@@ -694,14 +694,18 @@ async fn update_in(
     Ok(out)
 }
 
-async fn update(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) -> CommandResult {
-    let coll = collection_name(cmd, "update")?;
-    refuse_state_write(&coll)?;
-    let stmts = match cmd.get("updates") {
-        Some(Bson::Array(a)) => a.clone(),
-        _ => return Err(CommandError::type_mismatch("updates", "array")),
+/// A write command's statements and `ordered` flag, after refusing writes
+/// to an ESC/ECOC.
+fn statements(cmd: &Document, name: &str, field: &str) -> CommandResult<(Vec<Bson>, bool)> {
+    refuse_state_write(&collection_name(cmd, name)?)?;
+    let Some(Bson::Array(stmts)) = cmd.get(field) else {
+        return Err(CommandError::type_mismatch(field, "array"));
     };
-    let ordered = cmd.get_bool("ordered").unwrap_or(true);
+    Ok((stmts.clone(), cmd.get_bool("ordered").unwrap_or(true)))
+}
+
+async fn update(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) -> CommandResult {
+    let (stmts, ordered) = statements(cmd, "update", "updates")?;
     let t = target(shared, db, cmd, "update", exec, Open::CreateIfMissing)
         .await?
         .ok_or_else(|| {
@@ -786,13 +790,7 @@ async fn update(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) 
 }
 
 async fn delete(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) -> CommandResult {
-    let coll = collection_name(cmd, "delete")?;
-    refuse_state_write(&coll)?;
-    let stmts = match cmd.get("deletes") {
-        Some(Bson::Array(a)) => a.clone(),
-        _ => return Err(CommandError::type_mismatch("deletes", "array")),
-    };
-    let ordered = cmd.get_bool("ordered").unwrap_or(true);
+    let (stmts, ordered) = statements(cmd, "delete", "deletes")?;
     let Some(t) = target(shared, db, cmd, "delete", exec, Open::ExistingOnly).await? else {
         return Ok(doc! {"n": 0});
     };
