@@ -133,6 +133,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let config = ServerConfig::new(backend)
         .topology(topology)
         .max_wire_version(args.max_wire_version);
+    let shutdown = shutdown_signal()?;
     let listener = bind(&addrs).await?;
     let local = listener
         .local_addr()
@@ -141,7 +142,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     println!("listening on {local}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
     tracing::info!(%local, "cipherdoc serve is accepting connections (no authentication)");
-    Server::new(config).serve(listener, shutdown_signal()).await;
+    Server::new(config).serve(listener, shutdown).await;
     Ok(())
 }
 
@@ -159,26 +160,28 @@ async fn bind(addrs: &[SocketAddr]) -> Result<tokio::net::TcpListener> {
     }
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
+/// Registers for Ctrl-C (SIGINT) and SIGTERM now — before the listening
+/// line, so that a signal sent as soon as it is printed stops the server
+/// cleanly instead of killing it — and returns what completes on either.
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            tracing::info!("signal received; stopping");
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("signal received; stopping");
+        })
     }
-    tracing::info!("signal received; stopping");
 }
