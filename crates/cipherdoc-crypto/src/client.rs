@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::key::{DataKey, KeyId};
 use crate::payload::{
     BlobSubtype, FindEqualityPayloadV2, Fle1Algorithm, Fle1EncryptedValue,
-    IndexedEqualityEncryptedValueV2, IndexedRangeEncryptedValueV2, InsertUpdatePayloadV2,
-    UnindexedEncryptedValueV2, value_bytes, value_from_bytes,
+    IndexedEqualityEncryptedValueV2, IndexedRangeEncryptedValueV2, IndexedTextEncryptedValue,
+    InsertUpdatePayloadV2, UnindexedEncryptedValueV2, value_bytes, value_from_bytes,
 };
 use crate::random::{RandomSource, choose_contention_factor};
 use crate::tokens::{IndexKeyTokens, ServerDataEncryptionLevel1Token};
@@ -154,6 +154,7 @@ pub fn encrypt_equality_insert(
         trim_factor: None,
         index_min: None,
         index_max: None,
+        text_search_token_sets: None,
     })
 }
 
@@ -319,10 +320,23 @@ pub fn decrypt_indexed_range(
     )
 }
 
+/// Decrypts a stored text-search value (17), like [`decrypt_indexed_equality`].
+pub fn decrypt_indexed_text(
+    v: &IndexedTextEncryptedValue,
+    keys: &(impl KeyLookup + ?Sized),
+) -> Result<Bson> {
+    decrypt_sev(
+        v.bson_type,
+        &v.index_key_id,
+        &v.server_encrypted_value,
+        keys,
+    )
+}
+
 /// Decrypts any encrypted blob (BSON binary subtype 6 bytes), dispatching on
 /// its first byte (§6.10). Returns `Ok(None)` for blobs that carry no
 /// ciphertext (placeholders and find payloads: 0, 3, 12, 13, 18); protocol v1
-/// and text-search values are errors.
+/// values are errors.
 pub fn decrypt_blob(blob: &[u8], keys: &(impl KeyLookup + ?Sized)) -> Result<Option<Bson>> {
     use BlobSubtype as B;
     match BlobSubtype::of(blob)? {
@@ -349,6 +363,9 @@ pub fn decrypt_blob(blob: &[u8], keys: &(impl KeyLookup + ?Sized)) -> Result<Opt
         B::Fle2IndexedRangeEncryptedValueV2 => {
             decrypt_indexed_range(&IndexedRangeEncryptedValueV2::decode(blob)?, keys).map(Some)
         }
+        B::Fle2IndexedTextEncryptedValue => {
+            decrypt_indexed_text(&IndexedTextEncryptedValue::decode(blob)?, keys).map(Some)
+        }
         B::Fle2InsertUpdatePayloadV2 => {
             decrypt_insert_payload(&InsertUpdatePayloadV2::decode(blob)?, keys).map(Some)
         }
@@ -359,7 +376,7 @@ pub fn decrypt_blob(blob: &[u8], keys: &(impl KeyLookup + ?Sized)) -> Result<Opt
         | B::Fle2FindTextPayload => Ok(None),
         other => Err(Error::decode(
             "encrypted blob",
-            format!("{other:?} is not supported (protocol v1 or text search)"),
+            format!("{other:?} is not supported (protocol v1)"),
         )),
     }
 }

@@ -272,6 +272,7 @@ pub fn encrypt_range_insert(
         trim_factor: Some(index.trim_factor()),
         index_min: Some(range_value_to_bson(index.index_min())),
         index_max: Some(range_value_to_bson(index.index_max())),
+        text_search_token_sets: None,
     })
 }
 

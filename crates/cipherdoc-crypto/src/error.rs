@@ -53,6 +53,12 @@ pub enum Error {
     /// anchor is missing, or a count would overflow).
     #[error("inconsistent ESC state: {0}")]
     EscState(String),
+    /// A value or query that a text-search field cannot take.
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
+    /// Text-search options (`StringOpts`) that libmongocrypt refuses.
+    #[error(transparent)]
+    StringOpts(#[from] crate::text::StringOptsError),
 }
 
 impl Error {

@@ -10,10 +10,15 @@
 //! * [`random`] — random sources and the contention-factor draw.
 //! * [`server`] — what `mongod` does with QE payloads (tags, ESC, emuBinary).
 //! * [`range`] — range encodings, edges and mincover.
+//! * [`text`] — text search: folding, StrEncode, string options.
+//! * [`client`], [`client_range`], [`client_text`] — payloads from values
+//!   (equality, range, text search) and values from stored blobs.
+//! * [`payload`] — one codec per blob subtype; [`efc`] — `encryptedFields`.
 
 pub mod aead;
 pub mod client;
 pub mod client_range;
+pub mod client_text;
 pub mod efc;
 pub mod error;
 pub mod key;
@@ -22,6 +27,7 @@ pub mod payload;
 pub mod random;
 pub mod range;
 pub mod server;
+pub mod text;
 pub mod tokens;
 
 pub use error::{Error, Result};

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub mod text;
+
 /// A `__safeContent__` tag: `HMAC(EDCTwiceDerivedToken, LE64(count))`.
 /// Public (stored in the clear), so no zeroizing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,6 +111,11 @@ pub fn build_indexed_equality_value(
     if iup.edge_token_sets.is_some() {
         return Err(Error::InvalidArgument(
             "a range insert payload needs a range stored value (15), not 14".into(),
+        ));
+    }
+    if iup.text_search_token_sets.is_some() {
+        return Err(Error::InvalidArgument(
+            "a text-search insert payload needs a text stored value (17), not 14".into(),
         ));
     }
     let sev = aead::encrypt_ctr(&iup.server_encryption_token, &iup.value, rng)?;
@@ -255,25 +262,33 @@ pub struct EcocEntry {
     pub esc_token: EscDerivedFromDataTokenAndContentionFactor,
     /// `None` for equality (32-byte plaintext); `Some(isLeaf)` for range (33).
     pub range_is_leaf: Option<bool>,
+    /// `Some(msize)` for text search (35 bytes, `s ‖ LE24(msize)`): the
+    /// value's total tag count for an exact entry, 0 for the others.
+    pub text_msize: Option<u32>,
 }
 
 /// Decrypts an ECOC `value` (the client's `p`) with the field's ECOCToken.
-/// The plaintext length says the kind: 32 equality, 33 range; text-search
-/// entries (35) are not supported.
+/// The plaintext length says the kind: 32 equality, 33 range, 35 text
+/// search.
 pub fn decrypt_ecoc_value(ecoc: &EcocToken, p: &[u8]) -> Result<EcocEntry> {
     let pt = aead::decrypt_ctr(ecoc, p)?;
     let mut s = [0u8; 32];
-    let range_is_leaf = match pt.len() {
-        32 => None,
+    let (range_is_leaf, text_msize) = match pt.len() {
+        32 => (None, None),
         33 => match pt.get(32) {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
+            Some(0) => (Some(false), None),
+            Some(1) => (Some(true), None),
             _ => return Err(Error::decode("ECOC value", "isLeaf must be 0 or 1")),
         },
+        35 => {
+            let mut m = [0u8; 4];
+            m[..3].copy_from_slice(pt.get(32..35).unwrap_or(&[0; 3]));
+            (None, Some(u32::from_le_bytes(m)))
+        }
         n => {
             return Err(Error::decode(
                 "ECOC value",
-                format!("unsupported plaintext length {n} (32 equality, 33 range)"),
+                format!("unsupported plaintext length {n} (32 equality, 33 range, 35 text search)"),
             ));
         }
     };
@@ -281,6 +296,7 @@ pub fn decrypt_ecoc_value(ecoc: &EcocToken, p: &[u8]) -> Result<EcocEntry> {
     Ok(EcocEntry {
         esc_token: EscDerivedFromDataTokenAndContentionFactor::from_bytes(s),
         range_is_leaf,
+        text_msize,
     })
 }
 
@@ -905,7 +921,9 @@ impl InsertTokenSet<'_> {
 
 /// The token sets of an insert payload, in order: one for equality, one per
 /// edge for range (`g` order, which is also the metadata block order of the
-/// stored value 15). The server runs the same ESC/ECOC loop over them.
+/// stored value 15). The server runs the same ESC/ECOC loop over them. A
+/// text-search payload's sets are [`text::text_insert_token_sets`] (its
+/// top-level tokens, returned here, are placeholders of zeros).
 pub fn insert_token_sets(iup: &InsertUpdatePayloadV2) -> Vec<InsertTokenSet<'_>> {
     match &iup.edge_token_sets {
         None => vec![InsertTokenSet {

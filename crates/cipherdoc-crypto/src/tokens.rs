@@ -30,6 +30,16 @@ pub(crate) fn hmac_u64(key: &[u8; 32], n: u64) -> [u8; 32] {
     hmac_parts(key, &[&n.to_le_bytes()])
 }
 
+/// What every token type is: 32 bytes that can be rebuilt from a codec and
+/// read back. Lets generic code (the text-search codecs, one per family)
+/// handle tokens without knowing which one.
+pub trait Token: Clone + fmt::Debug + PartialEq + Eq {
+    /// Wraps 32 token bytes.
+    fn from_bytes(bytes: [u8; 32]) -> Self;
+    /// The 32 token bytes.
+    fn as_bytes(&self) -> &[u8; 32];
+}
+
 macro_rules! token {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -58,6 +68,15 @@ macro_rules! token {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(concat!(stringify!($name), "(..)"))
+            }
+        }
+
+        impl Token for $name {
+            fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+            fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
             }
         }
 
@@ -381,3 +400,205 @@ impl fmt::Debug for IndexKeyTokens {
         write!(f, "IndexKeyTokens({}, ..)", self.key_id)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Text search (libmongocrypt `mc-tokens.c`, server `fle_tokens.h`): four
+// families — exact 1, substring 2, suffix 3, prefix 4 — each with
+//   EDCText<F>Token    = HMAC(EDCToken, LE64(f))
+//   ESCText<F>Token    = HMAC(ESCToken, LE64(f))
+//   ServerText<F>Token = HMAC(ServerTokenDerivationLevel1Token, LE64(f))
+//   …DerivedFromDataToken = HMAC(<family token>, v)   (v: BSON string value bytes)
+//   …DerivedFromDataTokenAndContentionFactorToken = HMAC(…DerivedFromDataToken, LE64(u))
+// Insert payloads carry the contended EDC/ESC tokens and the server token;
+// find payloads the un-contended ones.
+
+/// The four text token families, as types: each names its tokens, so that a
+/// codec or a derivation generic over the family cannot mix two families.
+pub trait TextFamily: sealed::Sealed + Copy + fmt::Debug + PartialEq + Eq + Default {
+    /// The family number hashed into its root tokens.
+    const ID: u64;
+    /// `EDCText<F>Token`.
+    type EdcToken: Token;
+    /// `ESCText<F>Token`.
+    type EscToken: Token;
+    /// `ServerText<F>Token`.
+    type ServerToken: Token;
+    /// `EDCText<F>DerivedFromDataToken` (find payloads).
+    type EdcDerived: Token;
+    /// `ESCText<F>DerivedFromDataToken` (find payloads).
+    type EscDerived: Token;
+    /// `ServerText<F>DerivedFromDataToken` (insert and find payloads).
+    type ServerDerived: Token;
+    /// `EDCText<F>DerivedFromDataTokenAndContentionFactorToken` (inserts).
+    type EdcContended: Token;
+    /// `ESCText<F>DerivedFromDataTokenAndContentionFactorToken` (inserts).
+    type EscContended: Token;
+
+    /// The family's root tokens of one index key.
+    fn roots(key: &IndexKeyTokens) -> TextRoots<Self>;
+    /// `…DerivedFromDataToken`s of `v` from the roots: `(edc, esc, server)`.
+    fn derive(
+        roots: &TextRoots<Self>,
+        v: &[u8],
+    ) -> (Self::EdcDerived, Self::EscDerived, Self::ServerDerived);
+    /// The contended tokens of derived ones.
+    fn contend(
+        edc: &Self::EdcDerived,
+        esc: &Self::EscDerived,
+        u: u64,
+    ) -> (Self::EdcContended, Self::EscContended);
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The three root tokens of one text family for one index key, derived once
+/// per payload and reused for every string of its set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TextRoots<F: TextFamily> {
+    /// `EDCText<F>Token`.
+    pub edc: F::EdcToken,
+    /// `ESCText<F>Token`.
+    pub esc: F::EscToken,
+    /// `ServerText<F>Token`.
+    pub server: F::ServerToken,
+}
+
+impl<F: TextFamily> fmt::Debug for TextRoots<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TextRoots<{:?}>(..)", F::default())
+    }
+}
+
+macro_rules! text_family {
+    (
+        $(#[$m:meta])* $family:ident = $id:literal, $method:ident,
+        $edc:ident, $esc:ident, $srv:ident,
+        $edc_d:ident, $esc_d:ident, $srv_d:ident,
+        $edc_u:ident, $esc_u:ident
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        pub struct $family;
+
+        impl sealed::Sealed for $family {}
+
+        token!(#[doc = concat!("`HMAC(EDCToken, ", stringify!($id), ")`: root of the EDC tokens of the ", stringify!($family), " family.")] $edc);
+        token!(#[doc = concat!("`HMAC(ESCToken, ", stringify!($id), ")`: root of the ESC tokens of the ", stringify!($family), " family.")] $esc);
+        token!(#[doc = concat!("`HMAC(ServerTokenDerivationLevel1Token, ", stringify!($id), ")`: root of the server tokens of the ", stringify!($family), " family.")] $srv);
+        token!(#[doc = concat!("`HMAC(", stringify!($edc), ", v)`: a find payload's `d`.")] $edc_d);
+        token!(#[doc = concat!("`HMAC(", stringify!($esc), ", v)`: a find payload's `s`.")] $esc_d);
+        token!(#[doc = concat!("`HMAC(", stringify!($srv), ", v)`: `l` of insert and find payloads.")] $srv_d);
+        token!(#[doc = concat!("`HMAC(", stringify!($edc_d), ", LE64(u))`: an insert token set's `d`.")] $edc_u);
+        token!(#[doc = concat!("`HMAC(", stringify!($esc_d), ", LE64(u))`: an insert token set's `s`.")] $esc_u);
+
+        impl EdcToken {
+            #[doc = concat!("`", stringify!($edc), " = HMAC(EDCToken, ", stringify!($id), ")`.")]
+            pub fn $method(&self) -> $edc {
+                $edc(hmac_u64(&self.0, $id))
+            }
+        }
+        impl EscToken {
+            #[doc = concat!("`", stringify!($esc), " = HMAC(ESCToken, ", stringify!($id), ")`.")]
+            pub fn $method(&self) -> $esc {
+                $esc(hmac_u64(&self.0, $id))
+            }
+        }
+        impl ServerTokenDerivationLevel1Token {
+            #[doc = concat!("`", stringify!($srv), " = HMAC(ServerTokenDerivationLevel1Token, ", stringify!($id), ")`.")]
+            pub fn $method(&self) -> $srv {
+                $srv(hmac_u64(&self.0, $id))
+            }
+        }
+        impl $edc {
+            /// `HMAC(self, v)`; `v` = the BSON string value bytes of a string of the set.
+            pub fn derive_from_data(&self, v: &[u8]) -> $edc_d {
+                $edc_d(hmac_parts(&self.0, &[v]))
+            }
+        }
+        impl $esc {
+            /// `HMAC(self, v)`.
+            pub fn derive_from_data(&self, v: &[u8]) -> $esc_d {
+                $esc_d(hmac_parts(&self.0, &[v]))
+            }
+        }
+        impl $srv {
+            /// `HMAC(self, v)`.
+            pub fn derive_from_data(&self, v: &[u8]) -> $srv_d {
+                $srv_d(hmac_parts(&self.0, &[v]))
+            }
+        }
+        impl $edc_d {
+            /// `HMAC(self, LE64(u))`.
+            pub fn with_contention(&self, u: u64) -> $edc_u {
+                $edc_u(hmac_u64(&self.0, u))
+            }
+        }
+        impl $esc_d {
+            /// `HMAC(self, LE64(u))`.
+            pub fn with_contention(&self, u: u64) -> $esc_u {
+                $esc_u(hmac_u64(&self.0, u))
+            }
+        }
+
+        impl TextFamily for $family {
+            const ID: u64 = $id;
+            type EdcToken = $edc;
+            type EscToken = $esc;
+            type ServerToken = $srv;
+            type EdcDerived = $edc_d;
+            type EscDerived = $esc_d;
+            type ServerDerived = $srv_d;
+            type EdcContended = $edc_u;
+            type EscContended = $esc_u;
+
+            fn roots(key: &IndexKeyTokens) -> TextRoots<Self> {
+                TextRoots {
+                    edc: key.edc().$method(),
+                    esc: key.esc().$method(),
+                    server: key.server_token_derivation_level1().$method(),
+                }
+            }
+            fn derive(roots: &TextRoots<Self>, v: &[u8]) -> ($edc_d, $esc_d, $srv_d) {
+                (
+                    roots.edc.derive_from_data(v),
+                    roots.esc.derive_from_data(v),
+                    roots.server.derive_from_data(v),
+                )
+            }
+            fn contend(edc: &$edc_d, esc: &$esc_d, u: u64) -> ($edc_u, $esc_u) {
+                (edc.with_contention(u), esc.with_contention(u))
+            }
+        }
+    };
+}
+
+text_family!(
+    /// The exact (whole folded string) family, 1.
+    TextExact = 1, text_exact,
+    EdcTextExactToken, EscTextExactToken, ServerTextExactToken,
+    EdcTextExactDerivedFromDataToken, EscTextExactDerivedFromDataToken, ServerTextExactDerivedFromDataToken,
+    EdcTextExactDerivedFromDataTokenAndContentionFactorToken, EscTextExactDerivedFromDataTokenAndContentionFactorToken
+);
+text_family!(
+    /// The substring family, 2.
+    TextSubstring = 2, text_substring,
+    EdcTextSubstringToken, EscTextSubstringToken, ServerTextSubstringToken,
+    EdcTextSubstringDerivedFromDataToken, EscTextSubstringDerivedFromDataToken, ServerTextSubstringDerivedFromDataToken,
+    EdcTextSubstringDerivedFromDataTokenAndContentionFactorToken, EscTextSubstringDerivedFromDataTokenAndContentionFactorToken
+);
+text_family!(
+    /// The suffix family, 3.
+    TextSuffix = 3, text_suffix,
+    EdcTextSuffixToken, EscTextSuffixToken, ServerTextSuffixToken,
+    EdcTextSuffixDerivedFromDataToken, EscTextSuffixDerivedFromDataToken, ServerTextSuffixDerivedFromDataToken,
+    EdcTextSuffixDerivedFromDataTokenAndContentionFactorToken, EscTextSuffixDerivedFromDataTokenAndContentionFactorToken
+);
+text_family!(
+    /// The prefix family, 4.
+    TextPrefix = 4, text_prefix,
+    EdcTextPrefixToken, EscTextPrefixToken, ServerTextPrefixToken,
+    EdcTextPrefixDerivedFromDataToken, EscTextPrefixDerivedFromDataToken, ServerTextPrefixDerivedFromDataToken,
+    EdcTextPrefixDerivedFromDataTokenAndContentionFactorToken, EscTextPrefixDerivedFromDataTokenAndContentionFactorToken
+);

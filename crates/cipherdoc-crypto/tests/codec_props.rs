@@ -93,6 +93,7 @@ fn iup() -> impl Strategy<Value = InsertUpdatePayloadV2> {
             trim_factor: None,
             index_min: None,
             index_max: None,
+            text_search_token_sets: None,
         };
         if let Some((g, sp, pn, tf, mn, mx)) = range {
             x.edge_token_sets = Some(g);
@@ -187,6 +188,8 @@ proptest! {
         let _ = UnindexedEncryptedValueV2::decode(&b);
         let _ = Fle1EncryptedValue::decode(&b);
         let _ = EncryptionPlaceholder::decode(&b);
+        let _ = FindTextPayload::decode(&b);
+        let _ = IndexedTextEncryptedValue::decode(&b);
         let _ = client::decrypt_blob(&b, &NoKeys);
         let _ = decrypt_ecoc_value(&EcocToken::from_bytes([1; 32]), &rest);
         if let Some(t) = ElementType::from(first) {

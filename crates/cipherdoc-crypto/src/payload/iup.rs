@@ -217,6 +217,10 @@ pub struct InsertUpdatePayloadV2 {
     pub index_min: Option<Bson>,
     /// `mx`: index max (range only).
     pub index_max: Option<Bson>,
+    /// `b`: the text-search token sets (text only; the top-level `d`, `s`,
+    /// `l` are then 32 zero bytes and `p` encrypts them, as libmongocrypt
+    /// writes them).
+    pub text_search_token_sets: Option<Box<super::TextSearchTokenSets>>,
 }
 
 impl InsertUpdatePayloadV2 {
@@ -272,6 +276,9 @@ impl InsertUpdatePayloadV2 {
         if let Some(mx) = &self.index_max {
             w.raw("mx", mx.element_type() as u8, &value_bytes_of(mx));
         }
+        if let Some(b) = &self.text_search_token_sets {
+            b.encode_into(&mut w, "b");
+        }
         w.finish()
     }
 
@@ -283,6 +290,7 @@ impl InsertUpdatePayloadV2 {
         let (mut d, mut s, mut p, mut u, mut t, mut v, mut e, mut l, mut k) =
             (None, None, None, None, None, None, None, None, None);
         let (mut g, mut sp, mut pn, mut tf, mut mn, mut mx) = (None, None, None, None, None, None);
+        let mut b = None;
         fields(what, body, |key, val| match key {
             "d" => set_once(what, key, &mut d, bin0_32(what, key, val)?),
             "s" => set_once(what, key, &mut s, bin0_32(what, key, val)?),
@@ -315,6 +323,12 @@ impl InsertUpdatePayloadV2 {
             "tf" => set_once(what, key, &mut tf, int32(what, key, val)?),
             "mn" => set_once(what, key, &mut mn, owned_bson(what, key, val)?),
             "mx" => set_once(what, key, &mut mx, owned_bson(what, key, val)?),
+            "b" => set_once(
+                what,
+                key,
+                &mut b,
+                Box::new(super::TextSearchTokenSets::decode_field(what, key, val)?),
+            ),
             other => Err(Error::decode(what, format!("unknown field '{other}'"))),
         })?;
         Ok(Self {
@@ -341,6 +355,7 @@ impl InsertUpdatePayloadV2 {
             trim_factor: tf,
             index_min: mn,
             index_max: mx,
+            text_search_token_sets: b,
         })
     }
 }

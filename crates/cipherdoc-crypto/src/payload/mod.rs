@@ -11,6 +11,7 @@ mod iup;
 mod placeholder;
 mod range;
 mod range_spec;
+mod text;
 mod value;
 mod writer;
 
@@ -24,6 +25,10 @@ pub use range::{
     RangeOperator,
 };
 pub use range_spec::{RangeEdgesInfo, RangeFindSpec, RangeInsertSpec};
+pub use text::{
+    FindTextPayload, IndexedTextEncryptedValue, TextFindTokenSet, TextFindTokenSets,
+    TextSearchTokenSets, TextTokenSet,
+};
 pub use value::{BsonValueBytes, value_bytes, value_from_bytes};
 
 use crate::error::{Error, Result};

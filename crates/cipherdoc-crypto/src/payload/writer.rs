@@ -39,6 +39,11 @@ impl DocWriter {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    pub(crate) fn boolean(&mut self, key: &str, v: bool) {
+        self.key(0x08, key);
+        self.buf.push(u8::from(v));
+    }
+
     pub(crate) fn int64(&mut self, key: &str, v: i64) {
         self.key(0x12, key);
         self.buf.extend_from_slice(&v.to_le_bytes());
