@@ -363,8 +363,16 @@ fn stops_cleanly_on_sigterm_with_a_client_connected() {
         ],
         &log,
     );
-    // An idle client holds a connection open.
+    // A client that completed a command, then holds its connection idle.
     let mut idle = std::net::TcpStream::connect(&s.addr).unwrap();
+    let ping = cipherdoc_wire::frame::encode_msg(1, 0, 0, &bson::doc! {"ping": 1, "$db": "admin"})
+        .unwrap();
+    std::io::Write::write_all(&mut idle, &ping).unwrap();
+    let mut head = [0u8; cipherdoc_wire::frame::HEADER_LEN];
+    idle.read_exact(&mut head).unwrap();
+    let h = cipherdoc_wire::frame::Header::parse(&head).unwrap();
+    let mut rest = vec![0u8; h.length - head.len()];
+    idle.read_exact(&mut rest).unwrap();
     let status = s.stop();
     assert!(status.success(), "exit status {status}");
     let mut buf = Vec::new();
