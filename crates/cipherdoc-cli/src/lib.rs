@@ -5,6 +5,16 @@
 //! `cipherdoc` cannot depend on its own command-line crate.
 
 pub mod management;
+pub mod serve;
 pub mod standalone;
 
 pub use management::{Management, run};
+
+/// An error as the one line the commands print: its chain of causes
+/// joined, never a backtrace.
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

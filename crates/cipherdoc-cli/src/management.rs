@@ -224,11 +224,7 @@ impl Management {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                let line = e
-                    .chain()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(": ");
+                let line = crate::error_line(&e);
                 eprintln!("error: {line}");
                 ExitCode::FAILURE
             }

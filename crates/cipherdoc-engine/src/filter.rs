@@ -421,6 +421,13 @@ impl<'a> Reach<'a> {
     }
 }
 
+/// The values a dotted path reaches in `doc`, with MongoDB's traversal of
+/// arrays of documents (a leaf array is returned whole, not flattened):
+/// what `distinct` collects and `$group` keys on.
+pub fn path_values<'a>(doc: &'a Document, path: &str) -> Vec<&'a Bson> {
+    Reach::of(doc, path).values
+}
+
 fn array_index(s: &str) -> Option<usize> {
     // MongoDB treats only canonical decimal numerals as positions.
     if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit())

@@ -27,3 +27,20 @@ pub use engine::{
 pub use error::{EngineError, Result};
 pub use filter::{FieldOp, Filter, FilterError};
 pub use qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState, Tag};
+
+/// Sort documents as `find` sorts them (MongoDB's order: an array sorts by
+/// its smallest element ascending, its largest descending; ties keep their
+/// order), for callers that sort in memory (the wire server's aggregation
+/// stages).
+pub fn sort_documents(
+    docs: Vec<bson::Document>,
+    sort: &[(String, SortDirection)],
+) -> Vec<bson::Document> {
+    docs::sort_docs(docs, sort)
+}
+
+/// Apply a MongoDB projection as `find` applies it (`{a: 1}` inclusion,
+/// `{a: 0}` exclusion, `_id` kept unless `_id: 0`).
+pub fn project(doc: bson::Document, projection: &bson::Document) -> Result<bson::Document> {
+    Ok(docs::Projection::parse(projection)?.apply(doc))
+}
