@@ -299,8 +299,7 @@ async fn drop_schemas(url: &str, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_suite_on_postgres() {
-    let Ok(url) = std::env::var("CIPHERDOC_TEST_POSTGRES_URL") else {
-        println!("skipped: CIPHERDOC_TEST_POSTGRES_URL is not set");
+    let Some(url) = cipherdoc_engine::postgres::testing::test_url() else {
         return;
     };
     let Some(py) = suite_python() else { return };
