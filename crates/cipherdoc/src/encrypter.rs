@@ -19,13 +19,16 @@ use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::client::{self, UserKey};
 use cipherdoc_crypto::client_range::{self, RangeFindOperators, range_value_to_bson};
+use cipherdoc_crypto::client_text;
+use cipherdoc_crypto::efc::TextFieldIndex;
 use cipherdoc_crypto::efc::{EncryptedField, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
 use cipherdoc_crypto::payload::BlobSubtype;
 use cipherdoc_crypto::payload::RangeOperator;
 use cipherdoc_crypto::range::{OnEmpty, RangeIndex};
+use cipherdoc_crypto::text::{TextError, TextQuery};
 use cipherdoc_crypto::{KeyId, OsRandom};
 use cipherdoc_engine::filter::SAFE_CONTENT;
-use cipherdoc_engine::{FieldOp, Filter};
+use cipherdoc_engine::{EncStrOp, FieldOp, Filter};
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyStore, LoadedKey};
@@ -138,6 +141,25 @@ impl Encrypter {
                     .map_err(|e| range_error(ns, field, e))?
                     .encode()
                 }
+                Some(QueryTypeConfig::Text { .. }) => {
+                    let ix = text_index(ns, field)?;
+                    let Bson::String(s) = &*slot else {
+                        return Err(Error::Encryption(format!(
+                            "field '{}' of {ns} is a text-search field and holds strings only",
+                            field.path
+                        )));
+                    };
+                    client_text::encrypt_text_insert(
+                        s,
+                        &ix.index,
+                        &key.tokens,
+                        user,
+                        ix.contention,
+                        &mut OsRandom,
+                    )
+                    .map_err(|e| text_error(ns, field, e))?
+                    .encode()
+                }
                 Some(_) => {
                     return Err(Error::Encryption(format!(
                         "field '{}' of {ns} has a query type this version does not support",
@@ -190,6 +212,9 @@ impl Encrypter {
                     None => filter.clone(),
                     Some(field) if matches!(field.query(), Some(QueryTypeConfig::Range { .. })) => {
                         self.encrypt_range_op(ns, field, op).await?
+                    }
+                    Some(field) if matches!(field.query(), Some(QueryTypeConfig::Text { .. })) => {
+                        self.encrypt_text_op(ns, field, op).await?
                     }
                     Some(field) => Filter::Field {
                         path: path.clone(),
@@ -262,6 +287,71 @@ impl Encrypter {
             _ => {
                 return Err(Error::Encryption(format!(
                     "field '{}' of {ns}: this operator cannot be used on an encrypted field",
+                    field.path
+                )));
+            }
+        })
+    }
+
+    /// A lookup on a text-search field becomes text find payloads (18):
+    /// `starts_with`, `ends_with` and `contains` (or the `$encStr…`
+    /// expressions with a plaintext operand) the field's prefix, suffix or
+    /// substring query; equality (`eq`, `ne`, `in`, `nin`) the normalized
+    /// equality every text field answers — equality after the field's case
+    /// and diacritic folding. The query is folded and checked against the
+    /// field's lengths here, before anything reaches the engine.
+    async fn encrypt_text_op(
+        &self,
+        ns: &str,
+        field: &EncryptedField,
+        op: &FieldOp,
+    ) -> Result<Filter> {
+        let ix = text_index(ns, field)?;
+        let key = self.field_key(ns, field).await?;
+        let path = field.path.clone();
+        let find = |op: EncStrOp, v: &Bson| -> Result<Filter> {
+            let Bson::String(s) = v else {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is a text-search field: compare it with strings only",
+                    field.path
+                )));
+            };
+            let query = match op {
+                EncStrOp::StartsWith => TextQuery::Prefix,
+                EncStrOp::EndsWith => TextQuery::Suffix,
+                EncStrOp::Contains => TextQuery::Substring,
+                EncStrOp::NormalizedEq => TextQuery::Exact,
+            };
+            let payload =
+                client_text::encrypt_text_find(s, &ix.index, query, &key.tokens, ix.contention)
+                    .map_err(|e| text_error(ns, field, e))?;
+            Ok(Filter::Field {
+                path: path.clone(),
+                op: FieldOp::EncStr {
+                    op,
+                    value: blob(payload.encode()),
+                },
+            })
+        };
+        let eq = |v: &Bson| find(EncStrOp::NormalizedEq, v);
+        Ok(match op {
+            FieldOp::EncStr { op, value } => find(*op, value)?,
+            FieldOp::StartsWith(s) => find(EncStrOp::StartsWith, &Bson::String(s.clone()))?,
+            FieldOp::EndsWith(s) => find(EncStrOp::EndsWith, &Bson::String(s.clone()))?,
+            FieldOp::Contains(s) => find(EncStrOp::Contains, &Bson::String(s.clone()))?,
+            FieldOp::Eq(v) => eq(v)?,
+            FieldOp::Ne(v) => Filter::Not(Box::new(eq(v)?)),
+            FieldOp::In(vs) => Filter::Or(vs.iter().map(eq).collect::<Result<_>>()?),
+            FieldOp::Nin(vs) => Filter::Not(Box::new(Filter::Or(
+                vs.iter().map(eq).collect::<Result<_>>()?,
+            ))),
+            FieldOp::Exists(_) => Filter::Field {
+                path,
+                op: op.clone(),
+            },
+            _ => {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is a text-search field: only starts_with, ends_with, contains (as its query types allow) and equality are allowed",
                     field.path
                 )));
             }
@@ -546,6 +636,37 @@ fn range_index(
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(|e| range_error(..., e))`
 fn range_error(ns: &str, field: &EncryptedField, e: cipherdoc_crypto::Error) -> Error {
     Error::Encryption(format!("range field '{}' of {ns}: {e}", field.path))
+}
+
+/// A text-search field's combined index (its `encryptedFields` options).
+fn text_index(ns: &str, field: &EncryptedField) -> Result<TextFieldIndex> {
+    match field.text_index(&field.path) {
+        Ok(Some(ix)) => Ok(ix),
+        Ok(None) => Err(Error::Encryption(format!(
+            "field '{}' of {ns} is not a text-search field",
+            field.path
+        ))),
+        Err(e) => Err(Error::Encryption(format!(
+            "field '{}' of {ns}: invalid text-search options: {e}",
+            field.path
+        ))),
+    }
+}
+
+/// A refused text value or query, naming the field (never the value).
+fn text_error(ns: &str, field: &EncryptedField, e: cipherdoc_crypto::Error) -> Error {
+    match e {
+        cipherdoc_crypto::Error::Text(source) => text_refused(ns, field, source),
+        other => Error::Crypto(other),
+    }
+}
+
+fn text_refused(ns: &str, field: &EncryptedField, source: TextError) -> Error {
+    Error::TextSearch {
+        ns: ns.to_owned(),
+        field: field.path.clone(),
+        source,
+    }
 }
 
 fn check_type(ns: &str, field: &EncryptedField, v: &Bson) -> Result<()> {

@@ -75,6 +75,20 @@ pub enum Error {
     /// An encryption request is not allowed or not possible.
     #[error("{0}")]
     Encryption(String),
+    /// A value or query for a text-search field (prefix, suffix, substring)
+    /// was refused: a query outside the field's lengths, an empty query, a
+    /// query type the field lacks, a value longer than `strMaxLength`. The
+    /// message names the collection and the field, never the value.
+    #[error("field '{field}' of {ns}: {source}")]
+    TextSearch {
+        /// The collection (`db.collection`).
+        ns: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What the protocol layer refused.
+        #[source]
+        source: cipherdoc_crypto::text::TextError,
+    },
 }
 
 /// Result alias for this crate.

@@ -533,18 +533,18 @@ fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
                 )));
             }
         },
-        Lookup::Contains | Lookup::StartsWith => {
+        Lookup::Contains | Lookup::StartsWith | Lookup::EndsWith => {
             let Bson::String(s) = &c.value else {
                 return Err(Error::Encryption(format!(
-                    "contains/starts_with on '{}' needs a string",
+                    "contains/starts_with/ends_with on '{}' needs a string",
                     c.path
                 )));
             };
-            if c.lookup == Lookup::Contains {
-                field(FieldOp::Contains(s.clone()))
-            } else {
-                field(FieldOp::StartsWith(s.clone()))
-            }
+            field(match c.lookup {
+                Lookup::Contains => FieldOp::Contains(s.clone()),
+                Lookup::StartsWith => FieldOp::StartsWith(s.clone()),
+                _ => FieldOp::EndsWith(s.clone()),
+            })
         }
         Lookup::IsNull => match c.value {
             Bson::Boolean(true) => field(FieldOp::Eq(Bson::Null)),

@@ -178,27 +178,10 @@ pub async fn compaction_tokens(db: &Database, collection: &str) -> Result<Docume
             FieldKey::Id(id) => enc.keys().key(*id).await?,
             FieldKey::AltName(n) => enc.keys().key_by_alt_name(n).await?,
         };
-        let ecoc = Binary {
-            subtype: BinarySubtype::Generic,
-            bytes: key.tokens.ecoc().as_bytes().to_vec(),
-        };
-        // Range fields also need the anchor padding root (qe-protocol §9.7):
-        // `{ecoc, anchorPaddingToken}`, as libmongocrypt sends it.
-        if matches!(
-            f.query(),
-            Some(cipherdoc_crypto::efc::QueryTypeConfig::Range { .. })
-        ) {
-            let pad = Binary {
-                subtype: BinarySubtype::Generic,
-                bytes: key.tokens.anchor_padding_root().as_bytes().to_vec(),
-            };
-            out.insert(
-                f.path.clone(),
-                bson::doc! {"ecoc": ecoc, "anchorPaddingToken": pad},
-            );
-        } else {
-            out.insert(f.path.clone(), ecoc);
-        }
+        // Range and text-search fields also need the anchor padding root
+        // (qe-protocol §9.7): `{ecoc, anchorPaddingToken}`, as libmongocrypt
+        // sends it.
+        out.insert(f.path.clone(), f.compaction_token(&key.tokens));
     }
     Ok(out)
 }
