@@ -26,7 +26,7 @@ pub use engine::{
     Transaction, TxFuture, TxMode, TxOutput, TxWork, transact,
 };
 pub use error::{EngineError, Result};
-pub use filter::{FieldOp, Filter, FilterError};
+pub use filter::{EncStrOp, FieldOp, Filter, FilterError};
 pub use qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState, Tag};
 
 /// Sort documents as `find` sorts them (MongoDB's order: an array sorts by

@@ -28,9 +28,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use cipherdoc_kms::sigv4::{SigningInput, authorization};
 use cipherdoc_kms::{
-    AwsCredentials, Endpoint, HttpOptions, KmipCredentials, KmipProvider, KmsCredentials, KmsError,
-    KmsProvider, KmsProviders, MasterKey, ProviderName, ProviderSettings, RetryPolicy, Secret,
-    TlsOptions,
+    AwsCredentials, Endpoint, HttpOptions, KeyTrust, KmipCredentials, KmipProvider, KmsCredentials,
+    KmsError, KmsProvider, KmsProviders, MasterKey, ProviderName, ProviderSettings, RetryPolicy,
+    Secret, TlsOptions,
 };
 use common::assert_clean_error;
 
@@ -220,6 +220,7 @@ fn kms(endpoint: &str, timeout: Duration) -> KmsProviders {
         endpoint_override: Some(endpoint.to_owned()),
         token_endpoint_override: None,
     };
+    s.trust = KeyTrust::new(vec![mk()], &[]);
     KmsProviders::from_settings(
         &[("aws:prod".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
@@ -364,7 +365,10 @@ async fn provider_not_configured_or_wrong_kind() {
     )
     .unwrap();
     let err = k.wrap(&other, &[1; 96]).await.unwrap_err();
-    assert!(matches!(err, KmsError::Config { .. }), "{err:?}");
+    assert!(
+        matches!(err, KmsError::UntrustedMasterKey { .. }),
+        "{err:?}"
+    );
     let p = k.get(&"aws:prod".parse().unwrap()).unwrap();
     let local = MasterKey::from_document(&bson::doc! {"provider": "local"}).unwrap();
     let err = p.wrap(&local, &[1; 96]).await.unwrap_err();

@@ -33,8 +33,9 @@ use cipherdoc_kms::{
 };
 
 use crate::error::{Error, Result};
-use crate::key_vault::{KeyVault, write_private};
+use crate::key_vault::KeyVault;
 use crate::keys::{CryptoLocalWrap, KeyStore, LoadedKey};
+use crate::private_file::{Existing, write_private_with};
 
 /// How to encrypt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,13 +125,8 @@ impl ClientEncryption {
         vault: Arc<dyn KeyVault>,
         master_key_file: &Path,
     ) -> Result<Self> {
-        let bytes = std::fs::read(master_key_file).map_err(|e| {
-            Error::Encryption(format!(
-                "cannot read master key file {}: {e}",
-                master_key_file.display()
-            ))
-        })?;
-        let bytes = zeroize::Zeroizing::new(bytes);
+        let bytes = crate::private_file::read_private(master_key_file)
+            .map_err(|e| Error::Encryption(format!("master key file: {e}")))?;
         if bytes.len() != 96 {
             return Err(Error::Encryption(format!(
                 "master key file {} holds {} bytes; a local master key is exactly 96 bytes (make one with `cipherdoc key generate-master`)",
@@ -427,15 +423,19 @@ fn len_i64(n: usize) -> i64 {
 }
 
 /// Writes 96 random bytes to a new file with mode 0600; refuses to overwrite.
+/// The existence check is the creation itself (`O_CREAT|O_EXCL`), so a file
+/// or symlink that appears in between is never written through.
 pub fn generate_local_master_key_file(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Err(Error::Encryption(format!(
-            "{} already exists; a master key is never overwritten (remove it first if you mean it)",
-            path.display()
-        )));
-    }
     let mut key = zeroize::Zeroizing::new([0u8; 96]);
     OsRandom.fill(&mut key[..]).map_err(Error::Crypto)?;
-    write_private(path, &key[..])
-        .map_err(|e| Error::Encryption(format!("cannot write {}: {e}", path.display())))
+    write_private_with(path, &key[..], Existing::Refuse).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Encryption(format!(
+                "{} already exists; a master key is never overwritten (remove it first if you mean it)",
+                path.display()
+            ))
+        } else {
+            Error::Encryption(format!("cannot write {}: {e}", path.display()))
+        }
+    })
 }

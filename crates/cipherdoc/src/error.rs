@@ -19,6 +19,28 @@ pub enum Error {
     /// A KMS provider failed.
     #[error(transparent)]
     Kms(#[from] cipherdoc_kms::KmsError),
+    /// A data key whose key document the settings do not trust: its
+    /// `masterKey` names a provider, key or host that the settings neither
+    /// configure nor allow. Nothing was sent to any KMS.
+    #[error("data key {key_id}: {source}")]
+    UntrustedKey {
+        /// The key's id (UUID).
+        key_id: String,
+        /// Why: the provider's refusal.
+        #[source]
+        source: cipherdoc_kms::KmsError,
+    },
+    /// A data key whose check value differs from the pinned one: the key
+    /// document behind a pinned key id was replaced.
+    #[error(
+        "data key {key_id}: its key check value differs from the one pinned in {setting}; the key document behind this key id was replaced (a swapped data key), so the key is refused. Restore the key vault from a backup; if the keys were rotated on purpose, pin again with `showencryptedfieldsmap --key-check-values`"
+    )]
+    KeyCheckMismatch {
+        /// The key's id (UUID).
+        key_id: String,
+        /// The setting that pins the values.
+        setting: String,
+    },
     /// The protocol layer refused or failed (includes authentication failures).
     #[error(transparent)]
     Crypto(#[from] cipherdoc_crypto::Error),

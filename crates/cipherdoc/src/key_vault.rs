@@ -280,20 +280,7 @@ impl JsonFileKeyVault {
     }
 }
 
-/// Writes a file readable only by its owner (0600 on Unix).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
+pub(crate) use crate::private_file::write_private;
 
 #[async_trait]
 impl KeyVault for JsonFileKeyVault {

@@ -14,6 +14,7 @@ pub mod key_vault;
 pub mod keys;
 pub mod migrations;
 pub mod model;
+pub mod private_file;
 pub mod queryset;
 pub mod settings;
 pub mod testing;

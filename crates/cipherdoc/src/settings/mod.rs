@@ -52,7 +52,10 @@ use cipherdoc_engine::postgres::{PgTransport, PgUrl};
 use toml::Table;
 
 pub use error::SettingsError;
-pub use kms::{KmsKind, KmsProviderName, KmsProviderSettings, MasterKeySettings, SecretSource};
+pub use kms::{
+    KmsKind, KmsProviderName, KmsProviderSettings, KmsTransportSettings, MasterKeySettings,
+    SecretSource,
+};
 pub use router::{DEFAULT_DB, ModelRef, Router, Routers, RuleRouter};
 
 use reader::{EnvLookup, TableReader};
@@ -118,6 +121,10 @@ pub struct EncryptionSettings {
     pub default_kms_provider: Option<KmsProviderName>,
     /// A pinned encrypted fields map (file path), which wins over the catalog.
     pub encrypted_fields_map: Option<PathBuf>,
+    /// The key check values of the pinned map's data keys (file path, a
+    /// sidecar of the map written by `showencryptedfieldsmap
+    /// --key-check-values`): a data key whose value differs is refused.
+    pub key_check_values: Option<PathBuf>,
     /// How long unwrapped data keys stay cached, in seconds.
     pub data_key_cache_ttl_secs: u64,
 }
@@ -131,6 +138,8 @@ pub struct KmsProvider {
     pub settings: KmsProviderSettings,
     /// The master key new data keys are wrapped with.
     pub master_key: MasterKeySettings,
+    /// Endpoint, CA file and the hosts whose master keys may be used.
+    pub transport: KmsTransportSettings,
 }
 
 impl EncryptionSettings {
@@ -378,10 +387,11 @@ fn read_encryption(
     }
     let kms_providers = kms::read_kms(r, base_dir)?
         .into_iter()
-        .map(|(name, settings, master_key)| KmsProvider {
+        .map(|(name, settings, master_key, transport)| KmsProvider {
             name,
             settings,
             master_key,
+            transport,
         })
         .collect::<Vec<_>>();
     let default_kms_provider = match r.opt_str("default_kms_provider")? {
@@ -398,6 +408,7 @@ fn read_encryption(
         }
     };
     let encrypted_fields_map = r.opt_str("encrypted_fields_map")?.map(|p| base_dir.join(p));
+    let key_check_values = r.opt_str("key_check_values")?.map(|p| base_dir.join(p));
     let ttl = r.opt_int("data_key_cache_ttl_secs")?.unwrap_or(60);
     let data_key_cache_ttl_secs = u64::try_from(ttl)
         .map_err(|_| r.error("data_key_cache_ttl_secs", "must be 0 or more seconds"))?;
@@ -407,6 +418,7 @@ fn read_encryption(
         "kms_credentials",
         "default_kms_provider",
         "encrypted_fields_map",
+        "key_check_values",
         "data_key_cache_ttl_secs",
     ])?;
     Ok(EncryptionSettings {
@@ -414,6 +426,7 @@ fn read_encryption(
         kms_providers,
         default_kms_provider,
         encrypted_fields_map,
+        key_check_values,
         data_key_cache_ttl_secs,
     })
 }

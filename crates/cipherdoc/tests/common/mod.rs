@@ -14,6 +14,13 @@ use cipherdoc_engine::{CreateCollectionOptions, Filter, FindOptions};
 
 pub fn settings(dir: &Path, app_label: &str, routed_to: &str) -> Settings {
     std::fs::write(dir.join("master.key"), [42u8; 96]).unwrap();
+    // Secret files must be owner-only (cipherdoc refuses others).
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        dir.join("master.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let text = format!(
         r#"
 [databases.default]
@@ -96,6 +103,11 @@ impl Backend {
             Backend::Sqlite => settings(dir, app_label, routed_to),
             Backend::Postgres(url) => {
                 std::fs::write(dir.join("master.key"), [42u8; 96]).unwrap();
+                std::fs::set_permissions(
+                    dir.join("master.key"),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
                 let tag = format!(
                     "{}_{}",
                     std::process::id(),
