@@ -10,6 +10,7 @@
 
 pub mod contract;
 pub(crate) mod docs;
+pub use docs::{MAX_DOCUMENT_DEPTH, document_too_deep};
 mod engine;
 mod error;
 pub mod filter;

@@ -254,8 +254,9 @@ impl Lookup {
     }
 }
 
-/// One condition on one field.
-#[derive(Debug, Clone, PartialEq)]
+/// One condition on one field. `Debug` shows the operand's BSON type
+/// instead of its value when the field is encrypted.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Cond {
     /// Dotted path from the document root (`patient_record.ssn`, `_id`).
@@ -269,6 +270,24 @@ pub struct Cond {
     /// `Some` when the field is encrypted: the executor must replace `value`
     /// by find payloads (plaintext must never reach the engine).
     pub encrypted: Option<EncryptedInfo>,
+}
+
+impl fmt::Debug for Cond {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Cond");
+        d.field("path", &self.path).field("lookup", &self.lookup);
+        if self.encrypted.is_some() {
+            let redacted: &dyn fmt::Debug = match &self.value {
+                Bson::Array(a) => &cipherdoc_crypto::RedactedList(a),
+                v => &cipherdoc_crypto::Redacted(v),
+            };
+            // A temporary can't outlive the match arm; format here.
+            d.field("value", &format_args!("{redacted:?}"));
+        } else {
+            d.field("value", &self.value);
+        }
+        d.field("encrypted", &self.encrypted).finish()
+    }
 }
 
 /// The untyped expression tree inside a [`Q`].

@@ -190,6 +190,16 @@ impl FieldKind {
             _ => None,
         }
     }
+
+    /// The embedded model this kind holds at any depth of lists: that of
+    /// `Embedded` and `EmbeddedArray`, and of `Array`s of them
+    /// (`Vec<Vec<E>>`), which the walks must not overlook.
+    pub fn embedded_deep(&self) -> Option<&EmbeddedRef> {
+        match self {
+            FieldKind::Array(inner) => inner.embedded_deep(),
+            k => k.embedded(),
+        }
+    }
 }
 
 /// Options of a field that do not change its BSON type.
@@ -619,12 +629,12 @@ fn validate_fields(
         let path = join(prefix, &f.name);
         if f.encrypted {
             validate_encrypted(model, f, &path)?;
-            if let Some(r) = f.kind.embedded() {
+            if let Some(r) = f.kind.embedded_deep() {
                 if let Some(inner) = first_encrypted_inside(r, &mut Vec::new()) {
-                    let whole = if matches!(f.kind, FieldKind::EmbeddedArray(_)) {
-                        "an encrypted embedded model array"
-                    } else {
+                    let whole = if matches!(f.kind, FieldKind::Embedded(_)) {
                         "an encrypted embedded model"
+                    } else {
+                        "an encrypted embedded model array"
                     };
                     return Err(invalid(
                         model,
@@ -662,7 +672,10 @@ fn validate_fields(
                 stack.pop();
                 res?;
             }
-            FieldKind::EmbeddedArray(r) => {
+            FieldKind::EmbeddedArray(_) | FieldKind::Array(_) => {
+                let Some(r) = f.kind.embedded_deep() else {
+                    continue;
+                };
                 if let Some(inner) = first_encrypted_inside(r, &mut Vec::new()) {
                     return Err(invalid(
                         model,
@@ -700,7 +713,7 @@ fn first_encrypted_inside(r: &EmbeddedRef, stack: &mut Vec<&'static str>) -> Opt
             found = Some(f.name.clone());
             break;
         }
-        if let Some(inner) = f.kind.embedded() {
+        if let Some(inner) = f.kind.embedded_deep() {
             if let Some(p) = first_encrypted_inside(inner, stack) {
                 found = Some(format!("{}.{p}", f.name));
                 break;
