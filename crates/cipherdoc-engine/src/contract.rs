@@ -369,6 +369,12 @@ pub async fn filters_every_operator_every_type(e: Arc<dyn Engine>) {
                     oracle_check(e, "t", &docs, &f).await;
                 }
             }
+            // Prefixes (with the index, a key-range scan): the sample
+            // strings "abc" and "b", the symbol "b" (never a match), arrays.
+            for p in ["", "a", "ab", "abc", "abcd", "b", "c", "\0"] {
+                oracle_check(e, "t", &docs, &Filter::starts_with(path, p)).await;
+                oracle_check(e, "t", &docs, &Filter::starts_with(path, p).not()).await;
+            }
             for f in [Filter::exists(path, true), Filter::exists(path, false)] {
                 oracle_check(e, "t", &docs, &f).await;
             }

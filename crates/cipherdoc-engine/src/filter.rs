@@ -263,6 +263,10 @@ impl Filter {
     pub fn exists(path: impl Into<String>, yes: bool) -> Self {
         Self::field(path, FieldOp::Exists(yes))
     }
+    /// A string at `path` starts with `prefix` ([`FieldOp::StartsWith`]).
+    pub fn starts_with(path: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self::field(path, FieldOp::StartsWith(prefix.into()))
+    }
     /// `{$expr: {<op>: {input: "$path", <argument>: value}}}`: an encrypted
     /// text-search predicate ([`FieldOp::EncStr`]).
     pub fn enc_str(path: impl Into<String>, op: EncStrOp, value: impl Into<Bson>) -> Self {

@@ -276,6 +276,36 @@ fn encode_body(v: &Bson, out: &mut Vec<u8>) {
     }
 }
 
+/// The key range `[lo, hi)` holding exactly the encodings of the strings
+/// (and symbols, which share the string bracket and encoding) that start
+/// with `prefix`, byte for byte.
+///
+/// Why this is exact: a string's key is its rank byte, its bytes with each
+/// `00` escaped as `00 FF`, then `00 00`. Escaping is per byte, so the
+/// escaped prefix is a byte prefix of the escaped string exactly when the
+/// string starts with `prefix` (an escaped `00` is always followed by `FF`,
+/// so the escaped prefix never ends inside the terminator or inside an
+/// escape). Keys with a given byte prefix form the range from that prefix
+/// to its successor (trailing `FF`s dropped, last byte incremented); the
+/// rank byte (16) is never `FF`, so the successor exists.
+pub fn string_prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = vec![canonical_rank(&Bson::String(String::new()))];
+    for &b in prefix.as_bytes() {
+        lo.push(b);
+        if b == 0 {
+            lo.push(0xFF);
+        }
+    }
+    let mut hi = lo.clone();
+    while hi.last() == Some(&0xFF) {
+        hi.pop();
+    }
+    if let Some(last) = hi.last_mut() {
+        *last += 1;
+    }
+    (lo, hi)
+}
+
 fn encode_elements<'a>(
     it: impl Iterator<Item = (&'a str, &'a Bson)>,
     names: bool,
@@ -379,6 +409,38 @@ mod tests {
                 w[1]
             );
         }
+    }
+
+    proptest::proptest! {
+        /// `string_prefix_range` holds exactly the strings starting with
+        /// the prefix, NUL bytes and multi-byte characters included.
+        #[test]
+        fn prefix_range_is_exact(
+            s in "[a\\x00\\x{FF}\\x{10FFFF}b]{0,6}",
+            p in "[a\\x00\\x{FF}\\x{10FFFF}b]{0,4}",
+        ) {
+            let (lo, hi) = string_prefix_range(&p);
+            for v in [Bson::String(s.clone()), Bson::Symbol(s.clone())] {
+                let k = encode_key(&v);
+                proptest::prop_assert_eq!(
+                    lo <= k && k < hi,
+                    s.starts_with(p.as_str()),
+                    "{:?} / {:?}", s, p
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_range_excludes_other_types() {
+        let (lo, hi) = string_prefix_range("");
+        for v in samples() {
+            let k = encode_key(&v);
+            assert_eq!(lo <= k && k < hi, matches!(v, Bson::String(_)), "{v:?}");
+        }
+        let (lo, hi) = string_prefix_range("a");
+        assert!(lo <= encode_key(&Bson::String("a\0".into())));
+        assert!(encode_key(&Bson::String("b".into())) >= hi);
     }
 
     #[test]

@@ -98,6 +98,13 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
             && !range.contains("Seq Scan"),
         "{range}"
     );
+    let prefix = plan(Filter::starts_with("ssn", "0499")).await;
+    assert!(
+        prefix.contains("p.$idx.ssn_1")
+            && prefix.contains("Index Cond")
+            && !prefix.contains("Seq Scan"),
+        "{prefix}"
+    );
     let id = plan(Filter::eq("_id", 1)).await;
     assert!(
         id.contains("Index Scan") && !id.contains("Seq Scan"),
@@ -116,6 +123,12 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
 
     assert_eq!(e.count("p", &Filter::eq("ssn", "00042")).await.unwrap(), 1);
     assert_eq!(e.count("p", &Filter::gt("ssn", "04990")).await.unwrap(), 9);
+    assert_eq!(
+        e.count("p", &Filter::starts_with("ssn", "0499"))
+            .await
+            .unwrap(),
+        10
+    );
     assert_eq!(
         e.count("p", &Filter::tag_in([Tag([7; 32])])).await.unwrap(),
         20

@@ -44,6 +44,15 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
         range.contains("p.$idx.ssn_1") && range.contains("key>?"),
         "{range}"
     );
+    let prefix = plan_text(
+        &e.explain("p", &Filter::starts_with("ssn", "19"))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        prefix.contains("p.$idx.ssn_1") && prefix.contains("key>? AND key<?"),
+        "{prefix}"
+    );
     let id = plan_text(&e.explain("p", &Filter::eq("_id", 1)).await.unwrap());
     assert!(id.contains("SEARCH") && id.contains("id=?"), "{id}");
     let tags = plan_text(
@@ -61,6 +70,12 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
     assert_eq!(e.count("p", &Filter::eq("ssn", "042")).await.unwrap(), 1);
     assert_eq!(e.count("p", &Filter::gt("ssn", "190")).await.unwrap(), 9);
     assert_eq!(e.count("p", &both).await.unwrap(), 1);
+    assert_eq!(
+        e.count("p", &Filter::starts_with("ssn", "19"))
+            .await
+            .unwrap(),
+        10
+    );
 }
 
 #[tokio::test]

@@ -37,7 +37,7 @@ use super::docs::{
 use crate::engine::{CreateCollectionOptions, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
-use crate::value::{canonical_rank, encode_key, equals};
+use crate::value::{canonical_rank, encode_key, equals, string_prefix_range};
 use crate::{EngineError, Result};
 
 const LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
@@ -797,6 +797,15 @@ pub(crate) fn plan(s: &Schema, meta: &Meta, filter: &Filter, for_update: bool) -
                         _ => ("key >= $1 AND key < $2", vec![k, hi]),
                     };
                     return by_rid(format!("SELECT rid FROM {t} WHERE {cond}"), params);
+                }
+                // Exactly the string keys starting with the prefix (see
+                // `string_prefix_range`); the evaluator then drops symbols.
+                FieldOp::StartsWith(prefix) => {
+                    let (lo, hi) = string_prefix_range(prefix);
+                    return by_rid(
+                        format!("SELECT rid FROM {t} WHERE key >= $1 AND key < $2"),
+                        vec![Param::Key(lo), Param::Key(hi)],
+                    );
                 }
                 _ => {}
             }

@@ -37,7 +37,7 @@ pub(crate) use crate::docs::{ecoc_name, esc_name};
 use crate::engine::{CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
-use crate::value::{canonical_rank, encode_key};
+use crate::value::{canonical_rank, encode_key, string_prefix_range};
 use crate::{EngineError, Result};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -557,6 +557,15 @@ pub(crate) fn plan(meta: &Meta, filter: &Filter) -> Plan {
                         _ => ("key >= ?1 AND key < ?2", vec![k, hi_bracket]),
                     };
                     return by_rid(format!("SELECT rid FROM {t} WHERE {cond}"), params);
+                }
+                // Exactly the string keys starting with the prefix (see
+                // `string_prefix_range`); the evaluator then drops symbols.
+                FieldOp::StartsWith(prefix) => {
+                    let (lo, hi) = string_prefix_range(prefix);
+                    return by_rid(
+                        format!("SELECT rid FROM {t} WHERE key >= ?1 AND key < ?2"),
+                        vec![Box::new(lo) as Box<dyn ToSql>, Box::new(hi)],
+                    );
                 }
                 _ => {}
             }
