@@ -130,7 +130,7 @@ impl AwsProvider {
         self.check(&resp)
     }
 
-    fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
+    pub(crate) fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
         let provider = self.http.provider.to_string();
         if resp.status == 200 {
             // moto may label a JSON success as text/html: parse regardless of content type.
@@ -222,7 +222,7 @@ fn aws_error(resp: &HttpResponse) -> (String, String) {
     (code, clip(&tag("Message").unwrap_or_default()))
 }
 
-fn b64_field(
+pub(crate) fn b64_field(
     provider: &ProviderName,
     v: &mut Value,
     field: &str,

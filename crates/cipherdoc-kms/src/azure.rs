@@ -179,7 +179,7 @@ impl AzureProvider {
             })
     }
 
-    fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
+    pub(crate) fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
         let provider = self.http.provider.to_string();
         let v: Option<Value> = serde_json::from_slice(&resp.body).ok();
         if resp.status == 200 {

@@ -253,7 +253,7 @@ impl GcpProvider {
         })
     }
 
-    fn check(&self, resp: &HttpResponse, op: &str) -> Result<Value, KmsError> {
+    pub(crate) fn check(&self, resp: &HttpResponse, op: &str) -> Result<Value, KmsError> {
         let provider = self.http.provider.to_string();
         let v: Option<Value> = serde_json::from_slice(&resp.body).ok();
         if resp.status == 200 {

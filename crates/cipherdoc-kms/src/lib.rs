@@ -13,6 +13,8 @@ mod azure;
 mod cache;
 mod credentials;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gcp;
 mod http;
 pub mod kmip;

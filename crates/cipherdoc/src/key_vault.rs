@@ -205,6 +205,30 @@ impl KeyVault for MemoryKeyVault {
     }
 }
 
+/// Parses the text of a JSON key vault file: an array of key documents in
+/// extended JSON (empty text is an empty vault). Errors name the element,
+/// never its content. The file is read before any key is checked, so this
+/// is a parser of untrusted bytes (fuzzed by `cipherdoc-fuzz`).
+pub fn parse_json_key_vault(text: &str) -> Result<Vec<Document>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let serde_json::Value::Array(items) = json else {
+        return Err("expected a JSON array of key documents".to_owned());
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match Bson::try_from(item) {
+            Ok(Bson::Document(d)) => Ok(d),
+            Ok(_) => Err(format!("element {i} is not a document")),
+            Err(e) => Err(format!("element {i} is not extended JSON: {e}")),
+        })
+        .collect()
+}
+
 /// A key vault kept in a JSON file: an array of key documents in canonical
 /// extended JSON (the format of `mongoexport --jsonArray`). Writes go to a
 /// temporary file that is renamed over the old one, so a crash never leaves
@@ -242,23 +266,7 @@ impl JsonFileKeyVault {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.storage_error(e)),
         };
-        if text.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| self.storage_error(format!("not valid JSON: {e}")))?;
-        let serde_json::Value::Array(items) = json else {
-            return Err(self.storage_error("expected a JSON array of key documents"));
-        };
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| match Bson::try_from(item) {
-                Ok(Bson::Document(d)) => Ok(d),
-                Ok(_) => Err(self.storage_error(format!("element {i} is not a document"))),
-                Err(e) => Err(self.storage_error(format!("element {i} is not extended JSON: {e}"))),
-            })
-            .collect()
+        parse_json_key_vault(&text).map_err(|e| self.storage_error(e))
     }
 
     fn write(&self, docs: &[Document]) -> Result<(), KeyVaultError> {

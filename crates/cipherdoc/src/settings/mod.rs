@@ -37,6 +37,22 @@
 //! tls_ca_file = "certs/db-ca.pem"   # or sslrootcert=... in the URL
 //! ```
 //!
+//! Key documents live in the database, so whoever can write to it could
+//! point one at a KMS host of theirs: a key document is used only if its
+//! `masterKey` equals the one `kms_credentials` names, or its host is on the
+//! provider's `allowed_hosts` (older master keys after a rotation). A
+//! provider may also take `endpoint` (`kms_endpoint` for gcp, whose
+//! `endpoint` is the OAuth host) and `tls_ca_file`; `key_check_values`
+//! pins the data keys of a pinned map (`showencryptedfieldsmap
+//! --key-check-values`):
+//!
+//! ```toml
+//! [databases.encrypted.encryption.kms_providers.aws]
+//! access_key_id = "AKIA..."
+//! secret_access_key_env = "AWS_SECRET_ACCESS_KEY"
+//! allowed_hosts = ["kms.eu-west-1.amazonaws.com"]
+//! ```
+//!
 //! Strings may use `${VAR}` to take a value from the environment. Secrets
 //! (`kms_providers.*`) are given as `<secret>_file` or `<secret>_env`; written
 //! inline they work but are logged as a development-only warning.
