@@ -238,6 +238,9 @@ impl Engine for Inspect {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+    fn qe_role(&self) -> cipherdoc_engine::QeRole {
+        self.inner.qe_role()
+    }
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
         self.inner.create_collection(name, options).await
     }
