@@ -90,6 +90,11 @@ enum Command {
     Showencryptedfieldsmap {
         #[command(flatten)]
         db: DatabaseArg,
+        /// Print instead the key check values of the map's data keys (JSON,
+        /// to pin as `key_check_values` beside the map): a data key later
+        /// swapped behind one of these key ids is refused. Loads the keys.
+        #[arg(long)]
+        key_check_values: bool,
     },
     /// Check models, settings, routers and any pinned encrypted fields map.
     Check,
@@ -354,9 +359,29 @@ impl Management {
                 }
                 Ok(out.join("\n"))
             }
-            Command::Showencryptedfieldsmap { db } => {
+            Command::Showencryptedfieldsmap {
+                db,
+                key_check_values,
+            } => {
                 let map = encrypted_fields_map(app, &db.database).await?;
-                Ok(encrypted_fields_map_json(&map))
+                if !key_check_values {
+                    return Ok(encrypted_fields_map_json(&map));
+                }
+                let d = app.database(&db.database)?;
+                let enc = d.encryption().ok_or_else(|| no_encryption(&db.database))?;
+                let mut ids = Vec::new();
+                for (ns, efc) in &map {
+                    let efc = efc
+                        .as_document()
+                        .with_context(|| format!("{ns}: not a document"))?;
+                    let cfg = cipherdoc_crypto::efc::EncryptedFieldConfig::from_document(efc)?;
+                    for f in &cfg.fields {
+                        if let cipherdoc_crypto::efc::FieldKey::Id(id) = &f.key {
+                            ids.push(*id);
+                        }
+                    }
+                }
+                Ok(enc.keys().key_check_values(ids).await?.to_json())
             }
             Command::Check => self.check().await,
             Command::Compact { db, collections } => self.compact(&db.database, collections).await,
@@ -474,18 +499,23 @@ impl Management {
                 docs.push(d);
             }
         }
-        let bar = progress_bar(u64::try_from(docs.len()).unwrap_or(u64::MAX));
-        let n = docs.len();
-        for mut d in docs {
-            let master = d
-                .get_document("masterKey")
-                .context("a key document without masterKey")?;
-            let from = cipherdoc_kms::MasterKey::from_document(master)?;
-            let material = match d.get("keyMaterial") {
-                Some(Bson::Binary(b)) => b.bytes.clone(),
-                _ => bail!("a key document without binary keyMaterial"),
-            };
-            let wrapped = enc.keys().kms().rewrap(&from, &material, target).await?;
+        // Every document is checked before anything is contacted or
+        // written: a key document the settings do not trust (its masterKey
+        // names another key or host) refuses the whole run.
+        let mut checked = Vec::with_capacity(docs.len());
+        for d in docs {
+            let (parsed, from) = enc.keys().check_document(&d)?;
+            checked.push((d, parsed, from));
+        }
+        enc.keys().kms().check(target)?;
+        let bar = progress_bar(u64::try_from(checked.len()).unwrap_or(u64::MAX));
+        let n = checked.len();
+        for (mut d, parsed, from) in checked {
+            let wrapped = enc
+                .keys()
+                .kms()
+                .rewrap(&from, &parsed.key_material, target)
+                .await?;
             d.insert(
                 "keyMaterial",
                 Binary {

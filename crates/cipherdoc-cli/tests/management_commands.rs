@@ -141,6 +141,28 @@ async fn the_reference_workflow_through_the_commands() {
     assert_eq!(f["keyId"]["$binary"]["subType"], "04");
     assert_eq!(f["queries"]["queryType"], "equality");
 
+    // The key check values of the map's keys, to pin beside it.
+    let out = run(
+        &m,
+        &[
+            "showencryptedfieldsmap",
+            "--database",
+            "encrypted",
+            "--key-check-values",
+        ],
+    )
+    .await
+    .unwrap();
+    let kcv = cipherdoc::keys::KeyCheckValues::from_json(&out).unwrap();
+    let enc = m.app().database("encrypted").unwrap().encryption().unwrap();
+    let key = enc
+        .keys()
+        .key_by_alt_name("myapp_patient.ssn")
+        .await
+        .unwrap();
+    assert_eq!(kcv.len(), 1);
+    assert_eq!(kcv.get(&key.id), Some(&key.key.check_value(&key.id)));
+
     assert_eq!(
         run(&m, &["check"]).await.unwrap(),
         "System check identified no issues."
@@ -287,6 +309,78 @@ async fn createdatakey_rewrapdatakeys_and_inspect() {
         err.to_string().contains("no document with _id nope"),
         "{err}"
     );
+}
+
+/// The attacker plants a key document whose masterKey names their own
+/// host: `rewrapdatakeys` refuses the whole run before contacting anything
+/// or re-wrapping any key.
+#[tokio::test]
+async fn rewrapdatakeys_refuses_a_planted_key_document_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _dbs) = management(dir.path()).await;
+    run(
+        &m,
+        &[
+            "createdatakey",
+            "--database",
+            "encrypted",
+            "--alt-name",
+            "mine",
+        ],
+    )
+    .await
+    .unwrap();
+    let db = m.app().database("encrypted").unwrap();
+    db.engine()
+        .insert_one(
+            "__keyVault",
+            doc! {
+                "_id": bson::Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: vec![0xEE; 16] },
+                "keyAltNames": ["planted"],
+                "keyMaterial": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![1; 128] },
+                "creationDate": bson::DateTime::now(),
+                "updateDate": bson::DateTime::now(),
+                "status": 0,
+                "masterKey": {"provider": "aws", "region": "us-east-1", "key": "k", "endpoint": "127.0.0.1:9"},
+            },
+        )
+        .await
+        .unwrap();
+    let before = db
+        .encryption()
+        .unwrap()
+        .keys()
+        .vault()
+        .list()
+        .await
+        .unwrap();
+    let err = run(
+        &m,
+        &[
+            "rewrapdatakeys",
+            "--database",
+            "encrypted",
+            "--to-provider",
+            "local:backup",
+        ],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee")
+            && err.contains("refusing the masterKey"),
+        "{err}"
+    );
+    let after = db
+        .encryption()
+        .unwrap()
+        .keys()
+        .vault()
+        .list()
+        .await
+        .unwrap();
+    assert_eq!(before, after, "no key was re-wrapped");
 }
 
 #[tokio::test]

@@ -88,6 +88,12 @@ async fn rewrap_from_local_to_kmip_keeps_every_document_readable() {
     let Some(peer) = kmip() else { return };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("master.key"), [9u8; 96]).unwrap();
+    // Owner-only, as cipherdoc requires of secret files.
+    std::fs::set_permissions(
+        dir.path().join("master.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let m = Management::new(open(dir.path(), &peer, true).await)
         .name("manage")
         .migrations_dir(dir.path().join("migrations"));

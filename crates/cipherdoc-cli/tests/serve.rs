@@ -273,10 +273,10 @@ async fn python_suite_on_sqlite() {
 }
 
 async fn drop_schemas(url: &str, prefix: &str) {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    // Connected as the engine connects: the URL may ask for TLS.
+    let client = cipherdoc_engine::postgres::testing::connect(url)
         .await
         .unwrap();
-    let task = tokio::spawn(conn);
     let rows = client
         .query(
             "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)",
@@ -295,13 +295,11 @@ async fn drop_schemas(url: &str, prefix: &str) {
             .unwrap();
     }
     drop(client);
-    let _ = task.await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_suite_on_postgres() {
-    let Ok(url) = std::env::var("CIPHERDOC_TEST_POSTGRES_URL") else {
-        println!("skipped: CIPHERDOC_TEST_POSTGRES_URL is not set");
+    let Some(url) = cipherdoc_engine::postgres::testing::test_url() else {
         return;
     };
     let Some(py) = suite_python() else { return };

@@ -10,9 +10,8 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use crate::mac::HmacSha256Key;
 use bson::{Bson, Document};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::aead;
@@ -129,7 +128,6 @@ fn check_double_bounds(index: &RangeIndex, v: &RangeValue) -> Result<()> {
     {
         if x.is_finite() && !(lo <= x && x <= hi) {
             return Err(range_err(RangeError::ValueOutOfBounds {
-                value: x.to_string(),
                 min: lo.to_string(),
                 max: hi.to_string(),
             }));
@@ -157,17 +155,15 @@ fn encrypted_tokens(tokens: &IndexKeyTokens, iv: &[u8], esc: &[u8; 32], is_leaf:
 /// compressions each fresh HMAC would redo, which is most of the per-edge
 /// cost. (The `tokens` module derives one token per call, so this lives here.)
 struct DataTokenMacs {
-    edc: Hmac<Sha256>,
-    esc: Hmac<Sha256>,
-    server: Hmac<Sha256>,
+    // Zeroizing key schedules (`crate::mac`): these are keyed with tokens.
+    edc: HmacSha256Key,
+    esc: HmacSha256Key,
+    server: HmacSha256Key,
 }
 
 impl DataTokenMacs {
     fn new(tokens: &IndexKeyTokens) -> Self {
-        // HMAC accepts keys of any length; 32-byte keys never fail.
-        let mac = |k: &[u8; 32]| {
-            <Hmac<Sha256> as Mac>::new_from_slice(k).unwrap_or_else(|_| unreachable!())
-        };
+        let mac = HmacSha256Key::new;
         Self {
             edc: mac(tokens.edc().as_bytes()),
             esc: mac(tokens.esc().as_bytes()),
@@ -175,10 +171,8 @@ impl DataTokenMacs {
         }
     }
 
-    fn run(m: &Hmac<Sha256>, v: &[u8]) -> [u8; 32] {
-        let mut m = m.clone();
-        m.update(v);
-        m.finalize().into_bytes().into()
+    fn run(m: &HmacSha256Key, v: &[u8]) -> [u8; 32] {
+        m.mac(&[v])
     }
 
     fn edc(&self, v: &[u8]) -> EdcDerivedFromDataToken {

@@ -13,10 +13,9 @@
 //! Every string is hashed as BSON string value bytes (`LE32(len + 1) ‖ bytes
 //! ‖ 0`), the padding entries (the folded string and 0xFF) included.
 
+use crate::mac::HmacSha256Key;
 use bson::Bson;
 use bson::spec::ElementType;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::aead;
@@ -52,19 +51,17 @@ fn string_value_bytes(s: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
 /// keys, and cloning a keyed state skips re-keying (as `client_range` does
 /// for edges).
 struct FamilyMacs<F: TextFamily> {
-    edc: Hmac<Sha256>,
-    esc: Hmac<Sha256>,
-    server: Hmac<Sha256>,
+    // Zeroizing key schedules (`crate::mac`): these are keyed with tokens.
+    edc: HmacSha256Key,
+    esc: HmacSha256Key,
+    server: HmacSha256Key,
     _family: std::marker::PhantomData<F>,
 }
 
 impl<F: TextFamily> FamilyMacs<F> {
     fn new(tokens: &IndexKeyTokens) -> Self {
         let roots: TextRoots<F> = F::roots(tokens);
-        // HMAC accepts keys of any length; 32-byte keys never fail.
-        let mac = |k: &[u8; 32]| {
-            <Hmac<Sha256> as Mac>::new_from_slice(k).unwrap_or_else(|_| unreachable!())
-        };
+        let mac = HmacSha256Key::new;
         Self {
             edc: mac(roots.edc.as_bytes()),
             esc: mac(roots.esc.as_bytes()),
@@ -73,10 +70,8 @@ impl<F: TextFamily> FamilyMacs<F> {
         }
     }
 
-    fn run(m: &Hmac<Sha256>, v: &[u8]) -> [u8; 32] {
-        let mut m = m.clone();
-        m.update(v);
-        m.finalize().into_bytes().into()
+    fn run(m: &HmacSha256Key, v: &[u8]) -> [u8; 32] {
+        m.mac(&[v])
     }
 
     fn find(&self, v: &[u8]) -> TextFindTokenSet<F> {

@@ -151,6 +151,81 @@ impl DataKey {
     }
 }
 
+/// The label of a [`KeyCheckValue`] (versioned, so that the definition can change).
+const KCV_LABEL: &[u8] = b"cipherdoc key check value v1";
+
+impl DataKey {
+    /// The key's check value under `id` (see [`KeyCheckValue`]).
+    pub fn check_value(&self, id: &KeyId) -> KeyCheckValue {
+        let k = &self.0.key;
+        // Keyed with Km and over Ke and the token key, so all 96 bytes and
+        // the id are bound; the MAC state and its buffers zeroize themselves.
+        let mut full = self
+            .schedules()
+            .fle2_mac
+            .mac(&[KCV_LABEL, id.as_bytes(), &k[0], &k[2]]);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        full.zeroize();
+        KeyCheckValue(out)
+    }
+}
+
+/// A key check value: 16 bytes that identify a data key without revealing
+/// it, so that a pinned encrypted fields map can notice a data key swapped
+/// behind a pinned key id. Defined as the first 16 bytes of
+/// `HMAC-SHA-256(Km, "cipherdoc key check value v1" ‖ keyId ‖ Ke ‖ TokenKey)`
+/// with `Km = DEK[32..64]`, `Ke = DEK[0..32]`, `TokenKey = DEK[64..96]`.
+/// HMAC is a PRF: the value says nothing about the key but whether it is
+/// the same. Compared in constant time.
+#[derive(Clone, Copy)]
+pub struct KeyCheckValue([u8; 16]);
+
+impl KeyCheckValue {
+    /// From 16 bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// From 32 hexadecimal digits.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out).map_err(|e| {
+            Error::InvalidArgument(format!("a key check value is 32 hexadecimal digits: {e}"))
+        })?;
+        Ok(Self(out))
+    }
+
+    /// The 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// As 32 lowercase hexadecimal digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl PartialEq for KeyCheckValue {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+impl Eq for KeyCheckValue {}
+
+impl fmt::Debug for KeyCheckValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyCheckValue({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for KeyCheckValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
 /// Constant-time comparison of the key bytes.
 impl PartialEq for DataKey {
     fn eq(&self, other: &Self) -> bool {
@@ -756,5 +831,34 @@ impl KeyDocument {
         d.insert("status", self.status.clone());
         d.insert("masterKey", self.master_key.to_document());
         d
+    }
+}
+
+#[cfg(test)]
+mod kcv_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn key_check_values_bind_every_key_byte_and_the_id() {
+        let id = KeyId::from_bytes([1; 16]);
+        let base = [7u8; 96];
+        let kcv = DataKey::from_bytes(base).check_value(&id);
+        assert_eq!(kcv, DataKey::from_bytes(base).check_value(&id));
+        // Any changed byte of the 96, or another id, changes the value.
+        for i in [0, 31, 32, 63, 64, 95] {
+            let mut other = base;
+            other[i] ^= 1;
+            assert_ne!(kcv, DataKey::from_bytes(other).check_value(&id), "byte {i}");
+        }
+        assert_ne!(
+            kcv,
+            DataKey::from_bytes(base).check_value(&KeyId::from_bytes([2; 16]))
+        );
+        // Hex round trip; the value is not a prefix of the key.
+        assert_eq!(KeyCheckValue::from_hex(&kcv.to_hex()).unwrap(), kcv);
+        assert_ne!(&kcv.as_bytes()[..], &base[..16]);
+        assert!(KeyCheckValue::from_hex("00").is_err());
+        assert!(KeyCheckValue::from_hex(&"zz".repeat(16)).is_err());
     }
 }

@@ -26,10 +26,14 @@ mod mac;
 pub mod payload;
 pub mod random;
 pub mod range;
+mod redact;
 pub mod server;
 pub mod text;
 pub mod tokens;
 
 pub use error::{Error, Result};
-pub use key::{DataKey, KeyDocument, KeyId, LocalMasterKey, MasterKey, unwrap_local, wrap_local};
+pub use key::{
+    DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKey, MasterKey, unwrap_local, wrap_local,
+};
 pub use random::{OsRandom, PrefetchedRandom, RandomSource, ReplayRandom};
+pub use redact::{Redacted, RedactedList};

@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -16,14 +14,11 @@ use crate::aead::CtrKey;
 use crate::error::{Error, Result};
 use crate::key::{DataKey, KeyId};
 
-/// `HMAC-SHA-256(key, parts…)`.
+/// `HMAC-SHA-256(key, parts…)`, through [`crate::mac`], whose key schedule
+/// and message buffers are zeroized (the `hmac` crate's are not, and the key
+/// here is a parent token).
 pub(crate) fn hmac_parts(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so construction cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
+    crate::mac::HmacSha256Key::new(key).mac(parts)
 }
 
 pub(crate) fn hmac_u64(key: &[u8; 32], n: u64) -> [u8; 32] {

@@ -90,6 +90,19 @@ pub enum EngineError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// A document nested deeper than
+    /// [`MAX_DOCUMENT_DEPTH`](crate::MAX_DOCUMENT_DEPTH) levels, refused
+    /// before it was encoded or decoded (stored: the database was written
+    /// outside cipherdoc).
+    #[error(
+        "a document of collection {collection:?} is nested deeper than {limit} levels; refused"
+    )]
+    TooDeep {
+        /// The collection.
+        collection: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The transaction handle was already finished or lost its connection
     /// (an operation on it was cancelled midway); start a new transaction.
     #[error("transaction is no longer usable: {0}")]

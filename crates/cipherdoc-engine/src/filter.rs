@@ -27,7 +27,7 @@ use crate::value::{canonical_rank, compare, equals, is_nan};
 pub enum FilterError {
     /// An operator this engine does not know or support.
     #[error(
-        "unsupported operator {0:?}; supported: $eq $ne $in $nin $lt $lte $gt $gte $exists $not $and $or $nor"
+        "unsupported operator {0:?}; supported: $eq $ne $in $nin $lt $lte $gt $gte $exists $not $and $or $nor, and $expr with $encStrStartsWith $encStrEndsWith $encStrContains $encStrNormalizedEq"
     )]
     UnsupportedOperator(String),
     /// An operator whose argument has the wrong shape.
@@ -54,8 +54,10 @@ pub enum FilterError {
     MixedOperatorDocument(String),
 }
 
-/// A predicate on the value(s) at one path.
-#[derive(Debug, Clone, PartialEq)]
+/// A predicate on the value(s) at one path. `Debug` shows the operator and
+/// the operands' BSON types, never their values: a constant may be the
+/// plaintext of an encrypted field (before the encrypter replaced it).
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum FieldOp {
     /// `$eq`
@@ -81,6 +83,107 @@ pub enum FieldOp {
     Contains(String),
     /// A string at the path starts with this prefix (Django's `startswith`).
     StartsWith(String),
+    /// A string at the path ends with this suffix (Django's `endswith`).
+    EndsWith(String),
+    /// An encrypted text-search predicate (MongoDB 8.2's `$encStrStartsWith`,
+    /// `$encStrEndsWith`, `$encStrContains`, `$encStrNormalizedEq`, written
+    /// `{$expr: {$encStrStartsWith: {input: "$path", prefix: <payload>}}}`).
+    /// Only the QE server role can answer it, by rewriting the find payload
+    /// (blob 18) into tags; [`Filter::matches`] never matches it, as there
+    /// is nothing a plaintext evaluator could compare.
+    EncStr {
+        /// Which predicate.
+        op: EncStrOp,
+        /// The operand: a text find payload.
+        value: Bson,
+    },
+}
+
+/// The text-search expressions of MongoDB 8.2's `$expr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EncStrOp {
+    /// `$encStrStartsWith: {input, prefix}` (a prefix index).
+    StartsWith,
+    /// `$encStrEndsWith: {input, suffix}` (a suffix index).
+    EndsWith,
+    /// `$encStrContains: {input, substring}` (a substring index).
+    Contains,
+    /// `$encStrNormalizedEq: {input, string}`: the whole folded string
+    /// (any text index).
+    NormalizedEq,
+}
+
+impl EncStrOp {
+    const ALL: [Self; 4] = [
+        Self::StartsWith,
+        Self::EndsWith,
+        Self::Contains,
+        Self::NormalizedEq,
+    ];
+
+    /// The expression's name (`$encStrStartsWith`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StartsWith => "$encStrStartsWith",
+            Self::EndsWith => "$encStrEndsWith",
+            Self::Contains => "$encStrContains",
+            Self::NormalizedEq => "$encStrNormalizedEq",
+        }
+    }
+
+    /// The name of its operand argument (`prefix`, `suffix`, `substring`,
+    /// `string`).
+    pub fn argument(self) -> &'static str {
+        match self {
+            Self::StartsWith => "prefix",
+            Self::EndsWith => "suffix",
+            Self::Contains => "substring",
+            Self::NormalizedEq => "string",
+        }
+    }
+
+    /// The expression named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// `{$expr: {<name>: {input: "$<path>", <argument>: value}}}`: the
+    /// filter document a driver sends.
+    pub fn to_document(self, path: &str, value: Bson) -> Document {
+        let mut args = Document::new();
+        args.insert("input", format!("${path}"));
+        args.insert(self.argument(), value);
+        let mut expr = Document::new();
+        expr.insert(self.name(), args);
+        let mut out = Document::new();
+        out.insert("$expr", expr);
+        out
+    }
+}
+
+impl std::fmt::Debug for FieldOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use cipherdoc_crypto::{Redacted, RedactedList};
+        match self {
+            FieldOp::Eq(v) => f.debug_tuple("Eq").field(&Redacted(v)).finish(),
+            FieldOp::Ne(v) => f.debug_tuple("Ne").field(&Redacted(v)).finish(),
+            FieldOp::In(v) => f.debug_tuple("In").field(&RedactedList(v)).finish(),
+            FieldOp::Nin(v) => f.debug_tuple("Nin").field(&RedactedList(v)).finish(),
+            FieldOp::Lt(v) => f.debug_tuple("Lt").field(&Redacted(v)).finish(),
+            FieldOp::Lte(v) => f.debug_tuple("Lte").field(&Redacted(v)).finish(),
+            FieldOp::Gt(v) => f.debug_tuple("Gt").field(&Redacted(v)).finish(),
+            FieldOp::Gte(v) => f.debug_tuple("Gte").field(&Redacted(v)).finish(),
+            FieldOp::Exists(b) => f.debug_tuple("Exists").field(b).finish(),
+            FieldOp::Contains(_) => f.write_str("Contains(<redacted String>)"),
+            FieldOp::StartsWith(_) => f.write_str("StartsWith(<redacted String>)"),
+            FieldOp::EndsWith(_) => f.write_str("EndsWith(<redacted String>)"),
+            FieldOp::EncStr { op, value } => f
+                .debug_struct("EncStr")
+                .field("op", op)
+                .field("value", &Redacted(value))
+                .finish(),
+        }
+    }
 }
 
 /// A filter. Build one with the constructors (`Filter::eq("a.b", 5)`) or
@@ -160,6 +263,17 @@ impl Filter {
     pub fn exists(path: impl Into<String>, yes: bool) -> Self {
         Self::field(path, FieldOp::Exists(yes))
     }
+    /// `{$expr: {<op>: {input: "$path", <argument>: value}}}`: an encrypted
+    /// text-search predicate ([`FieldOp::EncStr`]).
+    pub fn enc_str(path: impl Into<String>, op: EncStrOp, value: impl Into<Bson>) -> Self {
+        Self::field(
+            path,
+            FieldOp::EncStr {
+                op,
+                value: value.into(),
+            },
+        )
+    }
     /// `{$and: [...]}`
     pub fn and(fs: impl IntoIterator<Item = Filter>) -> Self {
         Filter::And(fs.into_iter().collect())
@@ -211,6 +325,7 @@ impl Filter {
                         _ => Filter::Nor(fs),
                     });
                 }
+                "$expr" => out.push(parse_expr(v)?),
                 op if op.starts_with('$') => {
                     return Err(FilterError::UnsupportedOperator(op.to_owned()));
                 }
@@ -278,6 +393,52 @@ fn parse_path(path: &str, v: &Bson) -> Result<Filter, FilterError> {
         }
         _ => Ok(Filter::eq(path, v.clone())),
     }
+}
+
+/// `$expr`: only MongoDB 8.2's text-search expressions, one per `$expr`,
+/// `{<op>: {input: "$<path>", <argument>: <value>}}`; aggregation
+/// expressions in general are not supported.
+fn parse_expr(v: &Bson) -> Result<Filter, FilterError> {
+    const EXPECTED: &str = "one of $encStrStartsWith, $encStrEndsWith, $encStrContains, $encStrNormalizedEq (other aggregation expressions are not supported)";
+    let Bson::Document(d) = v else {
+        return Err(bad("$expr", EXPECTED));
+    };
+    let mut items = d.iter();
+    let (Some((name, args)), None) = (items.next(), items.next()) else {
+        return Err(bad("$expr", EXPECTED));
+    };
+    let Some(op) = EncStrOp::from_name(name) else {
+        return Err(if name.starts_with('$') {
+            FilterError::UnsupportedOperator(format!("$expr: {name}"))
+        } else {
+            bad("$expr", EXPECTED)
+        });
+    };
+    let args_shape = match op {
+        EncStrOp::StartsWith => "{input: \"$<field>\", prefix: <value>}",
+        EncStrOp::EndsWith => "{input: \"$<field>\", suffix: <value>}",
+        EncStrOp::Contains => "{input: \"$<field>\", substring: <value>}",
+        EncStrOp::NormalizedEq => "{input: \"$<field>\", string: <value>}",
+    };
+    let Bson::Document(args) = args else {
+        return Err(bad(name, args_shape));
+    };
+    let (mut input, mut value) = (None, None);
+    for (k, v) in args {
+        match k.as_str() {
+            "input" => input = Some(v),
+            a if a == op.argument() => value = Some(v.clone()),
+            _ => return Err(bad(name, args_shape)),
+        }
+    }
+    let (Some(Bson::String(input)), Some(value)) = (input, value) else {
+        return Err(bad(name, args_shape));
+    };
+    let Some(path) = input.strip_prefix('$').filter(|p| !p.starts_with('$')) else {
+        return Err(bad(name, args_shape));
+    };
+    check_path(path)?;
+    Ok(Filter::enc_str(path, op, value))
 }
 
 fn parse_list(op: &str, path: &str, v: &Bson) -> Result<Vec<Bson>, FilterError> {
@@ -489,6 +650,11 @@ fn op_matches(op: &FieldOp, reach: &Reach<'_>) -> bool {
         FieldOp::StartsWith(prefix) => reach
             .candidates()
             .any(|c| matches!(c, Bson::String(s) if s.starts_with(prefix.as_str()))),
+        FieldOp::EndsWith(suffix) => reach
+            .candidates()
+            .any(|c| matches!(c, Bson::String(s) if s.ends_with(suffix.as_str()))),
+        // Answered by the QE server role through tags, never in memory.
+        FieldOp::EncStr { .. } => false,
     }
 }
 
@@ -535,6 +701,41 @@ mod tests {
             Filter::parse(&doc! {"__safeContent__": {"$in": [tag]}}).unwrap(),
             Filter::tag_in([Tag([7; 32])])
         );
+    }
+
+    #[test]
+    fn enc_str_expressions() {
+        let payload = Bson::Binary(bson::Binary {
+            subtype: BinarySubtype::Encrypted,
+            bytes: vec![18, 1, 2],
+        });
+        for op in EncStrOp::ALL {
+            let d = op.to_document("a.b", payload.clone());
+            let f = Filter::parse(&d).unwrap();
+            assert_eq!(f, Filter::enc_str("a.b", op, payload.clone()));
+            assert!(!f.matches(&doc! {"a": {"b": "x"}}));
+        }
+        let both = Filter::parse(
+            &doc! {"x": 1, "$expr": {"$encStrContains": {"input": "$s", "substring": "q"}}},
+        )
+        .unwrap();
+        assert_eq!(
+            both,
+            Filter::and([
+                Filter::eq("x", 1),
+                Filter::enc_str("s", EncStrOp::Contains, "q")
+            ])
+        );
+        for bad_expr in [
+            doc! {"$expr": {"$eq": ["$a", 1]}},
+            doc! {"$expr": 1},
+            doc! {"$expr": {"$encStrStartsWith": {"input": "$a", "suffix": "x"}}},
+            doc! {"$expr": {"$encStrStartsWith": {"input": "a", "prefix": "x"}}},
+            doc! {"$expr": {"$encStrStartsWith": {"input": "$a"}}},
+            doc! {"$expr": {"$encStrStartsWith": {"input": "$a", "prefix": "x"}, "$encStrEndsWith": {"input": "$a", "suffix": "x"}}},
+        ] {
+            assert!(Filter::parse(&bad_expr).is_err(), "{bad_expr}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod contract;
 pub(crate) mod docs;
+pub use docs::{MAX_DOCUMENT_DEPTH, document_too_deep};
 mod engine;
 mod error;
 pub mod filter;
@@ -26,7 +27,7 @@ pub use engine::{
     QeRole, QeStateSizes, SortDirection, Transaction, TxFuture, TxMode, TxOutput, TxWork, transact,
 };
 pub use error::{EngineError, Result};
-pub use filter::{FieldOp, Filter, FilterError};
+pub use filter::{EncStrOp, FieldOp, Filter, FilterError};
 pub use qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState, Tag};
 
 /// Sort documents as `find` sorts them (MongoDB's order: an array sorts by

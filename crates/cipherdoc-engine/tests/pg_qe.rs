@@ -20,3 +20,10 @@ cipherdoc_engine::qe_server_tests!({
     }
     fresh
 });
+
+cipherdoc_engine::qe_server_text_tests!({
+    if testing::test_url().is_none() {
+        return;
+    }
+    fresh
+});

@@ -19,6 +19,7 @@ async fn fresh() -> SqliteEngine {
 }
 
 cipherdoc_engine::qe_server_tests!(fresh);
+cipherdoc_engine::qe_server_text_tests!(fresh);
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)

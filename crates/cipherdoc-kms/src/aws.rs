@@ -4,13 +4,16 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::Url;
-use serde_json::{Value, json};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::http::{HttpOptions, HttpResponse, HttpSender, TlsOptions, clip};
+use crate::http::{
+    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, json_object, secret_body,
+};
 use crate::sigv4::{SigningInput, authorization};
 use crate::{
-    AwsCredentials, KmsError, KmsProvider, MasterKey, ProviderKind, ProviderName, WrappedKey,
+    AwsCredentials, KeyTrust, KmsError, KmsProvider, MasterKey, ProviderKind, ProviderName,
+    WrappedKey,
 };
 
 /// An AWS KMS provider.
@@ -18,6 +21,7 @@ use crate::{
 pub struct AwsProvider {
     http: HttpSender,
     creds: AwsCredentials,
+    trust: KeyTrust,
 }
 
 impl AwsProvider {
@@ -40,7 +44,17 @@ impl AwsProvider {
         Ok(Self {
             http: HttpSender::new(name, http, tls)?,
             creds,
+            trust: KeyTrust::default(),
         })
+    }
+
+    /// Uses the master keys and hosts the settings allow; until then every
+    /// master key is refused (see [`crate::KeyTrust`]).
+    #[must_use]
+    pub fn with_trust(mut self, trust: KeyTrust) -> Self {
+        self.http.allow(&trust.hosts(None), &[]);
+        self.trust = trust;
+        self
     }
 
     fn url(&self, region: &str, mk_endpoint: Option<&crate::Endpoint>) -> Result<Url, KmsError> {
@@ -61,7 +75,7 @@ impl AwsProvider {
         region: &str,
         endpoint: Option<&crate::Endpoint>,
         target: &str,
-        body: &Value,
+        body: Zeroizing<Vec<u8>>,
     ) -> Result<Value, KmsError> {
         let url = self.url(region, endpoint)?;
         let host = match (url.host_str(), url.port()) {
@@ -74,10 +88,6 @@ impl AwsProvider {
                 ));
             }
         };
-        let body = Zeroizing::new(
-            serde_json::to_vec(body)
-                .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?,
-        );
         let target = format!("TrentService.{target}");
         let resp = self
             .http
@@ -114,13 +124,13 @@ impl AwsProvider {
                 for (k, v) in &headers {
                     rb = rb.header(*k, *v);
                 }
-                Ok(rb.body(body.to_vec()))
+                Ok(rb.body(secret_body(&body)))
             })
             .await?;
         self.check(&resp)
     }
 
-    fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
+    pub(crate) fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
         let provider = self.http.provider.to_string();
         if resp.status == 200 {
             // moto may label a JSON success as text/html: parse regardless of content type.
@@ -212,7 +222,7 @@ fn aws_error(resp: &HttpResponse) -> (String, String) {
     (code, clip(&tag("Message").unwrap_or_default()))
 }
 
-fn b64_field(
+pub(crate) fn b64_field(
     provider: &ProviderName,
     v: &mut Value,
     field: &str,
@@ -229,6 +239,10 @@ impl KmsProvider for AwsProvider {
         &self.http.provider
     }
 
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        self.trust.check(&self.http.provider, master_key, None)
+    }
+
     async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {
         let MasterKey::Aws(mk) = master_key else {
             return Err(KmsError::WrongMasterKeyKind {
@@ -236,14 +250,12 @@ impl KmsProvider for AwsProvider {
                 got: master_key.kind(),
             });
         };
+        self.trust.check(&self.http.provider, master_key, None)?;
         let plaintext = Zeroizing::new(B64.encode(dek));
+        let body = json_object(&[("KeyId", &mk.key), ("Plaintext", &plaintext)])
+            .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?;
         let mut v = self
-            .call(
-                &mk.region,
-                mk.endpoint.as_ref(),
-                "Encrypt",
-                &json!({"KeyId": mk.key, "Plaintext": *plaintext}),
-            )
+            .call(&mk.region, mk.endpoint.as_ref(), "Encrypt", body)
             .await?;
         let blob = b64_field(&self.http.provider, &mut v, "CiphertextBlob")?;
         Ok(WrappedKey {
@@ -265,13 +277,12 @@ impl KmsProvider for AwsProvider {
         };
         // KeyId is optional for symmetric keys; sending it makes AWS refuse
         // key material made under another key (IncorrectKeyException).
+        self.trust.check(&self.http.provider, master_key, None)?;
+        let blob = B64.encode(key_material);
+        let body = json_object(&[("CiphertextBlob", &blob), ("KeyId", &mk.key)])
+            .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?;
         let mut v = self
-            .call(
-                &mk.region,
-                mk.endpoint.as_ref(),
-                "Decrypt",
-                &json!({"CiphertextBlob": B64.encode(key_material), "KeyId": mk.key}),
-            )
+            .call(&mk.region, mk.endpoint.as_ref(), "Decrypt", body)
             .await?;
         b64_field(&self.http.provider, &mut v, "Plaintext")
     }

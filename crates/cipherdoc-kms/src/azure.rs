@@ -6,19 +6,23 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use reqwest::Url;
-use serde_json::{Value, json};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::http::{HttpOptions, HttpResponse, HttpSender, TlsOptions, clip};
+use crate::http::{
+    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, json_object, secret_body,
+};
 use crate::secret::Secret;
 use crate::token::{TokenCache, parse_token_response};
 use crate::{
-    AzureCredentials, KmsError, KmsProvider, MasterKey, ProviderKind, ProviderName, WrappedKey,
+    AzureCredentials, HostSet, KeyTrust, KmsError, KmsProvider, MasterKey, ProviderKind,
+    ProviderName, WrappedKey,
 };
 
 /// Key Vault REST API version used for `wrapkey`/`unwrapkey`.
 pub const AZURE_API_VERSION: &str = "7.4";
 const SCOPE: &str = "https://vault.azure.net/.default";
+const DEFAULT_TOKEN_HOST: &str = "login.microsoftonline.com";
 
 /// An Azure Key Vault provider.
 #[derive(Debug)]
@@ -26,6 +30,7 @@ pub struct AzureProvider {
     http: HttpSender,
     creds: AzureCredentials,
     token: TokenCache,
+    trust: KeyTrust,
 }
 
 impl AzureProvider {
@@ -39,11 +44,34 @@ impl AzureProvider {
         if name.kind() != ProviderKind::Azure {
             return Err(KmsError::config(name, "not an azure provider name"));
         }
+        let mut sender = HttpSender::new(name, http, tls)?;
+        // The token endpoint comes from the settings (or is Microsoft's).
+        if http.token_endpoint_override.is_none()
+            && let AzureCredentials::ClientSecret {
+                identity_platform_endpoint,
+                ..
+            } = &creds
+        {
+            match identity_platform_endpoint {
+                Some(e) => sender.allow(&HostSet::default(), &[(e.host(), e.port())]),
+                None => sender.allow(&HostSet::default(), &[(DEFAULT_TOKEN_HOST, None)]),
+            }
+        }
         Ok(Self {
-            http: HttpSender::new(name, http, tls)?,
+            http: sender,
             creds,
             token: TokenCache::default(),
+            trust: KeyTrust::default(),
         })
+    }
+
+    /// Uses the master keys and hosts the settings allow; until then every
+    /// master key is refused (see [`crate::KeyTrust`]).
+    #[must_use]
+    pub fn with_trust(mut self, trust: KeyTrust) -> Self {
+        self.http.allow(&trust.hosts(None), &[]);
+        self.trust = trust;
+        self
     }
 
     async fn fetch_token(&self) -> Result<(Secret, Duration), KmsError> {
@@ -65,7 +93,7 @@ impl AzureProvider {
         ) {
             (Some(o), _) => o.clone(),
             (None, Some(e)) => e.https_base(),
-            (None, None) => "https://login.microsoftonline.com".into(),
+            (None, None) => format!("https://{DEFAULT_TOKEN_HOST}"),
         };
         let url = join(
             &self.http.provider,
@@ -73,12 +101,17 @@ impl AzureProvider {
             &[tenant_id, "oauth2", "v2.0", "token"],
         )?;
         let form = Zeroizing::new(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("client_id", client_id)
-                .append_pair("scope", SCOPE)
-                .append_pair("client_secret", client_secret.expose())
-                .append_pair("grant_type", "client_credentials")
-                .finish(),
+            // Room for the whole form, so that growing never leaves a copy
+            // of the secret behind (percent-encoding at most triples it).
+            url::form_urlencoded::Serializer::new(String::with_capacity(
+                3 * (client_id.len() + client_secret.expose().len() + SCOPE.len()) + 128,
+            ))
+            .append_pair("client_id", client_id)
+            .append_pair("scope", SCOPE)
+            .append_pair("client_secret", client_secret.expose())
+            .append_pair("grant_type", "client_credentials")
+            .finish()
+            .into_bytes(),
         );
         let resp = self
             .http
@@ -86,7 +119,7 @@ impl AzureProvider {
                 Ok(c.post(url.clone())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("accept", "application/json")
-                    .body(form.as_bytes().to_vec()))
+                    .body(secret_body(&form)))
             })
             .await?;
         parse_token_response(&self.http.provider, &resp)
@@ -98,6 +131,8 @@ impl AzureProvider {
         op: &str,
         value: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.trust
+            .check(&self.http.provider, &MasterKey::Azure(mk.clone()), None)?;
         let token = match &self.creds {
             AzureCredentials::AccessToken(t) => t.clone(),
             AzureCredentials::ClientSecret { .. } => self.token.get(|| self.fetch_token()).await?,
@@ -116,17 +151,16 @@ impl AzureProvider {
         let mut url = join(&self.http.provider, &base, &segs)?;
         url.query_pairs_mut()
             .append_pair("api-version", AZURE_API_VERSION);
-        let body = Zeroizing::new(
-            serde_json::to_vec(&json!({"alg": "RSA-OAEP-256", "value": B64URL.encode(value)}))
-                .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?,
-        );
+        let value = Zeroizing::new(B64URL.encode(value));
+        let body = json_object(&[("alg", "RSA-OAEP-256"), ("value", &value)])
+            .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?;
         let resp = self
             .http
             .send(url.as_str(), |c| {
                 Ok(c.post(url.clone())
                     .bearer_auth(token.expose())
                     .header("content-type", "application/json")
-                    .body(body.to_vec()))
+                    .body(secret_body(&body)))
             })
             .await?;
         if resp.status == 401 {
@@ -145,7 +179,7 @@ impl AzureProvider {
             })
     }
 
-    fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
+    pub(crate) fn check(&self, resp: &HttpResponse) -> Result<Value, KmsError> {
         let provider = self.http.provider.to_string();
         let v: Option<Value> = serde_json::from_slice(&resp.body).ok();
         if resp.status == 200 {
@@ -227,6 +261,10 @@ pub(crate) fn join(provider: &ProviderName, base: &str, segs: &[&str]) -> Result
 impl KmsProvider for AzureProvider {
     fn name(&self) -> &ProviderName {
         &self.http.provider
+    }
+
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        self.trust.check(&self.http.provider, master_key, None)
     }
 
     async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {

@@ -140,6 +140,45 @@ pub enum KmsError {
         /// What is wrong.
         reason: String,
     },
+    /// A `masterKey` (from a key document) that the settings neither
+    /// configure nor allow: nothing was sent.
+    #[error(
+        "KMS provider {provider}: refusing the masterKey{}: {reason}. Nothing was sent. If this key is yours, add its master key to kms_credentials or its host to kms_providers.{provider}.allowed_hosts",
+        host.as_deref().map(|h| format!(" that points at {h}")).unwrap_or_default()
+    )]
+    UntrustedMasterKey {
+        /// Provider name.
+        provider: String,
+        /// The host the key would have made us contact, when it names one.
+        host: Option<String>,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A request would have gone to a host that the provider's settings do
+    /// not name; it was not sent.
+    #[error(
+        "KMS provider {provider}: refusing to contact {host}, which the settings do not name (allowed: {allowed}); nothing was sent"
+    )]
+    HostNotAllowed {
+        /// Provider name.
+        provider: String,
+        /// The host (and port) refused.
+        host: String,
+        /// The hosts the settings allow.
+        allowed: String,
+    },
+    /// The service's answer exceeded the size limit; it was not read further.
+    #[error(
+        "KMS provider {provider}: the answer from {endpoint} exceeds {limit} bytes and was refused"
+    )]
+    ResponseTooLarge {
+        /// Provider name.
+        provider: String,
+        /// Endpoint that answered.
+        endpoint: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// Local wrapping (through the [`crate::LocalWrap`] hook) failed.
     #[error("KMS provider {provider}: local key wrapping failed: {reason}")]
     LocalWrap {

@@ -15,14 +15,18 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::azure::join;
-use crate::http::{HttpOptions, HttpResponse, HttpSender, TlsOptions, clip};
+use crate::http::{
+    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, json_object, secret_body,
+};
 use crate::secret::Secret;
 use crate::token::{TokenCache, parse_token_response};
 use crate::{
-    GcpCredentials, KmsError, KmsProvider, MasterKey, ProviderKind, ProviderName, WrappedKey,
+    GcpCredentials, HostSet, KeyTrust, KmsError, KmsProvider, MasterKey, ProviderKind,
+    ProviderName, WrappedKey,
 };
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloudkms";
+const DEFAULT_TOKEN_HOST: &str = "oauth2.googleapis.com";
 /// JWT lifetime; Google accepts at most one hour, libmongocrypt uses 5 minutes.
 const JWT_LIFETIME_SECS: i64 = 300;
 
@@ -32,6 +36,7 @@ pub struct GcpProvider {
     http: HttpSender,
     auth: GcpAuth,
     token: TokenCache,
+    trust: KeyTrust,
 }
 
 enum GcpAuth {
@@ -106,11 +111,31 @@ impl GcpProvider {
             }
             GcpCredentials::AccessToken(t) => GcpAuth::AccessToken(t),
         };
+        let mut sender = HttpSender::new(name, http, tls)?;
+        // The token endpoint comes from the settings (or is Google's).
+        if http.token_endpoint_override.is_none()
+            && let GcpAuth::ServiceAccount { token_host, .. } = &auth
+        {
+            match token_host {
+                Some(e) => sender.allow(&HostSet::default(), &[(e.host(), e.port())]),
+                None => sender.allow(&HostSet::default(), &[(DEFAULT_TOKEN_HOST, None)]),
+            }
+        }
         Ok(Self {
-            http: HttpSender::new(name, http, tls)?,
+            http: sender,
             auth,
             token: TokenCache::default(),
+            trust: KeyTrust::default(),
         })
+    }
+
+    /// Uses the master keys and hosts the settings allow; until then every
+    /// master key is refused (see [`crate::KeyTrust`]).
+    #[must_use]
+    pub fn with_trust(mut self, trust: KeyTrust) -> Self {
+        self.http.allow(&trust.hosts(None), &[]);
+        self.trust = trust;
+        self
     }
 
     async fn fetch_token(&self) -> Result<(Secret, Duration), KmsError> {
@@ -128,7 +153,7 @@ impl GcpProvider {
         let base = match (&self.http.opts.token_endpoint_override, token_host) {
             (Some(o), _) => o.clone(),
             (None, Some(e)) => e.https_base(),
-            (None, None) => "https://oauth2.googleapis.com".into(),
+            (None, None) => format!("https://{DEFAULT_TOKEN_HOST}"),
         };
         let url = join(&self.http.provider, &base, &["token"])?;
         // The audience is the token endpoint the assertion is sent to.
@@ -145,10 +170,11 @@ impl GcpProvider {
         let sig = key.sign(signing_input.as_bytes());
         let jwt = Zeroizing::new(format!("{signing_input}.{}", B64URL.encode(sig.to_bytes())));
         let form = Zeroizing::new(
-            url::form_urlencoded::Serializer::new(String::new())
+            url::form_urlencoded::Serializer::new(String::with_capacity(3 * jwt.len() + 128))
                 .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
                 .append_pair("assertion", &jwt)
-                .finish(),
+                .finish()
+                .into_bytes(),
         );
         let resp = self
             .http
@@ -156,7 +182,7 @@ impl GcpProvider {
                 Ok(c.post(url.clone())
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("accept", "application/json")
-                    .body(form.as_bytes().to_vec()))
+                    .body(secret_body(&form)))
             })
             .await?;
         parse_token_response(&self.http.provider, &resp)
@@ -170,6 +196,8 @@ impl GcpProvider {
         value: &[u8],
         out: &str,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.trust
+            .check(&self.http.provider, &MasterKey::Gcp(mk.clone()), None)?;
         let token = match &self.auth {
             GcpAuth::AccessToken(t) => t.clone(),
             GcpAuth::ServiceAccount { .. } => self.token.get(|| self.fetch_token()).await?,
@@ -177,7 +205,7 @@ impl GcpProvider {
         let base = match (&self.http.opts.endpoint_override, &mk.endpoint) {
             (Some(o), _) => o.clone(),
             (None, Some(e)) => e.https_base(),
-            (None, None) => "https://cloudkms.googleapis.com".into(),
+            (None, None) => format!("https://{}", crate::trust::GCP_DEFAULT_HOST),
         };
         let mut segs = vec![
             "v1",
@@ -200,17 +228,16 @@ impl GcpProvider {
         };
         segs.push(&last);
         let url = join(&self.http.provider, &base, &segs)?;
-        let body = Zeroizing::new(
-            serde_json::to_vec(&json!({ field: B64.encode(value) }))
-                .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?,
-        );
+        let value = Zeroizing::new(B64.encode(value));
+        let body = json_object(&[(field, &value)])
+            .map_err(|e| KmsError::protocol(&self.http.provider, e.to_string()))?;
         let resp = self
             .http
             .send(url.as_str(), |c| {
                 Ok(c.post(url.clone())
                     .bearer_auth(token.expose())
                     .header("content-type", "application/json")
-                    .body(body.to_vec()))
+                    .body(secret_body(&body)))
             })
             .await?;
         if resp.status == 401 {
@@ -226,7 +253,7 @@ impl GcpProvider {
         })
     }
 
-    fn check(&self, resp: &HttpResponse, op: &str) -> Result<Value, KmsError> {
+    pub(crate) fn check(&self, resp: &HttpResponse, op: &str) -> Result<Value, KmsError> {
         let provider = self.http.provider.to_string();
         let v: Option<Value> = serde_json::from_slice(&resp.body).ok();
         if resp.status == 200 {
@@ -283,6 +310,10 @@ impl GcpProvider {
 impl KmsProvider for GcpProvider {
     fn name(&self) -> &ProviderName {
         &self.http.provider
+    }
+
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        self.trust.check(&self.http.provider, master_key, None)
     }
 
     async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {

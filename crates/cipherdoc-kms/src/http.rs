@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 use reqwest::header::HeaderMap;
+use zeroize::Zeroizing;
 
-use crate::{KmsError, ProviderName};
+use crate::{HostSet, KmsError, ProviderName};
 
 /// Bounded retries with exponential backoff and full jitter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,21 +108,60 @@ pub(crate) fn read_file(
     })
 }
 
-/// An HTTP answer that was not a transport failure.
+/// The largest answer a KMS or token endpoint may send. Real answers are
+/// a few kilobytes; a hostile or broken server must not make us buffer more.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// An HTTP answer that was not a transport failure. The body may hold a
+/// plaintext data key or an access token: it is zeroized when dropped.
 #[derive(Debug)]
 pub(crate) struct HttpResponse {
     pub status: u16,
     pub headers: HeaderMap,
-    pub body: bytes::Bytes,
+    pub body: Zeroizing<Vec<u8>>,
     pub attempts: u32,
 }
 
-/// reqwest client plus the retry loop.
+/// reqwest client plus the retry loop and the host guard.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpSender {
     client: reqwest::Client,
     pub(crate) provider: ProviderName,
     pub(crate) opts: HttpOptions,
+    /// The only hosts a request may go to (see [`crate::trust`]).
+    allowed: HostSet,
+}
+
+/// A request body that may hold a secret, as a `Bytes` whose owner zeroizes
+/// the buffer when reqwest is done with it.
+pub(crate) fn secret_body(body: &Zeroizing<Vec<u8>>) -> bytes::Bytes {
+    bytes::Bytes::from_owner(body.clone())
+}
+
+/// A JSON object of string fields, written straight into a zeroized buffer
+/// (the `Value` that `json!` builds would keep an unzeroized copy of a
+/// base64 data key). Room is reserved up front so that the buffer never
+/// reallocates, which would leave a copy behind.
+pub(crate) fn json_object(
+    fields: &[(&str, &str)],
+) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+    // Escaping at most sextuples a character (\u00XX).
+    let cap = 2 + fields
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.len()) + 6)
+        .sum::<usize>();
+    let mut out = Zeroizing::new(Vec::with_capacity(cap));
+    out.push(b'{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, k)?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v)?;
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 impl HttpSender {
@@ -168,16 +208,36 @@ impl HttpSender {
         let client = b
             .build()
             .map_err(|e| KmsError::config(provider, format!("HTTP client: {e}")))?;
+        let mut allowed = HostSet::default();
+        for url in [&opts.endpoint_override, &opts.token_endpoint_override]
+            .into_iter()
+            .flatten()
+        {
+            allowed.insert_url(url);
+        }
         Ok(Self {
             client,
             provider: provider.clone(),
             opts: opts.clone(),
+            allowed,
         })
+    }
+
+    /// Admits the hosts of `set` too (the settings' master keys, the
+    /// allowlist, the provider's fixed hosts).
+    pub(crate) fn allow(&mut self, set: &HostSet, extra: &[(&str, Option<u16>)]) {
+        for (h, p) in set.entries() {
+            self.allowed.insert(h, p);
+        }
+        for (h, p) in extra {
+            self.allowed.insert(h, *p);
+        }
     }
 
     /// Sends the request built by `build` (called once per attempt, so that
     /// signatures and dates are fresh), retrying transport failures and
     /// HTTP 429/5xx per the policy. Other statuses are returned to the caller.
+    /// A request whose URL names a host outside the allowed set is not sent.
     pub(crate) async fn send<F>(&self, endpoint: &str, build: F) -> Result<HttpResponse, KmsError>
     where
         F: Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, KmsError>,
@@ -186,20 +246,12 @@ impl HttpSender {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = match build(&self.client)?.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    match resp.bytes().await {
-                        Ok(body) => Ok(HttpResponse {
-                            status,
-                            headers,
-                            body,
-                            attempts: attempt,
-                        }),
-                        Err(e) => Err(self.transport_error(endpoint, &e, attempt)),
-                    }
-                }
+            let request = build(&self.client)?
+                .build()
+                .map_err(|e| KmsError::protocol(&self.provider, format!("request: {e}")))?;
+            self.check_host(request.url())?;
+            let outcome = match self.client.execute(request).await {
+                Ok(resp) => self.read(endpoint, resp, attempt).await,
                 Err(e) => Err(self.transport_error(endpoint, &e, attempt)),
             };
             let retry = match &outcome {
@@ -213,6 +265,75 @@ impl HttpSender {
             tracing::debug!(provider = %self.provider, attempt, ?wait, "transient KMS failure; retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    fn check_host(&self, url: &reqwest::Url) -> Result<(), KmsError> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default();
+        if self.allowed.permits(host, port) {
+            return Ok(());
+        }
+        Err(KmsError::HostNotAllowed {
+            provider: self.provider.to_string(),
+            host: match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_owned(),
+            },
+            allowed: self.allowed.to_string(),
+        })
+    }
+
+    /// Reads the body up to [`MAX_RESPONSE_BYTES`] into a zeroized buffer.
+    /// (The transport's own chunk buffers are beyond our reach.)
+    async fn read(
+        &self,
+        endpoint: &str,
+        mut resp: reqwest::Response,
+        attempt: u32,
+    ) -> Result<HttpResponse, KmsError> {
+        let too_large = || KmsError::ResponseTooLarge {
+            provider: self.provider.to_string(),
+            endpoint: endpoint.to_owned(),
+            limit: MAX_RESPONSE_BYTES,
+        };
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > MAX_RESPONSE_BYTES as u64 {
+            return Err(too_large());
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        // Reserve the whole limit when the length is unknown, so that the
+        // buffer never reallocates (which would leave a copy behind).
+        let cap = if announced > 0 {
+            usize::try_from(announced).unwrap_or(MAX_RESPONSE_BYTES)
+        } else {
+            MAX_RESPONSE_BYTES
+        };
+        let mut body = Zeroizing::new(Vec::with_capacity(cap));
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        return Err(too_large());
+                    }
+                    if body.len() + chunk.len() > body.capacity() {
+                        // More than announced: move to a buffer of the full limit.
+                        let mut bigger = Zeroizing::new(Vec::with_capacity(MAX_RESPONSE_BYTES));
+                        bigger.extend_from_slice(&body);
+                        body = bigger;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.transport_error(endpoint, &e, attempt)),
+            }
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+            attempts: attempt,
+        })
     }
 
     fn transport_error(&self, endpoint: &str, e: &reqwest::Error, attempts: u32) -> KmsError {

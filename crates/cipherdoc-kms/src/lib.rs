@@ -13,6 +13,8 @@ mod azure;
 mod cache;
 mod credentials;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gcp;
 mod http;
 pub mod kmip;
@@ -24,6 +26,7 @@ mod secret;
 mod settings;
 pub mod sigv4;
 mod token;
+mod trust;
 
 pub use aws::AwsProvider;
 pub use azure::{AZURE_API_VERSION, AzureProvider};
@@ -34,7 +37,7 @@ pub use credentials::{
 };
 pub use error::KmsError;
 pub use gcp::GcpProvider;
-pub use http::{HttpOptions, RetryPolicy, TlsOptions};
+pub use http::{HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, TlsOptions};
 pub use kmip::KmipProvider;
 pub use local::LocalProvider;
 pub use master_key::{
@@ -44,3 +47,4 @@ pub use name::{ProviderKind, ProviderName};
 pub use provider::{KmsProvider, LocalWrap, WrappedKey};
 pub use secret::{Secret, SecretBytes};
 pub use settings::{KmsProviders, ProviderSettings, build_provider};
+pub use trust::{HostSet, KeyTrust, validate_host, validate_region};

@@ -44,6 +44,10 @@ impl KmsProvider for LocalProvider {
         &self.name
     }
 
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        expect_kind(&self.name, master_key, ProviderKind::Local)
+    }
+
     async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {
         expect_kind(&self.name, master_key, ProviderKind::Local)?;
         let key_material =

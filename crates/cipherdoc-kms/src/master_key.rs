@@ -39,9 +39,9 @@ impl Endpoint {
                 None => (host_port.to_owned(), None),
             }
         };
-        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '@') {
-            return Err("has an empty or invalid host".into());
-        }
+        // The host becomes part of a URL or a TLS server name: only a DNS
+        // name or an IP literal, never userinfo, a path or whitespace.
+        crate::trust::validate_host(&host)?;
         let port = match port {
             Some(p) => Some(
                 p.parse::<u16>()
@@ -246,9 +246,11 @@ impl MasterKey {
         Ok(match provider.kind() {
             ProviderKind::Aws => {
                 r.only(&["provider", "key", "region", "endpoint"])?;
+                let region = r.req_str("region")?;
+                crate::trust::validate_region(&region).map_err(|e| r.err("region", e))?;
                 Self::Aws(AwsMasterKey {
                     key: r.req_str("key")?,
-                    region: r.req_str("region")?,
+                    region,
                     endpoint: r.opt_endpoint("endpoint")?,
                     provider,
                 })

@@ -25,6 +25,11 @@ pub trait KmsProvider: Send + Sync + Debug {
     /// The provider's name (`aws`, `aws:prod`, ...).
     fn name(&self) -> &ProviderName;
 
+    /// Whether the settings let this provider use `master_key` (see
+    /// [`crate::KeyTrust`]); checked by `wrap` and `unwrap` too, and by
+    /// callers that must refuse a whole batch before writing anything.
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError>;
+
     /// Wraps (encrypts) a data key with the master key.
     async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError>;
 

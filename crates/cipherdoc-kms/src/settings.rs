@@ -6,8 +6,9 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::{
-    AwsProvider, AzureProvider, GcpProvider, HttpOptions, KmipProvider, KmsCredentials, KmsError,
-    KmsProvider, LocalProvider, LocalWrap, MasterKey, ProviderName, TlsOptions, WrappedKey,
+    AwsProvider, AzureProvider, GcpProvider, HttpOptions, KeyTrust, KmipProvider, KmsCredentials,
+    KmsError, KmsProvider, LocalProvider, LocalWrap, MasterKey, ProviderName, TlsOptions,
+    WrappedKey,
 };
 
 /// Settings of one provider.
@@ -19,6 +20,9 @@ pub struct ProviderSettings {
     pub http: HttpOptions,
     /// CA file and client certificate.
     pub tls: TlsOptions,
+    /// The master keys and hosts this provider may use. The default trusts
+    /// no key document (see [`KeyTrust`]).
+    pub trust: KeyTrust,
 }
 
 impl ProviderSettings {
@@ -28,6 +32,7 @@ impl ProviderSettings {
             credentials,
             http: HttpOptions::default(),
             tls: TlsOptions::default(),
+            trust: KeyTrust::default(),
         }
     }
 }
@@ -40,18 +45,20 @@ pub fn build_provider(
     local_wrap: Option<&Arc<dyn LocalWrap>>,
 ) -> Result<Arc<dyn KmsProvider>, KmsError> {
     settings.credentials.check_kind(name)?;
-    let (http, tls) = (&settings.http, &settings.tls);
+    let (http, tls, trust) = (&settings.http, &settings.tls, settings.trust.clone());
     Ok(match &settings.credentials {
-        KmsCredentials::Aws(c) => Arc::new(AwsProvider::new(name, c.clone(), http, tls)?),
-        KmsCredentials::Azure(c) => Arc::new(AzureProvider::new(name, c.clone(), http, tls)?),
-        KmsCredentials::Gcp(c) => Arc::new(GcpProvider::new(name, c.clone(), http, tls)?),
-        KmsCredentials::Kmip(c) => Arc::new(KmipProvider::new(
-            name,
-            c.clone(),
-            http,
-            tls,
-            local_wrap.cloned(),
-        )?),
+        KmsCredentials::Aws(c) => {
+            Arc::new(AwsProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
+        }
+        KmsCredentials::Azure(c) => {
+            Arc::new(AzureProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
+        }
+        KmsCredentials::Gcp(c) => {
+            Arc::new(GcpProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
+        }
+        KmsCredentials::Kmip(c) => Arc::new(
+            KmipProvider::new(name, c.clone(), http, tls, local_wrap.cloned())?.with_trust(trust),
+        ),
         KmsCredentials::Local(c) => {
             let w = local_wrap.ok_or_else(|| {
                 KmsError::config(name, "the local provider needs the local wrapping hook")
@@ -96,12 +103,25 @@ impl KmsProviders {
     }
 
     fn for_key(&self, mk: &MasterKey) -> Result<&Arc<dyn KmsProvider>, KmsError> {
-        self.get(mk.provider()).ok_or_else(|| {
-            KmsError::config(
-                mk.provider(),
-                "no such KMS provider is configured (the masterKey names it)",
-            )
-        })
+        self.get(mk.provider())
+            .ok_or_else(|| KmsError::UntrustedMasterKey {
+                provider: mk.provider().to_string(),
+                host: None,
+                reason: format!(
+                    "no KMS provider of that name is configured (configured: {})",
+                    self.providers
+                        .keys()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Whether the settings let the provider `master_key` names use it,
+    /// without contacting anything.
+    pub fn check(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        self.for_key(master_key)?.check_master_key(master_key)
     }
 
     /// Wraps with the provider named by `master_key.provider`.
@@ -127,6 +147,9 @@ impl KmsProviders {
         key_material: &[u8],
         to: &MasterKey,
     ) -> Result<WrappedKey, KmsError> {
+        // Both ends are checked before either is contacted.
+        self.check(from)?;
+        self.check(to)?;
         let dek = self.unwrap(from, key_material).await?;
         self.wrap(to, &dek).await
     }

@@ -14,6 +14,11 @@ use crate::{KmsError, ProviderName};
 /// used as it expires in flight.
 const EARLY: Duration = Duration::from_secs(60);
 
+/// The longest a token is kept, whatever the endpoint announces: real
+/// tokens live an hour or so, and an absurd `expires_in` must neither
+/// overflow an `Instant` nor pin a token for years.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
     slot: Mutex<Option<(Secret, Instant)>>,
@@ -35,12 +40,18 @@ impl TokenCache {
             }
         }
         let (tok, lifetime) = fetch().await?;
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         let keep = if lifetime > EARLY * 2 {
             lifetime.saturating_sub(EARLY)
         } else {
             lifetime / 2
         };
-        *slot = Some((tok.clone(), Instant::now() + keep));
+        let now = Instant::now();
+        // `keep` is capped above, so this cannot overflow; if it ever did,
+        // the token is simply not cached.
+        if let Some(until) = now.checked_add(keep) {
+            *slot = Some((tok.clone(), until));
+        }
         Ok(tok)
     }
 
@@ -56,7 +67,7 @@ pub(crate) fn parse_token_response(
     provider: &ProviderName,
     resp: &HttpResponse,
 ) -> Result<(Secret, Duration), KmsError> {
-    let v: Value = serde_json::from_slice(&resp.body).map_err(|_| KmsError::Service {
+    let mut v: Value = serde_json::from_slice(&resp.body).map_err(|_| KmsError::Service {
         provider: provider.to_string(),
         status: resp.status,
         code: "token endpoint".into(),
@@ -91,10 +102,9 @@ pub(crate) fn parse_token_response(
             }
         });
     }
-    let token = v
-        .get("access_token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| KmsError::protocol(provider, "token answer lacks access_token"))?;
+    // Moved out of the `Value`, so that the only copy is zeroized on drop.
+    let token = crate::http::take_str(provider, &mut v, "access_token")
+        .map_err(|_| KmsError::protocol(provider, "token answer lacks access_token"))?;
     // Azure sends expires_in as a number, some endpoints as a string.
     let secs = match v.get("expires_in") {
         Some(Value::Number(n)) => n.as_u64(),
@@ -102,5 +112,6 @@ pub(crate) fn parse_token_response(
         _ => None,
     }
     .ok_or_else(|| KmsError::protocol(provider, "token answer lacks expires_in"))?;
-    Ok((Secret::new(token), Duration::from_secs(secs)))
+    let secs = secs.min(MAX_TOKEN_LIFETIME.as_secs());
+    Ok((Secret::new(token.as_str()), Duration::from_secs(secs)))
 }

@@ -8,8 +8,8 @@ mod common;
 
 use cipherdoc_kms::sigv4::{SigningInput, authorization};
 use cipherdoc_kms::{
-    AwsCredentials, HttpOptions, KmsCredentials, KmsError, KmsProviders, MasterKey, ProviderName,
-    ProviderSettings, Secret,
+    AwsCredentials, Endpoint, HttpOptions, KeyTrust, KmsCredentials, KmsError, KmsProviders,
+    MasterKey, ProviderName, ProviderSettings, Secret,
 };
 use common::{assert_clean_error, peer_env};
 
@@ -80,6 +80,11 @@ fn providers(p: &Peer, name: &str, secret: &str) -> KmsProviders {
         endpoint_override: Some(p.endpoint.clone()),
         ..HttpOptions::default()
     };
+    // Key ids are created by the test: trust AWS's host for us-east-1.
+    s.trust = KeyTrust::new(
+        vec![],
+        &[Endpoint::parse("kms.us-east-1.amazonaws.com").unwrap()],
+    );
     KmsProviders::from_settings(
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()

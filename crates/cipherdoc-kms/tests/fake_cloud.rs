@@ -23,8 +23,8 @@ use axum::{Form, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use cipherdoc_kms::{
-    AzureCredentials, GcpCredentials, HttpOptions, KmsCredentials, KmsError, KmsProviders,
-    MasterKey, ProviderName, ProviderSettings, RetryPolicy, Secret, SecretBytes,
+    AzureCredentials, Endpoint, GcpCredentials, HttpOptions, KeyTrust, KmsCredentials, KmsError,
+    KmsProviders, MasterKey, ProviderName, ProviderSettings, RetryPolicy, Secret, SecretBytes,
 };
 use common::assert_clean_error;
 use rand_core::{OsRng, RngCore};
@@ -204,6 +204,7 @@ fn azure_kms(base: &str, name: &str, creds: AzureCredentials) -> KmsProviders {
         retry: RetryPolicy::none(),
         ..HttpOptions::default()
     };
+    s.trust = KeyTrust::new(vec![], &[Endpoint::parse("vault.example").unwrap()]);
     KmsProviders::from_settings(
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
@@ -531,6 +532,10 @@ fn gcp_kms(base: &str, name: &str, creds: GcpCredentials) -> KmsProviders {
         retry: RetryPolicy::none(),
         ..HttpOptions::default()
     };
+    s.trust = KeyTrust::new(
+        vec![],
+        &[Endpoint::parse("cloudkms.googleapis.com").unwrap()],
+    );
     KmsProviders::from_settings(
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
@@ -702,6 +707,7 @@ async fn named_providers_from_settings_and_rewrap_local_to_azure() {
         token_endpoint_override: Some(base),
         ..HttpOptions::default()
     };
+    az.trust = KeyTrust::new(vec![az_mk("azure:prod", "test-key", None)], &[]);
     let local = ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
         key: SecretBytes::new(vec![3u8; 96]),
     }));

@@ -28,9 +28,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use cipherdoc_kms::sigv4::{SigningInput, authorization};
 use cipherdoc_kms::{
-    AwsCredentials, Endpoint, HttpOptions, KmipCredentials, KmipProvider, KmsCredentials, KmsError,
-    KmsProvider, KmsProviders, MasterKey, ProviderName, ProviderSettings, RetryPolicy, Secret,
-    TlsOptions,
+    AwsCredentials, Endpoint, HttpOptions, KeyTrust, KmipCredentials, KmipProvider, KmsCredentials,
+    KmsError, KmsProvider, KmsProviders, MasterKey, ProviderName, ProviderSettings, RetryPolicy,
+    Secret, TlsOptions,
 };
 use common::assert_clean_error;
 
@@ -220,6 +220,7 @@ fn kms(endpoint: &str, timeout: Duration) -> KmsProviders {
         endpoint_override: Some(endpoint.to_owned()),
         token_endpoint_override: None,
     };
+    s.trust = KeyTrust::new(vec![mk()], &[]);
     KmsProviders::from_settings(
         &[("aws:prod".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
@@ -364,7 +365,10 @@ async fn provider_not_configured_or_wrong_kind() {
     )
     .unwrap();
     let err = k.wrap(&other, &[1; 96]).await.unwrap_err();
-    assert!(matches!(err, KmsError::Config { .. }), "{err:?}");
+    assert!(
+        matches!(err, KmsError::UntrustedMasterKey { .. }),
+        "{err:?}"
+    );
     let p = k.get(&"aws:prod".parse().unwrap()).unwrap();
     let local = MasterKey::from_document(&bson::doc! {"provider": "local"}).unwrap();
     let err = p.wrap(&local, &[1; 96]).await.unwrap_err();
@@ -417,4 +421,60 @@ async fn kmip_timeout() {
         "{err:?}"
     );
     assert!(err.to_string().contains("kmip"));
+}
+
+/// A KMIP flow that creates a server object (Create or Register, then
+/// Activate) is never retried: a failure after the request went out may
+/// have created the object, and a second run would create another. A flow
+/// on an existing key id is retried as usual. The server accepts and drops
+/// every connection, a transient failure.
+#[tokio::test]
+async fn kmip_create_and_register_are_never_retried() {
+    let Some(ca) = common::peer_env("CIPHERDOC_TEST_KMIP_CA") else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let p = KmipProvider::new(
+        &"kmip".parse().unwrap(),
+        KmipCredentials {
+            endpoint: Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap(),
+        },
+        &HttpOptions {
+            timeout: Duration::from_secs(5),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+                jitter: false,
+            },
+            ..HttpOptions::default()
+        },
+        &TlsOptions {
+            ca_file: Some(PathBuf::from(ca)),
+            ..TlsOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    let creates =
+        MasterKey::from_document(&bson::doc! {"provider": "kmip", "delegated": true}).unwrap();
+    let err = p.wrap(&creates, &[1; 96]).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "Create was retried");
+
+    let existing =
+        MasterKey::from_document(&bson::doc! {"provider": "kmip", "delegated": true, "keyId": "1"})
+            .unwrap();
+    let err = p.wrap(&existing, &[1; 96]).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1 + 3);
 }

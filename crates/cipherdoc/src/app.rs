@@ -342,6 +342,9 @@ pub struct App {
     databases: BTreeMap<String, Arc<Database>>,
     routers: Routers,
     models: Vec<&'static ModelSchema>,
+    /// Models used without `register` whose schema has been validated, by
+    /// the address of their `'static` schema.
+    validated: Mutex<Vec<usize>>,
 }
 
 impl App {
@@ -355,6 +358,7 @@ impl App {
             databases,
             routers: settings.routers,
             models: Vec::new(),
+            validated: Mutex::new(Vec::new()),
         })
     }
 
@@ -365,6 +369,21 @@ impl App {
             None => Settings::load()?,
         };
         Self::open(settings).await
+    }
+
+    /// Puts `wrap(alias, engine)` in front of each database's engine: what
+    /// every query set sends to a database (documents after client-side
+    /// encryption, filters after find payloads) then passes through it. For
+    /// instrumentation and for tests that inspect every write (the property
+    /// test of the coverage rule does). Call it before the app is shared.
+    #[must_use]
+    pub fn map_engines(mut self, wrap: impl Fn(&str, Arc<dyn Engine>) -> Arc<dyn Engine>) -> Self {
+        for (alias, db) in &mut self.databases {
+            if let Some(db) = Arc::get_mut(db) {
+                db.engine = wrap(alias, Arc::clone(&db.engine));
+            }
+        }
+        self
     }
 
     /// Adds a router in code, asked before those from the settings file.
@@ -387,6 +406,26 @@ impl App {
             self.models.push(schema);
         }
         Ok(self)
+    }
+
+    /// Checks `schema` as [`App::register`] does, once per model: a model
+    /// used without being registered gets exactly the registered models'
+    /// rules (an encrypted field inside a list of embedded models, for
+    /// example, is refused rather than stored in plaintext).
+    pub(crate) fn validate_model(&self, schema: &'static ModelSchema) -> Result<()> {
+        if self.models.iter().any(|m| std::ptr::eq(*m, schema)) {
+            return Ok(());
+        }
+        let addr = std::ptr::from_ref(schema) as usize;
+        let mut seen = self
+            .validated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.contains(&addr) {
+            schema.validate()?;
+            seen.push(addr);
+        }
+        Ok(())
     }
 
     /// The registered models, in registration order.

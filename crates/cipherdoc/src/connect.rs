@@ -8,14 +8,14 @@ use base64::Engine as _;
 use bson::{Document, doc};
 use cipherdoc_engine::Engine;
 use cipherdoc_kms::{
-    AwsCredentials, AzureCredentials, Endpoint, GcpCredentials, KmipCredentials, KmsCredentials,
-    KmsProviders, LocalCredentials, LocalWrap, MasterKey as KmsMasterKey, ProviderName,
-    ProviderSettings, Secret, SecretBytes,
+    AwsCredentials, AzureCredentials, Endpoint, GcpCredentials, KeyTrust, KmipCredentials,
+    KmsCredentials, KmsProviders, LocalCredentials, LocalWrap, MasterKey as KmsMasterKey,
+    ProviderName, ProviderSettings, Secret, SecretBytes,
 };
 
 use crate::error::{Error, Result};
 use crate::key_vault::EngineKeyVault;
-use crate::keys::{CryptoLocalWrap, KeyStore};
+use crate::keys::{CryptoLocalWrap, KeyCheckValues, KeyStore};
 use crate::settings::{
     DatabaseSettings, EncryptionSettings, EngineSettings, KmsProviderSettings, MasterKeySettings,
     SecretSource, SettingsError,
@@ -313,22 +313,45 @@ pub(crate) async fn open_encryption(
         let (credentials, tls) = credentials(&path, &p.settings)?;
         let mut ps = ProviderSettings::new(credentials);
         ps.tls = tls;
-        providers.insert(name, ps);
+        if let Some(ca) = &p.transport.tls_ca_file {
+            ps.tls.ca_file = Some(ca.clone());
+        }
+        if let Some(e) = &p.transport.endpoint {
+            ps.http.endpoint_override = Some(if e.contains("://") {
+                e.clone()
+            } else {
+                format!("https://{e}")
+            });
+        }
         let mk = KmsMasterKey::from_document(&master_key_document(&name_str, &p.master_key))
             .map_err(|e| {
                 setting_err(format!("{base}.kms_credentials.{name_str}"), e.to_string())
             })?;
+        // Key documents are used only with this master key or on these
+        // hosts: the settings decide, never the key vault.
+        let allowed = p
+            .transport
+            .allowed_hosts
+            .iter()
+            .map(|h| endpoint(h, &format!("{path}.allowed_hosts")))
+            .collect::<Result<Vec<_>>>()?;
+        ps.trust = KeyTrust::new(vec![mk.clone()], &allowed);
+        providers.insert(name, ps);
         master_keys.push(mk);
     }
     let hook: Arc<dyn LocalWrap> = Arc::new(CryptoLocalWrap);
     let kms = KmsProviders::from_settings(&providers, Some(&hook))?;
     let (_, vault_coll) = enc.key_vault();
     let vault = EngineKeyVault::open(engine, vault_coll).await?;
-    let keys = KeyStore::new(
+    let mut keys = KeyStore::new(
         Arc::new(vault),
         Arc::new(kms),
         Duration::from_secs(enc.data_key_cache_ttl_secs),
     );
+    if let Some(path) = &enc.key_check_values {
+        let setting = format!("{base}.key_check_values");
+        keys = keys.with_key_check_values(KeyCheckValues::read(path, &setting)?, setting);
+    }
     Ok(OpenedEncryption {
         keys: Arc::new(keys),
         master_keys,

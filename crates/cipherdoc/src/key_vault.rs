@@ -58,6 +58,10 @@ pub trait KeyVault: Send + Sync + std::fmt::Debug {
     async fn replace(&self, doc: Document) -> Result<(), KeyVaultError>;
     /// Every key document, in insertion order.
     async fn list(&self) -> Result<Vec<Document>, KeyVaultError>;
+    /// Removes the key document with this `_id`; `false` when there was
+    /// none. Used to take back the keys of a migration that was refused
+    /// part way (a key nothing was encrypted with yet).
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError>;
 }
 
 /// The `_id` of a key document as a UUID.
@@ -190,6 +194,39 @@ impl KeyVault for MemoryKeyVault {
     async fn list(&self) -> Result<Vec<Document>, KeyVaultError> {
         Ok(self.lock().clone())
     }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError> {
+        let mut docs = self.lock();
+        let Some(i) = find_id(&docs, id)? else {
+            return Ok(false);
+        };
+        docs.remove(i);
+        Ok(true)
+    }
+}
+
+/// Parses the text of a JSON key vault file: an array of key documents in
+/// extended JSON (empty text is an empty vault). Errors name the element,
+/// never its content. The file is read before any key is checked, so this
+/// is a parser of untrusted bytes (fuzzed by `cipherdoc-fuzz`).
+pub fn parse_json_key_vault(text: &str) -> Result<Vec<Document>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let serde_json::Value::Array(items) = json else {
+        return Err("expected a JSON array of key documents".to_owned());
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match Bson::try_from(item) {
+            Ok(Bson::Document(d)) => Ok(d),
+            Ok(_) => Err(format!("element {i} is not a document")),
+            Err(e) => Err(format!("element {i} is not extended JSON: {e}")),
+        })
+        .collect()
 }
 
 /// A key vault kept in a JSON file: an array of key documents in canonical
@@ -229,23 +266,7 @@ impl JsonFileKeyVault {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.storage_error(e)),
         };
-        if text.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| self.storage_error(format!("not valid JSON: {e}")))?;
-        let serde_json::Value::Array(items) = json else {
-            return Err(self.storage_error("expected a JSON array of key documents"));
-        };
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| match Bson::try_from(item) {
-                Ok(Bson::Document(d)) => Ok(d),
-                Ok(_) => Err(self.storage_error(format!("element {i} is not a document"))),
-                Err(e) => Err(self.storage_error(format!("element {i} is not extended JSON: {e}"))),
-            })
-            .collect()
+        parse_json_key_vault(&text).map_err(|e| self.storage_error(e))
     }
 
     fn write(&self, docs: &[Document]) -> Result<(), KeyVaultError> {
@@ -267,20 +288,7 @@ impl JsonFileKeyVault {
     }
 }
 
-/// Writes a file readable only by its owner (0600 on Unix).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
+pub(crate) use crate::private_file::write_private;
 
 #[async_trait]
 impl KeyVault for JsonFileKeyVault {
@@ -313,6 +321,17 @@ impl KeyVault for JsonFileKeyVault {
     async fn list(&self) -> Result<Vec<Document>, KeyVaultError> {
         let _g = self.guard();
         self.read()
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError> {
+        let _g = self.guard();
+        let mut docs = self.read()?;
+        let Some(i) = find_id(&docs, id)? else {
+            return Ok(false);
+        };
+        docs.remove(i);
+        self.write(&docs)?;
+        Ok(true)
     }
 }
 
@@ -428,5 +447,17 @@ impl KeyVault for EngineKeyVault {
             )
             .await
             .map_err(|e| self.storage_error(e))
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError> {
+        let n = self
+            .engine
+            .delete_many(
+                &self.collection,
+                &cipherdoc_engine::Filter::eq("_id", uuid_bson(id)),
+            )
+            .await
+            .map_err(|e| self.storage_error(e))?;
+        Ok(n > 0)
     }
 }

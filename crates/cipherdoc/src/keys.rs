@@ -1,14 +1,15 @@
 //! Data keys in use: found in the key vault, unwrapped through the KMS,
 //! cached with their key-level tokens.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bson::DateTime;
 use cipherdoc_crypto::tokens::IndexKeyTokens;
-use cipherdoc_crypto::{DataKey, KeyDocument, KeyId, LocalMasterKey, OsRandom};
-use cipherdoc_kms::{DataKeyCache, KmsProviders, LocalWrap, MasterKey as KmsMasterKey};
+use cipherdoc_crypto::{DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKey, OsRandom};
+use cipherdoc_kms::{DataKeyCache, KmsError, KmsProviders, LocalWrap, MasterKey as KmsMasterKey};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -62,11 +63,104 @@ impl LocalWrap for CryptoLocalWrap {
     }
 }
 
+/// The format tag of a key check values file.
+const KCV_FORMAT: &str = "cipherdoc-key-check-values/1";
+
+/// Key check values by key id: the sidecar of a pinned encrypted fields map.
+///
+/// A file of its own rather than a field inside the map, so that the pinned
+/// map stays exactly what Django MongoDB Backend and pymongo take as
+/// `encrypted_fields_map` (drivers hand it to the server, whose parser of
+/// `encryptedFields` need not tolerate fields it does not know). JSON:
+///
+/// ```json
+/// {"format": "cipherdoc-key-check-values/1",
+///  "keys": {"<key id UUID>": "<32 hex digits>", ...}}
+/// ```
+///
+/// See [`cipherdoc_crypto::KeyCheckValue`] for the definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCheckValues(BTreeMap<KeyId, KeyCheckValue>);
+
+impl KeyCheckValues {
+    /// The value pinned for `id`.
+    pub fn get(&self, id: &KeyId) -> Option<&KeyCheckValue> {
+        self.0.get(id)
+    }
+
+    /// Pins `value` for `id`.
+    pub fn insert(&mut self, id: KeyId, value: KeyCheckValue) {
+        self.0.insert(id, value);
+    }
+
+    /// How many keys are pinned.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The file's text (pretty JSON, keys in id order).
+    pub fn to_json(&self) -> String {
+        let keys: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .map(|(id, v)| (id.to_string(), serde_json::Value::String(v.to_hex())))
+            .collect();
+        let v = serde_json::json!({"format": KCV_FORMAT, "keys": keys});
+        serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+    }
+
+    /// Parses the file's text.
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if v.get("format").and_then(serde_json::Value::as_str) != Some(KCV_FORMAT) {
+            return Err(format!("\"format\" must be \"{KCV_FORMAT}\""));
+        }
+        let Some(keys) = v.get("keys").and_then(serde_json::Value::as_object) else {
+            return Err("\"keys\" must be an object of key id to key check value".into());
+        };
+        let mut out = Self::default();
+        for (id, kcv) in keys {
+            let key_id: KeyId = id
+                .parse()
+                .map_err(|e| format!("\"keys\": {id:?} is not a key id: {e}"))?;
+            let value = kcv
+                .as_str()
+                .ok_or_else(|| format!("\"keys\".{id} must be a string"))
+                .and_then(|s| {
+                    KeyCheckValue::from_hex(s).map_err(|e| format!("\"keys\".{id}: {e}"))
+                })?;
+            out.insert(key_id, value);
+        }
+        Ok(out)
+    }
+
+    /// Reads the file named by the setting `setting`.
+    pub fn read(path: &std::path::Path, setting: &str) -> Result<Self> {
+        let bad = |problem: String| {
+            Error::Settings(crate::settings::SettingsError::Invalid {
+                path: setting.to_owned(),
+                problem,
+            })
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_json(&text).map_err(|p| bad(format!("{}: {p}", path.display())))
+    }
+}
+
 /// Finds, unwraps, caches and creates data keys.
 pub struct KeyStore {
     vault: Arc<dyn KeyVault>,
     kms: Arc<KmsProviders>,
     cache: DataKeyCache<Arc<LoadedKey>>,
+    /// Pinned key check values and the setting that named them.
+    check_values: Option<(KeyCheckValues, String)>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -86,7 +180,29 @@ impl KeyStore {
             vault,
             kms,
             cache: DataKeyCache::new(ttl, cipherdoc_kms::DEFAULT_MAX_ENTRIES),
+            check_values: None,
         }
+    }
+
+    /// Verifies every data key it loads against `values` (from the setting
+    /// `setting`): a key whose check value differs is refused.
+    #[must_use]
+    pub fn with_key_check_values(mut self, values: KeyCheckValues, setting: String) -> Self {
+        self.check_values = Some((values, setting));
+        self
+    }
+
+    /// The key check values of `ids` (loading each key), for pinning.
+    pub async fn key_check_values(
+        &self,
+        ids: impl IntoIterator<Item = KeyId>,
+    ) -> Result<KeyCheckValues> {
+        let mut out = KeyCheckValues::default();
+        for id in ids {
+            let k = self.key(id).await?;
+            out.insert(id, k.key.check_value(&id));
+        }
+        Ok(out)
     }
 
     /// The key vault.
@@ -120,14 +236,47 @@ impl KeyStore {
         self.load(&doc).await
     }
 
+    /// Parses a key document and checks, without contacting anything, that
+    /// the settings let its `masterKey` be used: a key document is written
+    /// by whoever can write to the database, so its provider, key and
+    /// endpoint are obeyed only when the settings configure or allow them.
+    pub fn check_document(&self, doc: &bson::Document) -> Result<(KeyDocument, KmsMasterKey)> {
+        let parsed = KeyDocument::from_document(doc)?;
+        let master = KmsMasterKey::from_document(&parsed.master_key.to_document())
+            .map_err(|e| untrusted(parsed.id, e))?;
+        self.kms
+            .check(&master)
+            .map_err(|e| untrusted(parsed.id, e))?;
+        Ok((parsed, master))
+    }
+
     async fn load(&self, doc: &bson::Document) -> Result<Arc<LoadedKey>> {
         let parsed = KeyDocument::from_document(doc)?;
         if let Some(k) = self.cache.get(parsed.id.as_bytes()) {
             return Ok(k);
         }
-        let master = KmsMasterKey::from_document(&parsed.master_key.to_document())?;
-        let raw = self.kms.unwrap(&master, &parsed.key_material).await?;
-        let key = Arc::new(LoadedKey::new(parsed.id, DataKey::from_slice(&raw)?));
+        let (parsed, master) = self.check_document(doc)?;
+        let raw = self
+            .kms
+            .unwrap(&master, &parsed.key_material)
+            .await
+            .map_err(|e| match e {
+                e @ (KmsError::UntrustedMasterKey { .. } | KmsError::HostNotAllowed { .. }) => {
+                    untrusted(parsed.id, e)
+                }
+                e => Error::Kms(e),
+            })?;
+        let dek = DataKey::from_slice(&raw)?;
+        if let Some((values, setting)) = &self.check_values
+            && let Some(want) = values.get(&parsed.id)
+            && dek.check_value(&parsed.id) != *want
+        {
+            return Err(Error::KeyCheckMismatch {
+                key_id: parsed.id.to_string(),
+                setting: setting.clone(),
+            });
+        }
+        let key = Arc::new(LoadedKey::new(parsed.id, dek));
         self.cache.insert(*parsed.id.as_bytes(), Arc::clone(&key));
         Ok(key)
     }
@@ -155,6 +304,14 @@ impl KeyStore {
         self.cache
             .insert(*id.as_bytes(), Arc::new(LoadedKey::new(id, dek)));
         Ok(id)
+    }
+
+    /// Deletes a data key from the vault and the cache; `false` when the
+    /// vault had none. Only for keys nothing was encrypted with (a refused
+    /// migration's): data under a deleted key is lost.
+    pub async fn delete_data_key(&self, id: KeyId) -> Result<bool> {
+        self.cache.remove(id.as_bytes());
+        Ok(self.vault.delete(uuid_of(id)).await?)
     }
 }
 
@@ -188,6 +345,13 @@ struct Loaded<'a>(&'a [Arc<LoadedKey>]);
 impl cipherdoc_crypto::client::KeyLookup for Loaded<'_> {
     fn data_key(&self, id: &KeyId) -> Option<&DataKey> {
         self.0.iter().find(|k| k.id == *id).map(|k| &k.key)
+    }
+}
+
+fn untrusted(id: KeyId, source: KmsError) -> Error {
+    Error::UntrustedKey {
+        key_id: id.to_string(),
+        source,
     }
 }
 

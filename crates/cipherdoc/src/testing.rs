@@ -225,6 +225,7 @@ impl TestAppBuilder {
                         raw: true,
                     },
                     master_key: MasterKeySettings::Local,
+                    transport: crate::settings::KmsTransportSettings::default(),
                 });
             }
             if enc
@@ -239,6 +240,7 @@ impl TestAppBuilder {
             }
             enc.kms_providers = providers;
             enc.encrypted_fields_map = None;
+            enc.key_check_values = None;
         }
         let mut app = App::open(settings).await?;
         for r in self.routers.into_iter().rev() {

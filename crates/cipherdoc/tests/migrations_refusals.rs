@@ -287,6 +287,12 @@ async fn missing_or_short_local_master_key_file() {
         "{m}"
     );
     std::fs::write(dir.path().join("master.key"), [7u8; 32]).unwrap();
+    // Owner-only, as cipherdoc requires of secret files.
+    std::fs::set_permissions(
+        dir.path().join("master.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let m = open_err(settings_in(dir.path(), "")).await;
     assert_eq!(
         m,

@@ -463,3 +463,60 @@ async fn tls_ca_file_reaches_the_connection() {
         "{e:?}"
     );
 }
+
+#[test]
+fn kms_endpoints_allowed_hosts_and_key_check_values() {
+    let with = |extra: &str| {
+        GOOD.replace(
+            "default_kms_provider = \"local\"",
+            &format!("default_kms_provider = \"local\"\n{extra}"),
+        )
+    };
+    let s = load(&with(
+        "kms_providers.aws.allowed_hosts = [\"kms.eu-west-1.amazonaws.com\", \"10.0.0.1:8443\"]\nkms_providers.aws.endpoint = \"https://kms.internal:8443\"\nkms_providers.aws.tls_ca_file = \"ca.pem\"\nkey_check_values = \"kcv.json\"",
+    ))
+    .unwrap();
+    let enc = s.databases[1].encryption.as_ref().unwrap();
+    let aws = enc
+        .kms_providers
+        .iter()
+        .find(|p| p.name.kind() == KmsKind::Aws)
+        .unwrap();
+    assert_eq!(
+        aws.transport.allowed_hosts,
+        ["kms.eu-west-1.amazonaws.com", "10.0.0.1:8443"]
+    );
+    assert_eq!(
+        aws.transport.endpoint.as_deref(),
+        Some("https://kms.internal:8443")
+    );
+    assert_eq!(
+        aws.transport.tls_ca_file.as_deref(),
+        Some(Path::new("/app/ca.pem"))
+    );
+    assert_eq!(
+        enc.key_check_values.as_deref(),
+        Some(Path::new("/app/kcv.json"))
+    );
+
+    for (extra, path, says) in [
+        (
+            "kms_providers.aws.allowed_hosts = [\"evil@host\"]",
+            "kms_providers.aws.allowed_hosts",
+            "invalid host",
+        ),
+        (
+            "kms_providers.aws.allowed_hosts = [\"https://h/x\"]",
+            "kms_providers.aws.allowed_hosts",
+            "without scheme",
+        ),
+        (
+            "kms_providers.aws.endpoint = \"http://kms.example\"",
+            "kms_providers.aws.endpoint",
+            "loopback",
+        ),
+    ] {
+        let e = err(&with(extra)).to_string();
+        assert!(e.contains(path) && e.contains(says), "{extra}: {e}");
+    }
+}

@@ -4,7 +4,9 @@
 //!
 //! - [`test_url`]: the server to test against, from
 //!   `CIPHERDOC_TEST_POSTGRES_URL`; when unset it prints
-//!   `skipped: CIPHERDOC_TEST_POSTGRES_URL is not set` and the test returns;
+//!   `skipped: CIPHERDOC_TEST_POSTGRES_URL is not set` and the test returns,
+//!   unless `CIPHERDOC_REQUIRE_POSTGRES=1` (as `.ci/run` sets): then the test
+//!   fails, so that a CI run without its server cannot pass silently;
 //! - [`PgEngine::temporary`]: an engine on a fresh, uniquely named schema
 //!   that is dropped when the last clone of the engine goes away;
 //! - [`connect`]: a plain tokio-postgres client for the test's own SQL,
@@ -39,15 +41,38 @@ pub const TEMP_SCHEMA_PREFIX: &str = "cdtest_";
 /// are dropped by the next [`PgEngine::temporary`].
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 
+/// The environment variable that turns a skipped PostgreSQL test into a
+/// failed one (`.ci/run` sets it to `1`).
+pub const REQUIRE_VAR: &str = "CIPHERDOC_REQUIRE_POSTGRES";
+
 /// The test server's URL, or `None` after printing why the test is skipped.
+///
+/// # Panics
+///
+/// When [`REQUIRE_VAR`] is `1` and there is no URL: a test run that asked
+/// for PostgreSQL must not pass without it.
 pub fn test_url() -> Option<String> {
     match std::env::var(TEST_URL_VAR) {
         Ok(u) if !u.trim().is_empty() => Some(u),
         _ => {
-            println!("skipped: {TEST_URL_VAR} is not set");
+            skip(&format!("{TEST_URL_VAR} is not set"));
             None
         }
     }
+}
+
+/// Prints why a PostgreSQL test is skipped, or fails it when
+/// [`REQUIRE_VAR`] says the run must have PostgreSQL.
+///
+/// # Panics
+///
+/// When [`REQUIRE_VAR`] is `1`.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var(REQUIRE_VAR).as_deref() != Ok("1"),
+        "{REQUIRE_VAR}=1 but this PostgreSQL test cannot run: {why}"
+    );
+    println!("skipped: {why}");
 }
 
 /// The environment variable naming the CA file of the test server's
@@ -126,20 +151,20 @@ impl TlsTestServer {
 pub fn tls_test_server() -> Option<TlsTestServer> {
     let url = test_url()?;
     let Some(ca) = std::env::var_os(TEST_CA_VAR).filter(|v| !v.is_empty()) else {
-        println!(
-            "skipped: {TEST_CA_VAR} is not set (the CA of the test server's certificate; .ci/pg-tls makes one)"
-        );
+        skip(&format!(
+            "{TEST_CA_VAR} is not set (the CA of the test server's certificate; .ci/pg-tls makes one)"
+        ));
         return None;
     };
     let cfg = match Dialer::new(&url, None) {
         Ok(d) => d.config().clone(),
         Err(e) => {
-            println!("skipped: {TEST_URL_VAR} is refused: {e}");
+            skip(&format!("{TEST_URL_VAR} is refused: {e}"));
             return None;
         }
     };
     let Some(tokio_postgres::config::Host::Tcp(host)) = cfg.get_hosts().first() else {
-        println!("skipped: {TEST_URL_VAR} names no TCP host");
+        skip(&format!("{TEST_URL_VAR} names no TCP host"));
         return None;
     };
     Some(TlsTestServer {

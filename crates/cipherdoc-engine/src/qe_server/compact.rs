@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::OsRandom;
+use cipherdoc_crypto::server::text::text_padding_count;
 use cipherdoc_crypto::server::{
     AnchorValue, EscTokens, anchor_id, cleanup_padding_plan, cleanup_plan, compaction_anchor,
     decrypt_ecoc_value, null_anchor_id, padding_anchor_positions,
@@ -39,13 +40,14 @@ use crate::{EngineError, Result};
 pub struct FieldTokens {
     /// ECOCToken: decrypts the field's ECOC entries.
     pub ecoc: EcocToken,
-    /// AnchorPaddingTokenRoot (range fields only).
+    /// AnchorPaddingTokenRoot (range and text-search fields only).
     pub anchor_padding: Option<AnchorPaddingTokenRoot>,
 }
 
 /// `compactionTokens` / `cleanupTokens`: per encrypted path, the tokens the
 /// client derives from the field's index key (`IndexKeyTokens::ecoc()` and,
-/// for range, `IndexKeyTokens::anchor_padding_root()`).
+/// for range and text-search fields, `IndexKeyTokens::anchor_padding_root()`;
+/// `EncryptedField::compaction_token` builds the document form).
 #[derive(Debug, Clone, Default)]
 pub struct CompactionTokens {
     fields: BTreeMap<String, FieldTokens>,
@@ -70,7 +72,7 @@ impl CompactionTokens {
         self
     }
 
-    /// Add a range field's ECOC and anchor padding tokens.
+    /// Add a range or text-search field's ECOC and anchor padding tokens.
     #[must_use]
     pub fn with_range_field(
         mut self,
@@ -89,7 +91,7 @@ impl CompactionTokens {
     }
 
     /// Parse MongoDB's `compactionTokens` document: `{<path>: BinData(0,
-    /// ECOCToken)}` or, for range fields, `{<path>: {ecoc: BinData,
+    /// ECOCToken)}` or, for range and text-search fields, `{<path>: {ecoc: BinData,
     /// anchorPaddingToken: BinData}}`.
     pub fn from_document(doc: &Document) -> std::result::Result<Self, QeError> {
         let bad = |path: &str, what: &str| QeError::Tokens {
@@ -183,7 +185,8 @@ pub struct CompactionStats {
     pub unique_counters: u64,
     /// Anchors inserted (compaction).
     pub anchors_inserted: u64,
-    /// Padding anchors inserted for range fields (compaction, §9.7 step 4).
+    /// Padding anchors inserted for range and text-search fields
+    /// (compaction, §9.7 step 4).
     pub padding_anchors_inserted: u64,
     /// Null anchors inserted or updated (cleanup).
     pub null_anchors_written: u64,
@@ -235,6 +238,9 @@ struct Counter {
     field: String,
     esc: EscDerivedFromDataTokenAndContentionFactor,
     range_is_leaf: Option<bool>,
+    /// Text search: the value's tag count on an exact entry, 0 on the
+    /// others.
+    text_msize: Option<u32>,
 }
 
 fn counters(
@@ -268,6 +274,7 @@ fn counters(
                 field: e.field_name.clone(),
                 esc: d.esc_token,
                 range_is_leaf: d.range_is_leaf,
+                text_msize: d.text_msize,
             });
         }
     }
@@ -352,7 +359,8 @@ async fn cleanup_counters(
     Ok(())
 }
 
-/// Padding cleanup for range fields (§9.8, last paragraph).
+/// Padding cleanup for range and text-search fields (§9.8, last
+/// paragraph).
 async fn cleanup_padding(
     tx: &mut dyn Transaction,
     collection: &str,
@@ -364,7 +372,7 @@ async fn cleanup_padding(
     let roots: Vec<AnchorPaddingTokenRoot> = schema
         .fields
         .iter()
-        .filter(|f| matches!(f.kind, FieldKind::Range { .. }))
+        .filter(|f| f.padded())
         .filter_map(|f| tokens.field(&f.path).and_then(|t| t.anchor_padding.clone()))
         .collect();
     if roots.is_empty() {
@@ -413,8 +421,7 @@ pub(crate) async fn run(
         stats.ecoc_entries += left.len() as u64;
         let cs = counters(collection, tokens, &left)?;
         stats.anchors_inserted += anchor_counters(tx, collection, &cs).await?;
-        stats.padding_anchors_inserted +=
-            pad_range_fields(tx, collection, schema, tokens, &cs).await?;
+        stats.padding_anchors_inserted += pad_fields(tx, collection, schema, tokens, &cs).await?;
         super::state(tx)?.ecoc_drop_compact(collection).await?;
         non_anchors = super::state(tx)?.esc_non_anchor_ids(collection).await?;
         if !super::state(tx)?.ecoc_begin_compaction(collection).await? {
@@ -436,7 +443,7 @@ pub(crate) async fn run(
         Mode::Compact => {
             stats.anchors_inserted += anchor_counters(tx, collection, &cs).await?;
             stats.padding_anchors_inserted +=
-                pad_range_fields(tx, collection, schema, tokens, &cs).await?;
+                pad_fields(tx, collection, schema, tokens, &cs).await?;
         }
         Mode::Cleanup => {
             cleanup_counters(tx, collection, &cs, &mut delete_anchors, &mut stats).await?;
@@ -465,12 +472,17 @@ pub(crate) async fn run(
 /// option reaches this API.
 const ANCHOR_PADDING_FACTOR: f64 = 1.0;
 
-/// Padding anchors for range fields (§9.7 step 4): per range field with
-/// entries in `cs`, `ceil(factor × (pathLength × uniqueLeaves −
-/// uniqueTokens))` anchors `(0, 0)` after the padding set's last anchor, so
-/// the number of anchors does not reveal how many distinct values (and how
-/// many shared edges) the field holds.
-async fn pad_range_fields(
+/// Padding anchors for range and text-search fields (§9.7 step 4): per
+/// such field with entries in `cs`, `ceil(factor × missing)` anchors
+/// `(0, 0)` after the padding set's last anchor, so that the number of
+/// anchors does not reveal how many distinct values (and how many shared
+/// edges or substrings) the field holds. `missing` is `pathLength ×
+/// uniqueLeaves − uniqueTokens` for range, and for text search the sum of
+/// the distinct entries' `msize` less their number (MongoDB's
+/// `compactOneTextSearchFieldPad`): each value's exact entry counts all of
+/// its token sets, which shared strings and repeated padding entries turn
+/// into fewer distinct counters.
+async fn pad_fields(
     tx: &mut dyn Transaction,
     collection: &str,
     schema: &QeSchema,
@@ -478,11 +490,7 @@ async fn pad_range_fields(
     cs: &[Counter],
 ) -> Result<u64> {
     let mut plans: Vec<(AnchorPaddingTokenRoot, u64)> = Vec::new();
-    for f in schema
-        .fields
-        .iter()
-        .filter(|f| matches!(f.kind, FieldKind::Range { .. }))
-    {
+    for f in schema.fields.iter().filter(|f| f.padded()) {
         let mine: Vec<&Counter> = cs.iter().filter(|c| c.field == f.path).collect();
         if mine.is_empty() {
             continue;
@@ -496,23 +504,31 @@ async fn pad_range_fields(
         };
         let Some(root) = tokens.field(&f.path).and_then(|t| t.anchor_padding.clone()) else {
             return Err(bad(format!(
-                "the range field {:?} needs {{ecoc, anchorPaddingToken}} compaction tokens",
+                "the field {:?} (range or text search) needs {{ecoc, anchorPaddingToken}} compaction tokens",
                 f.path
             )));
         };
-        let Some(path_length) = f.range_edges() else {
-            return Err(bad(format!(
-                "the range options of {:?} do not resolve for its bsonType, so its anchor padding cannot be sized; fix encryptedFields",
-                f.path
-            )));
+        let missing = if matches!(f.kind, FieldKind::Text { .. }) {
+            let msize = mine
+                .iter()
+                .map(|c| u64::from(c.text_msize.unwrap_or(0)))
+                .fold(0u64, u64::saturating_add);
+            text_padding_count(msize, mine.len() as u64).map_err(state(collection))?
+        } else {
+            let Some(path_length) = f.range_edges() else {
+                return Err(bad(format!(
+                    "the range options of {:?} do not resolve for its bsonType, so its anchor padding cannot be sized; fix encryptedFields",
+                    f.path
+                )));
+            };
+            let leaves = mine
+                .iter()
+                .filter(|c| c.range_is_leaf == Some(true))
+                .count();
+            (path_length as u64)
+                .saturating_mul(leaves as u64)
+                .saturating_sub(mine.len() as u64)
         };
-        let leaves = mine
-            .iter()
-            .filter(|c| c.range_is_leaf == Some(true))
-            .count();
-        let missing = (path_length as u64)
-            .saturating_mul(leaves as u64)
-            .saturating_sub(mine.len() as u64);
         // Exact for any count below 2^53; the factor is MongoDB's default.
         #[allow(
             clippy::cast_precision_loss,

@@ -105,6 +105,7 @@ mod probe;
 mod query;
 mod schema;
 pub mod suite;
+pub mod text_suite;
 mod write;
 
 use std::collections::HashMap;

@@ -18,6 +18,13 @@
 //! `TagIn(tags)` over every mincover string of the payload (a stub becomes
 //! `And([])`, always true); negation is written with `Filter::Not`.
 //!
+//! On a text-search field `t` (prefix, suffix, substring):
+//! `Field{t, EncStr{op, <18>}}` (`$expr: {$encStrStartsWith | $encStrEndsWith
+//! | $encStrContains | $encStrNormalizedEq: {input: "$t", …}}`) becomes
+//! `TagIn(tags)` of the payload's token set; the payload must be of the
+//! expression's family, for a kind the field indexes, made with the field's
+//! folding and query lengths and its contention.
+//!
 //! `tags` are the tags `1..=n_k` of every contention factor `k ∈ 0..=cm`,
 //! `n_k` being emuBinary's query count. Anything else on an encrypted path
 //! (plaintext operands, order comparisons, paths inside an encrypted value,
@@ -29,14 +36,15 @@ use std::collections::{BTreeSet, HashMap};
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson};
 use cipherdoc_crypto::client_range::{range_value_from_bson, range_value_to_bson};
-use cipherdoc_crypto::payload::{FindEqualityPayloadV2, FindRangePayloadV2};
+use cipherdoc_crypto::payload::{FindEqualityPayloadV2, FindRangePayloadV2, FindTextPayload};
 use cipherdoc_crypto::server::ContentionTokens;
+use cipherdoc_crypto::text::TextQuery;
 
 use super::QeError;
 use super::probe::{self, Search};
 use super::schema::{FieldKind, FieldSpec, PathRel, QeSchema};
 use crate::engine::{SortDirection, Transaction};
-use crate::filter::{FieldOp, Filter};
+use crate::filter::{EncStrOp, FieldOp, Filter};
 use crate::qe_state::Tag;
 use crate::{EngineError, Result};
 
@@ -123,8 +131,20 @@ impl Ctx<'_> {
             | FieldOp::Gt(v)
             | FieldOp::Gte(v) => vec![v],
             FieldOp::In(vs) | FieldOp::Nin(vs) => vs.iter().collect(),
+            FieldOp::EncStr { value, .. } => vec![value],
             _ => Vec::new(),
         };
+        if let FieldOp::EncStr { op, .. } = op
+            && !matches!(self.rel(path), PathRel::Exact(f) if matches!(f.kind, FieldKind::Text { .. }))
+        {
+            return Err(self.invalid(
+                path,
+                format!(
+                    "{} applies only to an encrypted field with text-search query types (prefix, suffix, substring); check the encrypted fields map",
+                    op.name()
+                ),
+            ));
+        }
         match self.rel(path) {
             PathRel::Plain => {
                 if operands.iter().any(|v| holds_qe_blob(v)) {
@@ -174,6 +194,7 @@ impl Ctx<'_> {
                 ));
             }
             FieldKind::Range { .. } => return self.range(f, path, op, resolve),
+            FieldKind::Text { .. } => return self.text(f, path, op, resolve),
             FieldKind::Equality { .. } => {}
         }
         let negate = match op {
@@ -234,6 +255,75 @@ impl Ctx<'_> {
             return Ok(Filter::And(Vec::new()));
         }
         self.check_range_parameters(f, path, &p)?;
+        Ok(Filter::TagIn(resolve(f, b)?))
+    }
+
+    /// A text-search field: `$encStrStartsWith`, `$encStrEndsWith`,
+    /// `$encStrContains`, `$encStrNormalizedEq` with a text find payload
+    /// (18) of the expression's family become that token set's tags.
+    fn text(
+        &self,
+        f: &FieldSpec,
+        path: &str,
+        op: &FieldOp,
+        resolve: &mut Resolver<'_>,
+    ) -> Result<Filter> {
+        let FieldOp::EncStr { op, value } = op else {
+            return Err(self.invalid(
+                path,
+                "a text-search field is queried only with $encStrStartsWith, $encStrEndsWith, $encStrContains or $encStrNormalizedEq (inside $expr), and $exists",
+            ));
+        };
+        let Some(b) = blob(value).filter(|b| b.first() == Some(&18)) else {
+            return Err(self.invalid(
+                path,
+                format!(
+                    "{} on an encrypted field needs a text find payload (18); encrypt the query on the client",
+                    op.name()
+                ),
+            ));
+        };
+        let p = FindTextPayload::decode(b).map_err(|source| QeError::Payload {
+            collection: self.collection.to_owned(),
+            path: path.to_owned(),
+            source,
+        })?;
+        let want = match op {
+            EncStrOp::StartsWith => TextQuery::Prefix,
+            EncStrOp::EndsWith => TextQuery::Suffix,
+            EncStrOp::Contains => TextQuery::Substring,
+            EncStrOp::NormalizedEq => TextQuery::Exact,
+        };
+        let got = p.token_sets.query();
+        if got != want {
+            return Err(self.invalid(
+                path,
+                format!(
+                    "{} needs a {want} find payload, but this one is for {got} queries",
+                    op.name()
+                ),
+            ));
+        }
+        let Some(index) = f.text else {
+            return Err(self.invalid(
+                path,
+                "the field's text-search options do not resolve; fix encryptedFields",
+            ));
+        };
+        let Ok(expected) = index.for_query(want) else {
+            return Err(self.invalid(
+                path,
+                format!(
+                    "the field has no {want} index; it answers only the query types its encryptedFields declare"
+                ),
+            ));
+        };
+        if p.index != expected {
+            return Err(self.invalid(
+                path,
+                "the text find payload was made with other folding or query lengths than the field's; matches would be lost — encrypt the query with the collection's encryptedFields",
+            ));
+        }
         Ok(Filter::TagIn(resolve(f, b)?))
     }
 
@@ -345,14 +435,14 @@ pub(crate) async fn rewrite(
         let (cm, tokens) = if b.first() == Some(&13) {
             let p = FindRangePayloadV2::decode(b).map_err(payload_err)?;
             (p.max_contention_factor().unwrap_or(0), p.contention_tokens())
+        } else if b.first() == Some(&18) {
+            let p = FindTextPayload::decode(b).map_err(payload_err)?;
+            (p.max_contention_factor, p.contention_tokens())
         } else {
             let p = FindEqualityPayloadV2::decode(b).map_err(payload_err)?;
             (p.max_contention_factor, p.contention_tokens().collect())
         };
-        let want = match f.kind {
-            FieldKind::Equality { contention } | FieldKind::Range { contention } => contention,
-            FieldKind::Unindexed => 0,
-        };
+        let want = f.contention().unwrap_or(0);
         if cm != want {
             return Err(ctx.invalid(
                 &f.path,

@@ -6,6 +6,7 @@ use cipherdoc_crypto::efc::{BsonTypeName, EncryptedFieldConfig, FieldKey, QueryT
 
 use cipherdoc_crypto::client_range::range_value_from_bson;
 use cipherdoc_crypto::range::{RangeIndex, RangeOptions, RangeValueKind};
+use cipherdoc_crypto::text::TextIndex;
 
 use super::QeError;
 
@@ -18,6 +19,9 @@ pub(crate) enum FieldKind {
     Equality { contention: u64 },
     /// `queryType: "range"`.
     Range { contention: u64 },
+    /// Text search (`prefix`, `suffix`, `substring`, and their preview
+    /// names): the field's combined index is [`FieldSpec::text`].
+    Text { contention: u64 },
 }
 
 /// One encrypted field.
@@ -32,6 +36,9 @@ pub(crate) struct FieldSpec {
     /// options do not resolve (then range inserts, queries and compaction of
     /// the field are refused).
     pub(crate) range: Option<RangeIndex>,
+    /// Text fields: the combined index of the field's text query types
+    /// (folding, lengths), which find payloads must have been made for.
+    pub(crate) text: Option<TextIndex>,
 }
 
 impl FieldSpec {
@@ -44,6 +51,22 @@ impl FieldSpec {
 
     pub(crate) fn indexed(&self) -> bool {
         !matches!(self.kind, FieldKind::Unindexed)
+    }
+
+    /// The maximum contention factor of an indexed field.
+    pub(crate) fn contention(&self) -> Option<u64> {
+        match self.kind {
+            FieldKind::Unindexed => None,
+            FieldKind::Equality { contention }
+            | FieldKind::Range { contention }
+            | FieldKind::Text { contention } => Some(contention),
+        }
+    }
+
+    /// Whether compaction pads the field's anchors (and cleanup folds the
+    /// padding): range and text-search fields (§9.7 step 4).
+    pub(crate) fn padded(&self) -> bool {
+        matches!(self.kind, FieldKind::Range { .. } | FieldKind::Text { .. })
     }
 }
 
@@ -111,7 +134,7 @@ impl QeSchema {
         let efc = EncryptedFieldConfig::from_document(ef).map_err(|e| bad(e.to_string()))?;
         efc.validate().map_err(|e| bad(e.to_string()))?;
         let mut fields = Vec::with_capacity(efc.fields.len());
-        for f in &efc.fields {
+        for (i, f) in efc.fields.iter().enumerate() {
             let FieldKey::Id(key_id) = &f.key else {
                 return Err(bad(format!(
                     "field {:?} names its key by keyAltName; the server needs keyId",
@@ -124,6 +147,9 @@ impl QeSchema {
                     contention: *contention,
                 },
                 Some(QueryTypeConfig::Range { contention, .. }) => FieldKind::Range {
+                    contention: *contention,
+                },
+                Some(QueryTypeConfig::Text { contention, .. }) => FieldKind::Text {
                     contention: *contention,
                 },
                 Some(_) => {
@@ -151,12 +177,18 @@ impl QeSchema {
                 ),
                 _ => None,
             };
+            // `validate` above has already checked the text options.
+            let text = f
+                .text_index(&format!("fields[{i}]"))
+                .map_err(|e| bad(e.to_string()))?
+                .map(|t| t.index);
             fields.push(FieldSpec {
                 path: f.path.clone(),
                 key_id: *key_id,
                 bson_type: f.bson_type,
                 kind,
                 range,
+                text,
             });
         }
         for (i, a) in fields.iter().enumerate() {

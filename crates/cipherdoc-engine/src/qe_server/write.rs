@@ -8,8 +8,10 @@ use std::collections::{HashMap, HashSet};
 use bson::spec::{BinarySubtype, ElementType};
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::payload::{
-    BlobSubtype, IndexedEqualityEncryptedValueV2, InsertUpdatePayloadV2, UnindexedEncryptedValueV2,
+    BlobSubtype, IndexedEqualityEncryptedValueV2, IndexedTextEncryptedValue, InsertUpdatePayloadV2,
+    UnindexedEncryptedValueV2,
 };
+use cipherdoc_crypto::server::text::{build_indexed_text_value, text_insert_token_sets};
 use cipherdoc_crypto::server::{
     EscTokens, build_indexed_equality_value, build_indexed_range_value, non_anchor_id,
 };
@@ -24,16 +26,29 @@ use crate::filter::{Filter, SAFE_CONTENT};
 use crate::qe_state::{EcocEntry, EscId, Tag};
 
 /// One ESC counter an insert payload advances: equality has one (the
-/// top-level `s`/`p`), range one per edge (`g[i].s`/`g[i].p`).
+/// top-level `s`/`p`), range one per edge (`g[i].s`/`g[i].p`), text search
+/// one per token set of `b` (a padding entry repeated `n` times is `n` sets
+/// with the same `s`, which `apply` gives consecutive positions, as
+/// `server::text::text_positions` does).
 struct TokenSet {
     esc: EscTokens,
     ecoc_value: Vec<u8>,
 }
 
 /// The token sets of a payload (§9.4 step 1): equality's top-level `s`/`p`,
-/// or every edge's `g[i].s`/`g[i].p` for range (never the top-level ones).
-fn token_sets(iup: &InsertUpdatePayloadV2) -> Vec<TokenSet> {
-    match &iup.edge_token_sets {
+/// every edge's `g[i].s`/`g[i].p` for range, or every text token set of `b`
+/// (never the top-level ones for range and text).
+fn token_sets(iup: &InsertUpdatePayloadV2) -> cipherdoc_crypto::Result<Vec<TokenSet>> {
+    if iup.text_search_token_sets.is_some() {
+        return Ok(text_insert_token_sets(iup)?
+            .into_iter()
+            .map(|t| TokenSet {
+                esc: t.esc_tokens(),
+                ecoc_value: t.ecoc_value,
+            })
+            .collect());
+    }
+    Ok(match &iup.edge_token_sets {
         None => vec![TokenSet {
             esc: EscTokens::new(&iup.esc_derived_token),
             ecoc_value: iup.encrypted_tokens.clone(),
@@ -45,7 +60,7 @@ fn token_sets(iup: &InsertUpdatePayloadV2) -> Vec<TokenSet> {
                 ecoc_value: e.encrypted_tokens.clone(),
             })
             .collect(),
-    }
+    })
 }
 
 /// The stored value and its tags for a payload whose token sets got
@@ -62,6 +77,11 @@ fn build_stored(
         path: path.to_owned(),
         source,
     };
+    if iup.text_search_token_sets.is_some() {
+        let v = build_indexed_text_value(iup, counts, rng).map_err(payload_err)?;
+        let tags = v.tags().map(|t| Tag(*t.as_bytes())).collect();
+        return Ok((v.encode().map_err(payload_err)?, tags));
+    }
     match (&iup.edge_token_sets, counts) {
         (None, [count]) => {
             let v = build_indexed_equality_value(iup, *count, rng).map_err(payload_err)?;
@@ -83,7 +103,7 @@ fn build_stored(
     }
 }
 
-/// The tags of a stored value (14 or 15), read from its metadata blocks.
+/// The tags of a stored value (14, 15 or 17), read from its metadata blocks.
 fn stored_tags(blob: &[u8]) -> Option<Vec<Tag>> {
     match BlobSubtype::of(blob).ok()? {
         BlobSubtype::Fle2IndexedEqualityEncryptedValueV2 => {
@@ -104,6 +124,10 @@ fn stored_tags(blob: &[u8]) -> Option<Vec<Tag>> {
                     Tag::from_slice(blob.get(at..at + 32)?)
                 })
                 .collect()
+        }
+        BlobSubtype::Fle2IndexedTextEncryptedValue => {
+            let v = IndexedTextEncryptedValue::decode(blob).ok()?;
+            Some(v.tags().map(|t| Tag(*t.as_bytes())).collect())
         }
         _ => None,
     }
@@ -267,7 +291,8 @@ impl Walk<'_> {
             Ok(BlobSubtype::Fle2UnindexedEncryptedValueV2) => self.unindexed(f, blob),
             Ok(
                 BlobSubtype::Fle2IndexedEqualityEncryptedValueV2
-                | BlobSubtype::Fle2IndexedRangeEncryptedValueV2,
+                | BlobSubtype::Fle2IndexedRangeEncryptedValueV2
+                | BlobSubtype::Fle2IndexedTextEncryptedValue,
             ) if self.old.and_then(|o| get_path(o, path)) == Some(v) => {
                 // The stored value the document already has, unchanged: keep
                 // it and its tags (no new ESC position is taken).
@@ -310,7 +335,9 @@ impl Walk<'_> {
                     "the field is unindexed; send an unindexed value (16), not an insert payload",
                 ));
             }
-            FieldKind::Equality { contention } | FieldKind::Range { contention } => contention,
+            FieldKind::Equality { contention }
+            | FieldKind::Range { contention }
+            | FieldKind::Text { contention } => contention,
         };
         let iup = InsertUpdatePayloadV2::decode(blob).map_err(|e| self.payload_err(path, e))?;
         if iup.index_key_id != f.key_id {
@@ -321,6 +348,7 @@ impl Walk<'_> {
         }
         self.check_type(f, iup.bson_type)?;
         let allowed = match f.kind {
+            FieldKind::Text { .. } => iup.bson_type == ElementType::String,
             FieldKind::Range { .. } => {
                 cipherdoc_crypto::efc::BsonTypeName::from_type_byte(iup.bson_type as u8)
                     .is_some_and(cipherdoc_crypto::efc::BsonTypeName::allows_range)
@@ -343,6 +371,64 @@ impl Walk<'_> {
                     "contention factor {} exceeds the field's contention {contention}; queries would never find the value",
                     iup.contention_factor
                 ),
+            ));
+        }
+        self.check_shape(f, &iup)?;
+        if !self.key_ids.insert(iup.index_key_id) {
+            return Err(self.invalid(
+                path,
+                "two encrypted fields of one document use the same index key; give each field its own key",
+            ));
+        }
+        let sets = token_sets(&iup).map_err(|e| self.payload_err(path, e))?;
+        self.jobs.push(Job {
+            doc: self.doc_index,
+            path: path.to_owned(),
+            iup,
+            sets,
+        });
+        Ok(())
+    }
+
+    /// The payload's kind (equality, range edges, text token sets) must be
+    /// the field's, with as many edges as the field's range options give,
+    /// and text token sets only for the kinds the field indexes.
+    fn check_shape(&self, f: &FieldSpec, iup: &InsertUpdatePayloadV2) -> Result<()> {
+        let path = f.path.as_str();
+        if let Some(b) = &iup.text_search_token_sets {
+            let Some(index) = f.text.filter(|_| matches!(f.kind, FieldKind::Text { .. })) else {
+                return Err(self.invalid(
+                    path,
+                    "a text-search insert payload for a field without text-search query types",
+                ));
+            };
+            if iup.edge_token_sets.is_some() {
+                return Err(self.invalid(path, "a text-search insert payload cannot carry edges"));
+            }
+            for (kind, present, indexed) in [
+                ("prefix", !b.prefix.is_empty(), index.prefix.is_some()),
+                ("suffix", !b.suffix.is_empty(), index.suffix.is_some()),
+                (
+                    "substring",
+                    !b.substring.is_empty(),
+                    index.substring.is_some(),
+                ),
+            ] {
+                if present != indexed {
+                    return Err(self.invalid(
+                        path,
+                        format!(
+                            "the text-search insert payload's {kind} token sets do not fit the field's query types; encrypt with the collection's encryptedFields"
+                        ),
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        if matches!(f.kind, FieldKind::Text { .. }) {
+            return Err(self.invalid(
+                path,
+                "a text-search field needs a text-search insert payload (with token sets for its query types)",
             ));
         }
         match (f.kind, iup.edge_token_sets.is_some()) {
@@ -377,19 +463,6 @@ impl Walk<'_> {
             }
             _ => {}
         }
-        if !self.key_ids.insert(iup.index_key_id) {
-            return Err(self.invalid(
-                path,
-                "two encrypted fields of one document use the same index key; give each field its own key",
-            ));
-        }
-        let sets = token_sets(&iup);
-        self.jobs.push(Job {
-            doc: self.doc_index,
-            path: path.to_owned(),
-            iup,
-            sets,
-        });
         Ok(())
     }
 

@@ -28,8 +28,8 @@ use zeroize::Zeroizing;
 use self::ttlv::{Item, Value, tag};
 use crate::http::{HttpOptions, TlsOptions, read_file};
 use crate::{
-    Endpoint, KmipCredentials, KmipMasterKey, KmsError, KmsProvider, LocalWrap, MasterKey,
-    ProviderKind, ProviderName, WrappedKey,
+    Endpoint, HostSet, KeyTrust, KmipCredentials, KmipMasterKey, KmsError, KmsProvider, LocalWrap,
+    MasterKey, ProviderKind, ProviderName, WrappedKey,
 };
 
 const DEFAULT_PORT: u16 = 5696;
@@ -54,6 +54,21 @@ pub struct KmipProvider {
     connector: TlsConnector,
     opts: HttpOptions,
     local: Option<Arc<dyn LocalWrap>>,
+    trust: KeyTrust,
+    /// The only hosts a connection may go to: the configured endpoint, the
+    /// configured master keys' and the allowlist.
+    allowed: HostSet,
+}
+
+/// Whether a flow may run again after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads and cryptographic operations: running them twice is harmless.
+    Transient,
+    /// A flow that creates server objects (Create, Register, Activate): a
+    /// failure after the request was sent may have created the object, and
+    /// a second run would create another.
+    Never,
 }
 
 impl std::fmt::Debug for KmipProvider {
@@ -131,23 +146,50 @@ impl KmipProvider {
             ));
         }
         let connector = TlsConnector::from(Arc::new(tls_config(name, tls)?));
+        let mut allowed = HostSet::default();
+        allowed.insert(
+            creds.endpoint.host(),
+            Some(creds.endpoint.port().unwrap_or(DEFAULT_PORT)),
+        );
         Ok(Self {
             name: name.clone(),
             endpoint: creds.endpoint,
             connector,
             opts: http.clone(),
             local,
+            trust: KeyTrust::default(),
+            allowed,
         })
     }
 
-    fn endpoint_for(&self, mk: &KmipMasterKey) -> (String, u16) {
+    /// Uses the master keys and hosts the settings allow. Until then only
+    /// master keys on the configured endpoint are accepted (see
+    /// [`crate::KeyTrust`]).
+    #[must_use]
+    pub fn with_trust(mut self, trust: KeyTrust) -> Self {
+        for (h, p) in trust.hosts(Some(&self.endpoint)).entries() {
+            self.allowed.insert(h, p);
+        }
+        self.trust = trust;
+        self
+    }
+
+    fn endpoint_for(&self, mk: &KmipMasterKey) -> Result<(String, u16), KmsError> {
         let e = mk.endpoint.as_ref().unwrap_or(&self.endpoint);
         let host = e
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        (host, e.port().unwrap_or(DEFAULT_PORT))
+        let port = e.port().unwrap_or(DEFAULT_PORT);
+        if !self.allowed.permits(&host, Some(port)) {
+            return Err(KmsError::HostNotAllowed {
+                provider: self.name.to_string(),
+                host: format!("{host}:{port}"),
+                allowed: self.allowed.to_string(),
+            });
+        }
+        Ok((host, port))
     }
 
     async fn connect(&self, host: &str, port: u16) -> Result<TlsStream<TcpStream>, KmsError> {
@@ -172,7 +214,12 @@ impl KmipProvider {
     }
 
     /// Runs `flow` on a fresh connection with the timeout, retrying transient failures.
-    async fn with_session<T, F>(&self, mk: &KmipMasterKey, flow: F) -> Result<T, KmsError>
+    async fn with_session<T, F>(
+        &self,
+        mk: &KmipMasterKey,
+        retry: Retry,
+        flow: F,
+    ) -> Result<T, KmsError>
     where
         F: for<'a> Fn(
             &'a mut Session<'_>,
@@ -180,8 +227,11 @@ impl KmipProvider {
             Box<dyn std::future::Future<Output = Result<T, KmsError>> + Send + 'a>,
         >,
     {
-        let (host, port) = self.endpoint_for(mk);
-        let max = self.opts.retry.max_attempts.max(1);
+        let (host, port) = self.endpoint_for(mk)?;
+        let max = match retry {
+            Retry::Transient => self.opts.retry.max_attempts.max(1),
+            Retry::Never => 1,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -552,6 +602,11 @@ impl KmsProvider for KmipProvider {
         &self.name
     }
 
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        self.trust
+            .check(&self.name, master_key, Some(&self.endpoint))
+    }
+
     async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {
         let MasterKey::Kmip(mk) = master_key else {
             return Err(KmsError::WrongMasterKeyKind {
@@ -559,13 +614,21 @@ impl KmsProvider for KmipProvider {
                 got: master_key.kind(),
             });
         };
+        self.trust
+            .check(&self.name, master_key, Some(&self.endpoint))?;
         if !mk.delegated {
             self.local()?;
         }
+        // Without a keyId the flow creates a server object: never run twice.
+        let retry = if mk.key_id.is_some() {
+            Retry::Transient
+        } else {
+            Retry::Never
+        };
         // The flow may run more than once (retries), so each run gets its own copies.
         let dek = Zeroizing::new(dek.to_vec());
         let (uid, key_material) = self
-            .with_session(mk, |s| {
+            .with_session(mk, retry, |s| {
                 let mk = mk.clone();
                 let dek = dek.clone();
                 boxed(async move {
@@ -632,6 +695,8 @@ impl KmsProvider for KmipProvider {
                 got: master_key.kind(),
             });
         };
+        self.trust
+            .check(&self.name, master_key, Some(&self.endpoint))?;
         let Some(uid) = mk.key_id.as_deref() else {
             return Err(KmsError::InvalidMasterKey {
                 provider: mk.provider.to_string(),
@@ -650,7 +715,7 @@ impl KmsProvider for KmipProvider {
                 });
             }
             let (iv, ct) = key_material.split_at(IV_LEN);
-            self.with_session(mk, |s| {
+            self.with_session(mk, Retry::Transient, |s| {
                 let (uid, iv, ct) = (uid.to_owned(), iv.to_vec(), ct.to_vec());
                 boxed(async move {
                     let p = s.crypt(&uid, false, &ct, Some(&iv)).await?;
@@ -661,7 +726,7 @@ impl KmsProvider for KmipProvider {
         } else {
             let local = self.local()?;
             let kek = self
-                .with_session(mk, |s| {
+                .with_session(mk, Retry::Transient, |s| {
                     let uid = uid.to_owned();
                     boxed(async move { s.get_secret(&uid).await })
                 })

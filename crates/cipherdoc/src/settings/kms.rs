@@ -128,9 +128,8 @@ impl SecretSource {
     /// Reads the secret's bytes. Errors name the source, never the secret.
     pub fn read_bytes(&self) -> Result<Zeroizing<Vec<u8>>, String> {
         match self {
-            Self::File(p) => std::fs::read(p)
-                .map(Zeroizing::new)
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+            // Only files that nobody but their owner may read.
+            Self::File(p) => crate::private_file::read_private(p).map_err(|e| e.to_string()),
             Self::Env(v) => std::env::var(v)
                 .map(|s| Zeroizing::new(s.into_bytes()))
                 .map_err(|_| format!("environment variable {v} is not set")),
@@ -252,6 +251,105 @@ pub enum MasterKeySettings {
         /// Encrypt by the KMIP server instead of locally.
         delegated: bool,
     },
+}
+
+/// Where and how to reach a provider, beyond its credentials: settings
+/// that cipherdoc alone decides, never a key document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KmsTransportSettings {
+    /// The KMS endpoint every request goes to instead of the one a master
+    /// key names (`endpoint` for aws and azure, `kms_endpoint` for gcp,
+    /// whose `endpoint` is the OAuth host as in MongoDB's settings):
+    /// `https://host[:port]` or `host[:port]`; `http://` only on loopback.
+    pub endpoint: Option<String>,
+    /// PEM file of CA certificates trusted in addition to the public roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Hosts (`host` or `host:port`) whose master keys may be used even
+    /// though `kms_credentials` does not name them (e.g. keys of an older
+    /// master key after rotation). A key document pointing anywhere else is
+    /// refused.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl KmsTransportSettings {
+    /// Transport settings with this allowlist.
+    pub fn with_allowed_hosts(hosts: Vec<String>) -> Self {
+        Self {
+            allowed_hosts: hosts,
+            ..Self::default()
+        }
+    }
+}
+
+/// Reads a provider's `endpoint`/`kms_endpoint`, `tls_ca_file` and
+/// `allowed_hosts` (what applies to its kind).
+pub(crate) fn read_transport(
+    r: &mut TableReader<'_>,
+    kind: KmsKind,
+    base_dir: &Path,
+) -> Result<KmsTransportSettings, SettingsError> {
+    let mut t = KmsTransportSettings::default();
+    if kind == KmsKind::Local {
+        return Ok(t);
+    }
+    if let Some(list) = r.opt_array("allowed_hosts")? {
+        for (i, v) in list.iter().enumerate() {
+            let h = v.as_str().ok_or_else(|| {
+                r.error(
+                    "allowed_hosts",
+                    format!("element {i} must be a string \"host\" or \"host:port\""),
+                )
+            })?;
+            cipherdoc_kms::Endpoint::parse(h)
+                .map_err(|e| r.error("allowed_hosts", format!("element {i} ({h:?}) {e}")))?;
+            if h.contains("://") || h.contains('/') {
+                return Err(r.error(
+                    "allowed_hosts",
+                    format!("element {i} ({h:?}) must be \"host\" or \"host:port\", without scheme or path"),
+                ));
+            }
+            t.allowed_hosts.push(h.to_owned());
+        }
+    }
+    let endpoint_key = match kind {
+        KmsKind::Aws | KmsKind::Azure => Some("endpoint"),
+        KmsKind::Gcp => Some("kms_endpoint"),
+        _ => None,
+    };
+    if let Some(key) = endpoint_key {
+        if let Some(e) = r.opt_str(key)? {
+            check_endpoint_url(&e).map_err(|p| r.error(key, p))?;
+            t.endpoint = Some(e);
+        }
+        t.tls_ca_file = r.opt_str("tls_ca_file")?.map(|p| base_dir.join(p));
+    }
+    Ok(t)
+}
+
+/// An endpoint setting: `https://host[:port]`, `host[:port]`, or
+/// `http://` to a loopback address (test servers).
+fn check_endpoint_url(e: &str) -> Result<(), String> {
+    let (scheme, rest) = match e.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => ("https", e),
+    };
+    let ep = cipherdoc_kms::Endpoint::parse(rest)?;
+    let loopback = ep.host() == "localhost"
+        || ep
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match scheme {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("plain http is allowed only to a loopback address; use https://".into()),
+        other => Err(format!(
+            "unsupported scheme {other:?}; use https://host[:port]"
+        )),
+    }
 }
 
 /// Reads a secret given as `<key>_file`, `<key>_env` or inline `<key>`.
@@ -546,10 +644,19 @@ pub(crate) fn read_master_key(
 }
 
 /// Reads `kms_providers` and `kms_credentials` of one database.
+#[allow(clippy::type_complexity)]
 pub(crate) fn read_kms(
     enc: &mut TableReader<'_>,
     base_dir: &Path,
-) -> Result<Vec<(KmsProviderName, KmsProviderSettings, MasterKeySettings)>, SettingsError> {
+) -> Result<
+    Vec<(
+        KmsProviderName,
+        KmsProviderSettings,
+        MasterKeySettings,
+        KmsTransportSettings,
+    )>,
+    SettingsError,
+> {
     let providers: &Table = enc.opt_table("kms_providers")?.ok_or_else(|| {
         enc.error(
             "kms_providers",
@@ -583,6 +690,7 @@ pub(crate) fn read_kms(
             .as_table()
             .ok_or_else(|| pr.error(name_str, "expected a table"))?;
         let mut r = pr.sub(name_str, table);
+        let transport = read_transport(&mut r, name.kind(), base_dir)?;
         let provider = read_provider(&mut r, &name, base_dir)?;
         let master = match credentials.get(name_str) {
             Some(v) => {
@@ -604,7 +712,7 @@ pub(crate) fn read_kms(
                 ));
             }
         };
-        out.push((name, provider, master));
+        out.push((name, provider, master, transport));
     }
     Ok(out)
 }

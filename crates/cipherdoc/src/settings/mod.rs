@@ -37,6 +37,22 @@
 //! tls_ca_file = "certs/db-ca.pem"   # or sslrootcert=... in the URL
 //! ```
 //!
+//! Key documents live in the database, so whoever can write to it could
+//! point one at a KMS host of theirs: a key document is used only if its
+//! `masterKey` equals the one `kms_credentials` names, or its host is on the
+//! provider's `allowed_hosts` (older master keys after a rotation). A
+//! provider may also take `endpoint` (`kms_endpoint` for gcp, whose
+//! `endpoint` is the OAuth host) and `tls_ca_file`; `key_check_values`
+//! pins the data keys of a pinned map (`showencryptedfieldsmap
+//! --key-check-values`):
+//!
+//! ```toml
+//! [databases.encrypted.encryption.kms_providers.aws]
+//! access_key_id = "AKIA..."
+//! secret_access_key_env = "AWS_SECRET_ACCESS_KEY"
+//! allowed_hosts = ["kms.eu-west-1.amazonaws.com"]
+//! ```
+//!
 //! Strings may use `${VAR}` to take a value from the environment. Secrets
 //! (`kms_providers.*`) are given as `<secret>_file` or `<secret>_env`; written
 //! inline they work but are logged as a development-only warning.
@@ -52,7 +68,10 @@ use cipherdoc_engine::postgres::{PgTransport, PgUrl};
 use toml::Table;
 
 pub use error::SettingsError;
-pub use kms::{KmsKind, KmsProviderName, KmsProviderSettings, MasterKeySettings, SecretSource};
+pub use kms::{
+    KmsKind, KmsProviderName, KmsProviderSettings, KmsTransportSettings, MasterKeySettings,
+    SecretSource,
+};
 pub use router::{DEFAULT_DB, ModelRef, Router, Routers, RuleRouter};
 
 use reader::{EnvLookup, TableReader};
@@ -118,6 +137,10 @@ pub struct EncryptionSettings {
     pub default_kms_provider: Option<KmsProviderName>,
     /// A pinned encrypted fields map (file path), which wins over the catalog.
     pub encrypted_fields_map: Option<PathBuf>,
+    /// The key check values of the pinned map's data keys (file path, a
+    /// sidecar of the map written by `showencryptedfieldsmap
+    /// --key-check-values`): a data key whose value differs is refused.
+    pub key_check_values: Option<PathBuf>,
     /// How long unwrapped data keys stay cached, in seconds.
     pub data_key_cache_ttl_secs: u64,
 }
@@ -131,6 +154,8 @@ pub struct KmsProvider {
     pub settings: KmsProviderSettings,
     /// The master key new data keys are wrapped with.
     pub master_key: MasterKeySettings,
+    /// Endpoint, CA file and the hosts whose master keys may be used.
+    pub transport: KmsTransportSettings,
 }
 
 impl EncryptionSettings {
@@ -378,10 +403,11 @@ fn read_encryption(
     }
     let kms_providers = kms::read_kms(r, base_dir)?
         .into_iter()
-        .map(|(name, settings, master_key)| KmsProvider {
+        .map(|(name, settings, master_key, transport)| KmsProvider {
             name,
             settings,
             master_key,
+            transport,
         })
         .collect::<Vec<_>>();
     let default_kms_provider = match r.opt_str("default_kms_provider")? {
@@ -398,6 +424,7 @@ fn read_encryption(
         }
     };
     let encrypted_fields_map = r.opt_str("encrypted_fields_map")?.map(|p| base_dir.join(p));
+    let key_check_values = r.opt_str("key_check_values")?.map(|p| base_dir.join(p));
     let ttl = r.opt_int("data_key_cache_ttl_secs")?.unwrap_or(60);
     let data_key_cache_ttl_secs = u64::try_from(ttl)
         .map_err(|_| r.error("data_key_cache_ttl_secs", "must be 0 or more seconds"))?;
@@ -407,6 +434,7 @@ fn read_encryption(
         "kms_credentials",
         "default_kms_provider",
         "encrypted_fields_map",
+        "key_check_values",
         "data_key_cache_ttl_secs",
     ])?;
     Ok(EncryptionSettings {
@@ -414,6 +442,7 @@ fn read_encryption(
         kms_providers,
         default_kms_provider,
         encrypted_fields_map,
+        key_check_values,
         data_key_cache_ttl_secs,
     })
 }
