@@ -134,6 +134,45 @@ pub enum EngineError {
     /// No PostgreSQL connection could be had from the pool.
     #[error("postgres connection pool: {0}; check that the server is running and the URL is right")]
     PostgresPool(String),
+    /// An operation of the QE server role asked of an engine that does not
+    /// play it: a storage engine of [`crate::QeRole::Client`] must be
+    /// wrapped in [`crate::qe_server::QeServer`] first.
+    #[error(
+        "the {engine} engine does not play the QE server role, so it cannot {operation}; wrap it in cipherdoc_engine::qe_server::QeServer"
+    )]
+    NoQeServerRole {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// The QE server role asked a transaction for its ESC/ECOC storage, and
+    /// the engine has none (its database server plays the role itself).
+    #[error(
+        "this engine's transactions hold no ESC/ECOC state (its database server plays the QE role); do not wrap it in QeServer"
+    )]
+    NoQeState,
+    /// An error the database server reported (MongoDB), with its code.
+    #[error("{engine} server error {code} ({code_name}): {message}")]
+    Server {
+        /// The engine's kind.
+        engine: &'static str,
+        /// The server's error code.
+        code: i32,
+        /// Its name (`codeName`).
+        code_name: String,
+        /// The server's message.
+        message: String,
+    },
+    /// No answer from the database server (network, TLS, no server
+    /// selectable in time).
+    #[error("{engine}: {message}; check that the server is running and the URL is right")]
+    Connection {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What the driver said.
+        message: String,
+    },
     /// An engine setting that cannot be used (connection URL, database name).
     #[error("invalid engine configuration: {0}")]
     Config(String),

@@ -6,11 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use bson::{Bson, Document};
 use cipherdoc_crypto::efc::EncryptedFieldConfig;
-use cipherdoc_engine::Engine;
-// Engines without a native QE server (all of cipherdoc's own) get
-// cipherdoc's: insert payloads become stored values, tags and ESC/ECOC rows in
-// the document's transaction; find payloads become tag lookups.
 use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens, QeServer};
+use cipherdoc_engine::{Engine, QeRole};
 use cipherdoc_kms::MasterKey as KmsMasterKey;
 
 use crate::client_encryption::ClientEncryption;
@@ -27,8 +24,6 @@ pub struct Database {
     alias: String,
     name: String,
     engine: Arc<dyn Engine>,
-    /// The QE server role in front of the engine (encrypted databases).
-    qe: Option<Arc<QeServer>>,
     encryption: Option<DbEncryption>,
 }
 
@@ -68,19 +63,25 @@ impl Database {
     /// Opens a database from its settings.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self> {
         let raw = open_engine(settings).await?;
-        let (engine, qe, encryption) = match &settings.encryption {
-            None => (raw, None, None),
+        let (engine, encryption) = match &settings.encryption {
+            None => (raw, None),
             Some(enc) => {
                 let opened = open_encryption(settings, enc, Arc::clone(&raw)).await?;
                 let pinned = match &enc.encrypted_fields_map {
                     None => None,
                     Some(path) => Some(read_pinned_map(path, &settings.name, &settings.alias)?),
                 };
-                let qe = Arc::new(QeServer::new(raw));
-                let engine: Arc<dyn Engine> = Arc::clone(&qe) as Arc<dyn Engine>;
+                // Engines without a native QE server (SQLite, PostgreSQL) get
+                // cipherdoc's: insert payloads become stored values, tags and
+                // ESC/ECOC rows in the document's transaction; find payloads
+                // become tag lookups. An engine whose database server plays
+                // the role (MongoDB) is handed the payloads as they are.
+                let engine: Arc<dyn Engine> = match raw.qe_role() {
+                    QeRole::Client => Arc::new(QeServer::new(raw)),
+                    _ => raw,
+                };
                 (
                     engine,
-                    Some(qe),
                     Some(DbEncryption {
                         settings: enc.clone(),
                         encrypter: Encrypter::new(Arc::clone(&opened.keys)),
@@ -96,7 +97,6 @@ impl Database {
             alias: settings.alias.clone(),
             name: settings.name.clone(),
             engine,
-            qe,
             encryption,
         })
     }
@@ -106,12 +106,12 @@ impl Database {
     /// collection: the client derives each field's ECOC token from its data
     /// key and hands them to the QE server role.
     pub async fn compact(&self, collection: &str, cleanup: bool) -> Result<CompactionStats> {
-        let qe = self.qe.as_ref().ok_or_else(|| {
-            Error::Encryption(format!(
+        if self.encryption.is_none() {
+            return Err(Error::Encryption(format!(
                 "database '{}' has no encryption settings; nothing to compact",
                 self.alias
-            ))
-        })?;
+            )));
+        }
         let doc = crate::migrations::compaction_tokens(self, collection).await?;
         let tokens = CompactionTokens::from_document(&doc).map_err(|e| {
             Error::Encryption(format!(
@@ -120,9 +120,9 @@ impl Database {
             ))
         })?;
         let stats = if cleanup {
-            qe.cleanup(collection, &tokens).await?
+            self.engine.cleanup(collection, &tokens).await?
         } else {
-            qe.compact(collection, &tokens).await?
+            self.engine.compact(collection, &tokens).await?
         };
         Ok(stats)
     }

@@ -81,7 +81,7 @@ fn field_gap(p: &EncryptedPath, field: &EncryptedField) -> Option<CoverageGap> {
                 .map_or_else(|| "(none)".to_owned(), |t| t.as_str().to_owned()),
         });
     }
-    if queries_match(p.queries.as_ref(), &field.queries) {
+    if queries_match(p.queries.as_ref(), field) {
         return None;
     }
     Some(CoverageGap::Queries {
@@ -100,10 +100,22 @@ fn field_gap(p: &EncryptedPath, field: &EncryptedField) -> Option<CoverageGap> {
 /// Whether the collection's `queries` are exactly the model's, defaults
 /// applied where MongoDB applies them (contention 8, sparsity 2). Anything
 /// else — another type, a second query type, other bounds, a lower
-/// contention or sparsity, another trim factor — is a mismatch.
-fn queries_match(model: Option<&QueryConfig>, found: &[QueryTypeConfig]) -> bool {
+/// contention or sparsity, another trim factor — is a mismatch. A text
+/// field's query types (prefix and suffix may come together) must give the
+/// model's folding, lengths and contention, and no other query type.
+fn queries_match(model: Option<&QueryConfig>, field: &EncryptedField) -> bool {
     let contention = |c: Option<i64>| c.map_or(Some(DEFAULT_CONTENTION), |c| u64::try_from(c).ok());
-    match (model, found) {
+    if let Some(QueryConfig::Text {
+        index,
+        contention: c,
+    }) = model
+    {
+        return match field.text_index(&field.path) {
+            Ok(Some(found)) => found.index == *index && contention(*c) == Some(found.contention),
+            _ => false,
+        };
+    }
+    match (model, field.queries.as_slice()) {
         (None, []) => true,
         (
             Some(QueryConfig::Equality { contention: c }),
@@ -251,5 +263,56 @@ mod tests {
                 Some(CoverageGap::Queries { .. })
             ));
         }
+    }
+
+    #[test]
+    fn text_fields_match_kinds_folding_lengths_and_contention() {
+        let text = |kind: &str, min: i32, contention: u64| QueryTypeConfig::Text {
+            query_type: cipherdoc_crypto::efc::TextQueryType::parse(kind).unwrap(),
+            contention,
+            str_min_query_length: Some(min),
+            str_max_query_length: Some(8),
+            str_max_length: None,
+            case_sensitive: Some(false),
+            diacritic_sensitive: Some(false),
+        };
+        let catalog = field(vec![text("prefix", 2, 0)], "string");
+        let index = catalog.text_index("a").unwrap().unwrap().index;
+        let p = path(
+            Some(QueryConfig::Text {
+                index,
+                contention: Some(0),
+            }),
+            "string",
+        );
+        assert_eq!(field_gap(&p, &catalog), None);
+        for other in [
+            vec![text("prefix", 2, 0), text("suffix", 2, 0)],
+            vec![text("prefix", 3, 0)],
+            vec![text("suffix", 2, 0)],
+            vec![QueryTypeConfig::Equality { contention: 0 }],
+            vec![],
+        ] {
+            assert!(matches!(
+                field_gap(&p, &field(other, "string")),
+                Some(CoverageGap::Queries { .. })
+            ));
+        }
+        // No contention in the model means MongoDB's default, 8.
+        let default = path(
+            Some(QueryConfig::Text {
+                index,
+                contention: None,
+            }),
+            "string",
+        );
+        assert!(matches!(
+            field_gap(&default, &catalog),
+            Some(CoverageGap::Queries { .. })
+        ));
+        assert_eq!(
+            field_gap(&default, &field(vec![text("prefix", 2, 8)], "string")),
+            None
+        );
     }
 }

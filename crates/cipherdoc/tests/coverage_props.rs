@@ -238,6 +238,23 @@ impl Engine for Inspect {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+    fn qe_role(&self) -> cipherdoc_engine::QeRole {
+        self.inner.qe_role()
+    }
+    async fn compact(
+        &self,
+        collection: &str,
+        tokens: &cipherdoc_engine::qe_server::CompactionTokens,
+    ) -> Result<cipherdoc_engine::qe_server::CompactionStats> {
+        self.inner.compact(collection, tokens).await
+    }
+    async fn cleanup(
+        &self,
+        collection: &str,
+        tokens: &cipherdoc_engine::qe_server::CompactionTokens,
+    ) -> Result<cipherdoc_engine::qe_server::CompactionStats> {
+        self.inner.cleanup(collection, tokens).await
+    }
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
         self.inner.create_collection(name, options).await
     }
