@@ -437,3 +437,58 @@ fn generate_master_never_overwrites() {
     assert_eq!(std::fs::read(ws.master()).unwrap().len(), 96);
     let _ = Path::new("");
 }
+
+#[test]
+fn string_algorithm_makes_text_payloads_and_refuses_out_of_range_queries() {
+    let ws = Workspace::new();
+    ws.ok(&["key", "create"], &["--alt-name", "k"]);
+    let opts = r#"{"caseSensitive": false, "diacriticSensitive": true, "prefix": {"strMinQueryLength": 2, "strMaxQueryLength": 5}}"#;
+    let args = |extra: &[&'static str], value: &'static str| {
+        let mut a = vec![
+            "--alt-name",
+            "k",
+            "--algorithm",
+            "string",
+            "--string-opts",
+            opts,
+            "--contention",
+            "0",
+            "--value",
+            value,
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let insert = ws.ok(&["encrypt"], &args(&[], "\"Ada Lovelace\""));
+    let back = ws.ok(&["decrypt"], &[&insert]);
+    assert_eq!(canonical(&back), canonical("\"Ada Lovelace\""));
+    let find = ws.ok(&["encrypt"], &args(&["--query-type", "prefix"], "\"ADA\""));
+    let inspect = ws.run(&["inspect", &find]);
+    assert!(
+        String::from_utf8_lossy(&inspect.stdout).contains("Fle2FindTextPayload"),
+        "{}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
+    // A query longer than strMaxQueryLength, and a kind the options lack.
+    let err = ws.fails(
+        &["encrypt"],
+        &args(&["--query-type", "prefix"], "\"Lovelace\""),
+    );
+    assert!(err.contains("strMaxQueryLength"), "{err}");
+    assert!(!err.contains("Lovelace"), "{err}");
+    let err = ws.fails(&["encrypt"], &args(&["--query-type", "suffix"], "\"ace\""));
+    assert!(err.contains("suffix"), "{err}");
+    // The string algorithm needs its options.
+    let err = ws.fails(
+        &["encrypt"],
+        &[
+            "--alt-name",
+            "k",
+            "--algorithm",
+            "string",
+            "--value",
+            "\"x\"",
+        ],
+    );
+    assert!(err.contains("--string-opts"), "{err}");
+}

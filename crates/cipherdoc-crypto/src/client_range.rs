@@ -128,7 +128,6 @@ fn check_double_bounds(index: &RangeIndex, v: &RangeValue) -> Result<()> {
     {
         if x.is_finite() && !(lo <= x && x <= hi) {
             return Err(range_err(RangeError::ValueOutOfBounds {
-                value: x.to_string(),
                 min: lo.to_string(),
                 max: hi.to_string(),
             }));

@@ -26,6 +26,7 @@ mod mac;
 pub mod payload;
 pub mod random;
 pub mod range;
+mod redact;
 pub mod server;
 pub mod text;
 pub mod tokens;
@@ -35,3 +36,4 @@ pub use key::{
     DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKey, MasterKey, unwrap_local, wrap_local,
 };
 pub use random::{OsRandom, PrefetchedRandom, RandomSource, ReplayRandom};
+pub use redact::{Redacted, RedactedList};

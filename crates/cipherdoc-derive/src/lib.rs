@@ -11,8 +11,9 @@ use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
-    Data, DeriveInput, Expr, ExprLit, ExprUnary, Fields, GenericArgument, Ident, Lit, LitInt,
-    LitStr, PathArguments, Type, UnOp, Visibility, meta::ParseNestedMeta, parse_macro_input,
+    Data, DeriveInput, Expr, ExprLit, ExprUnary, Fields, GenericArgument, Ident, Lit, LitBool,
+    LitInt, LitStr, PathArguments, Type, UnOp, Visibility, meta::ParseNestedMeta,
+    parse_macro_input,
 };
 
 /// Derives `cipherdoc::model::Model`: schema, typed field paths, BSON
@@ -46,6 +47,32 @@ struct ModelAttrs {
 enum QueryKind {
     Equality,
     Range,
+    /// Text search: which of prefix, suffix and substring.
+    Text(TextKinds),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum TextKinds {
+    Prefix,
+    Suffix,
+    PrefixSuffix,
+    Substring,
+}
+
+impl TextKinds {
+    /// `"prefix"`, `"suffix"`, `"substring"`, `"prefix, suffix"` (either
+    /// order, any spacing).
+    fn parse(s: &str) -> Option<Self> {
+        let mut parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        parts.sort_unstable();
+        match parts.as_slice() {
+            ["prefix"] => Some(Self::Prefix),
+            ["suffix"] => Some(Self::Suffix),
+            ["prefix", "suffix"] => Some(Self::PrefixSuffix),
+            ["substring"] => Some(Self::Substring),
+            _ => None,
+        }
+    }
 }
 
 struct Encrypted {
@@ -58,6 +85,10 @@ struct Encrypted {
     trim_factor: Option<(i64, Span)>,
     precision: Option<(i64, Span)>,
     kms_provider: Option<LitStr>,
+    min_query_length: Option<(i64, Span)>,
+    max_query_length: Option<(i64, Span)>,
+    case_sensitive: Option<LitBool>,
+    diacritic_sensitive: Option<LitBool>,
 }
 
 struct FieldDef {
@@ -208,16 +239,25 @@ fn parse_field(field: &syn::Field) -> syn::Result<FieldDef> {
                 trim_factor: None,
                 precision: None,
                 kms_provider: None,
+                min_query_length: None,
+                max_query_length: None,
+                case_sensitive: None,
+                diacritic_sensitive: None,
             };
             if let syn::Meta::List(_) = &attr.meta {
                 attr.parse_nested_meta(|meta| {
                     if field_option(&mut def, &meta)? {
                     } else if meta.path.is_ident("queries") {
                         let lit: LitStr = meta.value()?.parse()?;
-                        let kind = match lit.value().as_str() {
+                        let v = lit.value();
+                        let kind = match v.as_str() {
                             "equality" => QueryKind::Equality,
                             "range" => QueryKind::Range,
-                            _ => return Err(err(lit.span(), "unknown query type; expected \"equality\" or \"range\"")),
+                            other => match TextKinds::parse(other) {
+                                Some(t) => QueryKind::Text(t),
+                                None if other.contains("substring") => return Err(err(lit.span(), "substring cannot be combined with prefix or suffix (a MongoDB limitation); use \"substring\" alone")),
+                                None => return Err(err(lit.span(), "unknown query type; expected \"equality\", \"range\", \"prefix\", \"suffix\", \"prefix, suffix\" or \"substring\"")),
+                            },
                         };
                         enc.queries = Some((kind, lit));
                     } else if meta.path.is_ident("contention") {
@@ -234,11 +274,19 @@ fn parse_field(field: &syn::Field) -> syn::Result<FieldDef> {
                         enc.max = Some(meta.value()?.parse()?);
                     } else if meta.path.is_ident("kms_provider") {
                         enc.kms_provider = Some(meta.value()?.parse()?);
+                    } else if meta.path.is_ident("min_query_length") {
+                        enc.min_query_length = Some(int_value(&meta)?);
+                    } else if meta.path.is_ident("max_query_length") {
+                        enc.max_query_length = Some(int_value(&meta)?);
+                    } else if meta.path.is_ident("case_sensitive") {
+                        enc.case_sensitive = Some(meta.value()?.parse()?);
+                    } else if meta.path.is_ident("diacritic_sensitive") {
+                        enc.diacritic_sensitive = Some(meta.value()?.parse()?);
                     } else if meta.path.is_ident("unique") || meta.path.is_ident("index") {
                         return Err(meta.error("encrypted fields can't be unique or indexed (a MongoDB limitation)"));
                     } else {
                         return Err(meta.error(
-                            "unknown #[encrypted] option; expected queries, contention, min, max, sparsity, trim_factor, precision, kms_provider, max_length, max_digits, decimal_places or kind",
+                            "unknown #[encrypted] option; expected queries, contention, min, max, sparsity, trim_factor, precision, min_query_length, max_query_length, case_sensitive, diacritic_sensitive, kms_provider, max_length, max_digits, decimal_places or kind",
                         ));
                     }
                     Ok(())
@@ -346,8 +394,21 @@ fn check_field(def: &FieldDef, is_model: bool) -> syn::Result<TokenStream2> {
                 ));
             }
         }
+        refuse_text_options(enc, |opt| {
+            format!(
+                "`{opt}` on field `{name}` needs `queries = \"prefix\"`, \"suffix\", \"prefix, suffix\" or \"substring\""
+            )
+        })?;
         return Ok(checks);
     };
+    if !matches!(kind, QueryKind::Text(_)) {
+        refuse_text_options(enc, |opt| {
+            format!(
+                "`{opt}` is a text-search option; field `{name}` has `queries = \"{}\"`",
+                lit.value()
+            )
+        })?;
+    }
     if is_array(ty) {
         return Err(err(
             lit.span(),
@@ -416,8 +477,108 @@ fn check_field(def: &FieldDef, is_model: bool) -> syn::Result<TokenStream2> {
                 }
             }
         }
+        QueryKind::Text(kinds) => {
+            check_text_field(def, enc, *kinds, lit)?;
+            checks.extend(
+                quote_spanned! {ty.span()=> ::cipherdoc::model::__private::assert_text::<#ty>(); },
+            );
+        }
     }
     Ok(checks)
+}
+
+/// An error at the first text-search option given, if any.
+fn refuse_text_options(enc: &Encrypted, message: impl Fn(&str) -> String) -> syn::Result<()> {
+    match text_option_spans(enc)
+        .into_iter()
+        .find_map(|(opt, span)| span.map(|s| (opt, s)))
+    {
+        Some((opt, span)) => Err(err(span, message(opt))),
+        None => Ok(()),
+    }
+}
+
+/// The spans of the text-search options that were given.
+fn text_option_spans(enc: &Encrypted) -> [(&'static str, Option<Span>); 4] {
+    [
+        ("min_query_length", enc.min_query_length.map(|c| c.1)),
+        ("max_query_length", enc.max_query_length.map(|c| c.1)),
+        (
+            "case_sensitive",
+            enc.case_sensitive.as_ref().map(LitBool::span),
+        ),
+        (
+            "diacritic_sensitive",
+            enc.diacritic_sensitive.as_ref().map(LitBool::span),
+        ),
+    ]
+}
+
+/// A text-search field: no range options, query lengths `1 <= min <= max`
+/// that fit an i32, and for substring a `max_length` (its strMaxLength) of
+/// at least `max_query_length`.
+fn check_text_field(
+    def: &FieldDef,
+    enc: &Encrypted,
+    kinds: TextKinds,
+    lit: &LitStr,
+) -> syn::Result<()> {
+    let name = &def.ident;
+    for (opt, span) in [
+        ("sparsity", enc.sparsity.map(|c| c.1)),
+        ("trim_factor", enc.trim_factor.map(|c| c.1)),
+        ("precision", enc.precision.map(|c| c.1)),
+        ("min", enc.min.as_ref().map(Spanned::span)),
+        ("max", enc.max.as_ref().map(Spanned::span)),
+    ] {
+        if let Some(span) = span {
+            return Err(err(
+                span,
+                format!("`{opt}` is a range option; field `{name}` is a text-search field"),
+            ));
+        }
+    }
+    let (Some((lo, lo_span)), Some((hi, hi_span))) = (enc.min_query_length, enc.max_query_length)
+    else {
+        return Err(err(
+            lit.span(),
+            format!(
+                "text-search field `{name}` needs `min_query_length` and `max_query_length` (the shortest and longest query, in characters)"
+            ),
+        ));
+    };
+    for (v, span, opt) in [
+        (lo, lo_span, "min_query_length"),
+        (hi, hi_span, "max_query_length"),
+    ] {
+        if v < 1 || i32::try_from(v).is_err() {
+            return Err(err(span, format!("{opt} must be a positive i32")));
+        }
+    }
+    if hi < lo {
+        return Err(err(
+            hi_span,
+            "max_query_length must be at least min_query_length",
+        ));
+    }
+    if kinds == TextKinds::Substring {
+        let Some(ml) = &def.max_length else {
+            return Err(err(
+                lit.span(),
+                format!(
+                    "substring field `{name}` needs `max_length` (the longest value it stores, its strMaxLength)"
+                ),
+            ));
+        };
+        let ml: i64 = ml.base10_parse()?;
+        if ml < hi || i32::try_from(ml).is_err() {
+            return Err(err(
+                def.max_length.as_ref().map_or(lit.span(), LitInt::span),
+                "a substring field's max_length must be an i32 of at least max_query_length",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn type_string(ty: &Type) -> String {
@@ -521,6 +682,41 @@ fn field_schema(def: &FieldDef, is_pk: bool) -> syn::Result<TokenStream2> {
                     });
                 });
             }
+            Some((QueryKind::Text(kinds), _)) => {
+                // Range-checked in check_text_field.
+                let len = |v: Option<(i64, Span)>| v.map_or(0, |(v, _)| u32::try_from(v).unwrap_or(0));
+                let (lo, hi) = (len(enc.min_query_length), len(enc.max_query_length));
+                let none = quote!(::core::option::Option::None);
+                let lengths = quote!(::core::option::Option::Some((#lo, #hi)));
+                let (prefix, suffix, substring) = match kinds {
+                    TextKinds::Prefix => (lengths, none.clone(), none),
+                    TextKinds::Suffix => (none.clone(), lengths, none),
+                    TextKinds::PrefixSuffix => (lengths.clone(), lengths, none),
+                    TextKinds::Substring => {
+                        let ml: u32 = match &def.max_length {
+                            Some(l) => l.base10_parse()?,
+                            None => 0,
+                        };
+                        (none.clone(), none, quote!(::core::option::Option::Some((#ml, #lo, #hi))))
+                    }
+                };
+                let case = if enc.case_sensitive.as_ref().is_none_or(LitBool::value) {
+                    quote!(#m::__private::CaseSensitivity::Sensitive)
+                } else {
+                    quote!(#m::__private::CaseSensitivity::Insensitive)
+                };
+                let diacritics = if enc.diacritic_sensitive.as_ref().is_none_or(LitBool::value) {
+                    quote!(#m::__private::DiacriticSensitivity::Sensitive)
+                } else {
+                    quote!(#m::__private::DiacriticSensitivity::Insensitive)
+                };
+                sets.extend(quote! {
+                    __f.queries = ::core::option::Option::Some(#m::QueryConfig::Text {
+                        index: #m::__private::text_index(#prefix, #suffix, #substring, #case, #diacritics),
+                        contention: #contention,
+                    });
+                });
+            }
             None => {}
         }
     }
@@ -571,6 +767,10 @@ fn capability(def: &FieldDef) -> TokenStream2 {
         Some(None) => quote!(EncryptedUnqueryable),
         Some(Some(QueryKind::Equality)) => quote!(EncryptedEquality),
         Some(Some(QueryKind::Range)) => quote!(EncryptedRange),
+        Some(Some(QueryKind::Text(TextKinds::Prefix))) => quote!(EncryptedPrefix),
+        Some(Some(QueryKind::Text(TextKinds::Suffix))) => quote!(EncryptedSuffix),
+        Some(Some(QueryKind::Text(TextKinds::PrefixSuffix))) => quote!(EncryptedPrefixSuffix),
+        Some(Some(QueryKind::Text(TextKinds::Substring))) => quote!(EncryptedSubstring),
     }
 }
 

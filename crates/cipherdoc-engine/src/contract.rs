@@ -9,6 +9,11 @@
 //! cipherdoc_engine::engine_contract_tests!(fresh);
 //! ```
 //!
+//! An engine whose database server plays the QE server role (MongoDB)
+//! runs `engine_contract_tests!(server_role: fresh)`: the checks of the
+//! ESC/ECOC storage and of the tag index, which such an engine does not
+//! have, are left out, and the others skip their QE-state steps.
+//!
 //! or call [`run_all`]. Each check takes an `Arc<dyn Engine>` (which also
 //! proves the trait is object-safe) and panics on failure, like any test.
 //! Expectations come from hand-written MongoDB semantics and from the
@@ -31,8 +36,9 @@ use bson::{Binary, Bson, Document, doc, oid::ObjectId, spec::BinarySubtype};
 
 use crate::keyvault::{KEY_ALT_NAMES_INDEX, ensure_key_vault};
 use crate::{
-    CreateCollectionOptions, EcocEntry, Engine, EngineError, EscEntry, EscId, EscValue, Filter,
-    FindOptions, IndexSpec, SortDirection, Tag,
+    CreateCollectionOptions, EcocEntry, Engine, EngineError, EscEntry, EscId, EscValue,
+    FailedOperation, Filter, FindOptions, IndexSpec, QeRole, QeState, SortDirection, Tag,
+    Transaction,
 };
 
 /// Instantiate one `#[tokio::test]` per contract check. `$make` is an async
@@ -41,6 +47,14 @@ use crate::{
 /// features as a dev-dependency.
 #[macro_export]
 macro_rules! engine_contract_tests {
+    // Engines of `QeRole::Server` (MongoDB): no ESC/ECOC state or tag
+    // index of their own to check.
+    (server_role: $make:expr) => {
+        $crate::engine_contract_tests!(@each $make;
+            crud, catalog, filters_every_operator_every_type, filter_semantics,
+            sort_skip_limit_projection, indexes, key_vault, transactions, transact_runs_one_transaction,
+            fail_fast_transactions, random_filters, concurrent_writers);
+    };
     ($make:expr) => {
         $crate::engine_contract_tests!(@each $make;
             crud, catalog, filters_every_operator_every_type, filter_semantics,
@@ -706,7 +720,20 @@ pub async fn key_vault(e: Arc<dyn Engine>) {
     );
 }
 
-/// Commit, rollback, drop-without-commit, atomic failed operations.
+/// The transaction's ESC/ECOC storage: present exactly on engines whose QE
+/// role cipherdoc plays ([`QeRole::Client`]).
+fn state<'t>(e: &dyn Engine, tx: &'t mut dyn Transaction) -> Option<&'t mut dyn QeState> {
+    let st = tx.qe_state();
+    assert_eq!(
+        st.is_some(),
+        e.qe_role() == QeRole::Client,
+        "QE state exactly on engines whose QE role the client plays"
+    );
+    st
+}
+
+/// Commit, rollback, drop-without-commit, atomic failed operations (or, on
+/// engines whose failures end the transaction, that they do).
 pub async fn transactions(e: Arc<dyn Engine>) {
     let e = e.as_ref();
     e.create_collection(
@@ -731,8 +758,10 @@ pub async fn transactions(e: Arc<dyn Engine>) {
     let mut tx = e.begin().await.unwrap();
     tx.insert_one("t", doc! {"_id": 2}).await.unwrap();
     tx.insert_one("new_coll", doc! {"_id": 2}).await.unwrap();
-    tx.esc_insert("t", &EscId([1; 32]), None).await.unwrap();
-    tx.ecoc_append("t", "f", b"p").await.unwrap();
+    if let Some(st) = state(e, &mut *tx) {
+        st.esc_insert("t", &EscId([1; 32]), None).await.unwrap();
+        st.ecoc_append("t", "f", b"p").await.unwrap();
+    }
     tx.delete_many("t", &Filter::eq("_id", 1)).await.unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(find_ids(e, "t", &Filter::all()).await.len(), 1);
@@ -747,24 +776,45 @@ pub async fn transactions(e: Arc<dyn Engine>) {
     assert_eq!(e.count("t", &Filter::eq("_id", 3)).await.unwrap(), 0);
 
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(
-        tx.esc_count("t").await.unwrap(),
-        0,
-        "rolled back ESC row is gone"
-    );
-    assert_eq!(
-        tx.ecoc_count("t").await.unwrap(),
-        0,
-        "rolled back ECOC row is gone"
-    );
+    if let Some(st) = state(e, &mut *tx) {
+        assert_eq!(
+            st.esc_count("t").await.unwrap(),
+            0,
+            "rolled back ESC row is gone"
+        );
+        assert_eq!(
+            st.ecoc_count("t").await.unwrap(),
+            0,
+            "rolled back ECOC row is gone"
+        );
+    }
     tx.insert_one("t", doc! {"_id": 4}).await.unwrap();
-    // A failing operation is atomic and leaves the transaction usable.
     let err = tx
         .insert_many("t", vec![doc! {"_id": 5}, doc! {"_id": 1}])
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::DuplicateKey { .. }));
-    assert_eq!(tx.count("t", &Filter::eq("_id", 5)).await.unwrap(), 0);
+    assert!(matches!(err, EngineError::DuplicateKey { .. }), "{err:?}");
+    if e.failed_operation() == FailedOperation::UndoneAlone {
+        // A failing operation is atomic and leaves the transaction usable.
+        assert_eq!(tx.count("t", &Filter::eq("_id", 5)).await.unwrap(), 0);
+    } else {
+        {
+            // It ends the transaction: nothing more runs, nothing commits.
+            let next = tx.count("t", &Filter::all()).await;
+            assert!(
+                matches!(next, Err(EngineError::TransactionClosed(_))),
+                "{next:?}"
+            );
+            let commit = tx.commit().await;
+            assert!(
+                matches!(commit, Err(EngineError::TransactionClosed(_))),
+                "{commit:?}"
+            );
+            assert_eq!(e.count("t", &Filter::eq("_id", 4)).await.unwrap(), 0);
+            tx = e.begin().await.unwrap();
+            tx.insert_one("t", doc! {"_id": 4}).await.unwrap();
+        }
+    }
     tx.insert_one("t", doc! {"_id": 6}).await.unwrap();
     assert!(
         tx.describe_collection("t")
@@ -798,13 +848,18 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
     )
     .await
     .unwrap();
-    let n: u64 = transact(e, TxMode::Write, |tx| {
+    let undone_alone = e.failed_operation() == FailedOperation::UndoneAlone;
+    let n: u64 = transact(e, TxMode::Write, move |tx| {
         Box::pin(async move {
             tx.insert_one("x", doc! {"_id": 1}).await?;
-            tx.esc_insert("x", &EscId([4; 32]), None).await?;
-            // A failing operation is undone alone.
-            let dup = tx.insert_one("x", doc! {"_id": 1}).await;
-            assert!(matches!(dup, Err(EngineError::DuplicateKey { .. })));
+            if let Some(st) = tx.qe_state() {
+                st.esc_insert("x", &EscId([4; 32]), None).await?;
+            }
+            if undone_alone {
+                // A failing operation is undone alone.
+                let dup = tx.insert_one("x", doc! {"_id": 1}).await;
+                assert!(matches!(dup, Err(EngineError::DuplicateKey { .. })));
+            }
             tx.insert_one("x", doc! {"_id": 2}).await?;
             tx.count("x", &Filter::all()).await
         })
@@ -817,7 +872,9 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
     let err = transact(e, TxMode::Write, |tx| {
         Box::pin(async move {
             tx.insert_one("x", doc! {"_id": 3}).await?;
-            tx.esc_insert("x", &EscId([5; 32]), None).await?;
+            if let Some(st) = tx.qe_state() {
+                st.esc_insert("x", &EscId([5; 32]), None).await?;
+            }
             Err::<(), _>(EngineError::NotEncrypted("the work's own error".into()))
         })
     })
@@ -832,20 +889,27 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
     let (docs, esc) = transact(e, TxMode::Read, |tx| {
         Box::pin(async move {
             let docs = tx.count("x", &Filter::all()).await?;
-            let esc = tx
-                .esc_get_many("x", &[EscId([4; 32]), EscId([5; 32])])
-                .await?;
+            let esc = match tx.qe_state() {
+                Some(st) => Some(
+                    st.esc_get_many("x", &[EscId([4; 32]), EscId([5; 32])])
+                        .await?,
+                ),
+                None => None,
+            };
             Ok((docs, esc))
         })
     })
     .await
     .unwrap();
     assert_eq!(docs, 2);
-    assert_eq!(
-        esc.iter().map(Option::is_some).collect::<Vec<_>>(),
-        [true, false],
-        "the committed ESC row is there, the rolled back one is not"
-    );
+    assert_eq!(esc.is_some(), e.qe_role() == QeRole::Client);
+    if let Some(esc) = esc {
+        assert_eq!(
+            esc.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false],
+            "the committed ESC row is there, the rolled back one is not"
+        );
+    }
     // The engine is still writable (the writer was handed back).
     e.insert_one("x", doc! {"_id": 9}).await.unwrap();
 }
@@ -875,7 +939,9 @@ pub async fn fail_fast_transactions(e: Arc<dyn Engine>) {
     let mut tx = e.begin().await.unwrap();
     tx.fail_fast();
     tx.insert_one("f", doc! {"_id": 2}).await.unwrap();
-    tx.esc_insert("f", &EscId([6; 32]), None).await.unwrap();
+    if let Some(st) = state(&*e, &mut *tx) {
+        st.esc_insert("f", &EscId([6; 32]), None).await.unwrap();
+    }
     let dup = tx
         .insert_many("f", vec![doc! {"_id": 3}, doc! {"_id": 1}])
         .await;
@@ -892,14 +958,12 @@ pub async fn fail_fast_transactions(e: Arc<dyn Engine>) {
         BTreeSet::from(["1".to_owned()]),
         "nothing of the transaction was committed"
     );
-    let esc = e
-        .begin_read()
-        .await
-        .unwrap()
-        .esc_get_many("f", &[EscId([6; 32])])
-        .await
-        .unwrap();
-    assert_eq!(esc, [None], "nor its ESC row");
+    let mut read = e.begin_read().await.unwrap();
+    if let Some(st) = state(&*e, &mut *read) {
+        let esc = st.esc_get_many("f", &[EscId([6; 32])]).await.unwrap();
+        assert_eq!(esc, [None], "nor its ESC row");
+    }
+    drop(read);
 
     // The same inside `transact`, the work returning the error, and a
     // work that swallows it.
@@ -959,18 +1023,35 @@ pub async fn drop_removes_state(e: Arc<dyn Engine>) {
     tx.insert_one("x", doc! {"_id": 1, "__safeContent__": [tag_bin(&t)]})
         .await
         .unwrap();
-    tx.esc_insert("x", &EscId([1; 32]), Some(EscValue(vec![1; 32])))
+    tx.qe_state()
+        .unwrap()
+        .esc_insert("x", &EscId([1; 32]), Some(EscValue(vec![1; 32])))
         .await
         .unwrap();
-    tx.ecoc_append("x", "f", b"v").await.unwrap();
-    tx.ecoc_begin_compaction("x").await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .ecoc_append("x", "f", b"v")
+        .await
+        .unwrap();
+    tx.qe_state()
+        .unwrap()
+        .ecoc_begin_compaction("x")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert!(e.drop_collection("x").await.unwrap());
     e.create_collection("x", enc()).await.unwrap();
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("x").await.unwrap(), 0);
-    assert_eq!(tx.ecoc_count("x").await.unwrap(), 0);
-    assert!(tx.ecoc_read_compact("x").await.unwrap().is_empty());
+    assert_eq!(tx.qe_state().unwrap().esc_count("x").await.unwrap(), 0);
+    assert_eq!(tx.qe_state().unwrap().ecoc_count("x").await.unwrap(), 0);
+    assert!(
+        tx.qe_state()
+            .unwrap()
+            .ecoc_read_compact("x")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tx.rollback().await.unwrap();
     e.insert_one("x", doc! {"_id": 2}).await.unwrap();
     assert_eq!(e.count("x", &Filter::tag_in([t])).await.unwrap(), 0);
@@ -991,23 +1072,24 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
         .await
         .unwrap();
     let mut tx = e.begin().await.unwrap();
+    let st = tx.qe_state().unwrap();
     assert!(matches!(
-        tx.esc_count("plain").await.unwrap_err(),
+        st.esc_count("plain").await.unwrap_err(),
         EngineError::NotEncrypted(_)
     ));
     assert!(matches!(
-        tx.esc_count("missing").await.unwrap_err(),
+        st.esc_count("missing").await.unwrap_err(),
         EngineError::CollectionNotFound(_)
     ));
     // The per-operation calls too (engines may skip the catalog check on
     // their fast path, but never the typed error).
     for (coll, plain) in [("plain", true), ("missing", false)] {
         let errs = [
-            tx.esc_get_many(coll, &[EscId([9; 32])]).await.unwrap_err(),
-            tx.esc_insert(coll, &EscId([9; 32]), None)
+            st.esc_get_many(coll, &[EscId([9; 32])]).await.unwrap_err(),
+            st.esc_insert(coll, &EscId([9; 32]), None)
                 .await
                 .unwrap_err(),
-            tx.ecoc_append(coll, "f", b"v").await.unwrap_err(),
+            st.ecoc_append(coll, "f", b"v").await.unwrap_err(),
         ];
         for err in errs {
             assert!(
@@ -1023,30 +1105,30 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
 
     let id = |b: u8| EscId([b; 32]);
     let val = |b: u8| EscValue(vec![b; 32]);
-    tx.esc_insert("q", &id(1), None).await.unwrap();
-    tx.esc_insert("q", &id(2), Some(val(7))).await.unwrap();
+    st.esc_insert("q", &id(1), None).await.unwrap();
+    st.esc_insert("q", &id(2), Some(val(7))).await.unwrap();
     assert!(
-        tx.esc_has_anchors("q").await.unwrap(),
+        st.esc_has_anchors("q").await.unwrap(),
         "an ESC holding an anchor must never be reported as anchor-free"
     );
-    let err = tx.esc_insert("q", &id(1), None).await.unwrap_err();
+    let err = st.esc_insert("q", &id(1), None).await.unwrap_err();
     assert!(
         matches!(&err, EngineError::EscIdConflict { collection } if collection == "q"),
         "{err}"
     );
     // The conflict left the transaction usable.
     assert_eq!(
-        tx.esc_get("q", &id(1)).await.unwrap(),
+        st.esc_get("q", &id(1)).await.unwrap(),
         Some(EscEntry { value: None })
     );
     assert_eq!(
-        tx.esc_get("q", &id(2)).await.unwrap(),
+        st.esc_get("q", &id(2)).await.unwrap(),
         Some(EscEntry {
             value: Some(val(7))
         })
     );
-    assert_eq!(tx.esc_get("q", &id(3)).await.unwrap(), None);
-    let many = tx
+    assert_eq!(st.esc_get("q", &id(3)).await.unwrap(), None);
+    let many = st
         .esc_get_many("q", &[id(3), id(2), id(1), id(2)])
         .await
         .unwrap();
@@ -1063,37 +1145,37 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
             })
         ]
     );
-    assert!(tx.esc_get_many("q", &[]).await.unwrap().is_empty());
-    tx.esc_upsert("q", &id(2), Some(val(8))).await.unwrap();
-    tx.esc_upsert("q", &id(4), Some(val(9))).await.unwrap();
+    assert!(st.esc_get_many("q", &[]).await.unwrap().is_empty());
+    st.esc_upsert("q", &id(2), Some(val(8))).await.unwrap();
+    st.esc_upsert("q", &id(4), Some(val(9))).await.unwrap();
     assert_eq!(
-        tx.esc_get("q", &id(2)).await.unwrap().unwrap().value,
+        st.esc_get("q", &id(2)).await.unwrap().unwrap().value,
         Some(val(8))
     );
-    assert_eq!(tx.esc_count("q").await.unwrap(), 3);
-    assert_eq!(tx.esc_non_anchor_ids("q").await.unwrap(), vec![id(1)]);
+    assert_eq!(st.esc_count("q").await.unwrap(), 3);
+    assert_eq!(st.esc_non_anchor_ids("q").await.unwrap(), vec![id(1)]);
     assert_eq!(
-        tx.esc_delete_many("q", &[id(1), id(4), id(5)])
+        st.esc_delete_many("q", &[id(1), id(4), id(5)])
             .await
             .unwrap(),
         2
     );
-    assert_eq!(tx.esc_count("q").await.unwrap(), 1);
+    assert_eq!(st.esc_count("q").await.unwrap(), 1);
 
     // ECOC and the compaction hand-off.
-    tx.ecoc_append("q", "a.b", b"one").await.unwrap();
-    tx.ecoc_append("q", "c", b"two").await.unwrap();
-    assert_eq!(tx.ecoc_count("q").await.unwrap(), 2);
-    assert!(tx.ecoc_read_compact("q").await.unwrap().is_empty());
-    assert!(tx.ecoc_begin_compaction("q").await.unwrap());
-    assert_eq!(tx.ecoc_count("q").await.unwrap(), 0, "fresh ECOC");
-    tx.ecoc_append("q", "a.b", b"three").await.unwrap();
+    st.ecoc_append("q", "a.b", b"one").await.unwrap();
+    st.ecoc_append("q", "c", b"two").await.unwrap();
+    assert_eq!(st.ecoc_count("q").await.unwrap(), 2);
+    assert!(st.ecoc_read_compact("q").await.unwrap().is_empty());
+    assert!(st.ecoc_begin_compaction("q").await.unwrap());
+    assert_eq!(st.ecoc_count("q").await.unwrap(), 0, "fresh ECOC");
+    st.ecoc_append("q", "a.b", b"three").await.unwrap();
     assert!(
-        !tx.ecoc_begin_compaction("q").await.unwrap(),
+        !st.ecoc_begin_compaction("q").await.unwrap(),
         "resume: compact exists"
     );
     assert_eq!(
-        tx.ecoc_read_compact("q").await.unwrap(),
+        st.ecoc_read_compact("q").await.unwrap(),
         vec![
             EcocEntry {
                 field_name: "a.b".into(),
@@ -1105,10 +1187,10 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
             }
         ]
     );
-    tx.ecoc_drop_compact("q").await.unwrap();
-    tx.ecoc_drop_compact("q").await.unwrap();
-    assert!(tx.ecoc_read_compact("q").await.unwrap().is_empty());
-    assert_eq!(tx.ecoc_count("q").await.unwrap(), 1);
+    st.ecoc_drop_compact("q").await.unwrap();
+    st.ecoc_drop_compact("q").await.unwrap();
+    assert!(st.ecoc_read_compact("q").await.unwrap().is_empty());
+    assert_eq!(st.ecoc_count("q").await.unwrap(), 1);
     tx.commit().await.unwrap();
 }
 
@@ -1320,8 +1402,10 @@ pub async fn concurrent_writers(e: Arc<dyn Engine>) {
                 let mut id = [0u8; 32];
                 id[0] = task;
                 id[1] = i;
-                tx.esc_insert("w", &EscId(id), None).await.unwrap();
-                tx.ecoc_append("w", "v", &[task, i]).await.unwrap();
+                if let Some(st) = tx.qe_state() {
+                    st.esc_insert("w", &EscId(id), None).await.unwrap();
+                    st.ecoc_append("w", "v", &[task, i]).await.unwrap();
+                }
                 tx.commit().await.unwrap();
             }
         }));
@@ -1335,7 +1419,9 @@ pub async fn concurrent_writers(e: Arc<dyn Engine>) {
         100
     );
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("w").await.unwrap(), 100);
-    assert_eq!(tx.ecoc_count("w").await.unwrap(), 100);
+    if let Some(st) = state(&*e, &mut *tx) {
+        assert_eq!(st.esc_count("w").await.unwrap(), 100);
+        assert_eq!(st.ecoc_count("w").await.unwrap(), 100);
+    }
     tx.rollback().await.unwrap();
 }

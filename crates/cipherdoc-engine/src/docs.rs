@@ -30,16 +30,112 @@ pub(crate) fn render(v: &Bson) -> String {
     v.clone().into_relaxed_extjson().to_string()
 }
 
+/// The deepest nesting a stored document may have, the root counting as
+/// level 1 (MongoDB documents the same limit of 100 levels). Enforced
+/// without recursion before a document is encoded or decoded, because the
+/// `bson` crate's conversions recurse: a document that a database writer
+/// nested 100,000 deep must be an error, not a stack overflow.
+pub const MAX_DOCUMENT_DEPTH: usize = 100;
+
 pub(crate) fn decode(collection: &str, bytes: &[u8]) -> Result<Document> {
+    let corrupt = |e: bson::raw::Error| EngineError::Corrupt {
+        collection: collection.to_owned(),
+        reason: e.to_string(),
+    };
     // Through the raw document rather than `Document::from_reader`: the
     // latter goes through serde (and extended-JSON models for binaries),
     // which took about half of a short query's decoding time.
-    bson::RawDocument::from_bytes(bytes)
-        .and_then(Document::try_from)
-        .map_err(|e| EngineError::Corrupt {
-            collection: collection.to_owned(),
-            reason: e.to_string(),
-        })
+    let raw = bson::RawDocument::from_bytes(bytes).map_err(corrupt)?;
+    if raw_too_deep(raw).map_err(corrupt)? {
+        return Err(too_deep(collection));
+    }
+    Document::try_from(raw).map_err(corrupt)
+}
+
+/// The bytes a document is stored as, refused when nested deeper than
+/// [`MAX_DOCUMENT_DEPTH`].
+pub(crate) fn encode(collection: &str, doc: &Document) -> Result<Vec<u8>> {
+    if document_too_deep(doc) {
+        return Err(too_deep(collection));
+    }
+    Ok(bson::to_vec(doc)?)
+}
+
+fn too_deep(collection: &str) -> EngineError {
+    EngineError::TooDeep {
+        collection: collection.to_owned(),
+        limit: MAX_DOCUMENT_DEPTH,
+    }
+}
+
+/// Whether raw BSON nests deeper than [`MAX_DOCUMENT_DEPTH`]; an explicit
+/// stack, no recursion.
+fn raw_too_deep(root: &bson::RawDocument) -> std::result::Result<bool, bson::raw::Error> {
+    use bson::{RawArray, RawBsonRef, RawDocument};
+    enum Node<'a> {
+        Doc(&'a RawDocument),
+        Arr(&'a RawArray),
+    }
+    fn child(v: RawBsonRef<'_>) -> Option<Node<'_>> {
+        match v {
+            RawBsonRef::Document(d) => Some(Node::Doc(d)),
+            RawBsonRef::Array(a) => Some(Node::Arr(a)),
+            RawBsonRef::JavaScriptCodeWithScope(c) => Some(Node::Doc(c.scope)),
+            _ => None,
+        }
+    }
+    let mut stack = vec![(Node::Doc(root), 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > MAX_DOCUMENT_DEPTH {
+            return Ok(true);
+        }
+        match node {
+            Node::Doc(d) => {
+                for el in d {
+                    if let Some(n) = child(el?.1) {
+                        stack.push((n, depth + 1));
+                    }
+                }
+            }
+            Node::Arr(a) => {
+                for el in a {
+                    if let Some(n) = child(el?) {
+                        stack.push((n, depth + 1));
+                    }
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a document nests deeper than [`MAX_DOCUMENT_DEPTH`]; an
+/// explicit stack, no recursion.
+pub fn document_too_deep(root: &Document) -> bool {
+    fn children<'a>(v: &'a Bson, depth: usize, stack: &mut Vec<(&'a Bson, usize)>) {
+        match v {
+            Bson::Document(d) => stack.extend(d.values().map(|x| (x, depth + 1))),
+            Bson::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
+            Bson::JavaScriptCodeWithScope(c) => {
+                stack.extend(c.scope.values().map(|x| (x, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    // (value, depth of the container it sits in)
+    let mut stack: Vec<(&Bson, usize)> = root.values().map(|v| (v, 1)).collect();
+    while let Some((v, depth)) = stack.pop() {
+        if matches!(
+            v,
+            Bson::Document(_) | Bson::Array(_) | Bson::JavaScriptCodeWithScope(_)
+        ) {
+            if depth + 1 > MAX_DOCUMENT_DEPTH {
+                return true;
+            }
+            children(v, depth, &mut stack);
+        }
+    }
+    false
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {

@@ -10,7 +10,49 @@ use bson::{Bson, Document};
 
 use crate::Result;
 use crate::filter::Filter;
+use crate::qe_server::{CompactionStats, CompactionTokens};
 use crate::qe_state::QeState;
+
+/// Who plays the QE server role (qe-protocol.md §9) for an engine's
+/// encrypted collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QeRole {
+    /// cipherdoc does, on the client side: the engine only stores ESC/ECOC
+    /// state ([`Transaction::qe_state`]) and must be wrapped in
+    /// [`crate::qe_server::QeServer`] before it sees an insert or find
+    /// payload (SQLite, PostgreSQL).
+    Client,
+    /// The database server does (MongoDB, or an engine already wrapped in
+    /// `QeServer`): payloads go to it as they are, and compaction is
+    /// [`Engine::compact`].
+    Server,
+}
+
+/// What a failed operation does to the transaction it ran in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailedOperation {
+    /// It is undone alone and the transaction stays usable (SQLite and
+    /// PostgreSQL, through a savepoint per operation), unless the caller
+    /// chose [`Transaction::fail_fast`].
+    UndoneAlone,
+    /// It ends the transaction: later operations and `commit` fail with
+    /// [`crate::EngineError::TransactionClosed`] and nothing of it is
+    /// committed (MongoDB aborts a transaction whose command failed).
+    EndsTransaction,
+}
+
+/// How many documents an encrypted collection's ESC and ECOC hold
+/// (`enxcol_.<c>.esc` / `.ecoc`), as [`Engine::qe_state_sizes`] reports
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QeStateSizes {
+    /// ESC documents (non-anchors, anchors and null anchors).
+    pub esc: u64,
+    /// Documents of the live ECOC.
+    pub ecoc: u64,
+}
 
 /// Which transaction [`Engine::transact`] opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +200,57 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Short engine name (`"sqlite"`, `"postgres"`).
     fn kind(&self) -> &'static str;
 
+    /// Who plays the QE server role for this engine's encrypted
+    /// collections: the application wraps a [`QeRole::Client`] engine in
+    /// [`crate::qe_server::QeServer`] and hands payloads to a
+    /// [`QeRole::Server`] engine as they are.
+    fn qe_role(&self) -> QeRole;
+
+    /// What a failed operation does to its transaction. The QE server
+    /// role only runs fail-fast work, which is correct under both.
+    fn failed_operation(&self) -> FailedOperation {
+        FailedOperation::UndoneAlone
+    }
+
+    /// `compactStructuredEncryptionData` (qe-protocol.md §9.7) of an
+    /// encrypted collection. Only engines that play the QE server role
+    /// ([`QeRole::Server`]) can; the default refuses.
+    async fn compact(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+    ) -> Result<CompactionStats> {
+        let _ = (collection, tokens);
+        Err(crate::EngineError::NoQeServerRole {
+            engine: self.kind(),
+            operation: "compact",
+        })
+    }
+
+    /// `cleanupStructuredEncryptionData` (§9.8); see [`Engine::compact`].
+    async fn cleanup(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+    ) -> Result<CompactionStats> {
+        let _ = (collection, tokens);
+        Err(crate::EngineError::NoQeServerRole {
+            engine: self.kind(),
+            operation: "cleanup",
+        })
+    }
+
+    /// The sizes of an encrypted collection's ESC and ECOC, read as a
+    /// MongoDB client reads them (a count of `enxcol_.<c>.esc`/`.ecoc`).
+    /// The default refuses (engines that play no QE role have none).
+    async fn qe_state_sizes(&self, collection: &str) -> Result<QeStateSizes> {
+        let _ = collection;
+        Err(crate::EngineError::NoQeServerRole {
+            engine: self.kind(),
+            operation: "read ESC/ECOC sizes",
+        })
+    }
+
     /// Create a collection; fails with `CollectionExists` if present.
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()>;
     /// Names of all collections, sorted.
@@ -264,13 +357,25 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// An open transaction: the same document operations as [`Engine`], plus the
-/// QE state operations, all committed or rolled back together. A failed
+/// An open transaction: the same document operations as [`Engine`], plus,
+/// for engines whose QE role cipherdoc plays ([`QeRole::Client`]), the QE
+/// state operations ([`Transaction::qe_state`]), all committed or rolled
+/// back together. A failed
 /// operation leaves the transaction as it was before that operation (it is
 /// atomic on its own), so the caller may retry or carry on — unless the
-/// caller gave that up with [`Transaction::fail_fast`].
+/// caller gave that up with [`Transaction::fail_fast`], or the engine's
+/// failures end their transaction ([`FailedOperation::EndsTransaction`]).
 #[async_trait]
-pub trait Transaction: QeState + Send + std::fmt::Debug {
+pub trait Transaction: Send + std::fmt::Debug {
+    /// The transaction's ESC/ECOC storage, for the QE server role
+    /// ([`crate::qe_server::QeServer`]): `Some` on engines of
+    /// [`QeRole::Client`] (every write through it commits with the
+    /// transaction's documents), `None` where the database server plays
+    /// the role itself and its state is none of the client's business.
+    fn qe_state(&mut self) -> Option<&mut dyn QeState> {
+        None
+    }
+
     /// The caller's promise that the first failed operation ends the
     /// transaction: it will not carry on after an error. Autocommit work
     /// (the QE server role's writes and reads) makes it, since its error

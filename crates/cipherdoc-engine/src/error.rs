@@ -90,6 +90,19 @@ pub enum EngineError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// A document nested deeper than
+    /// [`MAX_DOCUMENT_DEPTH`](crate::MAX_DOCUMENT_DEPTH) levels, refused
+    /// before it was encoded or decoded (stored: the database was written
+    /// outside cipherdoc).
+    #[error(
+        "a document of collection {collection:?} is nested deeper than {limit} levels; refused"
+    )]
+    TooDeep {
+        /// The collection.
+        collection: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The transaction handle was already finished or lost its connection
     /// (an operation on it was cancelled midway); start a new transaction.
     #[error("transaction is no longer usable: {0}")]
@@ -121,6 +134,45 @@ pub enum EngineError {
     /// No PostgreSQL connection could be had from the pool.
     #[error("postgres connection pool: {0}; check that the server is running and the URL is right")]
     PostgresPool(String),
+    /// An operation of the QE server role asked of an engine that does not
+    /// play it: a storage engine of [`crate::QeRole::Client`] must be
+    /// wrapped in [`crate::qe_server::QeServer`] first.
+    #[error(
+        "the {engine} engine does not play the QE server role, so it cannot {operation}; wrap it in cipherdoc_engine::qe_server::QeServer"
+    )]
+    NoQeServerRole {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// The QE server role asked a transaction for its ESC/ECOC storage, and
+    /// the engine has none (its database server plays the role itself).
+    #[error(
+        "this engine's transactions hold no ESC/ECOC state (its database server plays the QE role); do not wrap it in QeServer"
+    )]
+    NoQeState,
+    /// An error the database server reported (MongoDB), with its code.
+    #[error("{engine} server error {code} ({code_name}): {message}")]
+    Server {
+        /// The engine's kind.
+        engine: &'static str,
+        /// The server's error code.
+        code: i32,
+        /// Its name (`codeName`).
+        code_name: String,
+        /// The server's message.
+        message: String,
+    },
+    /// No answer from the database server (network, TLS, no server
+    /// selectable in time).
+    #[error("{engine}: {message}; check that the server is running and the URL is right")]
+    Connection {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What the driver said.
+        message: String,
+    },
     /// An engine setting that cannot be used (connection URL, database name).
     #[error("invalid engine configuration: {0}")]
     Config(String),

@@ -54,8 +54,10 @@ pub enum FilterError {
     MixedOperatorDocument(String),
 }
 
-/// A predicate on the value(s) at one path.
-#[derive(Debug, Clone, PartialEq)]
+/// A predicate on the value(s) at one path. `Debug` shows the operator and
+/// the operands' BSON types, never their values: a constant may be the
+/// plaintext of an encrypted field (before the encrypter replaced it).
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum FieldOp {
     /// `$eq`
@@ -156,6 +158,31 @@ impl EncStrOp {
         let mut out = Document::new();
         out.insert("$expr", expr);
         out
+    }
+}
+
+impl std::fmt::Debug for FieldOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use cipherdoc_crypto::{Redacted, RedactedList};
+        match self {
+            FieldOp::Eq(v) => f.debug_tuple("Eq").field(&Redacted(v)).finish(),
+            FieldOp::Ne(v) => f.debug_tuple("Ne").field(&Redacted(v)).finish(),
+            FieldOp::In(v) => f.debug_tuple("In").field(&RedactedList(v)).finish(),
+            FieldOp::Nin(v) => f.debug_tuple("Nin").field(&RedactedList(v)).finish(),
+            FieldOp::Lt(v) => f.debug_tuple("Lt").field(&Redacted(v)).finish(),
+            FieldOp::Lte(v) => f.debug_tuple("Lte").field(&Redacted(v)).finish(),
+            FieldOp::Gt(v) => f.debug_tuple("Gt").field(&Redacted(v)).finish(),
+            FieldOp::Gte(v) => f.debug_tuple("Gte").field(&Redacted(v)).finish(),
+            FieldOp::Exists(b) => f.debug_tuple("Exists").field(b).finish(),
+            FieldOp::Contains(_) => f.write_str("Contains(<redacted String>)"),
+            FieldOp::StartsWith(_) => f.write_str("StartsWith(<redacted String>)"),
+            FieldOp::EndsWith(_) => f.write_str("EndsWith(<redacted String>)"),
+            FieldOp::EncStr { op, value } => f
+                .debug_struct("EncStr")
+                .field("op", op)
+                .field("value", &Redacted(value))
+                .finish(),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Storage behind one async [`Engine`] trait: catalog (collections with their
 //! `encryptedFields`), documents, MongoDB-style filters ([`Filter`]),
 //! transactions, and the ESC/ECOC state storage ([`QeState`]) that the QE
-//! server role runs on.
+//! server role runs on — a capability of engines whose QE role cipherdoc
+//! plays ([`QeRole::Client`]), reached through [`Transaction::qe_state`].
 //!
 //! Engines: [`sqlite::SqliteEngine`] (embedded default) and
 //! [`postgres::PgEngine`] (over TLS, verified, whenever the server is not on
@@ -10,6 +11,7 @@
 
 pub mod contract;
 pub(crate) mod docs;
+pub use docs::{MAX_DOCUMENT_DEPTH, document_too_deep};
 mod engine;
 mod error;
 pub mod filter;
@@ -21,8 +23,8 @@ pub mod sqlite;
 pub mod value;
 
 pub use engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, SortDirection,
-    Transaction, TxFuture, TxMode, TxOutput, TxWork, transact,
+    CollectionInfo, CreateCollectionOptions, Engine, FailedOperation, FindOptions, IndexSpec,
+    QeRole, QeStateSizes, SortDirection, Transaction, TxFuture, TxMode, TxOutput, TxWork, transact,
 };
 pub use error::{EngineError, Result};
 pub use filter::{EncStrOp, FieldOp, Filter, FilterError};

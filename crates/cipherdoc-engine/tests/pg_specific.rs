@@ -198,7 +198,7 @@ fn position_tag(pos: u64) -> Tag {
 async fn first_free(tx: &mut Box<dyn Transaction>, c: &str) -> u64 {
     let powers: Vec<u64> = (0..40).map(|i| 1u64 << i).collect();
     let ids: Vec<EscId> = powers.iter().map(|p| position_id(*p)).collect();
-    let got = tx.esc_get_many(c, &ids).await.unwrap();
+    let got = tx.qe_state().unwrap().esc_get_many(c, &ids).await.unwrap();
     let free = got.iter().position(Option::is_none).unwrap();
     let (mut lo, mut hi) = (if free == 0 { 0 } else { powers[free - 1] }, powers[free]);
     while hi - lo > 1 {
@@ -208,7 +208,7 @@ async fn first_free(tx: &mut Box<dyn Transaction>, c: &str) -> u64 {
             .filter(|p| *p < hi)
             .collect();
         let ids: Vec<EscId> = probes.iter().map(|p| position_id(*p)).collect();
-        let got = tx.esc_get_many(c, &ids).await.unwrap();
+        let got = tx.qe_state().unwrap().esc_get_many(c, &ids).await.unwrap();
         match got.iter().position(Option::is_none) {
             Some(i) => {
                 hi = probes[i];
@@ -228,7 +228,7 @@ async fn next_free_after(tx: &mut Box<dyn Transaction>, c: &str, taken: u64) -> 
     let mut from = taken + 1;
     loop {
         let ids: Vec<EscId> = (from..from + 32).map(position_id).collect();
-        let got = tx.esc_get_many(c, &ids).await.unwrap();
+        let got = tx.qe_state().unwrap().esc_get_many(c, &ids).await.unwrap();
         if let Some(i) = got.iter().position(Option::is_none) {
             return from + i as u64;
         }
@@ -259,7 +259,12 @@ async fn esc_contention_16_connections_x_500_loses_nothing() {
                 let mut tx = e.begin().await.unwrap();
                 let mut pos = first_free(&mut tx, "v").await;
                 loop {
-                    match tx.esc_insert("v", &position_id(pos), None).await {
+                    match tx
+                        .qe_state()
+                        .unwrap()
+                        .esc_insert("v", &position_id(pos), None)
+                        .await
+                    {
                         Ok(()) => break,
                         Err(EngineError::EscIdConflict { .. }) => {
                             retries.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +275,9 @@ async fn esc_contention_16_connections_x_500_loses_nothing() {
                         Err(other) => panic!("esc_insert: {other}"),
                     }
                 }
-                tx.ecoc_append("v", "value", &pos.to_le_bytes())
+                tx.qe_state()
+                    .unwrap()
+                    .ecoc_append("v", "value", &pos.to_le_bytes())
                     .await
                     .unwrap();
                 tx.insert_one(
@@ -293,11 +300,13 @@ async fn esc_contention_16_connections_x_500_loses_nothing() {
         retries.load(Ordering::Relaxed)
     );
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("v").await.unwrap(), 8000);
-    assert_eq!(tx.ecoc_count("v").await.unwrap(), 8000);
+    assert_eq!(tx.qe_state().unwrap().esc_count("v").await.unwrap(), 8000);
+    assert_eq!(tx.qe_state().unwrap().ecoc_count("v").await.unwrap(), 8000);
     let all: Vec<EscId> = (1..=8000).map(position_id).collect();
     assert!(
-        tx.esc_get_many("v", &all)
+        tx.qe_state()
+            .unwrap()
+            .esc_get_many("v", &all)
             .await
             .unwrap()
             .iter()
@@ -403,13 +412,15 @@ async fn long_collection_names_do_not_collide() {
         tx.insert_one(name, doc! {"k": 1, "__safeContent__": [bin(&[1; 32])]})
             .await
             .unwrap();
-        tx.esc_insert(
-            name,
-            &EscId([9; 32]),
-            Some(EscValue(vec![u8::try_from(n).unwrap()])),
-        )
-        .await
-        .unwrap();
+        tx.qe_state()
+            .unwrap()
+            .esc_insert(
+                name,
+                &EscId([9; 32]),
+                Some(EscValue(vec![u8::try_from(n).unwrap()])),
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
     for name in [&a, &b] {
@@ -427,7 +438,9 @@ async fn long_collection_names_do_not_collide() {
     }
     let mut tx = e.begin().await.unwrap();
     assert_eq!(
-        tx.esc_get(&b, &EscId([9; 32]))
+        tx.qe_state()
+            .unwrap()
+            .esc_get(&b, &EscId([9; 32]))
             .await
             .unwrap()
             .unwrap()
@@ -449,7 +462,11 @@ async fn dropped_transaction_rolls_back_and_releases_locks() {
     {
         let mut tx = e.begin().await.unwrap();
         tx.insert_one("d", doc! {"_id": 1, "k": 1}).await.unwrap();
-        tx.esc_insert("d", &EscId([1; 32]), None).await.unwrap();
+        tx.qe_state()
+            .unwrap()
+            .esc_insert("d", &EscId([1; 32]), None)
+            .await
+            .unwrap();
     }
     let t = Instant::now();
     tokio::time::timeout(
@@ -462,8 +479,12 @@ async fn dropped_transaction_rolls_back_and_releases_locks() {
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(e.count("d", &Filter::all()).await.unwrap(), 0);
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("d").await.unwrap(), 0);
-    tx.esc_insert("d", &EscId([1; 32]), None).await.unwrap();
+    assert_eq!(tx.qe_state().unwrap().esc_count("d").await.unwrap(), 0);
+    tx.qe_state()
+        .unwrap()
+        .esc_insert("d", &EscId([1; 32]), None)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -480,20 +501,45 @@ async fn read_transaction_is_one_snapshot() {
     e.insert_one("s", doc! {"_id": 1}).await.unwrap();
     let mut r = e.begin_read().await.unwrap();
     assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
-    assert_eq!(r.esc_get("s", &EscId([7; 32])).await.unwrap(), None);
+    assert_eq!(
+        r.qe_state()
+            .unwrap()
+            .esc_get("s", &EscId([7; 32]))
+            .await
+            .unwrap(),
+        None
+    );
     e.insert_one("s", doc! {"_id": 2}).await.unwrap();
     let mut w = e.begin().await.unwrap();
-    w.esc_insert("s", &EscId([7; 32]), None).await.unwrap();
+    w.qe_state()
+        .unwrap()
+        .esc_insert("s", &EscId([7; 32]), None)
+        .await
+        .unwrap();
     w.commit().await.unwrap();
     assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
-    assert_eq!(r.esc_get("s", &EscId([7; 32])).await.unwrap(), None);
+    assert_eq!(
+        r.qe_state()
+            .unwrap()
+            .esc_get("s", &EscId([7; 32]))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(r.insert_one("s", doc! {"_id": 3}).await.is_err());
     // The failed write was undone alone: the snapshot is still usable.
     assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 1);
     drop(r);
     let mut r = e.begin_read().await.unwrap();
     assert_eq!(r.count("s", &Filter::all()).await.unwrap(), 2);
-    assert!(r.esc_get("s", &EscId([7; 32])).await.unwrap().is_some());
+    assert!(
+        r.qe_state()
+            .unwrap()
+            .esc_get("s", &EscId([7; 32]))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// A transaction dropped without commit gives its connection back rolled
@@ -512,11 +558,19 @@ async fn dropped_read_transaction_returns_a_clean_connection() {
         {
             let mut r = e.begin_read().await.unwrap();
             assert_eq!(r.count("c", &Filter::all()).await.unwrap(), u64::from(i));
-            r.esc_get_many("c", &[EscId([1; 32])]).await.unwrap();
+            r.qe_state()
+                .unwrap()
+                .esc_get_many("c", &[EscId([1; 32])])
+                .await
+                .unwrap();
         }
         e.insert_one("c", doc! {"_id": i32::from(i)}).await.unwrap();
         let mut tx = e.begin().await.unwrap();
-        tx.esc_insert("c", &EscId([i; 32]), None).await.unwrap();
+        tx.qe_state()
+            .unwrap()
+            .esc_insert("c", &EscId([i; 32]), None)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
     assert_eq!(e.count("c", &Filter::all()).await.unwrap(), 20);
@@ -534,27 +588,38 @@ async fn esc_insert_many_all_or_none_and_ecoc_appends() {
     let e = PgEngine::temporary(&url).await.unwrap();
     e.create_collection("m", encrypted()).await.unwrap();
     let mut tx = e.begin().await.unwrap();
-    tx.esc_insert("m", &EscId([2; 32]), None).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .esc_insert("m", &EscId([2; 32]), None)
+        .await
+        .unwrap();
     let batch: Vec<(EscId, Option<EscValue>)> = [1u8, 2, 3]
         .iter()
         .map(|b| (EscId([*b; 32]), Some(EscValue(vec![*b; 16]))))
         .collect();
     assert!(matches!(
-        tx.esc_insert_many("m", &batch).await,
+        tx.qe_state().unwrap().esc_insert_many("m", &batch).await,
         Err(EngineError::EscIdConflict { .. })
     ));
-    assert_eq!(tx.esc_count("m").await.unwrap(), 1);
+    assert_eq!(tx.qe_state().unwrap().esc_count("m").await.unwrap(), 1);
     // A repeated id inside one batch conflicts too.
     let twice = vec![(EscId([4; 32]), None), (EscId([4; 32]), None)];
     assert!(matches!(
-        tx.esc_insert_many("m", &twice).await,
+        tx.qe_state().unwrap().esc_insert_many("m", &twice).await,
         Err(EngineError::EscIdConflict { .. })
     ));
-    tx.esc_insert_many("m", &[batch[0].clone(), batch[2].clone()])
+    tx.qe_state()
+        .unwrap()
+        .esc_insert_many("m", &[batch[0].clone(), batch[2].clone()])
         .await
         .unwrap();
-    assert_eq!(tx.esc_count("m").await.unwrap(), 3);
-    let got = tx.esc_get_many("m", &[EscId([3; 32])]).await.unwrap();
+    assert_eq!(tx.qe_state().unwrap().esc_count("m").await.unwrap(), 3);
+    let got = tx
+        .qe_state()
+        .unwrap()
+        .esc_get_many("m", &[EscId([3; 32])])
+        .await
+        .unwrap();
     assert_eq!(got[0].as_ref().unwrap().value, Some(EscValue(vec![3; 16])));
     let entries: Vec<EcocEntry> = (0..5u8)
         .map(|i| EcocEntry {
@@ -562,15 +627,33 @@ async fn esc_insert_many_all_or_none_and_ecoc_appends() {
             value: vec![i; 8],
         })
         .collect();
-    tx.ecoc_append_many("m", &entries).await.unwrap();
-    tx.ecoc_append("m", "g", &[9; 8]).await.unwrap();
-    assert_eq!(tx.ecoc_count("m").await.unwrap(), 6);
-    tx.ecoc_append("m", "h", &[10; 8]).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .ecoc_append_many("m", &entries)
+        .await
+        .unwrap();
+    tx.qe_state()
+        .unwrap()
+        .ecoc_append("m", "g", &[9; 8])
+        .await
+        .unwrap();
+    assert_eq!(tx.qe_state().unwrap().ecoc_count("m").await.unwrap(), 6);
+    tx.qe_state()
+        .unwrap()
+        .ecoc_append("m", "h", &[10; 8])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("m").await.unwrap(), 3);
-    assert!(tx.ecoc_begin_compaction("m").await.unwrap());
-    let read = tx.ecoc_read_compact("m").await.unwrap();
+    assert_eq!(tx.qe_state().unwrap().esc_count("m").await.unwrap(), 3);
+    assert!(
+        tx.qe_state()
+            .unwrap()
+            .ecoc_begin_compaction("m")
+            .await
+            .unwrap()
+    );
+    let read = tx.qe_state().unwrap().ecoc_read_compact("m").await.unwrap();
     let names: Vec<&str> = read.iter().map(|e| e.field_name.as_str()).collect();
     assert_eq!(names, ["f0", "f1", "f2", "f3", "f4", "g", "h"]);
     tx.rollback().await.unwrap();
@@ -588,7 +671,11 @@ async fn failed_deferred_statement_breaks_the_transaction() {
     e.create_collection("f", encrypted()).await.unwrap();
     let mut tx = e.begin().await.unwrap();
     tx.insert_one("f", doc! {"_id": 1}).await.unwrap();
-    tx.ecoc_append("f", "x", &[1; 8]).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .ecoc_append("f", "x", &[1; 8])
+        .await
+        .unwrap();
     // The append has not reached the server: its table can still go.
     let raw = raw_client(&url).await;
     raw.batch_execute(&format!("DROP TABLE \"{}\".\"enxcol_.f.ecoc\"", e.schema()))
@@ -626,7 +713,11 @@ async fn fail_fast_esc_insert_is_checked_in_the_next_round_trip() {
         .unwrap();
     e.create_collection("d", encrypted()).await.unwrap();
     let mut tx = e.begin().await.unwrap();
-    tx.esc_insert("d", &EscId([1; 32]), None).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .esc_insert("d", &EscId([1; 32]), None)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let taken = [(EscId([2; 32]), None), (EscId([1; 32]), None)];
     let conflict = |r: &cipherdoc_engine::Result<()>| matches!(r, Err(EngineError::EscIdConflict { collection }) if collection == "d");
@@ -636,7 +727,11 @@ async fn fail_fast_esc_insert_is_checked_in_the_next_round_trip() {
     let mut tx = e.begin().await.unwrap();
     tx.fail_fast();
     tx.insert_one("d", doc! {"_id": 1}).await.unwrap();
-    tx.esc_insert_many("d", &taken).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .esc_insert_many("d", &taken)
+        .await
+        .unwrap();
     let next = tx.insert_one("d", doc! {"_id": 2}).await.map(|_| ());
     assert!(conflict(&next), "{next:?}");
     assert!(closed(&tx.count("d", &Filter::all()).await.map(|_| ())));
@@ -646,29 +741,43 @@ async fn fail_fast_esc_insert_is_checked_in_the_next_round_trip() {
     let mut tx = e.begin().await.unwrap();
     tx.fail_fast();
     tx.insert_one("d", doc! {"_id": 3}).await.unwrap();
-    tx.esc_insert_many("d", &taken).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .esc_insert_many("d", &taken)
+        .await
+        .unwrap();
     let commit = tx.commit().await;
     assert!(conflict(&commit), "{commit:?}");
 
     assert_eq!(e.count("d", &Filter::all()).await.unwrap(), 0);
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("d").await.unwrap(), 1, "nothing of either");
+    assert_eq!(
+        tx.qe_state().unwrap().esc_count("d").await.unwrap(),
+        1,
+        "nothing of either"
+    );
     tx.rollback().await.unwrap();
 
     // No conflict: the insert, the ECOC append and the document go out
     // together and commit.
     let mut tx = e.begin().await.unwrap();
     tx.fail_fast();
-    tx.esc_insert_many("d", &[(EscId([3; 32]), None), (EscId([4; 32]), None)])
+    tx.qe_state()
+        .unwrap()
+        .esc_insert_many("d", &[(EscId([3; 32]), None), (EscId([4; 32]), None)])
         .await
         .unwrap();
-    tx.ecoc_append("d", "x", &[1; 8]).await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .ecoc_append("d", "x", &[1; 8])
+        .await
+        .unwrap();
     tx.insert_one("d", doc! {"_id": 4}).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(e.count("d", &Filter::all()).await.unwrap(), 1);
     let mut tx = e.begin().await.unwrap();
-    assert_eq!(tx.esc_count("d").await.unwrap(), 3);
-    assert_eq!(tx.ecoc_count("d").await.unwrap(), 1);
+    assert_eq!(tx.qe_state().unwrap().esc_count("d").await.unwrap(), 3);
+    assert_eq!(tx.qe_state().unwrap().ecoc_count("d").await.unwrap(), 1);
     tx.rollback().await.unwrap();
 }
 
@@ -685,7 +794,9 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
     e.insert_one("plain", doc! {"_id": 1}).await.unwrap();
     e.create_collection("enc", encrypted()).await.unwrap();
     let mut tx = e.begin().await.unwrap();
-    tx.esc_insert("enc", &EscId([5; 32]), Some(EscValue(vec![5; 16])))
+    tx.qe_state()
+        .unwrap()
+        .esc_insert("enc", &EscId([5; 32]), Some(EscValue(vec![5; 16])))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -697,7 +808,10 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
                 e.begin().await.unwrap()
             };
             assert!(matches!(
-                tx.esc_get_many("plain", &[EscId([5; 32])]).await,
+                tx.qe_state()
+                    .unwrap()
+                    .esc_get_many("plain", &[EscId([5; 32])])
+                    .await,
                 Err(EngineError::NotEncrypted(_))
             ));
             assert_eq!(tx.count("plain", &Filter::all()).await.unwrap(), 1);
@@ -708,10 +822,15 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
                 e.begin().await.unwrap()
             };
             assert!(matches!(
-                tx.esc_get_many("missing", &[EscId([5; 32])]).await,
+                tx.qe_state()
+                    .unwrap()
+                    .esc_get_many("missing", &[EscId([5; 32])])
+                    .await,
                 Err(EngineError::CollectionNotFound(_))
             ));
             let got = tx
+                .qe_state()
+                .unwrap()
                 .esc_get_many("enc", &[EscId([6; 32]), EscId([5; 32])])
                 .await
                 .unwrap();
@@ -723,7 +842,12 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
             } else {
                 e.begin().await.unwrap()
             };
-            let got = tx.esc_get_many("enc", &[EscId([5; 32])]).await.unwrap();
+            let got = tx
+                .qe_state()
+                .unwrap()
+                .esc_get_many("enc", &[EscId([5; 32])])
+                .await
+                .unwrap();
             assert!(got[0].is_some());
             assert_eq!(tx.count("enc", &Filter::all()).await.unwrap(), 0);
         }
@@ -786,21 +910,25 @@ async fn canaries_in_encrypted_fields_never_reach_the_server_files() {
         let id = tx.insert_one("patients", d).await.unwrap();
         first_id.get_or_insert(id);
         let ecoc_secret = random_token(&mut rng, "SECRET-ECOC-");
-        tx.ecoc_append(
-            "patients",
-            "ssn",
-            &pretend_encrypt(&mut rng, ecoc_secret.as_bytes()),
-        )
-        .await
-        .unwrap();
+        tx.qe_state()
+            .unwrap()
+            .ecoc_append(
+                "patients",
+                "ssn",
+                &pretend_encrypt(&mut rng, ecoc_secret.as_bytes()),
+            )
+            .await
+            .unwrap();
         let esc_secret = random_token(&mut rng, "SECRET-ESC-");
-        tx.esc_insert(
-            "patients",
-            &EscId([i; 32]),
-            Some(EscValue(pretend_encrypt(&mut rng, esc_secret.as_bytes()))),
-        )
-        .await
-        .unwrap();
+        tx.qe_state()
+            .unwrap()
+            .esc_insert(
+                "patients",
+                &EscId([i; 32]),
+                Some(EscValue(pretend_encrypt(&mut rng, esc_secret.as_bytes()))),
+            )
+            .await
+            .unwrap();
         secrets.extend([
             ssn.into_bytes(),
             number.into_bytes(),
@@ -874,12 +1002,21 @@ async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
         e.create_collection(c, encrypted()).await.unwrap();
     }
     let mut writer = e.begin().await.unwrap();
-    writer.esc_get_many("m", &[EscId([7; 32])]).await.unwrap();
+    writer
+        .qe_state()
+        .unwrap()
+        .esc_get_many("m", &[EscId([7; 32])])
+        .await
+        .unwrap();
     let maintenance = {
         let e = Arc::clone(&e);
         tokio::spawn(async move {
             let mut tx = e.begin().await.unwrap();
-            tx.lock_for_maintenance("m").await.unwrap();
+            tx.qe_state()
+                .unwrap()
+                .lock_for_maintenance("m")
+                .await
+                .unwrap();
             let locked = Instant::now();
             tokio::time::sleep(Duration::from_millis(300)).await;
             tx.commit().await.unwrap();
@@ -891,13 +1028,22 @@ async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
         !maintenance.is_finished(),
         "maintenance did not wait for the writer in flight"
     );
-    writer.esc_insert("m", &EscId([7; 32]), None).await.unwrap();
+    writer
+        .qe_state()
+        .unwrap()
+        .esc_insert("m", &EscId([7; 32]), None)
+        .await
+        .unwrap();
     let committing = Instant::now();
     writer.commit().await.unwrap();
     // The next writer waits until the maintenance transaction ends...
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut next = e.begin().await.unwrap();
-    next.esc_get_many("m", &[EscId([8; 32])]).await.unwrap();
+    next.qe_state()
+        .unwrap()
+        .esc_get_many("m", &[EscId([8; 32])])
+        .await
+        .unwrap();
     let admitted = Instant::now();
     let locked = maintenance.await.unwrap();
     assert!(
@@ -911,7 +1057,11 @@ async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
     next.rollback().await.unwrap();
     // ...while another collection's writers never wait for it.
     let mut tx = e.begin().await.unwrap();
-    tx.lock_for_maintenance("m").await.unwrap();
+    tx.qe_state()
+        .unwrap()
+        .lock_for_maintenance("m")
+        .await
+        .unwrap();
     let t = Instant::now();
     e.insert_one("other", doc! {"x": 1}).await.unwrap();
     assert!(t.elapsed() < Duration::from_secs(2));

@@ -633,7 +633,7 @@ async fn range_refusals() {
     .unwrap();
     let esc_before = {
         let mut tx = e.begin_read().await.unwrap();
-        tx.esc_count("r").await.unwrap()
+        tx.qe_state().unwrap().esc_count("r").await.unwrap()
     };
     assert_eq!(esc_before, client.index.edge_count() as u64);
 
@@ -732,11 +732,14 @@ async fn range_refusals() {
     );
     let mut tx = e.begin_read().await.unwrap();
     assert_eq!(
-        tx.esc_count("r").await.unwrap(),
+        tx.qe_state().unwrap().esc_count("r").await.unwrap(),
         esc_before,
         "nothing written"
     );
-    assert_eq!(tx.ecoc_count("r").await.unwrap(), esc_before);
+    assert_eq!(
+        tx.qe_state().unwrap().ecoc_count("r").await.unwrap(),
+        esc_before
+    );
     drop(tx);
     assert_eq!(
         ids(&e, "r", &Filter::gte("v", payload)).await,

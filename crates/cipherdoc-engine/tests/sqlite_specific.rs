@@ -140,24 +140,39 @@ async fn esc_anchor_presence_follows_the_esc() {
     .await
     .unwrap();
     let mut tx = e.begin().await.unwrap();
-    assert!(!tx.esc_has_anchors("q").await.unwrap());
-    tx.esc_insert_many("q", &[(EscId([1; 32]), None), (EscId([2; 32]), None)])
+    assert!(!tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
+    tx.qe_state()
+        .unwrap()
+        .esc_insert_many("q", &[(EscId([1; 32]), None), (EscId([2; 32]), None)])
         .await
         .unwrap();
-    assert!(!tx.esc_has_anchors("q").await.unwrap());
-    tx.esc_upsert("q", &EscId([3; 32]), Some(EscValue(vec![7; 32])))
+    assert!(!tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
+    tx.qe_state()
+        .unwrap()
+        .esc_upsert("q", &EscId([3; 32]), Some(EscValue(vec![7; 32])))
         .await
         .unwrap();
-    assert!(tx.esc_has_anchors("q").await.unwrap());
+    assert!(tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
     tx.commit().await.unwrap();
     drop(e);
     let e = SqliteEngine::open(&path).unwrap();
     let mut tx = e.begin().await.unwrap();
-    assert!(tx.esc_has_anchors("q").await.unwrap());
-    assert_eq!(tx.esc_delete_many("q", &[EscId([3; 32])]).await.unwrap(), 1);
-    assert!(!tx.esc_has_anchors("q").await.unwrap());
+    assert!(tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
+    assert_eq!(
+        tx.qe_state()
+            .unwrap()
+            .esc_delete_many("q", &[EscId([3; 32])])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
     assert!(matches!(
-        tx.esc_has_anchors("missing").await.unwrap_err(),
+        tx.qe_state()
+            .unwrap()
+            .esc_has_anchors("missing")
+            .await
+            .unwrap_err(),
         cipherdoc_engine::EngineError::CollectionNotFound(_)
     ));
     tx.rollback().await.unwrap();

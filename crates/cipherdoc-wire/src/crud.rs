@@ -446,14 +446,12 @@ async fn count(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) -
         let Some(dbh) = shared.databases.get(db, Open::ExistingOnly).await? else {
             return Ok(doc! {"n": 0});
         };
-        let mut tx = cipherdoc_engine::Engine::begin_read(&dbh.qe).await?;
-        let n = match kind {
-            StateKind::Esc => tx.esc_count(base).await,
-            StateKind::Ecoc => tx.ecoc_count(base).await,
-        };
-        drop(tx);
-        let n = match n {
-            Ok(n) => n,
+        let sizes = cipherdoc_engine::Engine::qe_state_sizes(&dbh.qe, base).await;
+        let n = match sizes {
+            Ok(s) => match kind {
+                StateKind::Esc => s.esc,
+                StateKind::Ecoc => s.ecoc,
+            },
             Err(EngineError::NotEncrypted(_) | EngineError::CollectionNotFound(_)) => 0,
             Err(e) => return Err(e.into()),
         };

@@ -30,10 +30,10 @@ use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens};
 use crate::error::{CommandError, CommandResult, ErrorCode};
 
 /// Blob subtypes a client sends for the server to process (FLE2
-/// placeholders and payloads of protocol v1 and v2); stored values and
-/// FLE1 ciphertexts are not among them.
+/// placeholders and payloads of protocol v1 and v2, the text find payload
+/// 18 included); stored values and FLE1 ciphertexts are not among them.
 fn is_client_payload(first: u8) -> bool {
-    matches!(first, 3 | 4 | 5 | 10 | 11 | 12 | 13)
+    matches!(first, 3 | 4 | 5 | 10 | 11 | 12 | 13 | 18)
 }
 
 /// Whether `v` holds a client payload anywhere (iteratively: documents are
@@ -311,6 +311,14 @@ mod tests {
             doc! {"a": [{"b": blob(14)}]}
         )));
         assert!(check_plain_filter(&doc! {"x": {"$eq": blob(12)}}).is_err());
+        // A text query arrives inside `$expr`.
+        assert!(
+            check_plain_filter(
+                &doc! {"$expr": {"$encStrStartsWith": {"input": "$x", "prefix": blob(18)}}}
+            )
+            .is_err()
+        );
+        assert!(!holds_client_payload(&blob(17)));
         assert!(check_plain_document(&doc! {"x": blob(16)}, Collection::Encrypted).is_ok());
         assert_eq!(
             check_plain_document(&doc! {"__safeContent__": []}, Collection::Encrypted)

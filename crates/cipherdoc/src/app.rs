@@ -6,11 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use bson::{Bson, Document};
 use cipherdoc_crypto::efc::EncryptedFieldConfig;
-use cipherdoc_engine::Engine;
-// Engines without a native QE server (all of cipherdoc's own) get
-// cipherdoc's: insert payloads become stored values, tags and ESC/ECOC rows in
-// the document's transaction; find payloads become tag lookups.
 use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens, QeServer};
+use cipherdoc_engine::{Engine, QeRole};
 use cipherdoc_kms::MasterKey as KmsMasterKey;
 
 use crate::client_encryption::ClientEncryption;
@@ -31,8 +28,6 @@ pub struct Database {
     /// Where the engine stores the data (what `check --deploy` inspects).
     engine_settings: EngineSettings,
     engine: Arc<dyn Engine>,
-    /// The QE server role in front of the engine (encrypted databases).
-    qe: Option<Arc<QeServer>>,
     encryption: Option<DbEncryption>,
 }
 
@@ -72,19 +67,25 @@ impl Database {
     /// Opens a database from its settings.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self> {
         let raw = open_engine(settings).await?;
-        let (engine, qe, encryption) = match &settings.encryption {
-            None => (raw, None, None),
+        let (engine, encryption) = match &settings.encryption {
+            None => (raw, None),
             Some(enc) => {
                 let opened = open_encryption(settings, enc, Arc::clone(&raw)).await?;
                 let pinned = match &enc.encrypted_fields_map {
                     None => None,
                     Some(path) => Some(read_pinned_map(path, &settings.name, &settings.alias)?),
                 };
-                let qe = Arc::new(QeServer::new(raw));
-                let engine: Arc<dyn Engine> = Arc::clone(&qe) as Arc<dyn Engine>;
+                // Engines without a native QE server (SQLite, PostgreSQL) get
+                // cipherdoc's: insert payloads become stored values, tags and
+                // ESC/ECOC rows in the document's transaction; find payloads
+                // become tag lookups. An engine whose database server plays
+                // the role (MongoDB) is handed the payloads as they are.
+                let engine: Arc<dyn Engine> = match raw.qe_role() {
+                    QeRole::Client => Arc::new(QeServer::new(raw)),
+                    _ => raw,
+                };
                 (
                     engine,
-                    Some(qe),
                     Some(DbEncryption {
                         settings: enc.clone(),
                         encrypter: Encrypter::new(Arc::clone(&opened.keys)),
@@ -101,7 +102,6 @@ impl Database {
             name: settings.name.clone(),
             engine_settings: settings.engine.clone(),
             engine,
-            qe,
             encryption,
         })
     }
@@ -111,12 +111,12 @@ impl Database {
     /// collection: the client derives each field's ECOC token from its data
     /// key and hands them to the QE server role.
     pub async fn compact(&self, collection: &str, cleanup: bool) -> Result<CompactionStats> {
-        let qe = self.qe.as_ref().ok_or_else(|| {
-            Error::Encryption(format!(
+        if self.encryption.is_none() {
+            return Err(Error::Encryption(format!(
                 "database '{}' has no encryption settings; nothing to compact",
                 self.alias
-            ))
-        })?;
+            )));
+        }
         let doc = crate::migrations::compaction_tokens(self, collection).await?;
         let tokens = CompactionTokens::from_document(&doc).map_err(|e| {
             Error::Encryption(format!(
@@ -125,9 +125,9 @@ impl Database {
             ))
         })?;
         let stats = if cleanup {
-            qe.cleanup(collection, &tokens).await?
+            self.engine.cleanup(collection, &tokens).await?
         } else {
-            qe.compact(collection, &tokens).await?
+            self.engine.compact(collection, &tokens).await?
         };
         Ok(stats)
     }
@@ -352,6 +352,9 @@ pub struct App {
     databases: BTreeMap<String, Arc<Database>>,
     routers: Routers,
     models: Vec<&'static ModelSchema>,
+    /// Models used without `register` whose schema has been validated, by
+    /// the address of their `'static` schema.
+    validated: Mutex<Vec<usize>>,
 }
 
 impl App {
@@ -365,6 +368,7 @@ impl App {
             databases,
             routers: settings.routers,
             models: Vec::new(),
+            validated: Mutex::new(Vec::new()),
         })
     }
 
@@ -375,6 +379,21 @@ impl App {
             None => Settings::load()?,
         };
         Self::open(settings).await
+    }
+
+    /// Puts `wrap(alias, engine)` in front of each database's engine: what
+    /// every query set sends to a database (documents after client-side
+    /// encryption, filters after find payloads) then passes through it. For
+    /// instrumentation and for tests that inspect every write (the property
+    /// test of the coverage rule does). Call it before the app is shared.
+    #[must_use]
+    pub fn map_engines(mut self, wrap: impl Fn(&str, Arc<dyn Engine>) -> Arc<dyn Engine>) -> Self {
+        for (alias, db) in &mut self.databases {
+            if let Some(db) = Arc::get_mut(db) {
+                db.engine = wrap(alias, Arc::clone(&db.engine));
+            }
+        }
+        self
     }
 
     /// Adds a router in code, asked before those from the settings file.
@@ -397,6 +416,26 @@ impl App {
             self.models.push(schema);
         }
         Ok(self)
+    }
+
+    /// Checks `schema` as [`App::register`] does, once per model: a model
+    /// used without being registered gets exactly the registered models'
+    /// rules (an encrypted field inside a list of embedded models, for
+    /// example, is refused rather than stored in plaintext).
+    pub(crate) fn validate_model(&self, schema: &'static ModelSchema) -> Result<()> {
+        if self.models.iter().any(|m| std::ptr::eq(*m, schema)) {
+            return Ok(());
+        }
+        let addr = std::ptr::from_ref(schema) as usize;
+        let mut seen = self
+            .validated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.contains(&addr) {
+            schema.validate()?;
+            seen.push(addr);
+        }
+        Ok(())
     }
 
     /// The registered models, in registration order.

@@ -54,6 +54,13 @@ pub enum Algorithm {
     /// (11); queries go through [`ClientEncryption::encrypt_expression`].
     /// Needs [`EncryptOptions::range`].
     Range,
+    /// Queryable Encryption text search (libmongocrypt's `string`
+    /// algorithm, `textPreview` in MongoDB 8.2): an insert payload with
+    /// prefix, suffix or substring token sets (11), or with
+    /// [`QueryType::Prefix`], [`QueryType::Suffix`] or
+    /// [`QueryType::Substring`] a text find payload (18). Needs
+    /// [`EncryptOptions::string`] and a string value.
+    String,
 }
 
 /// The query a payload is for.
@@ -62,6 +69,12 @@ pub enum Algorithm {
 pub enum QueryType {
     /// An equality query.
     Equality,
+    /// A prefix query (`$encStrStartsWith`), algorithm [`Algorithm::String`].
+    Prefix,
+    /// A suffix query (`$encStrEndsWith`), algorithm [`Algorithm::String`].
+    Suffix,
+    /// A substring query (`$encStrContains`), algorithm [`Algorithm::String`].
+    Substring,
 }
 
 /// Which data key.
@@ -87,6 +100,10 @@ pub struct EncryptOptions {
     /// Range index options (`min`, `max`, `sparsity`, `trimFactor`,
     /// `precision`), as in `encryptedFields`; required by [`Algorithm::Range`].
     pub range: Option<Document>,
+    /// Text-search options (libmongocrypt's `StringOpts`:
+    /// `caseSensitive`, `diacriticSensitive`, `prefix`/`suffix`/`substring`
+    /// with their lengths); required by [`Algorithm::String`].
+    pub string: Option<cipherdoc_crypto::text::StringOpts>,
 }
 
 impl EncryptOptions {
@@ -98,6 +115,7 @@ impl EncryptOptions {
             contention_factor: None,
             query_type: None,
             range: None,
+            string: None,
         }
     }
 }
@@ -228,6 +246,59 @@ impl ClientEncryption {
                 )?
                 .encode()
             }
+            (Algorithm::String, query) => {
+                let cm = cipherdoc_crypto::random::validate_max_contention(contention)?;
+                let Some(opts) = &options.string else {
+                    return Err(Error::Encryption(
+                        "the string algorithm needs string options (caseSensitive, diacriticSensitive, prefix/suffix/substring)".to_owned(),
+                    ));
+                };
+                let Bson::String(s) = value else {
+                    return Err(Error::Encryption(
+                        "the string algorithm encrypts string values only".to_owned(),
+                    ));
+                };
+                let text = |e: cipherdoc_crypto::Error| match e {
+                    cipherdoc_crypto::Error::Text(t) => {
+                        Error::Encryption(format!("string algorithm: {t}"))
+                    }
+                    other => Error::Crypto(other),
+                };
+                let query = match query {
+                    None => {
+                        return Ok(Binary {
+                            subtype: BinarySubtype::Encrypted,
+                            bytes: cipherdoc_crypto::client_text::encrypt_text_insert(
+                                s,
+                                opts.index(),
+                                &key.tokens,
+                                user,
+                                cm,
+                                rng,
+                            )
+                            .map_err(text)?
+                            .encode(),
+                        });
+                    }
+                    Some(QueryType::Prefix) => cipherdoc_crypto::text::TextQuery::Prefix,
+                    Some(QueryType::Suffix) => cipherdoc_crypto::text::TextQuery::Suffix,
+                    Some(QueryType::Substring) => cipherdoc_crypto::text::TextQuery::Substring,
+                    Some(q) => {
+                        return Err(Error::Encryption(format!(
+                            "query type {q:?} does not go with the string algorithm; use prefix, suffix or substring"
+                        )));
+                    }
+                };
+                cipherdoc_crypto::client_text::encrypt_text_find(
+                    s,
+                    opts.index(),
+                    query,
+                    &key.tokens,
+                    cm,
+                )
+                .map_err(text)?
+                .encode()
+            }
             (alg, Some(q)) => {
                 return Err(Error::Encryption(format!(
                     "query type {q:?} needs the indexed algorithm, not {alg:?}"
@@ -235,7 +306,10 @@ impl ClientEncryption {
             }
         };
         if options.contention_factor.is_some()
-            && !matches!(options.algorithm, Algorithm::Indexed | Algorithm::Range)
+            && !matches!(
+                options.algorithm,
+                Algorithm::Indexed | Algorithm::Range | Algorithm::String
+            )
         {
             return Err(Error::Encryption(
                 "a contention factor applies only to the indexed algorithm".to_owned(),

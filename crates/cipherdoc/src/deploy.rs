@@ -267,11 +267,7 @@ async fn check_database(
         if info.options.encrypted_fields.is_none() {
             continue;
         }
-        let entries = {
-            let mut tx = engine.begin().await?;
-            tx.ecoc_count(&collection).await?
-            // Dropped without commit: a read, rolled back.
-        };
+        let entries = engine.qe_state_sizes(&collection).await?.ecoc;
         if entries > options.ecoc_threshold {
             out.push(DeployFinding::EcocNeedsCompact {
                 alias: alias.to_owned(),

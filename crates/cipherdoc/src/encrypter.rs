@@ -7,7 +7,8 @@
 //! - [`Encrypter::encrypt_filter`]: a filter → the same filter with each
 //!   constant compared to an encrypted path replaced by a find payload (12).
 //! - [`Encrypter::decrypt_document`]: a stored document → plaintext, without
-//!   `__safeContent__`.
+//!   `__safeContent__`, by a *checked read*: only the values the collection's
+//!   encrypted fields name, of the kind, key and type each field allows.
 //!
 //! The encrypter refuses what QE cannot do (a null or mistyped encrypted
 //! value, a comparison other than equality on an equality field, an
@@ -19,13 +20,16 @@ use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::client::{self, UserKey};
 use cipherdoc_crypto::client_range::{self, RangeFindOperators, range_value_to_bson};
+use cipherdoc_crypto::client_text;
+use cipherdoc_crypto::efc::TextFieldIndex;
 use cipherdoc_crypto::efc::{EncryptedField, EncryptedFieldConfig, FieldKey, QueryTypeConfig};
 use cipherdoc_crypto::payload::BlobSubtype;
 use cipherdoc_crypto::payload::RangeOperator;
 use cipherdoc_crypto::range::{OnEmpty, RangeIndex};
+use cipherdoc_crypto::text::{TextError, TextQuery};
 use cipherdoc_crypto::{KeyId, OsRandom};
 use cipherdoc_engine::filter::SAFE_CONTENT;
-use cipherdoc_engine::{FieldOp, Filter};
+use cipherdoc_engine::{EncStrOp, FieldOp, Filter};
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyStore, LoadedKey};
@@ -138,6 +142,25 @@ impl Encrypter {
                     .map_err(|e| range_error(ns, field, e))?
                     .encode()
                 }
+                Some(QueryTypeConfig::Text { .. }) => {
+                    let ix = text_index(ns, field)?;
+                    let Bson::String(s) = &*slot else {
+                        return Err(Error::Encryption(format!(
+                            "field '{}' of {ns} is a text-search field and holds strings only",
+                            field.path
+                        )));
+                    };
+                    client_text::encrypt_text_insert(
+                        s,
+                        &ix.index,
+                        &key.tokens,
+                        user,
+                        ix.contention,
+                        &mut OsRandom,
+                    )
+                    .map_err(|e| text_error(ns, field, e))?
+                    .encode()
+                }
                 Some(_) => {
                     return Err(Error::Encryption(format!(
                         "field '{}' of {ns} has a query type this version does not support",
@@ -190,6 +213,9 @@ impl Encrypter {
                     None => filter.clone(),
                     Some(field) if matches!(field.query(), Some(QueryTypeConfig::Range { .. })) => {
                         self.encrypt_range_op(ns, field, op).await?
+                    }
+                    Some(field) if matches!(field.query(), Some(QueryTypeConfig::Text { .. })) => {
+                        self.encrypt_text_op(ns, field, op).await?
                     }
                     Some(field) => Filter::Field {
                         path: path.clone(),
@@ -262,6 +288,71 @@ impl Encrypter {
             _ => {
                 return Err(Error::Encryption(format!(
                     "field '{}' of {ns}: this operator cannot be used on an encrypted field",
+                    field.path
+                )));
+            }
+        })
+    }
+
+    /// A lookup on a text-search field becomes text find payloads (18):
+    /// `starts_with`, `ends_with` and `contains` (or the `$encStr…`
+    /// expressions with a plaintext operand) the field's prefix, suffix or
+    /// substring query; equality (`eq`, `ne`, `in`, `nin`) the normalized
+    /// equality every text field answers — equality after the field's case
+    /// and diacritic folding. The query is folded and checked against the
+    /// field's lengths here, before anything reaches the engine.
+    async fn encrypt_text_op(
+        &self,
+        ns: &str,
+        field: &EncryptedField,
+        op: &FieldOp,
+    ) -> Result<Filter> {
+        let ix = text_index(ns, field)?;
+        let key = self.field_key(ns, field).await?;
+        let path = field.path.clone();
+        let find = |op: EncStrOp, v: &Bson| -> Result<Filter> {
+            let Bson::String(s) = v else {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is a text-search field: compare it with strings only",
+                    field.path
+                )));
+            };
+            let query = match op {
+                EncStrOp::StartsWith => TextQuery::Prefix,
+                EncStrOp::EndsWith => TextQuery::Suffix,
+                EncStrOp::Contains => TextQuery::Substring,
+                EncStrOp::NormalizedEq => TextQuery::Exact,
+            };
+            let payload =
+                client_text::encrypt_text_find(s, &ix.index, query, &key.tokens, ix.contention)
+                    .map_err(|e| text_error(ns, field, e))?;
+            Ok(Filter::Field {
+                path: path.clone(),
+                op: FieldOp::EncStr {
+                    op,
+                    value: blob(payload.encode()),
+                },
+            })
+        };
+        let eq = |v: &Bson| find(EncStrOp::NormalizedEq, v);
+        Ok(match op {
+            FieldOp::EncStr { op, value } => find(*op, value)?,
+            FieldOp::StartsWith(s) => find(EncStrOp::StartsWith, &Bson::String(s.clone()))?,
+            FieldOp::EndsWith(s) => find(EncStrOp::EndsWith, &Bson::String(s.clone()))?,
+            FieldOp::Contains(s) => find(EncStrOp::Contains, &Bson::String(s.clone()))?,
+            FieldOp::Eq(v) => eq(v)?,
+            FieldOp::Ne(v) => Filter::Not(Box::new(eq(v)?)),
+            FieldOp::In(vs) => Filter::Or(vs.iter().map(eq).collect::<Result<_>>()?),
+            FieldOp::Nin(vs) => Filter::Not(Box::new(Filter::Or(
+                vs.iter().map(eq).collect::<Result<_>>()?,
+            ))),
+            FieldOp::Exists(_) => Filter::Field {
+                path,
+                op: op.clone(),
+            },
+            _ => {
+                return Err(Error::Encryption(format!(
+                    "field '{}' of {ns} is a text-search field: only starts_with, ends_with, contains (as its query types allow) and equality are allowed",
                     field.path
                 )));
             }
@@ -375,70 +466,207 @@ impl Encrypter {
         })
     }
 
-    /// Decrypts every encrypted value of a stored document and drops
-    /// `__safeContent__`.
-    pub async fn decrypt_document(&self, mut doc: Document) -> Result<Document> {
+    /// Decrypts a stored document of the collection whose encrypted fields
+    /// are `efc` (`None`: not an encrypted collection) and drops
+    /// `__safeContent__`: a *checked read*.
+    ///
+    /// The database is not trusted to say what is encrypted: a value is
+    /// decrypted only at a path `efc` names, only if it is the stored value
+    /// that field's kind produces (subtype 16 unindexed, 14 equality, 15
+    /// range, 17 text), names the field's key and declares the field's BSON
+    /// type, and only with that key. Plaintext at an encrypted path, an
+    /// encrypted blob anywhere else (inside arrays included), another
+    /// field's blob or another key is an [`Error::StoredValueRejected`]
+    /// naming the model and field, never the value. `model` names the model
+    /// and collection in errors.
+    pub async fn decrypt_document(
+        &self,
+        model: &str,
+        mut doc: Document,
+        efc: Option<&EncryptedFieldConfig>,
+    ) -> Result<Document> {
         doc.remove(SAFE_CONTENT);
-        let mut ids = Vec::new();
-        collect_key_ids(&Bson::Document(doc.clone()), &mut ids)?;
-        let mut loaded: Vec<Arc<LoadedKey>> = Vec::with_capacity(ids.len());
-        for id in ids {
-            loaded.push(self.keys.key(id).await?);
+        let fields = efc.map_or(&[][..], |e| e.fields.as_slice());
+        reject_stray_blobs(model, &doc, fields)?;
+        for field in fields {
+            let Some(slot) = stored_slot(model, &mut doc, &field.path)? else {
+                continue;
+            };
+            let plain = self.decrypt_field(model, field, slot).await?;
+            *slot = plain;
         }
-        let mut value = Bson::Document(doc);
-        Box::pin(self.decrypt_value(&mut value, &mut loaded)).await?;
-        match value {
-            Bson::Document(d) => Ok(d),
-            _ => Err(Error::Encryption(
-                "a document decrypted to a non-document".to_owned(),
-            )),
-        }
+        Ok(doc)
     }
 
-    async fn decrypt_value(&self, v: &mut Bson, loaded: &mut Vec<Arc<LoadedKey>>) -> Result<()> {
-        match v {
-            Bson::Document(d) => {
-                for (_, x) in d.iter_mut() {
-                    Box::pin(self.decrypt_value(x, loaded)).await?;
-                }
-            }
-            Bson::Array(a) => {
-                for x in a.iter_mut() {
-                    Box::pin(self.decrypt_value(x, loaded)).await?;
-                }
-            }
-            Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
-                if let Some(plain) = self.keys.decrypt_blob(&b.bytes, loaded).await? {
-                    *v = plain;
-                }
-            }
-            _ => {}
+    async fn decrypt_field(&self, model: &str, field: &EncryptedField, v: &Bson) -> Result<Bson> {
+        let reject = |problem| Error::StoredValueRejected {
+            model: model.to_owned(),
+            field: field.path.clone(),
+            problem,
+        };
+        let Bson::Binary(b) = v else {
+            return Err(reject(IntegrityProblem::Plaintext));
+        };
+        if b.subtype != BinarySubtype::Encrypted {
+            return Err(reject(IntegrityProblem::Plaintext));
         }
-        Ok(())
+        let allowed = stored_subtype(field);
+        let found = b.bytes.first().copied();
+        if found != Some(allowed as u8) {
+            return Err(reject(IntegrityProblem::Subtype {
+                allowed: allowed as u8,
+                found,
+            }));
+        }
+        // Every stored v2 value starts subtype ‖ key id (16) ‖ BSON type.
+        let (Some(id), Some(&ty)) = (b.bytes.get(1..17), b.bytes.get(17)) else {
+            return Err(reject(IntegrityProblem::Malformed));
+        };
+        let key = self.field_key(model, field).await?;
+        if id != key.id.as_bytes() {
+            return Err(reject(IntegrityProblem::OtherKey));
+        }
+        if let Some(t) = field.bson_type
+            && t.type_byte() != ty
+        {
+            return Err(reject(IntegrityProblem::BsonType {
+                declared: t.as_str(),
+            }));
+        }
+        // Only this field's key: a blob that asks for another one (the
+        // user key inside an indexed value) is refused, not served.
+        let only = OnlyKey(&key);
+        let plain = match cipherdoc_crypto::client::decrypt_blob(&b.bytes, &only) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(reject(IntegrityProblem::Malformed)),
+            Err(cipherdoc_crypto::Error::MissingKey(_)) => {
+                return Err(reject(IntegrityProblem::OtherKey));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(t) = field.bson_type
+            && t.type_byte() != plain.element_type() as u8
+        {
+            return Err(reject(IntegrityProblem::BsonType {
+                declared: t.as_str(),
+            }));
+        }
+        Ok(plain)
     }
 }
 
-/// The key ids encrypted blobs in `v` name up front.
-fn collect_key_ids(v: &Bson, out: &mut Vec<KeyId>) -> Result<()> {
-    match v {
-        Bson::Document(d) => d.values().try_for_each(|x| collect_key_ids(x, out)),
-        Bson::Array(a) => a.iter().try_for_each(|x| collect_key_ids(x, out)),
-        Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
-            if matches!(
-                BlobSubtype::of(&b.bytes)?,
-                BlobSubtype::Fle2FindEqualityPayloadV2 | BlobSubtype::Fle2FindRangePayloadV2
-            ) {
-                return Ok(());
-            }
-            for id in crate::client_encryption::key_ids_of(&b.bytes)? {
-                if !out.contains(&id) {
-                    out.push(id);
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+/// What is wrong with a stored value (see [`Encrypter::decrypt_document`]).
+/// Carries no value, only what the value should have been.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityProblem {
+    /// The field is encrypted but the stored value is not an encrypted blob.
+    #[error("the field is encrypted but the database holds a plaintext value there")]
+    Plaintext,
+    /// An encrypted blob at a path no encrypted field names.
+    #[error("the database holds an encrypted value at a path that is not encrypted")]
+    NotAnEncryptedPath,
+    /// A blob of another kind than the field's (another field's value).
+    #[error(
+        "the stored value has blob subtype {found:?}, the field's kind stores subtype {allowed}"
+    )]
+    Subtype {
+        /// The subtype the field's kind stores.
+        allowed: u8,
+        /// The subtype found (its first byte).
+        found: Option<u8>,
+    },
+    /// The blob names (or needs) a key other than the field's.
+    #[error("the stored value is encrypted with a key other than the field's")]
+    OtherKey,
+    /// The blob declares another BSON type than the field.
+    #[error("the stored value is not of the field's BSON type {declared}")]
+    BsonType {
+        /// The field's BSON type.
+        declared: &'static str,
+    },
+    /// Too short to be a stored value.
+    #[error("the stored value is malformed")]
+    Malformed,
+}
+
+/// The stored-value subtype a field's kind produces.
+fn stored_subtype(field: &EncryptedField) -> BlobSubtype {
+    match field.query() {
+        None => BlobSubtype::Fle2UnindexedEncryptedValueV2,
+        Some(QueryTypeConfig::Range { .. }) => BlobSubtype::Fle2IndexedRangeEncryptedValueV2,
+        Some(QueryTypeConfig::Text { .. }) => BlobSubtype::Fle2IndexedTextEncryptedValue,
+        Some(_) => BlobSubtype::Fle2IndexedEqualityEncryptedValueV2,
     }
+}
+
+/// A key lookup that knows one key.
+struct OnlyKey<'k>(&'k LoadedKey);
+
+impl cipherdoc_crypto::client::KeyLookup for OnlyKey<'_> {
+    fn data_key(&self, id: &KeyId) -> Option<&cipherdoc_crypto::DataKey> {
+        (self.0.id == *id).then_some(&self.0.key)
+    }
+}
+
+/// Refuses an encrypted blob at any path that no encrypted field names
+/// (inside arrays too). Iterative, so no document depth can exhaust the
+/// stack.
+fn reject_stray_blobs(model: &str, doc: &Document, fields: &[EncryptedField]) -> Result<()> {
+    let mut stack: Vec<(String, &Bson)> = doc.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((path, v)) = stack.pop() {
+        if fields.iter().any(|f| f.path == path) {
+            continue;
+        }
+        match v {
+            Bson::Binary(b) if b.subtype == BinarySubtype::Encrypted => {
+                return Err(Error::StoredValueRejected {
+                    model: model.to_owned(),
+                    field: path,
+                    problem: IntegrityProblem::NotAnEncryptedPath,
+                });
+            }
+            Bson::Document(d) => {
+                stack.extend(d.iter().map(|(k, x)| (format!("{path}.{k}"), x)));
+            }
+            Bson::Array(a) => {
+                stack.extend(
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, x)| (format!("{path}.{i}"), x)),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The stored value at an encrypted path; `None` when absent (or a parent
+/// is null). A parent that is not a document is refused: the field's value
+/// would be there in another shape, unencrypted.
+fn stored_slot<'d>(model: &str, doc: &'d mut Document, path: &str) -> Result<Option<&'d mut Bson>> {
+    let mut parts = path.split('.');
+    let Some(mut cur) = parts.next().and_then(|first| doc.get_mut(first)) else {
+        return Ok(None);
+    };
+    for part in parts {
+        cur = match cur {
+            Bson::Document(d) => match d.get_mut(part) {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+            Bson::Null => return Ok(None),
+            _ => {
+                return Err(Error::StoredValueRejected {
+                    model: model.to_owned(),
+                    field: path.to_owned(),
+                    problem: IntegrityProblem::Plaintext,
+                });
+            }
+        };
+    }
+    Ok(Some(cur))
 }
 
 /// A bound of a range query.
@@ -546,6 +774,37 @@ fn range_index(
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(|e| range_error(..., e))`
 fn range_error(ns: &str, field: &EncryptedField, e: cipherdoc_crypto::Error) -> Error {
     Error::Encryption(format!("range field '{}' of {ns}: {e}", field.path))
+}
+
+/// A text-search field's combined index (its `encryptedFields` options).
+fn text_index(ns: &str, field: &EncryptedField) -> Result<TextFieldIndex> {
+    match field.text_index(&field.path) {
+        Ok(Some(ix)) => Ok(ix),
+        Ok(None) => Err(Error::Encryption(format!(
+            "field '{}' of {ns} is not a text-search field",
+            field.path
+        ))),
+        Err(e) => Err(Error::Encryption(format!(
+            "field '{}' of {ns}: invalid text-search options: {e}",
+            field.path
+        ))),
+    }
+}
+
+/// A refused text value or query, naming the field (never the value).
+fn text_error(ns: &str, field: &EncryptedField, e: cipherdoc_crypto::Error) -> Error {
+    match e {
+        cipherdoc_crypto::Error::Text(source) => text_refused(ns, field, source),
+        other => Error::Crypto(other),
+    }
+}
+
+fn text_refused(ns: &str, field: &EncryptedField, source: TextError) -> Error {
+    Error::TextSearch {
+        ns: ns.to_owned(),
+        field: field.path.clone(),
+        source,
+    }
 }
 
 fn check_type(ns: &str, field: &EncryptedField, v: &Bson) -> Result<()> {

@@ -75,6 +75,55 @@ pub enum Error {
     /// An encryption request is not allowed or not possible.
     #[error("{0}")]
     Encryption(String),
+    /// A value or query for a text-search field (prefix, suffix, substring)
+    /// was refused: a query outside the field's lengths, an empty query, a
+    /// query type the field lacks, a value longer than `strMaxLength`. The
+    /// message names the collection and the field, never the value.
+    #[error("field '{field}' of {ns}: {source}")]
+    TextSearch {
+        /// The collection (`db.collection`).
+        ns: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What the protocol layer refused.
+        #[source]
+        source: cipherdoc_crypto::text::TextError,
+    },
+    /// A path the model declares `#[encrypted]` is not encrypted by the
+    /// collection's encrypted fields (pinned map or catalog) as the model
+    /// declares it; the operation was refused before anything reached the
+    /// engine (see [`crate::coverage`]).
+    #[error(
+        "{model}: the encrypted field '{field}' is not covered by the encrypted fields of {namespace} on database '{alias}': {reason}; nothing was sent to the database. Make and apply a migration (`makemigrations`, then `migrate --database {alias}`); encrypted fields cannot change on an existing collection, so a changed field needs a new collection. With a pinned encrypted_fields_map, regenerate it with `showencryptedfieldsmap --database {alias}`"
+    )]
+    EncryptedFieldNotCovered {
+        /// The database alias.
+        alias: String,
+        /// The model label, `app.Model`.
+        model: String,
+        /// The dotted path of the field.
+        field: String,
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// What is wrong with the collection's encrypted fields (boxed: it
+        /// keeps every `Result` of the crate small).
+        reason: Box<crate::coverage::CoverageGap>,
+    },
+    /// A checked read found a stored value the collection's encrypted
+    /// fields do not allow (see
+    /// [`Encrypter::decrypt_document`](crate::encrypter::Encrypter::decrypt_document));
+    /// nothing was decrypted or returned.
+    #[error(
+        "{model}: field '{field}': {problem}; the read was refused and nothing was decrypted (the stored document was altered outside the application, or the data predates its model)"
+    )]
+    StoredValueRejected {
+        /// The model and collection.
+        model: String,
+        /// The dotted path of the value.
+        field: String,
+        /// What is wrong.
+        problem: crate::encrypter::IntegrityProblem,
+    },
 }
 
 /// Result alias for this crate.

@@ -58,6 +58,10 @@ pub trait KeyVault: Send + Sync + std::fmt::Debug {
     async fn replace(&self, doc: Document) -> Result<(), KeyVaultError>;
     /// Every key document, in insertion order.
     async fn list(&self) -> Result<Vec<Document>, KeyVaultError>;
+    /// Removes the key document with this `_id`; `false` when there was
+    /// none. Used to take back the keys of a migration that was refused
+    /// part way (a key nothing was encrypted with yet).
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError>;
 }
 
 /// The `_id` of a key document as a UUID.
@@ -190,6 +194,15 @@ impl KeyVault for MemoryKeyVault {
     async fn list(&self) -> Result<Vec<Document>, KeyVaultError> {
         Ok(self.lock().clone())
     }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError> {
+        let mut docs = self.lock();
+        let Some(i) = find_id(&docs, id)? else {
+            return Ok(false);
+        };
+        docs.remove(i);
+        Ok(true)
+    }
 }
 
 /// Parses the text of a JSON key vault file: an array of key documents in
@@ -309,6 +322,17 @@ impl KeyVault for JsonFileKeyVault {
         let _g = self.guard();
         self.read()
     }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError> {
+        let _g = self.guard();
+        let mut docs = self.read()?;
+        let Some(i) = find_id(&docs, id)? else {
+            return Ok(false);
+        };
+        docs.remove(i);
+        self.write(&docs)?;
+        Ok(true)
+    }
 }
 
 /// The key vault as a collection inside a database (e.g.
@@ -423,5 +447,17 @@ impl KeyVault for EngineKeyVault {
             )
             .await
             .map_err(|e| self.storage_error(e))
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, KeyVaultError> {
+        let n = self
+            .engine
+            .delete_many(
+                &self.collection,
+                &cipherdoc_engine::Filter::eq("_id", uuid_bson(id)),
+            )
+            .await
+            .map_err(|e| self.storage_error(e))?;
+        Ok(n > 0)
     }
 }

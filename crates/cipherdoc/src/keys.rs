@@ -305,6 +305,14 @@ impl KeyStore {
             .insert(*id.as_bytes(), Arc::new(LoadedKey::new(id, dek)));
         Ok(id)
     }
+
+    /// Deletes a data key from the vault and the cache; `false` when the
+    /// vault had none. Only for keys nothing was encrypted with (a refused
+    /// migration's): data under a deleted key is lost.
+    pub async fn delete_data_key(&self, id: KeyId) -> Result<bool> {
+        self.cache.remove(id.as_bytes());
+        Ok(self.vault.delete(uuid_of(id)).await?)
+    }
 }
 
 impl KeyStore {

@@ -7,6 +7,7 @@ extern crate self as cipherdoc;
 pub mod app;
 pub mod client_encryption;
 mod connect;
+pub mod coverage;
 pub mod deploy;
 pub mod encrypter;
 mod error;

@@ -15,6 +15,7 @@ use cipherdoc_crypto::efc::EncryptedFieldConfig;
 use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection};
 
 use crate::app::{App, Database};
+use crate::coverage;
 use crate::error::{Error, Result};
 use crate::model::{Cond, Expr, Lookup, Model, ModelSchema, OrderBy, Q};
 
@@ -115,26 +116,55 @@ impl<'a, M: Model> QuerySet<'a, M> {
         self.app.db_for_write(M::schema())
     }
 
-    /// The filter the engine will see, with find payloads.
-    async fn engine_filter(&self, db: &Database) -> Result<Filter> {
-        let expr = self.q.expr()?;
-        let plain = to_filter::<M>(expr, db)?;
+    /// The one door of every operation: validates an unregistered model on
+    /// first use, resolves the collection's encrypted fields once (pinned
+    /// map or catalog) and holds them to the coverage rule
+    /// ([`crate::coverage`]). Writes of a model with encrypted fields to a
+    /// database without encryption are refused here too.
+    async fn target(&self, db: &'a Arc<Database>, access: Access) -> Result<Target<'a>> {
         let schema = M::schema();
-        match db.encryption() {
-            None => Ok(plain),
-            Some(enc) => match db.encrypted_fields(&schema.collection).await? {
-                None => {
-                    if expr_has_encrypted(expr) {
-                        return Err(not_migrated::<M>(db));
-                    }
-                    Ok(plain)
-                }
-                Some(efc) => {
-                    enc.encrypter()
-                        .encrypt_filter(&ns::<M>(db), &plain, &efc.1)
-                        .await
-                }
-            },
+        self.app.validate_model(schema)?;
+        if db.encryption().is_none() {
+            if access == Access::Store
+                && let Some(p) = schema.encrypted_paths().first()
+            {
+                return Err(Error::NotAllowed(format!(
+                    "cannot save encrypted field '{}' of {} in non-encrypted database '{}'",
+                    leaf(&p.path),
+                    label::<M>(),
+                    db.alias()
+                )));
+            }
+            return Ok(Target { db, efc: None });
+        }
+        let efc = db.encrypted_fields(&schema.collection).await?;
+        if let Some((p, reason)) = coverage::first_gap(schema, efc.as_ref().map(|e| &e.1)) {
+            return Err(Error::EncryptedFieldNotCovered {
+                alias: db.alias().to_owned(),
+                model: label::<M>(),
+                field: p.path,
+                namespace: db.namespace(&schema.collection),
+                reason: Box::new(reason),
+            });
+        }
+        Ok(Target { db, efc })
+    }
+
+    /// The filter the engine will see, with find payloads.
+    async fn engine_filter(&self, target: &Target<'_>) -> Result<Filter> {
+        let expr = self.q.expr()?;
+        let plain = to_filter::<M>(expr, target.db)?;
+        match (target.db.encryption(), &target.efc) {
+            (Some(enc), Some(efc)) => {
+                enc.encrypter()
+                    .encrypt_filter(&ns::<M>(target.db), &plain, &efc.1)
+                    .await
+            }
+            // The coverage rule has refused a model with encrypted fields
+            // on an unencrypted collection; this guards filters built from
+            // conditions the schema does not list.
+            (Some(_), None) if expr_has_encrypted(expr) => Err(not_migrated::<M>(target.db)),
+            _ => Ok(plain),
         }
     }
 
@@ -167,16 +197,19 @@ impl<'a, M: Model> QuerySet<'a, M> {
     }
 
     async fn fetch(&self, opts: &FindOptions) -> Result<Vec<Document>> {
-        let db = self.read_db()?;
-        let filter = self.engine_filter(db).await?;
+        let target = self.target(self.read_db()?, Access::Filter).await?;
+        let db = target.db;
+        let filter = self.engine_filter(&target).await?;
         let coll = &M::schema().collection;
         let docs = db.engine().find(coll, &filter, opts).await?;
         match db.encryption() {
             None => Ok(docs),
             Some(enc) => {
+                let model = ns::<M>(db);
+                let efc = target.efc.as_ref().map(|e| &e.1);
                 let mut out = Vec::with_capacity(docs.len());
                 for d in docs {
-                    out.push(enc.encrypter().decrypt_document(d).await?);
+                    out.push(enc.encrypter().decrypt_document(&model, d, efc).await?);
                 }
                 Ok(out)
             }
@@ -214,9 +247,13 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// How many documents match.
     pub async fn count(&self) -> Result<u64> {
-        let db = self.read_db()?;
-        let filter = self.engine_filter(db).await?;
-        let n = db.engine().count(&M::schema().collection, &filter).await?;
+        let target = self.target(self.read_db()?, Access::Filter).await?;
+        let filter = self.engine_filter(&target).await?;
+        let n = target
+            .db
+            .engine()
+            .count(&M::schema().collection, &filter)
+            .await?;
         let n = n.saturating_sub(self.skip);
         Ok(self.limit.map_or(n, |l| n.min(l)))
     }
@@ -246,9 +283,10 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// Deletes every matching document; returns how many.
     pub async fn delete(&self) -> Result<u64> {
-        let db = self.write_db()?;
-        let filter = self.engine_filter(db).await?;
-        Ok(db
+        let target = self.target(self.write_db()?, Access::Filter).await?;
+        let filter = self.engine_filter(&target).await?;
+        Ok(target
+            .db
             .engine()
             .delete_many(&M::schema().collection, &filter)
             .await?)
@@ -265,6 +303,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
                 db.alias()
             )));
         }
+        self.target(db, Access::Store).await?;
         let docs = self.fetch(&FindOptions::default()).await?;
         let mut n = 0;
         for mut d in docs {
@@ -306,77 +345,56 @@ impl<'a, M: Model> QuerySet<'a, M> {
         Ok(out)
     }
 
-    /// The write-side encryptedFields, refusing encrypted models on
-    /// databases without encryption.
-    async fn write_target(
-        &self,
-    ) -> Result<(
-        &'a Arc<Database>,
-        Option<Arc<(Document, EncryptedFieldConfig)>>,
-    )> {
-        let db = self.write_db()?;
-        let schema = M::schema();
-        let paths = schema.encrypted_paths();
-        if db.encryption().is_none() {
-            if let Some(p) = paths.first() {
-                return Err(Error::NotAllowed(format!(
-                    "cannot save encrypted field '{}' of {} in non-encrypted database '{}'",
-                    leaf(&p.path),
-                    label::<M>(),
-                    db.alias()
-                )));
-            }
-            return Ok((db, None));
-        }
-        let efc = db.encrypted_fields(&schema.collection).await?;
-        if efc.is_none() && !paths.is_empty() {
-            return Err(not_migrated::<M>(db));
-        }
-        Ok((db, efc))
-    }
-
-    async fn prepare(&self, m: &M) -> Result<(&'a Arc<Database>, Document)> {
-        let (db, efc) = self.write_target().await?;
+    /// A model as the engine must receive it: its document, encrypted by
+    /// the target's (checked) encrypted fields.
+    async fn prepare(&self, target: &Target<'_>, m: &M) -> Result<Document> {
         let doc = m.to_document()?;
-        let doc = match (db.encryption(), efc) {
+        match (target.db.encryption(), &target.efc) {
             (Some(enc), Some(efc)) => {
                 enc.encrypter()
-                    .encrypt_document(&ns::<M>(db), &doc, &efc.1)
-                    .await?
+                    .encrypt_document(&ns::<M>(target.db), &doc, &efc.1)
+                    .await
             }
-            _ => doc,
-        };
-        Ok((db, doc))
+            _ => Ok(doc),
+        }
     }
 
     /// Inserts a model.
     pub async fn create(&self, m: M) -> Result<M> {
-        let (db, doc) = self.prepare(&m).await?;
-        db.engine().insert_one(&M::schema().collection, doc).await?;
+        let target = self.target(self.write_db()?, Access::Store).await?;
+        let doc = self.prepare(&target, &m).await?;
+        target
+            .db
+            .engine()
+            .insert_one(&M::schema().collection, doc)
+            .await?;
         Ok(m)
     }
 
     /// Inserts several models.
     pub async fn bulk_create(&self, ms: Vec<M>) -> Result<Vec<M>> {
+        if ms.is_empty() {
+            return Ok(ms);
+        }
+        let target = self.target(self.write_db()?, Access::Store).await?;
         let mut docs = Vec::with_capacity(ms.len());
-        let mut db = None;
         for m in &ms {
-            let (d, doc) = self.prepare(m).await?;
-            db = Some(d);
-            docs.push(doc);
+            docs.push(self.prepare(&target, m).await?);
         }
-        if let Some(db) = db {
-            db.engine()
-                .insert_many(&M::schema().collection, docs)
-                .await?;
-        }
+        target
+            .db
+            .engine()
+            .insert_many(&M::schema().collection, docs)
+            .await?;
         Ok(ms)
     }
 
     /// Saves a model: replaces the stored document with the same id, or
     /// inserts it when there is none.
     pub async fn save(&self, m: &M) -> Result<()> {
-        let (db, doc) = self.prepare(m).await?;
+        let target = self.target(self.write_db()?, Access::Store).await?;
+        let doc = self.prepare(&target, m).await?;
+        let db = target.db;
         let id = Bson::ObjectId(*m.id());
         let coll = &M::schema().collection;
         if !db.engine().replace_one(coll, &id, doc.clone()).await? {
@@ -419,6 +437,24 @@ impl<'a, M: Model> QuerySet<'a, M> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What an operation sends to the database: the coverage rule holds for
+/// both; storing documents of encrypted models in a database without
+/// encryption is refused as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Only a filter (reads, counts, deletes).
+    Filter,
+    /// Documents (create, save, updates).
+    Store,
+}
+
+/// A database and the encrypted fields of the model's collection, resolved
+/// once for one operation and checked against the model.
+struct Target<'a> {
+    db: &'a Arc<Database>,
+    efc: Option<Arc<(Document, EncryptedFieldConfig)>>,
 }
 
 fn leaf(path: &str) -> &str {
@@ -533,18 +569,18 @@ fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
                 )));
             }
         },
-        Lookup::Contains | Lookup::StartsWith => {
+        Lookup::Contains | Lookup::StartsWith | Lookup::EndsWith => {
             let Bson::String(s) = &c.value else {
                 return Err(Error::Encryption(format!(
-                    "contains/starts_with on '{}' needs a string",
+                    "contains/starts_with/ends_with on '{}' needs a string",
                     c.path
                 )));
             };
-            if c.lookup == Lookup::Contains {
-                field(FieldOp::Contains(s.clone()))
-            } else {
-                field(FieldOp::StartsWith(s.clone()))
-            }
+            field(match c.lookup {
+                Lookup::Contains => FieldOp::Contains(s.clone()),
+                Lookup::StartsWith => FieldOp::StartsWith(s.clone()),
+                _ => FieldOp::EndsWith(s.clone()),
+            })
         }
         Lookup::IsNull => match c.value {
             Bson::Boolean(true) => field(FieldOp::Eq(Bson::Null)),

@@ -199,7 +199,8 @@ async fn refusals_name_the_model_and_field_and_write_nothing() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("is not an encrypted collection; run `migrate --database encrypted`"),
+        err.contains("the collection is not an encrypted collection")
+            && err.contains("`migrate --database encrypted`"),
         "{err}"
     );
     assert!(raw_docs(&app, "encrypted").await.is_empty());

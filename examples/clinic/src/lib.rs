@@ -21,7 +21,7 @@ use cipherdoc::settings::{KmsProviderSettings, SecretSource, Settings};
 use cipherdoc_engine::{Filter, FindOptions};
 use rust_decimal::Decimal;
 
-pub use models::{Billing, Patient, PatientRecord};
+pub use models::{Billing, Directory, Patient, PatientRecord};
 
 /// The settings file: `$CIPHERDOC_SETTINGS`, else `cipherdoc.toml` beside
 /// this crate (so the demo runs from anywhere in the repository).
@@ -71,7 +71,10 @@ pub fn ensure_local_master_keys(settings: &Settings) -> Result<Vec<PathBuf>> {
 pub async fn open(settings_file: &Path) -> Result<App> {
     let settings = Settings::from_file(settings_file)?;
     ensure_local_master_keys(&settings)?;
-    Ok(App::open(settings).await?.register::<Patient>()?)
+    Ok(App::open(settings)
+        .await?
+        .register::<Patient>()?
+        .register::<Directory>()?)
 }
 
 fn patient(name: &str, pid: i64, ssn: &str, cc_type: &str, cc: &str, cents: i64) -> Patient {
@@ -140,6 +143,25 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
             writeln!(out, "created patient {id}")?;
         }
     }
+
+    // The directory holds each surname encrypted, searchable by its start.
+    let directory = app.objects::<Directory>();
+    for (id, surname) in [(1001, "Doe"), (1002, "Roe"), (1003, "Lovelace")] {
+        directory
+            .get_or_create(Directory::fields().patient_id.eq(id), || Directory {
+                id: bson::oid::ObjectId::new(),
+                patient_id: id,
+                surname: surname.to_owned(),
+            })
+            .await?;
+    }
+    let entry = directory
+        .get(Directory::fields().surname.starts_with("LOV"))
+        .await?;
+    let by_letters = patients
+        .get(Patient::fields().patient_id.eq(entry.patient_id))
+        .await?;
+    writeln!(out, "found by the first letters \"LOV\": {by_letters}")?;
 
     let found = patients
         .get(Patient::fields().patient_record.ssn.eq("123-45-6789"))

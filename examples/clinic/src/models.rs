@@ -50,3 +50,26 @@ pub struct Billing {
     #[field(max_length = 20)]
     pub cc_number: String,
 }
+
+/// The reception's directory: a patient's surname, encrypted and
+/// searchable by its first letters (prefix queries of 2 to 10 letters,
+/// folding case and diacritics, so "lov" finds "Lovelace"). A collection of
+/// its own, `myapp_directory`: encrypted fields cannot be added to an
+/// existing collection.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(app = "myapp")]
+pub struct Directory {
+    /// Primary key.
+    pub id: ObjectId,
+    /// The patient's hospital number (plaintext).
+    pub patient_id: i64,
+    /// Surname: encrypted, queryable by prefix.
+    #[encrypted(
+        queries = "prefix",
+        min_query_length = 2,
+        max_query_length = 10,
+        case_sensitive = false,
+        diacritic_sensitive = false
+    )]
+    pub surname: String,
+}

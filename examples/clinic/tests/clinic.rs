@@ -105,6 +105,10 @@ fn demo_finds_the_patient_by_ssn_and_is_idempotent() {
             stdout.contains("found by SSN 123-45-6789: John Doe (1001)"),
             "{stdout}"
         );
+        assert!(
+            stdout.contains("found by the first letters \"LOV\": Ada Lovelace (1003)"),
+            "{stdout}"
+        );
         assert!(stdout.contains("\"$encrypted\""), "{stdout}");
         assert!(
             !stdout.contains("4111111111111111\","),

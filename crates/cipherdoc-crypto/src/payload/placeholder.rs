@@ -32,7 +32,8 @@ pub enum PlaceholderAlgorithm {
 }
 
 /// FLE2EncryptionPlaceholder: `0x03 ‖ BSON{t, a, ki, ku, v, cm, s?}`.
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` shows the value's BSON type only: it is a plaintext.
+#[derive(Clone, PartialEq)]
 pub struct EncryptionPlaceholder {
     /// `t`.
     pub kind: PlaceholderType,
@@ -48,6 +49,20 @@ pub struct EncryptionPlaceholder {
     pub max_contention: i64,
     /// `s`: range sparsity.
     pub sparsity: Option<i64>,
+}
+
+impl std::fmt::Debug for EncryptionPlaceholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionPlaceholder")
+            .field("kind", &self.kind)
+            .field("algorithm", &self.algorithm)
+            .field("index_key_id", &self.index_key_id)
+            .field("user_key_id", &self.user_key_id)
+            .field("value", &crate::Redacted(&self.value))
+            .field("max_contention", &self.max_contention)
+            .field("sparsity", &self.sparsity)
+            .finish()
+    }
 }
 
 impl EncryptionPlaceholder {

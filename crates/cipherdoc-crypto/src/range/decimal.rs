@@ -205,7 +205,7 @@ pub(crate) fn format(d: Decimal128) -> String {
 /// Accepts `[+-]digits[.digits][e[+-]digits]`, `[+-]Infinity`/`Inf` and
 /// `[+-]NaN` (case-insensitive).
 pub fn decimal128_from_str(s: &str) -> Result<Decimal128, RangeError> {
-    let bad = || RangeError::InvalidDecimalString(s.to_owned());
+    let bad = || RangeError::InvalidDecimalString;
     let (neg, body) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),

@@ -149,7 +149,6 @@ fn check_int_bounds<T: Copy + PartialOrd + Display>(
     }
     if value > max || value < min {
         return Err(RangeError::ValueOutOfBounds {
-            value: value.to_string(),
             min: min.to_string(),
             max: max.to_string(),
         });
@@ -195,10 +194,7 @@ pub fn encode_double(
         return Err(RangeError::MinMaxPrecisionMismatch { ty: DOUBLE });
     }
     if !value.is_finite() {
-        return Err(RangeError::NonFiniteValue {
-            ty: DOUBLE,
-            value: value.to_string(),
-        });
+        return Err(RangeError::NonFiniteValue { ty: DOUBLE });
     }
     let bounds = match (min, max, precision) {
         (Some(lo), Some(hi), Some(p)) => Some((lo, hi, p)),
@@ -214,7 +210,6 @@ pub fn encode_double(
         }
         if value > hi || value < lo {
             return Err(RangeError::ValueOutOfBounds {
-                value: value.to_string(),
                 min: lo.to_string(),
                 max: hi.to_string(),
             });
@@ -511,10 +506,7 @@ pub fn encode_decimal128(
     }
     let v = Bid::decode(value);
     if !v.is_finite() {
-        return Err(RangeError::NonFiniteValue {
-            ty: DECIMAL,
-            value: decimal::format(value),
-        });
+        return Err(RangeError::NonFiniteValue { ty: DECIMAL });
     }
     let (Some(lo_d), Some(hi_d), Some(p)) = (min, max, precision) else {
         return encode_decimal128_unbounded(&v, value);
@@ -534,7 +526,6 @@ pub fn encode_decimal128(
         || decimal::compare(&v, &lo) == Some(Ordering::Less)
     {
         return Err(RangeError::ValueOutOfBounds {
-            value: fmt(value),
             min: fmt(lo_d),
             max: fmt(hi_d),
         });

@@ -32,8 +32,11 @@ pub enum PrecisionBoundProblem {
 
 /// Errors of the range index mathematics (qe-protocol.md §8).
 ///
-/// Messages name the offending numbers so that a caller can see what to fix.
-/// They contain plaintext values and range options, never key material.
+/// Messages name the offending range options (bounds, precision, sparsity,
+/// trim factor: schema, not data) so that a caller can see what to fix. They
+/// never contain a value being encoded or a query bound — those may be the
+/// plaintext of an encrypted field, and errors end up in logs — nor key
+/// material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RangeError {
@@ -58,10 +61,8 @@ pub enum RangeError {
     },
 
     /// The value to encode lies outside `[min, max]`.
-    #[error("value {value} is outside the range index bounds [{min}, {max}]")]
+    #[error("the value is outside the range index bounds [{min}, {max}]")]
     ValueOutOfBounds {
-        /// The value, formatted.
-        value: String,
         /// The index minimum, formatted.
         min: String,
         /// The index maximum, formatted.
@@ -69,12 +70,10 @@ pub enum RangeError {
     },
 
     /// Infinity and NaN cannot be encoded.
-    #[error("{ty} value {value} cannot be range-encoded: infinity and NaN are not supported")]
+    #[error("the {ty} value cannot be range-encoded: infinity and NaN are not supported")]
     NonFiniteValue {
         /// The value type.
         ty: &'static str,
-        /// The value, formatted.
-        value: String,
     },
 
     /// `precision < 0`.
@@ -173,15 +172,8 @@ pub enum RangeError {
     },
 
     /// A query's lower bound is above its upper bound (client behaviour).
-    #[error(
-        "empty range query: encoded lower bound {lower} is greater than encoded upper bound {upper}"
-    )]
-    EmptyRange {
-        /// The encoded lower bound after exclusive-bound adjustment.
-        lower: String,
-        /// The encoded upper bound after exclusive-bound adjustment.
-        upper: String,
-    },
+    #[error("empty range query: the encoded lower bound is greater than the encoded upper bound")]
+    EmptyRange,
 
     /// The mincover would exceed [`MAX_MIN_COVER_LEN`](super::MAX_MIN_COVER_LEN)
     /// strings (a trim factor close to the domain width with a wide query).
@@ -196,13 +188,11 @@ pub enum RangeError {
 
     /// A query bound is outside the index range, or an exclusive bound sits on
     /// the edge of the domain so that excluding it leaves nothing.
-    #[error("query {side} bound {bound} is invalid for the index range: {reason}")]
+    #[error("the query's {side} bound is invalid for the index range: {reason}")]
     QueryBoundOutOfRange {
         /// Which bound.
         side: BoundSide,
-        /// The bound, formatted.
-        bound: String,
-        /// Explanation.
+        /// Explanation (the index bounds, never the query's).
         reason: String,
     },
 
@@ -220,9 +210,10 @@ pub enum RangeError {
         got: &'static str,
     },
 
-    /// A decimal128 string could not be parsed.
-    #[error("invalid decimal128 string {0:?}")]
-    InvalidDecimalString(String),
+    /// A decimal128 string could not be parsed (the string is not repeated:
+    /// it may be a value to encrypt).
+    #[error("invalid decimal128 string")]
+    InvalidDecimalString,
 
     /// An input that libmongocrypt does not handle (it aborts on an internal
     /// assertion); we refuse it instead.

@@ -192,7 +192,6 @@ pub fn min_cover<T: OstInt>(
         if a >= max {
             empty = Some(RangeError::QueryBoundOutOfRange {
                 side: BoundSide::Lower,
-                bound: a.to_string(),
                 reason: format!(
                     "an excluded encoded lower bound must be less than the domain maximum {max}"
                 ),
@@ -205,7 +204,6 @@ pub fn min_cover<T: OstInt>(
         if b <= domain_min {
             empty = Some(RangeError::QueryBoundOutOfRange {
                 side: BoundSide::Upper,
-                bound: b.to_string(),
                 reason: format!(
                     "an excluded encoded upper bound must be greater than the domain minimum {domain_min}"
                 ),
@@ -215,10 +213,7 @@ pub fn min_cover<T: OstInt>(
         }
     }
     if empty.is_none() && a > b {
-        empty = Some(RangeError::EmptyRange {
-            lower: a.to_string(),
-            upper: b.to_string(),
-        });
+        empty = Some(RangeError::EmptyRange);
     }
     if let (Some(err), OnEmpty::Error) = (&empty, on_empty) {
         return Err(err.clone());
@@ -226,7 +221,6 @@ pub fn min_cover<T: OstInt>(
     if b > max {
         return Err(RangeError::QueryBoundOutOfRange {
             side: BoundSide::Upper,
-            bound: b.to_string(),
             reason: format!("it must be less than or equal to the domain maximum {max}"),
         });
     }
@@ -305,11 +299,9 @@ fn check_query_bounds<T>(
     match (problem, on_empty) {
         (None, _) => Ok(false),
         (Some(_), OnEmpty::EmptyCover) => Ok(true),
-        (Some((side, bound, reason)), OnEmpty::Error) => Err(RangeError::QueryBoundOutOfRange {
-            side,
-            bound: show(bound),
-            reason,
-        }),
+        (Some((side, _, reason)), OnEmpty::Error) => {
+            Err(RangeError::QueryBoundOutOfRange { side, reason })
+        }
     }
 }
 

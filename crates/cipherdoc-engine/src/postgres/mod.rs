@@ -162,7 +162,7 @@ use deadpool_postgres::Pool;
 use self::ctx::{Ctx, Schema};
 use self::tls::Dialer;
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
@@ -426,6 +426,10 @@ macro_rules! autocommit {
 impl Engine for PgEngine {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn qe_role(&self) -> QeRole {
+        QeRole::Client
     }
 
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
@@ -717,6 +721,10 @@ macro_rules! op {
 impl Transaction for PgTransaction {
     fn fail_fast(&mut self) {
         self.fail_fast = true;
+    }
+
+    fn qe_state(&mut self) -> Option<&mut dyn QeState> {
+        Some(self)
     }
 
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {

@@ -31,8 +31,8 @@ use tokio_postgres::error::SqlState;
 
 use super::ctx::{Ctx, Meta, Schema, ident};
 use super::docs::{
-    Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, ensure_id, esc_name, index_keys,
-    normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
+    Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
+    index_keys, normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
 };
 use crate::engine::{CreateCollectionOptions, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
@@ -524,7 +524,7 @@ pub(crate) async fn insert_docs(
                 tags.push(t.0.to_vec());
             }
         }
-        bytes.push(bson::to_vec(&doc)?);
+        bytes.push(encode(name, &doc)?);
         id_keys.push(k);
         ids.push(id);
     }
@@ -602,7 +602,7 @@ pub(crate) async fn replace_one(
         }
         None => with_id_first(id.clone(), doc),
     };
-    let bytes = bson::to_vec(&doc)?;
+    let bytes = encode(name, &doc)?;
     let mut sql = format!(
         "WITH u AS (UPDATE {} SET doc = $1 WHERE rid = $2::int8)",
         s.table(name)

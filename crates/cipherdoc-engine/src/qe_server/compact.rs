@@ -139,6 +139,40 @@ impl CompactionTokens {
     pub fn field(&self, path: &str) -> Option<&FieldTokens> {
         self.fields.get(path)
     }
+
+    /// MongoDB's `compactionTokens` (or `cleanupTokens`) document, the
+    /// inverse of [`Self::from_document`]: the paths in the order of
+    /// `paths` (libmongocrypt follows the `encryptedFields` order), then
+    /// any others.
+    pub fn to_document<'p>(&self, paths: impl IntoIterator<Item = &'p str>) -> Document {
+        let bin = |b: &[u8; 32]| {
+            Bson::Binary(Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: b.to_vec(),
+            })
+        };
+        let one = |t: &FieldTokens| match &t.anchor_padding {
+            None => bin(t.ecoc.as_bytes()),
+            Some(pad) => {
+                let mut d = Document::new();
+                d.insert("ecoc", bin(t.ecoc.as_bytes()));
+                d.insert("anchorPaddingToken", bin(pad.as_bytes()));
+                Bson::Document(d)
+            }
+        };
+        let mut out = Document::new();
+        for p in paths {
+            if let Some(t) = self.fields.get(p) {
+                out.insert(p, one(t));
+            }
+        }
+        for (p, t) in &self.fields {
+            if !out.contains_key(p) {
+                out.insert(p.clone(), one(t));
+            }
+        }
+        out
+    }
 }
 
 /// What a compaction or cleanup did.
@@ -277,7 +311,7 @@ async fn anchor_counters(
             ));
         }
     }
-    tx.esc_insert_many(collection, &docs).await?;
+    super::state(tx)?.esc_insert_many(collection, &docs).await?;
     Ok(docs.len() as u64)
 }
 
@@ -307,12 +341,13 @@ async fn cleanup_counters(
             let v = n
                 .encrypt(&t.value, &mut OsRandom)
                 .map_err(state(collection))?;
-            tx.esc_upsert(
-                collection,
-                &EscId(*null_anchor_id(&t.tag).as_bytes()),
-                Some(EscValue(v)),
-            )
-            .await?;
+            super::state(tx)?
+                .esc_upsert(
+                    collection,
+                    &EscId(*null_anchor_id(&t.tag).as_bytes()),
+                    Some(EscValue(v)),
+                )
+                .await?;
             stats.null_anchors_written += 1;
         }
         if let Some((a, b)) = plan.delete_anchors {
@@ -351,12 +386,13 @@ async fn cleanup_padding(
             let v = n
                 .encrypt(&value, &mut OsRandom)
                 .map_err(state(collection))?;
-            tx.esc_upsert(
-                collection,
-                &EscId(*null_anchor_id(&key).as_bytes()),
-                Some(EscValue(v)),
-            )
-            .await?;
+            super::state(tx)?
+                .esc_upsert(
+                    collection,
+                    &EscId(*null_anchor_id(&key).as_bytes()),
+                    Some(EscValue(v)),
+                )
+                .await?;
             stats.null_anchors_written += 1;
         }
         if let Some((a, b)) = plan.delete_anchors {
@@ -378,17 +414,17 @@ pub(crate) async fn run(
 ) -> Result<CompactionStats> {
     check_tokens(collection, schema, tokens)?;
     let mut stats = CompactionStats::default();
-    let mut non_anchors = tx.esc_non_anchor_ids(collection).await?;
-    if !tx.ecoc_begin_compaction(collection).await? {
+    let mut non_anchors = super::state(tx)?.esc_non_anchor_ids(collection).await?;
+    if !super::state(tx)?.ecoc_begin_compaction(collection).await? {
         stats.resumed = true;
-        let left = tx.ecoc_read_compact(collection).await?;
+        let left = super::state(tx)?.ecoc_read_compact(collection).await?;
         stats.ecoc_entries += left.len() as u64;
         let cs = counters(collection, tokens, &left)?;
         stats.anchors_inserted += anchor_counters(tx, collection, &cs).await?;
         stats.padding_anchors_inserted += pad_fields(tx, collection, schema, tokens, &cs).await?;
-        tx.ecoc_drop_compact(collection).await?;
-        non_anchors = tx.esc_non_anchor_ids(collection).await?;
-        if !tx.ecoc_begin_compaction(collection).await? {
+        super::state(tx)?.ecoc_drop_compact(collection).await?;
+        non_anchors = super::state(tx)?.esc_non_anchor_ids(collection).await?;
+        if !super::state(tx)?.ecoc_begin_compaction(collection).await? {
             return Err(QeError::State {
                 collection: collection.to_owned(),
                 source: cipherdoc_crypto::Error::EscState(
@@ -398,7 +434,7 @@ pub(crate) async fn run(
             .into());
         }
     }
-    let entries = tx.ecoc_read_compact(collection).await?;
+    let entries = super::state(tx)?.ecoc_read_compact(collection).await?;
     stats.ecoc_entries += entries.len() as u64;
     let cs = counters(collection, tokens, &entries)?;
     stats.unique_counters = cs.len() as u64;
@@ -420,11 +456,15 @@ pub(crate) async fn run(
                 &mut stats,
             )
             .await?;
-            stats.anchors_deleted = tx.esc_delete_many(collection, &delete_anchors).await?;
+            stats.anchors_deleted = super::state(tx)?
+                .esc_delete_many(collection, &delete_anchors)
+                .await?;
         }
     }
-    stats.non_anchors_deleted = tx.esc_delete_many(collection, &non_anchors).await?;
-    tx.ecoc_drop_compact(collection).await?;
+    stats.non_anchors_deleted = super::state(tx)?
+        .esc_delete_many(collection, &non_anchors)
+        .await?;
+    super::state(tx)?.ecoc_drop_compact(collection).await?;
     Ok(stats)
 }
 
@@ -519,6 +559,6 @@ async fn pad_fields(
             docs.push((EscId(*anchor_id(&key, pos).as_bytes()), Some(EscValue(v))));
         }
     }
-    tx.esc_insert_many(collection, &docs).await?;
+    super::state(tx)?.esc_insert_many(collection, &docs).await?;
     Ok(docs.len() as u64)
 }

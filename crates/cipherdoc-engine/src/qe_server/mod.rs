@@ -32,8 +32,11 @@
 //!   filter shapes; find payloads become [`Filter::TagIn`] answered by the
 //!   engine's tag index. Reads run on one snapshot ([`Engine::begin_read`]);
 //!   deletes inside their write transaction.
-//! - **Compaction and cleanup**: [`QeServer::compact`] and
-//!   [`QeServer::cleanup`] with [`CompactionTokens`].
+//! - **Compaction and cleanup**: [`Engine::compact`] and
+//!   [`Engine::cleanup`] with [`CompactionTokens`].
+//! - **The ESC/ECOC state** lives in the wrapped engine's transactions
+//!   ([`Transaction::qe_state`]): only engines of [`QeRole::Client`] have
+//!   it, and a `QeServer` is itself of [`QeRole::Server`].
 //! - **Transactions**: [`Engine::begin`] returns a transaction that applies
 //!   the same rules. An ESC conflict there is returned to the caller (who
 //!   retries the whole transaction, as with MongoDB's transient transaction
@@ -116,11 +119,11 @@ pub use compact::{CompactionStats, CompactionTokens, FieldTokens};
 pub use error::QeError;
 
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction, TxMode,
-    transact,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, QeStateSizes,
+    Transaction, TxMode, transact,
 };
 use crate::filter::Filter;
-use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
+use crate::qe_state::QeState;
 use crate::{EngineError, Result};
 use schema::{PathRel, QeSchema};
 
@@ -363,6 +366,12 @@ async fn read_in(
     }
 }
 
+/// The ESC/ECOC storage of a transaction of the wrapped engine, which must
+/// be one whose QE role cipherdoc plays ([`QeRole::Client`]).
+pub(crate) fn state(tx: &mut dyn Transaction) -> Result<&mut dyn QeState> {
+    tx.qe_state().ok_or(EngineError::NoQeState)
+}
+
 async fn backoff(attempt: u32) {
     let mut b = [0u8; 1];
     let jitter = cipherdoc_crypto::RandomSource::fill(&mut cipherdoc_crypto::OsRandom, &mut b)
@@ -485,7 +494,11 @@ impl QeServer {
         let attempts = self.shared.config.max_write_attempts.max(1);
         for attempt in 1..=attempts {
             let mut tx = self.inner.begin().await?;
-            if let Err(e) = tx.lock_for_maintenance(collection).await {
+            let locked = match state(&mut *tx) {
+                Ok(st) => st.lock_for_maintenance(collection).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = locked {
                 let _ = tx.rollback().await;
                 return Err(e);
             }
@@ -523,12 +536,24 @@ impl QeServer {
         }
         .into())
     }
+}
+
+#[async_trait]
+impl Engine for QeServer {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    /// The wrapped engine's role is played here.
+    fn qe_role(&self) -> QeRole {
+        QeRole::Server
+    }
 
     /// `compactStructuredEncryptionData` (§9.7): turn the ECOC's entries into
     /// ESC anchors and delete the non-anchors, so the ESC shrinks while every
     /// value's count is kept. `tokens` must hold the ECOC token of every
     /// indexed field (and the anchor padding token of range fields).
-    pub async fn compact(
+    async fn compact(
         &self,
         collection: &str,
         tokens: &CompactionTokens,
@@ -539,7 +564,7 @@ impl QeServer {
 
     /// `cleanupStructuredEncryptionData` (§9.8): like compaction, but each
     /// value's anchors collapse into its null anchor.
-    pub async fn cleanup(
+    async fn cleanup(
         &self,
         collection: &str,
         tokens: &CompactionTokens,
@@ -547,12 +572,14 @@ impl QeServer {
         self.maintain(collection, tokens, compact::Mode::Cleanup)
             .await
     }
-}
 
-#[async_trait]
-impl Engine for QeServer {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
+    async fn qe_state_sizes(&self, collection: &str) -> Result<QeStateSizes> {
+        let mut tx = self.inner.begin_read().await?;
+        let st = state(&mut *tx)?;
+        Ok(QeStateSizes {
+            esc: st.esc_count(collection).await?,
+            ecoc: st.ecoc_count(collection).await?,
+        })
     }
 
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
@@ -765,6 +792,11 @@ impl Transaction for QeTransaction {
         self.inner.describe_collection(name).await
     }
 
+    /// Raw ESC/ECOC access, passed through (compaction tools and tests).
+    fn qe_state(&mut self) -> Option<&mut dyn QeState> {
+        self.inner.qe_state()
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         if let Some(why) = self.poisoned {
             let _ = self.inner.rollback().await;
@@ -775,91 +807,5 @@ impl Transaction for QeTransaction {
 
     async fn rollback(self: Box<Self>) -> Result<()> {
         self.inner.rollback().await
-    }
-}
-
-/// Raw ESC/ECOC access, passed through (compaction tools and tests).
-#[async_trait]
-impl QeState for QeTransaction {
-    fn cheap_round_trips(&self) -> bool {
-        self.inner.cheap_round_trips()
-    }
-
-    async fn esc_lock_counters(&mut self, collection: &str, counters: &[[u8; 32]]) -> Result<()> {
-        self.inner.esc_lock_counters(collection, counters).await
-    }
-
-    async fn lock_for_maintenance(&mut self, collection: &str) -> Result<()> {
-        self.inner.lock_for_maintenance(collection).await
-    }
-
-    async fn esc_has_anchors(&mut self, collection: &str) -> Result<bool> {
-        self.inner.esc_has_anchors(collection).await
-    }
-
-    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
-        self.inner.esc_get(collection, id).await
-    }
-    async fn esc_get_many(
-        &mut self,
-        collection: &str,
-        ids: &[EscId],
-    ) -> Result<Vec<Option<EscEntry>>> {
-        self.inner.esc_get_many(collection, ids).await
-    }
-    async fn esc_insert(
-        &mut self,
-        collection: &str,
-        id: &EscId,
-        value: Option<EscValue>,
-    ) -> Result<()> {
-        self.inner.esc_insert(collection, id, value).await
-    }
-    async fn esc_insert_many(
-        &mut self,
-        collection: &str,
-        docs: &[(EscId, Option<EscValue>)],
-    ) -> Result<()> {
-        self.inner.esc_insert_many(collection, docs).await
-    }
-    async fn esc_upsert(
-        &mut self,
-        collection: &str,
-        id: &EscId,
-        value: Option<EscValue>,
-    ) -> Result<()> {
-        self.inner.esc_upsert(collection, id, value).await
-    }
-    async fn esc_delete_many(&mut self, collection: &str, ids: &[EscId]) -> Result<u64> {
-        self.inner.esc_delete_many(collection, ids).await
-    }
-    async fn esc_count(&mut self, collection: &str) -> Result<u64> {
-        self.inner.esc_count(collection).await
-    }
-    async fn esc_non_anchor_ids(&mut self, collection: &str) -> Result<Vec<EscId>> {
-        self.inner.esc_non_anchor_ids(collection).await
-    }
-    async fn ecoc_append(
-        &mut self,
-        collection: &str,
-        field_name: &str,
-        value: &[u8],
-    ) -> Result<()> {
-        self.inner.ecoc_append(collection, field_name, value).await
-    }
-    async fn ecoc_append_many(&mut self, collection: &str, entries: &[EcocEntry]) -> Result<()> {
-        self.inner.ecoc_append_many(collection, entries).await
-    }
-    async fn ecoc_count(&mut self, collection: &str) -> Result<u64> {
-        self.inner.ecoc_count(collection).await
-    }
-    async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool> {
-        self.inner.ecoc_begin_compaction(collection).await
-    }
-    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
-        self.inner.ecoc_read_compact(collection).await
-    }
-    async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {
-        self.inner.ecoc_drop_compact(collection).await
     }
 }

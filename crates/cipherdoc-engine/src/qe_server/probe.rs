@@ -234,6 +234,7 @@ pub(crate) async fn run(
     mut searches: Vec<Search>,
 ) -> Result<Vec<EmuBinaryResult>> {
     let err = state_err(collection);
+    let tx = super::state(tx)?;
     let speculate = !tx.cheap_round_trips();
     let deep = speculate && searches.len() <= DEEP_SEED_SEARCHES;
     if !searches.is_empty() && !tx.esc_has_anchors(collection).await? {

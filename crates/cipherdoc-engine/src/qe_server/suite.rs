@@ -352,7 +352,7 @@ async fn check(e: &QeServer, c: &str, client: &TestClient, model: &Model, stage:
 
 async fn esc_count(e: &QeServer, c: &str) -> u64 {
     let mut tx = e.inner().begin().await.unwrap();
-    let n = tx.esc_count(c).await.unwrap();
+    let n = tx.qe_state().unwrap().esc_count(c).await.unwrap();
     tx.rollback().await.unwrap();
     n
 }
@@ -576,8 +576,8 @@ pub async fn refusals(engine: Arc<dyn Engine>) {
     // Nothing was written by any refusal.
     assert_eq!(e.count(c, &Filter::all()).await.unwrap(), 1);
     let mut tx = e.inner().begin().await.unwrap();
-    assert_eq!(tx.esc_count(c).await.unwrap(), 2);
-    assert_eq!(tx.ecoc_count(c).await.unwrap(), 2);
+    assert_eq!(tx.qe_state().unwrap().esc_count(c).await.unwrap(), 2);
+    assert_eq!(tx.qe_state().unwrap().ecoc_count(c).await.unwrap(), 2);
     tx.rollback().await.unwrap();
 
     // Queries.
@@ -808,7 +808,7 @@ pub async fn concurrent_inserts(engine: Arc<dyn Engine>) {
     assert_eq!(e.count(c, &Filter::eq("age", q)).await.unwrap(), 1600);
     // Every document got its own ESC position per field.
     let mut tx = e.inner().begin().await.unwrap();
-    assert_eq!(tx.esc_count(c).await.unwrap(), 3200);
+    assert_eq!(tx.qe_state().unwrap().esc_count(c).await.unwrap(), 3200);
     tx.rollback().await.unwrap();
 }
 
@@ -913,7 +913,11 @@ pub async fn transactions(engine: Arc<dyn Engine>) {
     tx.rollback().await.unwrap();
     assert_eq!(e.count(c, &Filter::eq("name", q.clone())).await.unwrap(), 0);
     let mut raw = e.inner().begin().await.unwrap();
-    assert_eq!(raw.esc_count(c).await.unwrap(), 0, "rolled back ESC rows");
+    assert_eq!(
+        raw.qe_state().unwrap().esc_count(c).await.unwrap(),
+        0,
+        "rolled back ESC rows"
+    );
     raw.rollback().await.unwrap();
 
     let mut tx = e.begin().await.unwrap();

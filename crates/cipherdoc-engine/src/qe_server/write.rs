@@ -554,7 +554,9 @@ async fn apply(
         // where writers are serialized anyway), in a fixed order.
         let mut counters: Vec<[u8; 32]> = slot.keys().copied().collect();
         counters.sort_unstable();
-        tx.esc_lock_counters(collection, &counters).await?;
+        super::state(tx)?
+            .esc_lock_counters(collection, &counters)
+            .await?;
         let results = probe::run(tx, collection, searches).await?;
         let mut next: Vec<u64> = Vec::with_capacity(results.len());
         for r in &results {
@@ -594,8 +596,9 @@ async fn apply(
         // or, where an engine defers the ESC insert (PostgreSQL under
         // fail-fast), in the round trip of the document insert.
         *wrote = true;
-        tx.esc_insert_many(collection, &esc).await?;
-        tx.ecoc_append_many(collection, &ecoc).await?;
+        let state = super::state(tx)?;
+        state.esc_insert_many(collection, &esc).await?;
+        state.ecoc_append_many(collection, &ecoc).await?;
         for (j, (blob, tags)) in jobs.iter().zip(stored) {
             let Some(doc) = docs.get_mut(j.doc) else {
                 continue;

@@ -55,8 +55,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, Transaction, TxMode,
-    TxOutput, TxWork,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
+    TxMode, TxOutput, TxWork,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
@@ -244,6 +244,10 @@ impl SqliteEngine {
 impl Engine for SqliteEngine {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn qe_role(&self) -> QeRole {
+        QeRole::Client
     }
 
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
@@ -618,6 +622,10 @@ impl Drop for SqliteTransaction {
 impl Transaction for SqliteTransaction {
     fn fail_fast(&mut self) {
         self.fail_fast = true;
+    }
+
+    fn qe_state(&mut self) -> Option<&mut dyn QeState> {
+        Some(self)
     }
 
     async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {

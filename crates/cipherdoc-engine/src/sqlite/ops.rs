@@ -30,8 +30,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::docs::{
-    Projection, decode, doc_tags, ecoc_compact_name, index_keys, normalize_encrypted_fields,
-    sort_docs, with_id_first,
+    Projection, decode, doc_tags, ecoc_compact_name, encode, index_keys,
+    normalize_encrypted_fields, sort_docs, with_id_first,
 };
 pub(crate) use crate::docs::{ecoc_name, esc_name};
 use crate::engine::{CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec};
@@ -393,7 +393,7 @@ pub(crate) fn insert_one(conn: &Connection, meta: &Meta, doc: Document) -> Resul
         (id.clone(), with_id_first(id, doc))
     };
     check_id(meta, &id)?;
-    let bytes = bson::to_vec(&doc)?;
+    let bytes = encode(&meta.name, &doc)?;
     let mut stmt = conn.prepare_cached(&format!(
         "INSERT INTO {}(id, doc) VALUES(?1, ?2)",
         q(&meta.name)
@@ -443,7 +443,7 @@ pub(crate) fn replace_one(
     remove_entries(conn, meta, rid, &old)?;
     conn.execute(
         &format!("UPDATE {} SET doc=?1 WHERE rid=?2", q(&meta.name)),
-        params![bson::to_vec(&doc)?, rid],
+        params![encode(&meta.name, &doc)?, rid],
     )?;
     add_entries(conn, meta, rid, &doc)?;
     Ok(true)

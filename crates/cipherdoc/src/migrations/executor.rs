@@ -3,7 +3,9 @@
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use cipherdoc_engine::{CreateCollectionOptions, FieldOp, Filter, FindOptions, IndexSpec};
 
-use super::map::{encrypted_fields_for, same_fields_docs};
+use cipherdoc_crypto::KeyId;
+
+use super::map::{MissingKeys, encrypted_fields_for, same_fields_docs};
 use super::state::{AppState, ModelState, check_operation};
 use super::{FieldState, Migration, MigrationError, MigrationSource, Operation};
 use crate::app::{App, Database};
@@ -203,28 +205,113 @@ pub async fn migrate(
             next.apply(op).map_err(|e| Error::from(prefix(&id, e)))?;
             states.push(next);
         }
-        if step.forward {
-            for (op, before) in m.operations.iter().zip(&states) {
-                if allowed(app, db, &m.app, op) {
-                    apply_op(db, &m.app, op, before, &mut report.notes).await?;
-                }
-                observer.step(&format!("{id}: {}", op.describe()));
-            }
-            record(db, &m.app, &m.name).await?;
-            report.applied.push(id);
+        // What this migration creates, taken back if it fails part way: a
+        // refused migration leaves no collection (nor its ESC/ECOC), no
+        // data key and no history row.
+        let mut created = Created::default();
+        let done = if step.forward {
+            run_forward(
+                app,
+                db,
+                m,
+                &id,
+                &states,
+                &mut report,
+                observer,
+                &mut created,
+            )
+            .await
         } else {
-            for (op, before) in m.operations.iter().zip(&states).rev() {
-                if allowed(app, db, &m.app, op) {
-                    unapply_op(db, &m.app, op, before, &mut report.notes).await?;
-                }
-                observer.step(&format!("{id}: reverse {}", op.describe()));
-            }
-            unrecord(db, &m.app, &m.name).await?;
-            report.unapplied.push(id);
+            run_backward(
+                app,
+                db,
+                m,
+                &id,
+                &states,
+                &mut report,
+                observer,
+                &mut created,
+            )
+            .await
+        };
+        if let Err(e) = done {
+            created.undo(db).await;
+            db.forget_catalog();
+            return Err(e);
         }
         db.forget_catalog();
     }
     Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)] // the state of one step of `migrate`
+async fn run_forward(
+    app: &App,
+    db: &Database,
+    m: &Migration,
+    id: &str,
+    states: &[AppState],
+    report: &mut MigrateReport,
+    observer: &dyn MigrationObserver,
+    created: &mut Created,
+) -> Result<()> {
+    for (op, before) in m.operations.iter().zip(states) {
+        if allowed(app, db, &m.app, op) {
+            apply_op(db, &m.app, op, before, &mut report.notes, created).await?;
+        }
+        observer.step(&format!("{id}: {}", op.describe()));
+    }
+    record(db, &m.app, &m.name).await?;
+    report.applied.push(id.to_owned());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // the state of one step of `migrate`
+async fn run_backward(
+    app: &App,
+    db: &Database,
+    m: &Migration,
+    id: &str,
+    states: &[AppState],
+    report: &mut MigrateReport,
+    observer: &dyn MigrationObserver,
+    created: &mut Created,
+) -> Result<()> {
+    for (op, before) in m.operations.iter().zip(states).rev() {
+        if allowed(app, db, &m.app, op) {
+            unapply_op(db, &m.app, op, before, &mut report.notes, created).await?;
+        }
+        observer.step(&format!("{id}: reverse {}", op.describe()));
+    }
+    unrecord(db, &m.app, &m.name).await?;
+    report.unapplied.push(id.to_owned());
+    Ok(())
+}
+
+/// Collections and data keys one migration created.
+#[derive(Debug, Default)]
+pub(crate) struct Created {
+    collections: Vec<String>,
+    keys: Vec<KeyId>,
+}
+
+impl Created {
+    /// Takes everything back, newest first. Best effort: the migration's
+    /// own error is what the caller reports; a failure here is logged.
+    async fn undo(self, db: &Database) {
+        for c in self.collections.iter().rev() {
+            if let Err(e) = db.engine().drop_collection(c).await {
+                tracing::warn!(collection = %db.namespace(c), error = %e, "could not drop the collection of a refused migration");
+            }
+        }
+        if let Some(enc) = db.encryption() {
+            for id in self.keys.iter().rev() {
+                if let Err(e) = enc.keys().delete_data_key(*id).await {
+                    tracing::warn!(key = %id, error = %e, "could not delete the data key of a refused migration");
+                }
+            }
+        }
+    }
 }
 
 fn prefix(id: &str, e: MigrationError) -> MigrationError {
@@ -278,6 +365,7 @@ async fn apply_op(
     op: &Operation,
     before: &AppState,
     notes: &mut Vec<String>,
+    created: &mut Created,
 ) -> Result<()> {
     match op {
         Operation::CreateModel {
@@ -292,7 +380,7 @@ async fn apply_op(
                 kms_provider: kms_provider.clone(),
                 fields: fields.clone(),
             };
-            create_model(db, app, &ms, notes).await
+            create_model(db, app, &ms, notes, created).await
         }
         Operation::DeleteModel { collection, .. } => {
             let ms = model(before, op.model())?;
@@ -324,6 +412,7 @@ async fn unapply_op(
     op: &Operation,
     before: &AppState,
     notes: &mut Vec<String>,
+    created: &mut Created,
 ) -> Result<()> {
     match op {
         Operation::CreateModel {
@@ -337,7 +426,7 @@ async fn unapply_op(
             drop_model(db, ms, collection, notes).await
         }
         Operation::DeleteModel { model: name, .. } => {
-            create_model(db, app, model(before, name)?, notes).await
+            create_model(db, app, model(before, name)?, notes, created).await
         }
         Operation::RenameModel {
             old_collection,
@@ -359,12 +448,13 @@ pub(crate) async fn create_model(
     app: &str,
     ms: &ModelState,
     notes: &mut Vec<String>,
+    created: &mut Created,
 ) -> Result<()> {
     let engine = db.engine();
     let existing = engine.describe_collection(&ms.collection).await?;
     let ns = db.namespace(&ms.collection);
     if ms.is_encrypted() {
-        let efc = encrypted_fields_for(db, app, ms, true).await?;
+        let efc = encrypted_fields_for(db, app, ms, MissingKeys::Create(&mut created.keys)).await?;
         match existing {
             None => {
                 engine
@@ -375,6 +465,7 @@ pub(crate) async fn create_model(
                         },
                     )
                     .await?;
+                created.collections.push(ms.collection.clone());
             }
             Some(info) => {
                 let same = info
@@ -405,6 +496,7 @@ pub(crate) async fn create_model(
                 engine
                     .create_collection(&ms.collection, CreateCollectionOptions::default())
                     .await?;
+                created.collections.push(ms.collection.clone());
             }
             Some(info) if info.options.encrypted_fields.is_some() => {
                 return Err(MigrationError::Inconsistent(format!(

@@ -4,6 +4,7 @@
 
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document, doc};
+use cipherdoc_crypto::KeyId;
 use cipherdoc_crypto::efc::{EncryptedFieldConfig, FieldKey};
 
 use super::MigrationError;
@@ -35,21 +36,38 @@ fn no_encryption(db: &Database, app: &str, ms: &ModelState) -> Error {
     .into()
 }
 
+/// What [`encrypted_fields_for`] does about a field whose data key does not
+/// exist yet.
+#[derive(Debug)]
+pub enum MissingKeys<'a> {
+    /// The reference's "Have you migrated?" error.
+    Refuse,
+    /// Create it, and note its id here (so that a migration refused later
+    /// can delete it again).
+    Create(&'a mut Vec<KeyId>),
+}
+
 /// The `encryptedFields` of a model on `db`: `{fields: [{bsonType, path,
-/// keyId, queries?}]}` in definition order. With `create_keys`, a missing
-/// data key is created (with keyAltName `"<collection>.<path>"`, wrapped by
-/// the field's KMS provider or the database's default); without, a missing
-/// key is the reference's "Have you migrated?" error.
+/// keyId, queries?}]}` in definition order. A missing data key is created
+/// (with keyAltName `"<collection>.<path>"`, wrapped by the field's KMS
+/// provider or the database's default) or refused, as `missing` says. Every
+/// field's master key is resolved before any key is created, so a field
+/// without one refuses the whole model, not its second half.
 pub async fn encrypted_fields_for(
     db: &Database,
     app: &str,
     ms: &ModelState,
-    create_keys: bool,
+    mut missing: MissingKeys<'_>,
 ) -> Result<Document> {
     let Some(enc) = db.encryption() else {
         return Err(no_encryption(db, app, ms));
     };
     let vault = enc.keys().vault();
+    if matches!(missing, MissingKeys::Create(_)) {
+        for f in ms.fields.iter().filter(|f| f.encrypted) {
+            master_for(db, app, ms, f)?;
+        }
+    }
     let mut fields = Vec::new();
     for f in ms.fields.iter().filter(|f| f.encrypted) {
         let alt = alt_name(&ms.collection, &f.path);
@@ -58,19 +76,16 @@ pub async fn encrypted_fields_for(
                 subtype: BinarySubtype::Uuid,
                 bytes: key_id_of(&d)?.bytes().to_vec(),
             },
-            None if create_keys => {
-                let master = enc.master_key_for(f.kms_provider.as_deref()).map_err(|e| {
-                    Error::Encryption(format!(
-                        "cannot create the data key of {app}.{} field '{}' on database '{}': {e}",
-                        ms.model,
-                        f.path,
-                        db.alias()
-                    ))
-                })?;
-                enc.keys()
+            None if matches!(missing, MissingKeys::Create(_)) => {
+                let master = master_for(db, app, ms, f)?;
+                let id = enc
+                    .keys()
                     .create_data_key(master, vec![alt.clone()])
-                    .await?
-                    .to_binary()
+                    .await?;
+                if let MissingKeys::Create(created) = &mut missing {
+                    created.push(id);
+                }
+                id.to_binary()
             }
             None => {
                 return Err(Error::KeyNotFound(format!(
@@ -99,6 +114,23 @@ pub async fn encrypted_fields_for(
     Ok(doc! { "fields": fields })
 }
 
+fn master_for<'d>(
+    db: &'d Database,
+    app: &str,
+    ms: &ModelState,
+    f: &super::FieldState,
+) -> Result<&'d cipherdoc_kms::MasterKey> {
+    let enc = db.encryption().ok_or_else(|| no_encryption(db, app, ms))?;
+    enc.master_key_for(f.kms_provider.as_deref()).map_err(|e| {
+        Error::Encryption(format!(
+            "cannot create the data key of {app}.{} field '{}' on database '{}': {e}",
+            ms.model,
+            f.path,
+            db.alias()
+        ))
+    })
+}
+
 fn routed_here(app: &App, db: &Database, schema: &crate::model::ModelSchema) -> bool {
     app.routers()
         .allow_migrate(db.alias(), &schema.app, Some(&schema.name))
@@ -120,7 +152,7 @@ pub async fn encrypted_fields_map(app: &App, alias: &str) -> Result<Document> {
         if !ms.is_encrypted() || !routed_here(app, db, schema) {
             continue;
         }
-        let efc = encrypted_fields_for(db, &schema.app, &ms, false).await?;
+        let efc = encrypted_fields_for(db, &schema.app, &ms, MissingKeys::Refuse).await?;
         out.insert(db.namespace(&ms.collection), efc);
     }
     Ok(out)
@@ -178,27 +210,10 @@ pub async fn compaction_tokens(db: &Database, collection: &str) -> Result<Docume
             FieldKey::Id(id) => enc.keys().key(*id).await?,
             FieldKey::AltName(n) => enc.keys().key_by_alt_name(n).await?,
         };
-        let ecoc = Binary {
-            subtype: BinarySubtype::Generic,
-            bytes: key.tokens.ecoc().as_bytes().to_vec(),
-        };
-        // Range fields also need the anchor padding root (qe-protocol §9.7):
-        // `{ecoc, anchorPaddingToken}`, as libmongocrypt sends it.
-        if matches!(
-            f.query(),
-            Some(cipherdoc_crypto::efc::QueryTypeConfig::Range { .. })
-        ) {
-            let pad = Binary {
-                subtype: BinarySubtype::Generic,
-                bytes: key.tokens.anchor_padding_root().as_bytes().to_vec(),
-            };
-            out.insert(
-                f.path.clone(),
-                bson::doc! {"ecoc": ecoc, "anchorPaddingToken": pad},
-            );
-        } else {
-            out.insert(f.path.clone(), ecoc);
-        }
+        // Range and text-search fields also need the anchor padding root
+        // (qe-protocol §9.7): `{ecoc, anchorPaddingToken}`, as libmongocrypt
+        // sends it.
+        out.insert(f.path.clone(), f.compaction_token(&key.tokens));
     }
     Ok(out)
 }
@@ -278,21 +293,8 @@ pub async fn check(app: &App) -> Result<Vec<CheckMessage>> {
                 ));
             }
         }
-        // A migrated collection must still match the model.
-        if let Some(info) = db.engine().describe_collection(&ms.collection).await? {
-            let ns = db.namespace(&ms.collection);
-            match (
-                &info.options.encrypted_fields,
-                encrypted_fields_for(db, &schema.app, &ms, false).await,
-            ) {
-                (None, _) => error(format!(
-                    "{ns} exists without encryption but {label} has encrypted fields; drop it (after saving its data) and migrate"
-                )),
-                (Some(cat), Ok(want)) if !same_fields_docs(cat, &want) => error(format!(
-                    "{ns}: the collection's encryptedFields differ from {label}'s encrypted fields; encrypted fields cannot change on an existing collection: create a new model and copy the data"
-                )),
-                _ => {}
-            }
+        for e in check_collection(db, schema, &ms, &label).await {
+            error(e);
         }
     }
     for db in app.databases() {
@@ -330,20 +332,31 @@ pub async fn check(app: &App) -> Result<Vec<CheckMessage>> {
                     "{setting}: {ns} is pinned but no registered model with encrypted fields is migrated there"
                 ));
             }
-            if let Ok(cfg) = EncryptedFieldConfig::from_document(efc) {
+            let cfg = match EncryptedFieldConfig::from_document(efc) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    error(format!("{setting}: {ns}: {e}"));
+                    continue;
+                }
+            };
+            {
                 for f in &cfg.fields {
-                    if let FieldKey::Id(id) = &f.key
-                        && enc
-                            .keys()
-                            .vault()
-                            .find_by_id(bson::Uuid::from_bytes(*id.as_bytes()))
-                            .await?
-                            .is_none()
+                    let FieldKey::Id(id) = &f.key else { continue };
+                    match enc
+                        .keys()
+                        .vault()
+                        .find_by_id(bson::Uuid::from_bytes(*id.as_bytes()))
+                        .await
                     {
-                        error(format!(
+                        Ok(Some(_)) => {}
+                        Ok(None) => error(format!(
                             "{setting}: {ns} field '{}' names key {id}, which is not in the key vault",
                             f.path
-                        ));
+                        )),
+                        Err(e) => error(format!(
+                            "{setting}: {ns} field '{}': cannot read key {id}: {e}",
+                            f.path
+                        )),
                     }
                 }
             }
@@ -354,4 +367,64 @@ pub async fn check(app: &App) -> Result<Vec<CheckMessage>> {
         text: t,
     }));
     Ok(out)
+}
+
+/// What `check` finds about a model's migrated collection: that it still
+/// matches the model (every error reported, none dropped) and that its
+/// encrypted fields cover the model (the rule every operation is held to).
+async fn check_collection(
+    db: &Database,
+    schema: &crate::model::ModelSchema,
+    ms: &ModelState,
+    label: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut error = |t: String| out.push(t);
+    // A migrated collection must still match the model.
+    let ns = db.namespace(&ms.collection);
+    let described = match db.engine().describe_collection(&ms.collection).await {
+        Ok(d) => d,
+        Err(e) => {
+            error(format!("{ns}: cannot read the collection: {e}"));
+            return out;
+        }
+    };
+    if let Some(info) = described {
+        match (
+            &info.options.encrypted_fields,
+            encrypted_fields_for(db, &schema.app, ms, MissingKeys::Refuse).await,
+        ) {
+            (None, _) => error(format!(
+                "{ns} exists without encryption but {label} has encrypted fields; drop it (after saving its data) and migrate"
+            )),
+            (Some(cat), Ok(want)) if !same_fields_docs(cat, &want) => error(format!(
+                "{ns}: the collection's encryptedFields differ from {label}'s encrypted fields; encrypted fields cannot change on an existing collection: create a new model and copy the data"
+            )),
+            (Some(_), Ok(_)) => {}
+            (Some(_), Err(e)) => error(format!(
+                "{ns}: cannot compare the collection with {label}'s encrypted fields: {e}"
+            )),
+        }
+        // The rule every operation of the model is held to.
+        match db.encrypted_fields(&ms.collection).await {
+            Ok(efc) => {
+                if let Some((p, reason)) =
+                    crate::coverage::first_gap(schema, efc.as_ref().map(|e| &e.1))
+                {
+                    error(
+                        Error::EncryptedFieldNotCovered {
+                            alias: db.alias().to_owned(),
+                            model: label.to_owned(),
+                            field: p.path,
+                            namespace: ns.clone(),
+                            reason: Box::new(reason),
+                        }
+                        .to_string(),
+                    );
+                }
+            }
+            Err(e) => error(format!("{ns}: {e}")),
+        }
+    }
+    out
 }

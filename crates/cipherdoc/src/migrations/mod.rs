@@ -50,7 +50,7 @@ pub use executor::{
     migrate, show_migrations,
 };
 pub use map::{
-    CheckMessage, Severity, alt_name, check, compaction_tokens, encrypted_fields_for,
+    CheckMessage, MissingKeys, Severity, alt_name, check, compaction_tokens, encrypted_fields_for,
     encrypted_fields_map, encrypted_fields_map_json,
 };
 pub use state::{

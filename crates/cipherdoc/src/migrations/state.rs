@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bson::Bson;
-
 use super::{FieldState, Migration, MigrationDir, MigrationError, MigrationSource, Operation};
 use crate::app::App;
 use crate::model::{FieldKind, FieldSchema, ModelSchema};
@@ -292,7 +290,7 @@ fn flatten(
             queries: f
                 .queries
                 .as_ref()
-                .map(|q| Bson::Document(q.to_document()).into_canonical_extjson()),
+                .map(|q| q.to_bson().into_canonical_extjson()),
         });
         // The fields of an encrypted sub-document are inside one ciphertext,
         // and embedded arrays cannot hold encrypted fields: only plain

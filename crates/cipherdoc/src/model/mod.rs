@@ -64,6 +64,13 @@
 //! - `#[encrypted]`, `#[encrypted(queries = "equality", contention = N)]`,
 //!   `#[encrypted(queries = "range", min = EXPR, max = EXPR, sparsity = N,
 //!   trim_factor = N, precision = N, contention = N)]`,
+//!   `#[encrypted(queries = "prefix" | "suffix" | "prefix, suffix",
+//!   min_query_length = N, max_query_length = N, case_sensitive = BOOL,
+//!   diacritic_sensitive = BOOL, contention = N)]`,
+//!   `#[encrypted(queries = "substring", max_length = N, min_query_length = N,
+//!   max_query_length = N, ...)]` (text search on `String` fields; the
+//!   sensitivities default to `true`; a substring field's `max_length` is its
+//!   `strMaxLength`),
 //!   `#[encrypted(kms_provider = "...")]`; the `#[field]` options may also be
 //!   given inside `#[encrypted(...)]`. `min`/`max` are Rust expressions of
 //!   the field's type (`min = 0`, `min = Decimal::new(0, 2)`).
@@ -82,8 +89,10 @@ pub mod value;
 
 pub use error::{ModelError, ValueError, bson_type_name};
 pub use query::{
-    Cond, EncryptedEquality, EncryptedInfo, EncryptedRange, EncryptedUnqueryable, EqualityLookups,
-    Expr, FieldPath, Lookup, OrderBy, PathSet, Plain, PlaintextLookups, Q, RangeLookups,
+    Cond, EncryptedEquality, EncryptedInfo, EncryptedPrefix, EncryptedPrefixSuffix, EncryptedRange,
+    EncryptedSubstring, EncryptedSuffix, EncryptedUnqueryable, EqualityLookups, Expr, FieldPath,
+    Lookup, OrderBy, PathSet, Plain, PlaintextLookups, PrefixLookups, Q, RangeLookups,
+    SubstringLookups, SuffixLookups,
 };
 pub use schema::{
     EQUALITY_BSON_TYPES, EmbeddedRef, EmbeddedSchema, EncryptedPath, FieldKind, FieldOptions,
@@ -130,6 +139,7 @@ pub trait EmbeddedModel: FieldValue + 'static {
 #[doc(hidden)]
 pub mod __private {
     pub use bson::{Bson, Document, oid::ObjectId};
+    pub use cipherdoc_crypto::text::{CaseSensitivity, DiacriticSensitivity};
     pub use std::sync::OnceLock;
 
     use super::{
@@ -186,6 +196,28 @@ pub mod __private {
     pub fn assert_no_precision<T: RangeWithoutPrecision>() {}
     /// Compile-time check: `T` is a string type.
     pub fn assert_text<T: TextValue>() {}
+    /// A text-search field's index from the derive's checked options:
+    /// `(lb, ub)` for prefix and suffix, `(mlen, lb, ub)` for substring. A
+    /// part whose lengths do not make an index is left out, which
+    /// [`super::validate`] reports (the derive has checked them already).
+    pub fn text_index(
+        prefix: Option<(u32, u32)>,
+        suffix: Option<(u32, u32)>,
+        substring: Option<(u32, u32, u32)>,
+        case: CaseSensitivity,
+        diacritics: DiacriticSensitivity,
+    ) -> cipherdoc_crypto::text::TextIndex {
+        use cipherdoc_crypto::text::{AffixIndex, SubstringIndex, TextIndex, TextIndexKind};
+        let affix =
+            |kind, l: Option<(u32, u32)>| l.and_then(|(lb, ub)| AffixIndex::new(kind, lb, ub).ok());
+        TextIndex {
+            case,
+            diacritics,
+            prefix: affix(TextIndexKind::Prefix, prefix),
+            suffix: affix(TextIndexKind::Suffix, suffix),
+            substring: substring.and_then(|(m, lb, ub)| SubstringIndex::new(m, lb, ub).ok()),
+        }
+    }
     /// Compile-time check: `T` is not nullable (behind a type alias, say).
     pub const fn assert_not_null<T: FieldValue>() {
         assert!(

@@ -9,7 +9,17 @@
 //! | [`Plain`] | not encrypted | `eq ne is_in lt lte gt gte range`, `contains starts_with` (strings), `is_null` (`Option`), `asc desc` |
 //! | [`EncryptedRange`] | `#[encrypted(queries = "range", ...)]` | `eq ne is_in lt lte gt gte range` |
 //! | [`EncryptedEquality`] | `#[encrypted(queries = "equality")]` | `eq ne is_in` |
+//! | [`EncryptedPrefix`] | `#[encrypted(queries = "prefix", ...)]` | `starts_with`, `eq ne is_in` |
+//! | [`EncryptedSuffix`] | `#[encrypted(queries = "suffix", ...)]` | `ends_with`, `eq ne is_in` |
+//! | [`EncryptedPrefixSuffix`] | `#[encrypted(queries = "prefix, suffix", ...)]` | `starts_with ends_with`, `eq ne is_in` |
+//! | [`EncryptedSubstring`] | `#[encrypted(queries = "substring", ...)]` | `contains`, `eq ne is_in` |
 //! | [`EncryptedUnqueryable`] | `#[encrypted]` | none |
+//!
+//! On text-search fields (prefix, suffix, substring) every lookup compares
+//! after the field's case and diacritic folding (`case_sensitive`,
+//! `diacritic_sensitive`): `eq` is MongoDB's `$encStrNormalizedEq`, and
+//! `starts_with("ad")` also finds `"Ádám"` on a case- and
+//! diacritic-insensitive field. On plaintext fields they are exact.
 //!
 //! A lookup the field does not allow does not compile. Lookups build
 //! [`Q<M>`] values, combined with `&`, `|` and `!`.
@@ -37,6 +47,18 @@ pub enum EncryptedRange {}
 /// Capability of an encrypted field without `queries`.
 #[derive(Debug, Clone, Copy)]
 pub enum EncryptedUnqueryable {}
+/// Capability of an encrypted string with `queries = "prefix"`.
+#[derive(Debug, Clone, Copy)]
+pub enum EncryptedPrefix {}
+/// Capability of an encrypted string with `queries = "suffix"`.
+#[derive(Debug, Clone, Copy)]
+pub enum EncryptedSuffix {}
+/// Capability of an encrypted string with `queries = "prefix, suffix"`.
+#[derive(Debug, Clone, Copy)]
+pub enum EncryptedPrefixSuffix {}
+/// Capability of an encrypted string with `queries = "substring"`.
+#[derive(Debug, Clone, Copy)]
+pub enum EncryptedSubstring {}
 
 mod sealed {
     pub trait Sealed {}
@@ -44,6 +66,10 @@ mod sealed {
     impl Sealed for super::EncryptedEquality {}
     impl Sealed for super::EncryptedRange {}
     impl Sealed for super::EncryptedUnqueryable {}
+    impl Sealed for super::EncryptedPrefix {}
+    impl Sealed for super::EncryptedSuffix {}
+    impl Sealed for super::EncryptedPrefixSuffix {}
+    impl Sealed for super::EncryptedSubstring {}
 }
 
 /// Capabilities with `eq`, `ne`, `is_in`.
@@ -56,6 +82,42 @@ pub trait EqualityLookups: sealed::Sealed {}
 impl EqualityLookups for Plain {}
 impl EqualityLookups for EncryptedEquality {}
 impl EqualityLookups for EncryptedRange {}
+impl EqualityLookups for EncryptedPrefix {}
+impl EqualityLookups for EncryptedSuffix {}
+impl EqualityLookups for EncryptedPrefixSuffix {}
+impl EqualityLookups for EncryptedSubstring {}
+
+/// Capabilities with `starts_with`.
+#[diagnostic::on_unimplemented(
+    message = "starts_with needs a plaintext field or an encrypted field with `queries = \"prefix\"`; this field's capability is `{Self}`",
+    label = "this field does not allow prefix queries",
+    note = "declare the field with `#[encrypted(queries = \"prefix\", min_query_length = N, max_query_length = M)]` (a new collection is needed)"
+)]
+pub trait PrefixLookups: sealed::Sealed {}
+impl PrefixLookups for Plain {}
+impl PrefixLookups for EncryptedPrefix {}
+impl PrefixLookups for EncryptedPrefixSuffix {}
+
+/// Capabilities with `ends_with`.
+#[diagnostic::on_unimplemented(
+    message = "ends_with needs a plaintext field or an encrypted field with `queries = \"suffix\"`; this field's capability is `{Self}`",
+    label = "this field does not allow suffix queries",
+    note = "declare the field with `#[encrypted(queries = \"suffix\", min_query_length = N, max_query_length = M)]` (a new collection is needed)"
+)]
+pub trait SuffixLookups: sealed::Sealed {}
+impl SuffixLookups for Plain {}
+impl SuffixLookups for EncryptedSuffix {}
+impl SuffixLookups for EncryptedPrefixSuffix {}
+
+/// Capabilities with `contains`.
+#[diagnostic::on_unimplemented(
+    message = "contains needs a plaintext field or an encrypted field with `queries = \"substring\"`; this field's capability is `{Self}`",
+    label = "this field does not allow substring queries",
+    note = "declare the field with `#[encrypted(queries = \"substring\", max_length = L, min_query_length = N, max_query_length = M)]` (a new collection is needed)"
+)]
+pub trait SubstringLookups: sealed::Sealed {}
+impl SubstringLookups for Plain {}
+impl SubstringLookups for EncryptedSubstring {}
 
 /// Capabilities with `lt`, `lte`, `gt`, `gte`, `range`.
 #[diagnostic::on_unimplemented(
@@ -67,8 +129,7 @@ pub trait RangeLookups: sealed::Sealed {}
 impl RangeLookups for Plain {}
 impl RangeLookups for EncryptedRange {}
 
-/// The plaintext capability: `contains`, `starts_with`, `is_null` and
-/// ordering.
+/// The plaintext capability: `is_null` and ordering.
 #[diagnostic::on_unimplemented(
     message = "this lookup or ordering needs a plaintext field, but the field is encrypted (capability `{Self}`)",
     label = "not available on encrypted fields",
@@ -163,10 +224,12 @@ pub enum Lookup {
     Gte,
     /// between `value[0]` and `value[1]`, both included (Django's `range`)
     Range,
-    /// string contains `value` (plaintext only)
+    /// string contains `value` (plaintext, or an encrypted substring field)
     Contains,
-    /// string starts with `value` (plaintext only)
+    /// string starts with `value` (plaintext, or an encrypted prefix field)
     StartsWith,
+    /// string ends with `value` (plaintext, or an encrypted suffix field)
+    EndsWith,
     /// is null (or absent) when `value` is `true`, is not when `false`
     IsNull,
 }
@@ -185,13 +248,15 @@ impl Lookup {
             Lookup::Range => "range",
             Lookup::Contains => "contains",
             Lookup::StartsWith => "starts_with",
+            Lookup::EndsWith => "ends_with",
             Lookup::IsNull => "is_null",
         }
     }
 }
 
-/// One condition on one field.
-#[derive(Debug, Clone, PartialEq)]
+/// One condition on one field. `Debug` shows the operand's BSON type
+/// instead of its value when the field is encrypted.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Cond {
     /// Dotted path from the document root (`patient_record.ssn`, `_id`).
@@ -200,11 +265,29 @@ pub struct Cond {
     pub lookup: Lookup,
     /// The operand, converted with the field's [`FieldValue`]: a scalar;
     /// an array for `In` (the values) and `Range` (`[low, high]`); a string
-    /// for `Contains`/`StartsWith`; a bool for `IsNull`.
+    /// for `Contains`/`StartsWith`/`EndsWith`; a bool for `IsNull`.
     pub value: Bson,
     /// `Some` when the field is encrypted: the executor must replace `value`
     /// by find payloads (plaintext must never reach the engine).
     pub encrypted: Option<EncryptedInfo>,
+}
+
+impl fmt::Debug for Cond {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Cond");
+        d.field("path", &self.path).field("lookup", &self.lookup);
+        if self.encrypted.is_some() {
+            let redacted: &dyn fmt::Debug = match &self.value {
+                Bson::Array(a) => &cipherdoc_crypto::RedactedList(a),
+                v => &cipherdoc_crypto::Redacted(v),
+            };
+            // A temporary can't outlive the match arm; format here.
+            d.field("value", &format_args!("{redacted:?}"));
+        } else {
+            d.field("value", &self.value);
+        }
+        d.field("encrypted", &self.encrypted).finish()
+    }
 }
 
 /// The untyped expression tree inside a [`Q`].
@@ -544,22 +627,37 @@ impl<M, T, C> FieldPath<M, T, C> {
         self.cond(Lookup::Range, pair)
     }
 
-    /// The string contains `s` (case-sensitive).
+    /// The string contains `s`: exactly on a plaintext field, after the
+    /// field's folding on an encrypted substring field (whose query lengths
+    /// bound `s`).
     pub fn contains(&self, s: &str) -> Q<M>
     where
         T: TextValue,
-        C: PlaintextLookups,
+        C: SubstringLookups,
     {
         self.cond(Lookup::Contains, Ok(Bson::String(s.to_owned())))
     }
 
-    /// The string starts with `s` (case-sensitive).
+    /// The string starts with `s`: exactly on a plaintext field, after the
+    /// field's folding on an encrypted prefix field (whose query lengths
+    /// bound `s`).
     pub fn starts_with(&self, s: &str) -> Q<M>
     where
         T: TextValue,
-        C: PlaintextLookups,
+        C: PrefixLookups,
     {
         self.cond(Lookup::StartsWith, Ok(Bson::String(s.to_owned())))
+    }
+
+    /// The string ends with `s`: exactly on a plaintext field, after the
+    /// field's folding on an encrypted suffix field (whose query lengths
+    /// bound `s`).
+    pub fn ends_with(&self, s: &str) -> Q<M>
+    where
+        T: TextValue,
+        C: SuffixLookups,
+    {
+        self.cond(Lookup::EndsWith, Ok(Bson::String(s.to_owned())))
     }
 
     /// Null or absent (`true`), or present and not null (`false`).

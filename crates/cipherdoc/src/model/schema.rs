@@ -4,6 +4,8 @@ use std::cmp::Ordering;
 
 use bson::{Bson, Document, doc};
 
+use cipherdoc_crypto::text::{TextIndex, TextIndexKind};
+
 use super::error::ModelError;
 
 /// The schema of a model stored in its own collection.
@@ -188,6 +190,16 @@ impl FieldKind {
             _ => None,
         }
     }
+
+    /// The embedded model this kind holds at any depth of lists: that of
+    /// `Embedded` and `EmbeddedArray`, and of `Array`s of them
+    /// (`Vec<Vec<E>>`), which the walks must not overlook.
+    pub fn embedded_deep(&self) -> Option<&EmbeddedRef> {
+        match self {
+            FieldKind::Array(inner) => inner.embedded_deep(),
+            k => k.embedded(),
+        }
+    }
 }
 
 /// Options of a field that do not change its BSON type.
@@ -228,21 +240,63 @@ pub enum QueryConfig {
         /// `contention`; `None` = default 8.
         contention: Option<i64>,
     },
+    /// Text search (`#[encrypted(queries = "prefix" | "suffix" |
+    /// "prefix, suffix" | "substring", ...)]`): the field's folding and the
+    /// lengths of each query type it has.
+    Text {
+        /// Folding, and the prefix, suffix and substring parameters (at
+        /// least one; substring alone).
+        index: TextIndex,
+        /// `contention`; `None` = default 8.
+        contention: Option<i64>,
+    },
 }
 
 impl QueryConfig {
-    /// `"equality"` or `"range"`.
+    /// `"equality"`, `"range"`, or the first text query type (`"prefix"`,
+    /// `"suffix"`, `"substring"`).
     pub fn query_type(&self) -> &'static str {
         match self {
             QueryConfig::Equality { .. } => "equality",
             QueryConfig::Range { .. } => "range",
+            QueryConfig::Text { index, .. } => {
+                text_kinds(index).first().map_or("prefix", |k| k.as_str())
+            }
+        }
+    }
+
+    /// The `queries` value of `encryptedFields`: [`Self::to_document`], or
+    /// for a text field with prefix and suffix an array of both.
+    pub fn to_bson(&self) -> Bson {
+        match self {
+            QueryConfig::Text { index, contention } => {
+                let mut docs: Vec<Bson> = text_kinds(index)
+                    .into_iter()
+                    .map(|k| Bson::Document(text_query_document(index, k, *contention)))
+                    .collect();
+                if docs.len() == 1 {
+                    docs.pop().unwrap_or(Bson::Null)
+                } else {
+                    Bson::Array(docs)
+                }
+            }
+            other => Bson::Document(other.to_document()),
         }
     }
 
     /// The `QueryTypeConfig` document of `encryptedFields` (qe-protocol §7.1):
     /// only the options that were set, with MongoDB's key names and types.
+    /// A text field's first query type only: use [`Self::to_bson`] for the
+    /// whole `queries` value.
     pub fn to_document(&self) -> Document {
         match self {
+            QueryConfig::Text { index, contention } => {
+                let kind = text_kinds(index)
+                    .first()
+                    .copied()
+                    .unwrap_or(TextIndexKind::Prefix);
+                text_query_document(index, kind, *contention)
+            }
             QueryConfig::Equality { contention } => {
                 let mut d = doc! { "queryType": "equality" };
                 if let Some(c) = contention {
@@ -282,7 +336,7 @@ impl QueryConfig {
     /// equality configs and values that cannot be compared with the bounds.
     pub fn bounds_contain(&self, value: &Bson) -> Option<bool> {
         match self {
-            QueryConfig::Equality { .. } => None,
+            QueryConfig::Equality { .. } | QueryConfig::Text { .. } => None,
             QueryConfig::Range { min, max, .. } => {
                 let lo = compare_bson(min, value)?;
                 let hi = compare_bson(value, max)?;
@@ -290,6 +344,48 @@ impl QueryConfig {
             }
         }
     }
+}
+
+/// The text query types of `index`, in `queries` order.
+fn text_kinds(index: &TextIndex) -> Vec<TextIndexKind> {
+    [
+        TextIndexKind::Prefix,
+        TextIndexKind::Suffix,
+        TextIndexKind::Substring,
+    ]
+    .into_iter()
+    .filter(|k| index.query_lengths(*k).is_some())
+    .collect()
+}
+
+/// One text query type's `QueryTypeConfig` document, with MongoDB's key
+/// names (`strMinQueryLength`, ..., `caseSensitive`, `diacriticSensitive`).
+fn text_query_document(
+    index: &TextIndex,
+    kind: TextIndexKind,
+    contention: Option<i64>,
+) -> Document {
+    let mut d = doc! { "queryType": kind.as_str() };
+    if let Some(c) = contention {
+        d.insert("contention", c);
+    }
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    if let (TextIndexKind::Substring, Some(s)) = (kind, index.substring) {
+        d.insert("strMaxLength", int(s.max_length()));
+    }
+    if let Some(l) = index.query_lengths(kind) {
+        d.insert("strMinQueryLength", int(l.min_query_length()));
+        d.insert("strMaxQueryLength", int(l.max_query_length()));
+    }
+    d.insert(
+        "caseSensitive",
+        index.case == cipherdoc_crypto::text::CaseSensitivity::Sensitive,
+    );
+    d.insert(
+        "diacriticSensitive",
+        index.diacritics == cipherdoc_crypto::text::DiacriticSensitivity::Sensitive,
+    );
+    d
 }
 
 /// Compares two BSON values of the same numeric or date type; `None` for
@@ -389,7 +485,7 @@ impl EncryptedPath {
     pub fn to_document(&self) -> Document {
         let mut d = doc! { "path": self.path.clone(), "bsonType": self.bson_type.clone() };
         if let Some(q) = &self.queries {
-            d.insert("queries", q.to_document());
+            d.insert("queries", q.to_bson());
         }
         d
     }
@@ -533,12 +629,12 @@ fn validate_fields(
         let path = join(prefix, &f.name);
         if f.encrypted {
             validate_encrypted(model, f, &path)?;
-            if let Some(r) = f.kind.embedded() {
+            if let Some(r) = f.kind.embedded_deep() {
                 if let Some(inner) = first_encrypted_inside(r, &mut Vec::new()) {
-                    let whole = if matches!(f.kind, FieldKind::EmbeddedArray(_)) {
-                        "an encrypted embedded model array"
-                    } else {
+                    let whole = if matches!(f.kind, FieldKind::Embedded(_)) {
                         "an encrypted embedded model"
+                    } else {
+                        "an encrypted embedded model array"
                     };
                     return Err(invalid(
                         model,
@@ -576,7 +672,10 @@ fn validate_fields(
                 stack.pop();
                 res?;
             }
-            FieldKind::EmbeddedArray(r) => {
+            FieldKind::EmbeddedArray(_) | FieldKind::Array(_) => {
+                let Some(r) = f.kind.embedded_deep() else {
+                    continue;
+                };
                 if let Some(inner) = first_encrypted_inside(r, &mut Vec::new()) {
                     return Err(invalid(
                         model,
@@ -614,7 +713,7 @@ fn first_encrypted_inside(r: &EmbeddedRef, stack: &mut Vec<&'static str>) -> Opt
             found = Some(f.name.clone());
             break;
         }
-        if let Some(inner) = f.kind.embedded() {
+        if let Some(inner) = f.kind.embedded_deep() {
             if let Some(p) = first_encrypted_inside(inner, stack) {
                 found = Some(format!("{}.{p}", f.name));
                 break;
@@ -686,6 +785,10 @@ fn validate_encrypted(model: &str, f: &FieldSchema, path: &str) -> Result<(), Mo
                     "remove `queries` (or use `queries = \"range\"` for double and decimal)",
                 ));
             }
+            check_non_negative(model, path, "contention", *contention)?;
+        }
+        QueryConfig::Text { index, contention } => {
+            validate_text(model, path, bt, index)?;
             check_non_negative(model, path, "contention", *contention)?;
         }
         QueryConfig::Range {
@@ -763,6 +866,35 @@ fn validate_encrypted(model: &str, f: &FieldSchema, path: &str) -> Result<(), Mo
             check_non_negative(model, path, "precision", precision.map(i64::from))?;
             check_non_negative(model, path, "trim_factor", trim_factor.map(i64::from))?;
         }
+    }
+    Ok(())
+}
+
+/// A text-search field: a string, substring alone or prefix and/or suffix.
+fn validate_text(model: &str, path: &str, bt: &str, index: &TextIndex) -> Result<(), ModelError> {
+    if bt != "string" {
+        return Err(invalid(
+            model,
+            path,
+            format!("has BSON type {bt}; prefix, suffix and substring queries need a string"),
+            "remove `queries` or make the field a String",
+        ));
+    }
+    if index.substring.is_some() && (index.prefix.is_some() || index.suffix.is_some()) {
+        return Err(invalid(
+            model,
+            path,
+            "combines substring with prefix or suffix, which MongoDB does not allow",
+            "use `queries = \"substring\"` alone, or prefix and/or suffix",
+        ));
+    }
+    if index.substring.is_none() && index.prefix.is_none() && index.suffix.is_none() {
+        return Err(invalid(
+            model,
+            path,
+            "is a text-search field without a valid query type (check its query lengths)",
+            "use `queries = \"prefix\"`, \"suffix\", \"prefix, suffix\" or \"substring\" with 1 <= min_query_length <= max_query_length",
+        ));
     }
     Ok(())
 }

@@ -1,0 +1,293 @@
+//! What libmongocrypt adds to a command for a collection with
+//! `encryptedFields`, so that the server (which plays the QE server role)
+//! receives exactly what a MongoDB driver with libmongocrypt would send.
+//!
+//! The rules, from libmongocrypt's `mongocrypt-ctx-encrypt.c` (read, not
+//! copied):
+//! - `encryptionInformation` is `{type: 1, schema: {<db>.<coll>: <efc>}}`
+//!   where `<efc>` is the collection's `encryptedFields` with
+//!   `escCollection` and `ecocCollection` appended (after the existing
+//!   fields) when missing, defaulting to `enxcol_.<coll>.esc`/`.ecoc`; it
+//!   is appended at the end of the command.
+//! - `create`, `collMod`, `createIndexes` and
+//!   `cleanupStructuredEncryptionData` never carry it.
+//! - `compactStructuredEncryptionData` carries it only when a range (or
+//!   text search) field is configured: MongoDB 7.0 refuses it there, 8.0
+//!   needs it for range fields.
+//! - `find`, `aggregate`, `distinct`, `count` and `insert` carry it only
+//!   when the command holds a QE payload that needs it (insert/update
+//!   payloads, find payloads: BinData 6 of subtypes 4, 5, 11, 12, 13, 18).
+//! - Every other command on the collection (`update`, `delete`,
+//!   `findAndModify`, `explain`) carries it.
+//! - Commands of the bypass list (`drop`, `listCollections`, `getMore`, …)
+//!   are sent as they are.
+
+use bson::{Bson, Document, spec::BinarySubtype};
+use cipherdoc_engine::EngineError;
+use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens};
+
+use crate::{ServerInfo, WIRE_VERSION_7_0, WIRE_VERSION_8_0};
+
+/// The commands this engine sends to an encrypted collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `insert`
+    Insert,
+    /// `find`
+    Find,
+    /// `count`
+    Count,
+    /// `update`
+    Update,
+    /// `delete`
+    Delete,
+    /// `compactStructuredEncryptionData`
+    Compact,
+    /// `cleanupStructuredEncryptionData`
+    Cleanup,
+}
+
+/// BinData 6 subtypes that make libmongocrypt keep `encryptionInformation`
+/// on an eligible command (`_mongocrypt_fle2_insert_update_find`): FLE2
+/// insert/update payloads v1 (4) and v2 (11), find payloads v1 (5) and v2
+/// equality (12), range (13) and text (18).
+const PAYLOAD_SUBTYPES: [u8; 6] = [4, 5, 11, 12, 13, 18];
+
+/// Whether `v` holds a payload of [`PAYLOAD_SUBTYPES`] anywhere.
+pub(crate) fn holds_payload(v: &Bson) -> bool {
+    match v {
+        Bson::Binary(b) => {
+            b.subtype == BinarySubtype::Encrypted
+                && b.bytes
+                    .first()
+                    .is_some_and(|s| PAYLOAD_SUBTYPES.contains(s))
+        }
+        Bson::Document(d) => d.values().any(holds_payload),
+        Bson::Array(a) => a.iter().any(holds_payload),
+        _ => false,
+    }
+}
+
+/// Whether any `encryptedFields.fields[].queries` is of a type whose
+/// compaction needs `encryptionInformation` on MongoDB 8.0 (range, and the
+/// text-search types).
+pub(crate) fn has_padded_fields(efc: &Document) -> bool {
+    let Ok(fields) = efc.get_array("fields") else {
+        return false;
+    };
+    fields.iter().any(|f| {
+        let Some(f) = f.as_document() else {
+            return false;
+        };
+        let types: Vec<&str> = match f.get("queries") {
+            Some(Bson::Document(q)) => q.get_str("queryType").into_iter().collect(),
+            Some(Bson::Array(qs)) => qs
+                .iter()
+                .filter_map(|q| q.as_document()?.get_str("queryType").ok())
+                .collect(),
+            _ => Vec::new(),
+        };
+        types.iter().any(|t| {
+            matches!(
+                *t,
+                "range" | "rangePreview" | "substringPreview" | "suffixPreview" | "prefixPreview"
+            )
+        })
+    })
+}
+
+/// Whether libmongocrypt would attach `encryptionInformation` to `cmd`.
+pub(crate) fn attaches(command: Command, cmd: &Document, efc: &Document) -> bool {
+    match command {
+        Command::Cleanup => false,
+        Command::Compact => has_padded_fields(efc),
+        Command::Insert | Command::Find | Command::Count => cmd.values().any(holds_payload),
+        Command::Update | Command::Delete => true,
+    }
+}
+
+/// `encryptionInformation` for collection `coll` of database `db`.
+pub(crate) fn encryption_information(db: &str, coll: &str, efc: &Document) -> Document {
+    let mut schema = efc.clone();
+    if !schema.contains_key("escCollection") {
+        schema.insert("escCollection", format!("enxcol_.{coll}.esc"));
+    }
+    if !schema.contains_key("ecocCollection") {
+        schema.insert("ecocCollection", format!("enxcol_.{coll}.ecoc"));
+    }
+    let mut by_ns = Document::new();
+    by_ns.insert(format!("{db}.{coll}"), schema);
+    let mut ei = Document::new();
+    ei.insert("type", 1_i32);
+    ei.insert("schema", by_ns);
+    ei
+}
+
+/// Append `encryptionInformation` to `cmd` when libmongocrypt would.
+pub(crate) fn finish(command: Command, cmd: &mut Document, db: &str, coll: &str, efc: &Document) {
+    if attaches(command, cmd, efc) {
+        cmd.insert(
+            "encryptionInformation",
+            encryption_information(db, coll, efc),
+        );
+    }
+}
+
+/// The names of an encrypted collection's state collections, as the
+/// drivers derive them.
+pub(crate) fn state_collections(coll: &str, efc: &Document) -> (String, String) {
+    let esc = efc
+        .get_str("escCollection")
+        .map_or_else(|_| format!("enxcol_.{coll}.esc"), str::to_owned);
+    let ecoc = efc
+        .get_str("ecocCollection")
+        .map_or_else(|_| format!("enxcol_.{coll}.ecoc"), str::to_owned);
+    (esc, ecoc)
+}
+
+/// Refuse an encrypted collection the server cannot serve: QE protocol v2
+/// needs MongoDB 7.0 (wire 21), range fields 8.0 (wire 25).
+pub(crate) fn check_server_supports(
+    collection: &str,
+    efc: &Document,
+    server: &ServerInfo,
+) -> Result<(), EngineError> {
+    let refuse = |reason: String| EngineError::InvalidEncryptedFields {
+        collection: collection.to_owned(),
+        reason,
+    };
+    if server.max_wire_version < WIRE_VERSION_7_0 {
+        return Err(refuse(format!(
+            "Queryable Encryption needs MongoDB 7.0 or later (wire version {WIRE_VERSION_7_0}); the server reports wire version {}",
+            server.max_wire_version
+        )));
+    }
+    if has_range_fields(efc) && server.max_wire_version < WIRE_VERSION_8_0 {
+        return Err(refuse(format!(
+            "range fields need MongoDB 8.0 or later (wire version {WIRE_VERSION_8_0}); the server reports wire version {} (MongoDB 7.0 serves equality and unindexed fields only)",
+            server.max_wire_version
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a field has `queryType: "range"`.
+pub(crate) fn has_range_fields(efc: &Document) -> bool {
+    efc.get_array("fields").is_ok_and(|fields| {
+        fields.iter().any(|f| {
+            f.as_document()
+                .and_then(|f| match f.get("queries") {
+                    Some(Bson::Document(q)) => Some(q.get_str("queryType") == Ok("range")),
+                    Some(Bson::Array(qs)) => Some(qs.iter().any(|q| {
+                        q.as_document()
+                            .is_some_and(|q| q.get_str("queryType") == Ok("range"))
+                    })),
+                    _ => None,
+                })
+                .unwrap_or(false)
+        })
+    })
+}
+
+/// The tokens document in the order of the `encryptedFields`' fields, as
+/// libmongocrypt sends it.
+pub(crate) fn tokens_document(efc: &Document, tokens: &CompactionTokens) -> Document {
+    let paths: Vec<&str> = efc
+        .get_array("fields")
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| f.as_document()?.get_str("path").ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tokens.to_document(paths)
+}
+
+/// mongod's compaction `stats` as [`CompactionStats`] (mongod reports
+/// fewer counters: inserted anchors include padding, deleted ESC entries
+/// both kinds, which are reported here as non-anchors).
+pub(crate) fn stats_of(reply: &Document) -> CompactionStats {
+    let n = |d: Option<&Document>, k: &str| -> u64 {
+        match d.and_then(|d| d.get(k)) {
+            Some(Bson::Int32(v)) => u64::try_from(*v).unwrap_or(0),
+            Some(Bson::Int64(v)) => u64::try_from(*v).unwrap_or(0),
+            _ => 0,
+        }
+    };
+    let stats = reply.get_document("stats").ok();
+    let esc = stats.and_then(|s| s.get_document("esc").ok());
+    let ecoc = stats.and_then(|s| s.get_document("ecoc").ok());
+    let mut out = CompactionStats::default();
+    out.ecoc_entries = n(ecoc, "read");
+    out.unique_counters = n(esc, "read");
+    out.anchors_inserted = n(esc, "inserted");
+    out.null_anchors_written = n(esc, "updated");
+    out.non_anchors_deleted = n(esc, "deleted");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bson::{Binary, doc};
+
+    fn payload(subtype: u8) -> Bson {
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Encrypted,
+            bytes: vec![subtype, 0, 0],
+        })
+    }
+
+    fn efc(query: &str) -> Document {
+        doc! {"fields": [{"path": "a", "bsonType": "int", "queries": {"queryType": query}}]}
+    }
+
+    #[test]
+    fn schema_gets_default_state_collections_after_its_fields() {
+        let ei = encryption_information("db", "c", &doc! {"fields": []});
+        assert_eq!(
+            ei,
+            doc! {"type": 1, "schema": {"db.c": {
+            "fields": [], "escCollection": "enxcol_.c.esc", "ecocCollection": "enxcol_.c.ecoc"}}}
+        );
+        let named = doc! {"escCollection": "e", "ecocCollection": "o", "fields": []};
+        let ei = encryption_information("db", "c", &named);
+        assert_eq!(
+            ei.get_document("schema")
+                .unwrap()
+                .get_document("db.c")
+                .unwrap(),
+            &named
+        );
+    }
+
+    #[test]
+    fn eligible_commands_carry_it_only_with_payloads() {
+        let e = efc("equality");
+        let plain = doc! {"insert": "c", "documents": [{"a": 1}]};
+        assert!(!attaches(Command::Insert, &plain, &e));
+        let enc = doc! {"insert": "c", "documents": [{"a": payload(11)}]};
+        assert!(attaches(Command::Insert, &enc, &e));
+        // A stored value (14) or an unindexed value (16) needs none.
+        let stored = doc! {"find": "c", "filter": {"a": {"$eq": payload(14)}}};
+        assert!(!attaches(Command::Find, &stored, &e));
+        let find = doc! {"find": "c", "filter": {"$and": [{"a": {"$in": [payload(12)]}}]}};
+        assert!(attaches(Command::Find, &find, &e));
+        assert!(attaches(
+            Command::Count,
+            &doc! {"count": "c", "query": {"a": payload(13)}},
+            &e
+        ));
+    }
+
+    #[test]
+    fn writes_always_and_maintenance_by_field_types() {
+        let plain = doc! {"delete": "c", "deletes": [{"q": {}, "limit": 1}]};
+        assert!(attaches(Command::Delete, &plain, &efc("equality")));
+        assert!(attaches(Command::Update, &doc! {}, &efc("equality")));
+        assert!(!attaches(Command::Compact, &doc! {}, &efc("equality")));
+        assert!(attaches(Command::Compact, &doc! {}, &efc("range")));
+        assert!(!attaches(Command::Cleanup, &doc! {}, &efc("range")));
+    }
+}
