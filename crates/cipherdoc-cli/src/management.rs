@@ -28,6 +28,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, DateTime, Document, oid::ObjectId};
 use cipherdoc::App;
+use cipherdoc::deploy::{DeployOptions, check_deploy};
 use cipherdoc::key_vault::alt_names_of;
 use cipherdoc::migrations::{
     MigrateOptions, MigrationDir, MigrationObserver, Severity, check, encrypted_fields_map,
@@ -97,7 +98,17 @@ enum Command {
         key_check_values: bool,
     },
     /// Check models, settings, routers and any pinned encrypted fields map.
-    Check,
+    Check {
+        /// Also check what a deployment must not have (the local KMS
+        /// provider, no pinned map, secrets inline or readable by others, a
+        /// key vault without its index, an ECOC due for compaction).
+        #[arg(long)]
+        deploy: bool,
+        /// With --deploy: ECOC entries per collection past which `compact`
+        /// is due.
+        #[arg(long, default_value_t = cipherdoc::deploy::DEFAULT_ECOC_THRESHOLD)]
+        ecoc_threshold: u64,
+    },
     /// Compact the ECOC state of encrypted collections.
     Compact {
         #[command(flatten)]
@@ -383,7 +394,13 @@ impl Management {
                 }
                 Ok(enc.keys().key_check_values(ids).await?.to_json())
             }
-            Command::Check => self.check().await,
+            Command::Check {
+                deploy,
+                ecoc_threshold,
+            } => {
+                let deploy = deploy.then_some(DeployOptions { ecoc_threshold });
+                self.check(deploy).await
+            }
             Command::Compact { db, collections } => self.compact(&db.database, collections).await,
             Command::Createdatakey {
                 db,
@@ -414,26 +431,31 @@ impl Management {
         }
     }
 
-    async fn check(&self) -> Result<String> {
-        let found = check(&self.app).await?;
-        let errors = found
-            .iter()
-            .filter(|c| c.severity == Severity::Error)
-            .count();
+    async fn check(&self, deploy: Option<DeployOptions>) -> Result<String> {
+        let mut found: Vec<(Severity, String)> = check(&self.app)
+            .await?
+            .into_iter()
+            .map(|c| (c.severity, c.text))
+            .collect();
+        if let Some(options) = deploy {
+            for f in check_deploy(&self.app, options).await? {
+                found.push((f.severity(), format!("({}) {f}", f.id())));
+            }
+        }
+        let errors = found.iter().filter(|(s, _)| *s == Severity::Error).count();
         if found.is_empty() {
             return Ok("System check identified no issues.".to_owned());
         }
         let lines: Vec<String> = found
             .iter()
-            .map(|c| {
+            .map(|(severity, text)| {
                 format!(
-                    "{}: {}",
-                    if c.severity == Severity::Error {
+                    "{}: {text}",
+                    if *severity == Severity::Error {
                         "ERROR"
                     } else {
                         "WARNING"
                     },
-                    c.text
                 )
             })
             .collect();

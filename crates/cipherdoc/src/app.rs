@@ -17,12 +17,16 @@ use crate::error::{Error, Result};
 use crate::keys::KeyStore;
 use crate::model::{Model, ModelSchema};
 use crate::queryset::QuerySet;
-use crate::settings::{DatabaseSettings, EncryptionSettings, ModelRef, Router, Routers, Settings};
+use crate::settings::{
+    DatabaseSettings, EncryptionSettings, EngineSettings, ModelRef, Router, Routers, Settings,
+};
 
 /// One open database connection.
 pub struct Database {
     alias: String,
     name: String,
+    /// Where the engine stores the data (what `check --deploy` inspects).
+    engine_settings: EngineSettings,
     engine: Arc<dyn Engine>,
     encryption: Option<DbEncryption>,
 }
@@ -96,6 +100,7 @@ impl Database {
         Ok(Self {
             alias: settings.alias.clone(),
             name: settings.name.clone(),
+            engine_settings: settings.engine.clone(),
             engine,
             encryption,
         })
@@ -125,6 +130,11 @@ impl Database {
             self.engine.compact(collection, &tokens).await?
         };
         Ok(stats)
+    }
+
+    /// Where the engine stores the data (the SQLite file, the PostgreSQL URL).
+    pub fn engine_settings(&self) -> &EngineSettings {
+        &self.engine_settings
     }
 
     /// The alias (`default`, `encrypted`).

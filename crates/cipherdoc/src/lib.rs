@@ -8,6 +8,7 @@ pub mod app;
 pub mod client_encryption;
 mod connect;
 pub mod coverage;
+pub mod deploy;
 pub mod encrypter;
 mod error;
 pub mod key_vault;

@@ -64,6 +64,26 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, PrivateFileError>
     Ok(out)
 }
 
+/// The permission bits of `path` when group or others have any of them
+/// (`None` when only its owner may access it, and always `None` off Unix):
+/// the same rule [`read_private`] enforces, for reports such as
+/// `check --deploy` that list every exposed file instead of failing on the
+/// first.
+pub fn exposed_mode(path: &Path) -> std::io::Result<Option<u32>> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Ok(Some(mode));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(None)
+}
+
 /// How [`write_private_with`] treats an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Existing {
