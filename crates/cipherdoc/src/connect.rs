@@ -79,7 +79,48 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
                 })?;
             Ok(Arc::new(engine))
         }
+        EngineSettings::Mongodb { url } => {
+            let path = format!("databases.{}.url", db.alias);
+            let url = url
+                .read_string()
+                .map_err(|p| setting_err(path.clone(), p))?;
+            let engine = cipherdoc_mongodb::MongoEngine::connect(&url, &db.name)
+                .await
+                .map_err(|e| setting_err(path.clone(), format!("cannot connect: {e}")))?;
+            check_mongodb(db, &engine).map_err(|p| setting_err(path, p))?;
+            Ok(Arc::new(engine))
+        }
     }
+}
+
+/// What an encrypted database needs of its MongoDB deployment: drivers
+/// refuse Queryable Encryption on a standalone server (it has no
+/// transactions, and the server's QE writes need them), and QE protocol v2
+/// needs MongoDB 7.0 (wire version 21). Range fields' need for 8.0 is
+/// checked where the fields are known (creating the collection, and a
+/// pinned map when the database is opened).
+fn check_mongodb(
+    db: &DatabaseSettings,
+    engine: &cipherdoc_mongodb::MongoEngine,
+) -> std::result::Result<(), String> {
+    use cipherdoc_mongodb::{MongoTopology, WIRE_VERSION_7_0};
+    if db.encryption.is_none() {
+        return Ok(());
+    }
+    let server = engine.server();
+    if server.topology == MongoTopology::Standalone {
+        return Err(format!(
+            "database '{}' is encrypted, and Queryable Encryption needs a replica set or a sharded cluster; this server is a standalone (a one-member replica set is enough)",
+            db.alias
+        ));
+    }
+    if server.max_wire_version < WIRE_VERSION_7_0 {
+        return Err(format!(
+            "database '{}' is encrypted, and Queryable Encryption needs MongoDB 7.0 or later (wire version {WIRE_VERSION_7_0}); this server reports wire version {}",
+            db.alias, server.max_wire_version
+        ));
+    }
+    Ok(())
 }
 
 fn secret_string(src: &SecretSource, path: &str) -> Result<Secret> {

@@ -123,17 +123,34 @@ fn missing_default_database() {
 }
 
 #[test]
-fn unknown_engine_and_unavailable_mongodb() {
+fn unknown_engine_and_mongodb_keys() {
     assert_err(
         &GOOD.replacen("engine = \"sqlite\"", "engine = \"oracle\"", 1),
         "databases.default.engine",
         "unknown engine `oracle`",
     );
+    // The mongodb engine takes exactly one of url, url_env, url_file.
     assert_err(
         &GOOD.replacen("engine = \"sqlite\"", "engine = \"mongodb\"", 1),
-        "databases.default.engine",
-        "not available yet",
+        "databases.default.path",
+        "takes `url`, not `path`",
     );
+    let mongo = GOOD.replacen(
+        "engine = \"sqlite\"\npath = \"var/default.db\"",
+        "engine = \"mongodb\"\nurl_env = \"CIPHERDOC_MONGODB_URL\"",
+        1,
+    );
+    let s = load(&mongo).unwrap();
+    assert!(matches!(
+        &s.database("default").unwrap().engine,
+        EngineSettings::Mongodb { url: cipherdoc::settings::SecretSource::Env(v) } if v == "CIPHERDOC_MONGODB_URL"
+    ));
+    let both = mongo.replacen(
+        "url_env = \"CIPHERDOC_MONGODB_URL\"",
+        "url_env = \"X\"\nurl = \"mongodb://127.0.0.1/\"",
+        1,
+    );
+    assert_err(&both, "databases.default.url", "exactly one of");
 }
 
 #[test]

@@ -123,6 +123,15 @@ pub enum EngineSettings {
         /// relative to the settings file); given, it turns TLS on.
         tls_ca_file: Option<PathBuf>,
     },
+    /// A MongoDB replica set or sharded cluster (7.0 or later for
+    /// encrypted databases), or `cipherdoc serve`: the server plays the QE
+    /// server role.
+    Mongodb {
+        /// The connection string (`mongodb://…`): `url`, or from a file
+        /// (`url_file`) or an environment variable (`url_env`) when it
+        /// holds a password. Read when the database is opened.
+        url: SecretSource,
+    },
 }
 
 /// The `encryption` table of a database: what the reference passes as
@@ -288,12 +297,77 @@ impl Settings {
     }
 }
 
+// Settings compare by where a secret comes from (an inline one by value),
+// so that `EngineSettings` can be compared in tests.
+impl PartialEq for SecretSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::File(a), Self::File(b)) => a == b,
+            (Self::Env(a), Self::Env(b)) => a == b,
+            (Self::Inline(a), Self::Inline(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+impl Eq for SecretSource {}
+
+/// `url`, `url_env` or `url_file` of a mongodb database: exactly one. An
+/// inline URL is fine without a password (`mongodb://127.0.0.1:27017/`);
+/// one that holds a password belongs in a file or the environment.
+fn read_mongodb_url(
+    r: &mut TableReader<'_>,
+    base_dir: &Path,
+) -> Result<SecretSource, SettingsError> {
+    let inline = r.opt_str("url")?;
+    let env = r.opt_str("url_env")?;
+    let file = r.opt_str("url_file")?;
+    let given =
+        usize::from(inline.is_some()) + usize::from(env.is_some()) + usize::from(file.is_some());
+    if given != 1 {
+        return Err(r.error(
+            "url",
+            "give exactly one of `url`, `url_env` (an environment variable) and `url_file`, e.g. url_env = \"CIPHERDOC_MONGODB_URL\"",
+        ));
+    }
+    Ok(match (inline, env, file) {
+        (Some(u), _, _) => {
+            if !(u.starts_with("mongodb://") || u.starts_with("mongodb+srv://")) {
+                return Err(r.error("url", "a MongoDB connection string starts with mongodb://"));
+            }
+            let authority = u.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = authority.split('/').next().unwrap_or_default();
+            if authority
+                .split_once('@')
+                .is_some_and(|(cred, _)| cred.contains(':'))
+            {
+                tracing::warn!(
+                    setting = %r.child_path("url"),
+                    "a MongoDB password written in the settings file is for development only: use `url_env` or `url_file`"
+                );
+            }
+            SecretSource::Inline(zeroize::Zeroizing::new(u))
+        }
+        (_, Some(e), _) => SecretSource::Env(e),
+        (_, _, Some(f)) => SecretSource::File(base_dir.join(f)),
+        _ => return Err(r.error("url", "missing")),
+    })
+}
+
 fn read_database(
     r: &mut TableReader<'_>,
     alias: &str,
     base_dir: &Path,
 ) -> Result<DatabaseSettings, SettingsError> {
-    let engine_name = r.req_str("engine", "set engine = \"sqlite\" or \"postgres\"")?;
+    let engine_name = r.req_str(
+        "engine",
+        "set engine = \"sqlite\", \"postgres\" or \"mongodb\"",
+    )?;
+    if engine_name != "mongodb" && (r.has("url_env") || r.has("url_file")) {
+        return Err(r.error(
+            "url_env",
+            "`url_env` and `url_file` belong to the mongodb engine; remove them",
+        ));
+    }
     if engine_name == "sqlite" && r.has("url") {
         return Err(r.error("url", "the sqlite engine takes `path`, not `url`"));
     }
@@ -333,15 +407,17 @@ fn read_database(
             EngineSettings::Postgres { url, tls_ca_file }
         }
         "mongodb" => {
-            return Err(r.error(
-                "engine",
-                "the mongodb engine is not available yet; use \"sqlite\" or \"postgres\"",
-            ));
+            if r.has("path") {
+                return Err(r.error("path", "the mongodb engine takes `url`, not `path`"));
+            }
+            EngineSettings::Mongodb {
+                url: read_mongodb_url(r, base_dir)?,
+            }
         }
         other => {
             return Err(r.error(
                 "engine",
-                format!("unknown engine `{other}`; use \"sqlite\" or \"postgres\""),
+                format!("unknown engine `{other}`; use \"sqlite\", \"postgres\" or \"mongodb\""),
             ));
         }
     };
@@ -361,6 +437,8 @@ fn read_database(
         "engine",
         "path",
         "url",
+        "url_env",
+        "url_file",
         "tls_ca_file",
         "name",
         "options",
