@@ -374,3 +374,29 @@ fn killed_writer_loses_no_acknowledged_write() {
         assert!(total >= u64::try_from(acked + 1).unwrap() * 100);
     });
 }
+
+/// A database file the engine creates, and the WAL and shared-memory files
+/// SQLite makes beside it, are readable by their owner only; an existing
+/// file keeps the mode its owner gave it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_and_its_wal_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let engine = SqliteEngine::open(&path).unwrap();
+    engine.insert_one("c", doc! {"a": 1}).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("new.db-wal");
+    assert!(wal.exists());
+    assert_eq!(mode(&wal), 0o600);
+    drop(engine);
+
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let engine = SqliteEngine::open(&shared).unwrap();
+    engine.insert_one("c", doc! {"a": 1}).await.unwrap();
+    assert_eq!(mode(&shared), 0o640);
+}

@@ -48,8 +48,8 @@ async fn development_settings_fail_the_deploy_check_and_production_settings_pass
     m.execute(["clinic", "migrate", "--database", "encrypted"])
         .await
         .unwrap();
-    // Whatever the umask of the machine running the test: SQLite files as
-    // a default umask (022) leaves them.
+    // The engine creates its files 0600; files copied or restored under a
+    // default umask (022) end up 0644, which is what the check must see.
     chmod_databases(dir.path(), 0o644);
     // The plain check passes; the deploy check refuses, listing each
     // finding that applies with its fix.

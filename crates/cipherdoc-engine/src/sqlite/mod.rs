@@ -121,6 +121,32 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Creates a missing database file readable by its owner only, before
+/// SQLite creates it with the process umask (often 0644). SQLite gives the
+/// `-wal` and `-shm` files the mode of the database file, so they follow.
+/// The file holds ciphertexts and wrapped keys, and the plaintext fields of
+/// the models that are not encrypted: no reason for other users to read it.
+/// An existing file keeps its mode (`check --deploy` reports it).
+fn create_owner_only(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -151,6 +177,7 @@ impl SqliteEngine {
     }
 
     fn open_inner(path: PathBuf, temp: Option<tempfile::TempDir>) -> Result<Self> {
+        create_owner_only(&path)?;
         let writer = open_conn(&path, OpenFlags::default())?;
         writer.execute_batch(ops::SCHEMA)?;
         ops::upgrade(&writer)?;
