@@ -63,7 +63,8 @@ macro_rules! qe_server_tests {
     };
 }
 
-fn enc(bytes: Vec<u8>) -> Bson {
+/// A subtype-6 binary holding `bytes`.
+pub(crate) fn enc(bytes: Vec<u8>) -> Bson {
     Bson::Binary(Binary {
         subtype: BinarySubtype::Encrypted,
         bytes,

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bson::spec::BinarySubtype;
-use bson::{Binary, Bson, Document, doc};
+use bson::{Bson, Document, doc};
 use cipherdoc_crypto::client::{UserKey, decrypt_blob, encrypt_equality_find};
 use cipherdoc_crypto::client_text::{encrypt_text_find, encrypt_text_insert};
 use cipherdoc_crypto::efc::{EncryptedFieldConfig, FieldKey};
@@ -43,7 +43,9 @@ use cipherdoc_crypto::text::{
 use cipherdoc_crypto::tokens::IndexKeyTokens;
 use cipherdoc_crypto::{DataKey, KeyId, OsRandom};
 
+use super::suite::enc;
 use super::{CompactionTokens, QeError, QeServer};
+use crate::contract::Rng;
 use crate::{CreateCollectionOptions, EncStrOp, Engine, EngineError, Filter, FindOptions, Tag};
 
 /// Instantiate one `#[tokio::test]` per text-search check. `$make` is an
@@ -65,31 +67,12 @@ macro_rules! qe_server_text_tests {
     };
 }
 
-fn enc(bytes: Vec<u8>) -> Bson {
-    Bson::Binary(Binary {
-        subtype: BinarySubtype::Encrypted,
-        bytes,
-    })
-}
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let mut b = [0u8; 8];
-        cipherdoc_crypto::RandomSource::fill(&mut OsRandom, &mut b).unwrap();
-        Self(u64::from_le_bytes(b) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % (n.max(1) as u64)).unwrap()
-    }
+/// A random seed, printed by the test so that a failure can be replayed
+/// with [`Rng::new`] (the contract suite's generator).
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    cipherdoc_crypto::RandomSource::fill(&mut OsRandom, &mut b).unwrap();
+    u64::from_le_bytes(b)
 }
 
 /// Letters that fold: case pairs, precomposed diacritics, a combining
@@ -490,8 +473,9 @@ async fn check(
 pub async fn text_model(engine: Arc<dyn Engine>, cm: u64) {
     let e = QeServer::new(engine);
     let client = TextClient::new(cm);
-    let mut rng = Rng::seeded();
-    eprintln!("text_model cm={cm} seed={}", rng.0);
+    let seed = random_seed();
+    eprintln!("text_model cm={cm} seed={seed}");
+    let mut rng = Rng::new(seed);
     let c = "people";
     client.create_collection(&e, c).await;
     let mut model = Model::new();
