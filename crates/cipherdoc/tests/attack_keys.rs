@@ -6,6 +6,8 @@
 //! loopback listener the key documents point at sees no connection).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,12 +42,7 @@ async fn trap() -> (u16, Arc<AtomicU32>) {
 async fn open(dir: &Path) -> App {
     generate_local_master_key_file(&dir.join("master.key")).unwrap();
     for (file, secret) in [("azure.token", AZURE_TOKEN), ("aws.secret", AWS_SECRET)] {
-        std::fs::write(dir.join(file), secret).unwrap();
-        std::fs::set_permissions(
-            dir.join(file),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        common::write_secret(&dir.join(file), secret.as_bytes());
     }
     let text = r#"
 [databases.default]

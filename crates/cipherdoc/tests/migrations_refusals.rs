@@ -6,6 +6,10 @@
 
 #[path = "models_common/mod.rs"]
 mod common;
+#[path = "common/mod.rs"]
+mod e2e_common;
+
+use e2e_common::write_secret;
 
 use cipherdoc::migrations::{
     AppState, MigrateOptions, Migration, MigrationError, ModelState, Operation, autodetect,
@@ -286,13 +290,7 @@ async fn missing_or_short_local_master_key_file() {
         ),
         "{m}"
     );
-    std::fs::write(dir.path().join("master.key"), [7u8; 32]).unwrap();
-    // Owner-only, as cipherdoc requires of secret files.
-    std::fs::set_permissions(
-        dir.path().join("master.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_secret(&dir.path().join("master.key"), &[7u8; 32]);
     let m = open_err(settings_in(dir.path(), "")).await;
     assert_eq!(
         m,

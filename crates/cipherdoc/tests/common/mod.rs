@@ -12,15 +12,16 @@ use cipherdoc::model::Model;
 use cipherdoc::settings::Settings;
 use cipherdoc_engine::{CreateCollectionOptions, Filter, FindOptions};
 
-pub fn settings(dir: &Path, app_label: &str, routed_to: &str) -> Settings {
-    std::fs::write(dir.join("master.key"), [42u8; 96]).unwrap();
-    // Secret files must be owner-only (cipherdoc refuses others).
+/// Writes a secret file (a master key, a credential) owner-only, as
+/// cipherdoc requires of secret files.
+pub fn write_secret(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
     #[cfg(unix)]
-    std::fs::set_permissions(
-        dir.join("master.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
+pub fn settings(dir: &Path, app_label: &str, routed_to: &str) -> Settings {
+    write_secret(&dir.join("master.key"), &[42u8; 96]);
     let text = format!(
         r#"
 [databases.default]
@@ -102,12 +103,7 @@ impl Backend {
         match self {
             Backend::Sqlite => settings(dir, app_label, routed_to),
             Backend::Postgres(url) => {
-                std::fs::write(dir.join("master.key"), [42u8; 96]).unwrap();
-                std::fs::set_permissions(
-                    dir.join("master.key"),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                )
-                .unwrap();
+                write_secret(&dir.join("master.key"), &[42u8; 96]);
                 let tag = format!(
                     "{}_{}",
                     std::process::id(),
