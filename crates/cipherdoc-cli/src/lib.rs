@@ -18,3 +18,11 @@ pub(crate) fn error_line(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
 }
+
+// The user guide (`docs/guide.md`): its Rust blocks compile and run as
+// doctests of this crate, the one that sees both `cipherdoc` and the
+// management commands; its TOML blocks are read as settings by
+// `tests/guide.rs`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct UserGuide;
