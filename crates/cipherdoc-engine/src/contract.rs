@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use bson::{Binary, Bson, Document, doc, oid::ObjectId, spec::BinarySubtype};
 
-use crate::keyvault::{KEY_ALT_NAMES_INDEX, ensure_key_vault};
+use crate::key_vault::{KEY_ALT_NAMES_INDEX, ensure_key_vault};
 use crate::{
     CreateCollectionOptions, EcocEntry, Engine, EngineError, EscEntry, EscId, EscValue,
     FailedOperation, Filter, FindOptions, IndexSpec, QeRole, QeState, SortDirection, Tag,

@@ -10,12 +10,12 @@
 //! [`contract`] suite.
 
 pub mod contract;
-pub(crate) mod docs;
-pub use docs::{MAX_DOCUMENT_DEPTH, document_too_deep};
+pub(crate) mod documents;
+pub use documents::{MAX_DOCUMENT_DEPTH, document_too_deep};
 mod engine;
 mod error;
 pub mod filter;
-pub mod keyvault;
+pub mod key_vault;
 pub mod postgres;
 pub mod qe_server;
 pub mod qe_state;
@@ -38,11 +38,11 @@ pub fn sort_documents(
     docs: Vec<bson::Document>,
     sort: &[(String, SortDirection)],
 ) -> Vec<bson::Document> {
-    docs::sort_docs(docs, sort)
+    documents::sort_docs(docs, sort)
 }
 
 /// Apply a MongoDB projection as `find` applies it (`{a: 1}` inclusion,
 /// `{a: 0}` exclusion, `_id` kept unless `_id: 0`).
 pub fn project(doc: bson::Document, projection: &bson::Document) -> Result<bson::Document> {
-    Ok(docs::Projection::parse(projection)?.apply(doc))
+    Ok(documents::Projection::parse(projection)?.apply(doc))
 }

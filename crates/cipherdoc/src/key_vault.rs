@@ -337,7 +337,7 @@ impl KeyVault for JsonFileKeyVault {
 
 /// The key vault as a collection inside a database (e.g.
 /// `encrypted_db.__keyVault`), with a unique index on `keyAltNames` that
-/// ignores keys without one (see `cipherdoc_engine::keyvault`).
+/// ignores keys without one (see `cipherdoc_engine::key_vault`).
 #[derive(Debug, Clone)]
 pub struct EngineKeyVault {
     engine: std::sync::Arc<dyn cipherdoc_engine::Engine>,
@@ -352,7 +352,7 @@ impl EngineKeyVault {
     ) -> Result<Self, KeyVaultError> {
         let collection = collection.into();
         let vault = Self { engine, collection };
-        cipherdoc_engine::keyvault::ensure_key_vault(vault.engine.as_ref(), &vault.collection)
+        cipherdoc_engine::key_vault::ensure_key_vault(vault.engine.as_ref(), &vault.collection)
             .await
             .map_err(|e| vault.storage_error(e))?;
         Ok(vault)

@@ -89,7 +89,7 @@ async fn a_key_vault_without_its_unique_index_is_found() {
             .await
             .unwrap()
     );
-    cipherdoc_engine::keyvault::ensure_key_vault(&engine, "__keyVault")
+    cipherdoc_engine::key_vault::ensure_key_vault(&engine, "__keyVault")
         .await
         .unwrap();
     assert!(

@@ -144,7 +144,7 @@
 //! or `Debug` ([`PgUrl`] carries it where it must be kept).
 
 mod ctx;
-use crate::docs;
+use crate::documents;
 mod ops;
 pub mod testing;
 mod tls;

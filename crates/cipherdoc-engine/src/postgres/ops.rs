@@ -30,7 +30,7 @@ use bson::{Bson, Document};
 use tokio_postgres::error::SqlState;
 
 use super::ctx::{Ctx, Meta, Schema, ident};
-use super::docs::{
+use super::documents::{
     Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
     index_keys, normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
 };

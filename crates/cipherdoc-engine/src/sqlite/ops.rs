@@ -29,11 +29,11 @@ use rusqlite::ToSql;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use crate::docs::{
+use crate::documents::{
     Projection, decode, doc_tags, ecoc_compact_name, encode, index_keys,
     normalize_encrypted_fields, sort_docs, with_id_first,
 };
-pub(crate) use crate::docs::{ecoc_name, esc_name};
+pub(crate) use crate::documents::{ecoc_name, esc_name};
 use crate::engine::{CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
