@@ -24,3 +24,10 @@ pub use app::{App, Database};
 pub use cipherdoc_derive::{EmbeddedModel, Model};
 pub use error::{Error, Result};
 pub use queryset::QuerySet;
+
+// What the public signatures expose, so that an application needs no
+// version-matched dependency of its own: documents and ids (`bson`),
+// decimals, and the engine types `Database::engine` hands out.
+pub use bson;
+pub use cipherdoc_engine::{Engine, EngineError, Filter, FindOptions};
+pub use rust_decimal::Decimal;

@@ -26,6 +26,7 @@ pub struct QuerySet<'a, M: Model> {
     order: Vec<OrderBy<M>>,
     skip: u64,
     limit: Option<u64>,
+    using: Option<String>,
     marker: PhantomData<fn() -> M>,
 }
 
@@ -37,6 +38,7 @@ impl<M: Model> Clone for QuerySet<'_, M> {
             order: self.order.clone(),
             skip: self.skip,
             limit: self.limit,
+            using: self.using.clone(),
             marker: PhantomData,
         }
     }
@@ -48,6 +50,7 @@ impl<M: Model> std::fmt::Debug for QuerySet<'_, M> {
             .field("model", &M::schema().label())
             .field("skip", &self.skip)
             .field("limit", &self.limit)
+            .field("using", &self.using)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +67,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
             order: Vec::new(),
             skip: 0,
             limit: None,
+            using: None,
             marker: PhantomData,
         }
     }
@@ -108,12 +112,29 @@ impl<'a, M: Model> QuerySet<'a, M> {
         s
     }
 
+    /// Runs on the database `alias` instead of the one the routers choose
+    /// (Django's `using`). The rules stay: a model with encrypted fields is
+    /// still refused on a database without encryption, and an unknown alias
+    /// is an error naming it.
+    #[must_use]
+    pub fn using(&self, alias: &str) -> Self {
+        let mut s = self.clone();
+        s.using = Some(alias.to_owned());
+        s
+    }
+
     fn read_db(&self) -> Result<&'a Arc<Database>> {
-        self.app.db_for_read(M::schema())
+        match &self.using {
+            Some(alias) => self.app.database(alias),
+            None => self.app.db_for_read(M::schema()),
+        }
     }
 
     fn write_db(&self) -> Result<&'a Arc<Database>> {
-        self.app.db_for_write(M::schema())
+        match &self.using {
+            Some(alias) => self.app.database(alias),
+            None => self.app.db_for_write(M::schema()),
+        }
     }
 
     /// The one door of every operation: validates an unregistered model on
