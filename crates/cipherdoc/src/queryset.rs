@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bson::{Bson, Document};
 use cipherdoc_crypto::efc::EncryptedFieldConfig;
-use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection};
+use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection, TxMode, transact};
 
 use crate::app::{App, Database};
 use crate::coverage;
@@ -324,22 +324,28 @@ impl<'a, M: Model> QuerySet<'a, M> {
                 db.alias()
             )));
         }
-        self.target(db, Access::Store).await?;
-        let docs = self.fetch(&FindOptions::default()).await?;
-        let mut n = 0;
-        for mut d in docs {
-            for (k, v) in &set {
-                d.insert(k.clone(), v.clone());
-            }
-            let id = d.get("_id").cloned().unwrap_or(Bson::Null);
-            if db
-                .engine()
-                .replace_one(&M::schema().collection, &id, d)
-                .await?
-            {
-                n += 1;
-            }
-        }
+        let target = self.target(db, Access::Store).await?;
+        let filter = self.engine_filter(&target).await?;
+        let coll = M::schema().collection.clone();
+        // One transaction: the documents read are the documents replaced,
+        // and a failure part way leaves none of them changed.
+        let n = transact(&**db.engine(), TxMode::Write, move |tx| {
+            Box::pin(async move {
+                let docs = tx.find(&coll, &filter, &FindOptions::default()).await?;
+                let mut n = 0;
+                for mut d in docs {
+                    for (k, v) in &set {
+                        d.insert(k.clone(), v.clone());
+                    }
+                    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+                    if tx.replace_one(&coll, &id, d).await? {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+        })
+        .await?;
         Ok(n)
     }
 
@@ -415,12 +421,19 @@ impl<'a, M: Model> QuerySet<'a, M> {
     pub async fn save(&self, m: &M) -> Result<()> {
         let target = self.target(self.write_db()?, Access::Store).await?;
         let doc = self.prepare(&target, m).await?;
-        let db = target.db;
         let id = Bson::ObjectId(*m.id());
-        let coll = &M::schema().collection;
-        if !db.engine().replace_one(coll, &id, doc.clone()).await? {
-            db.engine().insert_one(coll, doc).await?;
-        }
+        let coll = M::schema().collection.clone();
+        // One transaction: a concurrent save of the same new object cannot
+        // slip between the replace that finds nothing and the insert.
+        transact(&**target.db.engine(), TxMode::Write, move |tx| {
+            Box::pin(async move {
+                if !tx.replace_one(&coll, &id, doc.clone()).await? {
+                    tx.insert_one(&coll, doc).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
         Ok(())
     }
 
