@@ -1,5 +1,9 @@
 //! The application: its databases, routers and registered models.
 
+mod builder;
+
+pub use builder::AppBuilder;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -346,6 +350,14 @@ pub fn read_pinned_map(
     Ok(out)
 }
 
+/// The error for an alias that no database of the settings has.
+fn no_such_database<'a>(alias: &str, configured: impl Iterator<Item = &'a str>) -> Error {
+    Error::Encryption(format!(
+        "no database '{alias}'; configured: {}",
+        configured.collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// The application: databases by alias, routers, registered models.
 #[derive(Debug)]
 pub struct App {
@@ -358,6 +370,12 @@ pub struct App {
 }
 
 impl App {
+    /// Starts an [`AppBuilder`]: add models and routers, then `open`
+    /// validates them all before any database is opened.
+    pub fn builder(settings: Settings) -> AppBuilder {
+        AppBuilder::new(settings)
+    }
+
     /// Opens every database of the settings.
     pub async fn open(settings: Settings) -> Result<Self> {
         let mut databases = BTreeMap::new();
@@ -450,16 +468,9 @@ impl App {
 
     /// The database with this alias.
     pub fn database(&self, alias: &str) -> Result<&Arc<Database>> {
-        self.databases.get(alias).ok_or_else(|| {
-            Error::Encryption(format!(
-                "no database '{alias}'; configured: {}",
-                self.databases
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
+        self.databases
+            .get(alias)
+            .ok_or_else(|| no_such_database(alias, self.databases.keys().map(String::as_str)))
     }
 
     /// Every database.

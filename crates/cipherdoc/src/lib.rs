@@ -20,7 +20,7 @@ pub mod queryset;
 pub mod settings;
 pub mod testing;
 
-pub use app::{App, Database};
+pub use app::{App, AppBuilder, Database};
 pub use cipherdoc_derive::{EmbeddedModel, Model};
 pub use error::{Error, Result};
 pub use queryset::QuerySet;
