@@ -17,7 +17,9 @@ use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection, TxMode, tran
 use crate::app::{App, Database};
 use crate::coverage;
 use crate::error::{Error, Result};
-use crate::model::{Cond, Expr, Lookup, Model, ModelSchema, OrderBy, Q};
+use crate::model::{
+    Cond, Expr, FieldPath, FieldValue, Lookup, Model, ModelError, ModelSchema, OrderBy, Q,
+};
 
 /// A lazily evaluated query over one model.
 pub struct QuerySet<'a, M: Model> {
@@ -300,6 +302,43 @@ impl<'a, M: Model> QuerySet<'a, M> {
                 out
             })
             .collect())
+    }
+
+    /// One field of every matching model, decrypted and typed (Django's
+    /// `values_list("field", flat=True)`): the field is named by its typed
+    /// path, so the result has the field's Rust type and a misspelt field
+    /// does not compile.
+    ///
+    /// ```no_run
+    /// # async fn run(app: &cipherdoc::App) -> cipherdoc::Result<()> {
+    /// # #[derive(cipherdoc::Model)]
+    /// # #[model(app = "myapp")]
+    /// # pub struct Patient { pub id: cipherdoc::bson::oid::ObjectId, pub name: String,
+    /// #   #[encrypted(queries = "equality")] pub ssn: String }
+    /// let ssns: Vec<String> = app.objects::<Patient>().values_list(&Patient::fields().ssn).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn values_list<T: FieldValue, C>(
+        &self,
+        field: &FieldPath<M, T, C>,
+    ) -> Result<Vec<T>> {
+        let opts = self.find_options()?;
+        let docs = self.fetch(&opts).await?;
+        docs.into_iter()
+            .map(|d| {
+                match get_path(&d, field.path()) {
+                    Some(v) => T::from_bson(v.clone()),
+                    None => T::from_missing(),
+                }
+                .map_err(|source| {
+                    Error::Model(ModelError::Value {
+                        model: M::schema().label(),
+                        path: field.path().to_owned(),
+                        source,
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Deletes every matching document; returns how many.
