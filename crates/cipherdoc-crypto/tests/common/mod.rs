@@ -59,20 +59,6 @@ pub fn bin6<'a>(doc: &'a Document, name: &str) -> &'a [u8] {
     }
 }
 
-/// Walks up from the manifest dir looking for a sibling `shared/vectors`.
-pub fn shared_vectors() -> Option<PathBuf> {
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    loop {
-        let cand = dir.join("shared/vectors");
-        if cand.is_dir() {
-            return Some(cand);
-        }
-        if !dir.pop() {
-            return None;
-        }
-    }
-}
-
 /// Some upstream fixtures write `"subType": "6"`; Extended JSON wants two hex digits.
 fn normalize(v: &mut serde_json::Value) {
     match v {
