@@ -302,7 +302,75 @@ impl Engine for Inspect {
         self.inner.count(collection, filter).await
     }
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
-        self.inner.begin().await
+        Ok(Box::new(InspectTx {
+            inner: self.inner.begin().await?,
+            seen: Arc::clone(&self.seen),
+        }))
+    }
+}
+
+/// A transaction of [`Inspect`]: records what its writes send, as the
+/// engine does for autocommit writes (save and multi-document writes run in
+/// one).
+#[derive(Debug)]
+struct InspectTx {
+    inner: Box<dyn Transaction>,
+    seen: Arc<Mutex<Vec<Document>>>,
+}
+
+impl InspectTx {
+    fn saw(&self, d: &Document) {
+        lock(&self.seen).push(d.clone());
+    }
+}
+
+#[async_trait]
+impl Transaction for InspectTx {
+    fn qe_state(&mut self) -> Option<&mut dyn cipherdoc_engine::QeState> {
+        self.inner.qe_state()
+    }
+    fn fail_fast(&mut self) {
+        self.inner.fail_fast();
+    }
+    async fn insert_one(&mut self, collection: &str, doc: Document) -> Result<Bson> {
+        self.saw(&doc);
+        self.inner.insert_one(collection, doc).await
+    }
+    async fn insert_many(&mut self, collection: &str, docs: Vec<Document>) -> Result<Vec<Bson>> {
+        for d in &docs {
+            self.saw(d);
+        }
+        self.inner.insert_many(collection, docs).await
+    }
+    async fn replace_one(&mut self, collection: &str, id: &Bson, doc: Document) -> Result<bool> {
+        self.saw(&doc);
+        self.inner.replace_one(collection, id, doc).await
+    }
+    async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        self.inner.delete_one(collection, filter).await
+    }
+    async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        self.inner.delete_many(collection, filter).await
+    }
+    async fn find(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>> {
+        self.inner.find(collection, filter, options).await
+    }
+    async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
+        self.inner.count(collection, filter).await
+    }
+    async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {
+        self.inner.describe_collection(name).await
+    }
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.inner.commit().await
+    }
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.inner.rollback().await
     }
 }
 
