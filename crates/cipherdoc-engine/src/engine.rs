@@ -416,3 +416,23 @@ pub trait Transaction: Send + std::fmt::Debug {
     /// Discard every write of the transaction.
     async fn rollback(self: Box<Self>) -> Result<()>;
 }
+
+/// How many of the matching documents a delete removes (`delete_one` and
+/// `delete_many` share one implementation per engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeleteScope {
+    /// The first match, in insertion order.
+    First,
+    /// Every match.
+    All,
+}
+
+impl DeleteScope {
+    /// The most documents the delete removes.
+    pub(crate) fn limit(self) -> usize {
+        match self {
+            DeleteScope::First => 1,
+            DeleteScope::All => usize::MAX,
+        }
+    }
+}

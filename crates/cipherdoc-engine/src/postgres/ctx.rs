@@ -267,6 +267,16 @@ impl Ahead {
 /// rolls back whatever was open.
 // Independent flags (connection state, locking mode, deferral); an enum
 // would have to spell out their product.
+/// How a context reads the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CatalogRead {
+    /// A plain read on every use (readers and DDL).
+    Unlocked,
+    /// Take the shared collection lock when reading the catalog, and cache
+    /// what was read for the rest of the transaction (writers).
+    Locked,
+}
+
 #[allow(clippy::struct_excessive_bools)]
 pub(crate) struct Ctx {
     obj: Option<Object>,
@@ -275,9 +285,8 @@ pub(crate) struct Ctx {
     /// Simple statements to send just before the next statement, in the
     /// same round trip (pipelined).
     prefix: Option<String>,
-    /// Take the shared collection lock when reading the catalog, and cache
-    /// what was read for the rest of the transaction (writers only).
-    pub(crate) locked: bool,
+    /// How the catalog is read (writers lock and cache it).
+    pub(crate) catalog: CatalogRead,
     cache: HashMap<String, Arc<Meta>>,
     /// Statements to send ahead of the next one (after the prefix was sent).
     deferred: Vec<Deferred>,
@@ -306,13 +315,13 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn new(obj: Object, s: Arc<Schema>, locked: bool) -> Self {
+    pub(crate) fn new(obj: Object, s: Arc<Schema>, catalog: CatalogRead) -> Self {
         Self {
             obj: Some(obj),
             dirty: false,
             s,
             prefix: None,
-            locked,
+            catalog,
             cache: HashMap::new(),
             deferred: Vec::new(),
             may_defer: false,
@@ -329,7 +338,7 @@ impl Ctx {
             dirty: std::mem::take(&mut self.dirty),
             s: Arc::clone(&self.s),
             prefix: self.prefix.take(),
-            locked: self.locked,
+            catalog: self.catalog,
             cache: std::mem::take(&mut self.cache),
             deferred: std::mem::take(&mut self.deferred),
             may_defer: self.may_defer,
@@ -376,14 +385,14 @@ impl Ctx {
         self.cache.clear();
     }
     pub(crate) fn cached(&self, name: &str) -> Option<Arc<Meta>> {
-        if self.locked {
+        if self.catalog == CatalogRead::Locked {
             self.cache.get(name).cloned()
         } else {
             None
         }
     }
     pub(crate) fn remember(&mut self, meta: Arc<Meta>) {
-        if self.locked {
+        if self.catalog == CatalogRead::Locked {
             self.cache.insert(meta.name.clone(), meta);
         }
     }

@@ -159,8 +159,9 @@ use async_trait::async_trait;
 use bson::{Bson, Document};
 use deadpool_postgres::Pool;
 
-use self::ctx::{Ctx, Schema};
+use self::ctx::{CatalogRead, Ctx, Schema};
 use self::tls::Dialer;
+use crate::engine::DeleteScope;
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
 };
@@ -312,7 +313,7 @@ impl PgEngine {
     }
 
     async fn init(&self) -> Result<()> {
-        let mut cx = self.ctx(false).await?;
+        let mut cx = self.ctx(CatalogRead::Unlocked).await?;
         let s = Arc::clone(&self.inner.schema);
         // Concurrent first connects would race on CREATE SCHEMA; the lock
         // makes them take turns.
@@ -348,23 +349,23 @@ impl PgEngine {
     /// PostgreSQL's `EXPLAIN` lines for the candidate query `find` would run
     /// for `filter` (for tests and diagnosis).
     pub async fn explain(&self, collection: &str, filter: &Filter) -> Result<Vec<String>> {
-        let mut cx = self.ctx(false).await?;
+        let mut cx = self.ctx(CatalogRead::Unlocked).await?;
         ops::explain(&mut cx, collection, filter).await
     }
 
-    async fn ctx(&self, locked: bool) -> Result<Ctx> {
+    async fn ctx(&self, catalog: CatalogRead) -> Result<Ctx> {
         let obj = self
             .inner
             .pool
             .get()
             .await
             .map_err(|e| self.inner.dialer.pool_error(e))?;
-        Ok(Ctx::new(obj, Arc::clone(&self.inner.schema), locked))
+        Ok(Ctx::new(obj, Arc::clone(&self.inner.schema), catalog))
     }
 
     /// A context whose first statement opens a transaction.
     async fn writer(&self) -> Result<Ctx> {
-        let mut cx = self.ctx(true).await?;
+        let mut cx = self.ctx(CatalogRead::Locked).await?;
         cx.set_prefix(BEGIN.to_owned());
         Ok(cx)
     }
@@ -403,7 +404,7 @@ macro_rules! read {
     ($self:ident, |$cx:ident| $body:expr) => {{
         let mut attempt = 0;
         loop {
-            let mut $cx = $self.ctx(false).await?;
+            let mut $cx = $self.ctx(CatalogRead::Unlocked).await?;
             let r = $body;
             match r {
                 Err(e) if attempt < 3 && ops::is_undefined_table(&e) => attempt += 1,
@@ -472,13 +473,23 @@ impl Engine for PgEngine {
     }
 
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        autocommit!(self, |cx| ops::delete(&mut cx, collection, filter, true)
-            .await)
+        autocommit!(self, |cx| ops::delete(
+            &mut cx,
+            collection,
+            filter,
+            DeleteScope::First
+        )
+        .await)
     }
 
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        autocommit!(self, |cx| ops::delete(&mut cx, collection, filter, false)
-            .await)
+        autocommit!(self, |cx| ops::delete(
+            &mut cx,
+            collection,
+            filter,
+            DeleteScope::All
+        )
+        .await)
     }
 
     async fn find(
@@ -496,7 +507,7 @@ impl Engine for PgEngine {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
-        let cx = self.ctx(true).await?;
+        let cx = self.ctx(CatalogRead::Locked).await?;
         Ok(Box::new(PgTransaction::new(cx, BEGIN)))
     }
 
@@ -504,7 +515,7 @@ impl Engine for PgEngine {
     /// read (the QE server role's probes and tag lookup), no blocking of
     /// writers, and writes through it fail.
     async fn begin_read(&self) -> Result<Box<dyn Transaction>> {
-        let cx = self.ctx(true).await?;
+        let cx = self.ctx(CatalogRead::Locked).await?;
         Ok(Box::new(PgTransaction::new(cx, BEGIN_READ)))
     }
 }
@@ -742,11 +753,23 @@ impl Transaction for PgTransaction {
     }
 
     async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
-        op!(self, |cx| ops::delete(cx, collection, filter, true).await)
+        op!(self, |cx| ops::delete(
+            cx,
+            collection,
+            filter,
+            DeleteScope::First
+        )
+        .await)
     }
 
     async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
-        op!(self, |cx| ops::delete(cx, collection, filter, false).await)
+        op!(self, |cx| ops::delete(
+            cx,
+            collection,
+            filter,
+            DeleteScope::All
+        )
+        .await)
     }
 
     async fn find(

@@ -29,12 +29,12 @@ use std::sync::Arc;
 use bson::{Bson, Document};
 use tokio_postgres::error::SqlState;
 
-use super::ctx::{Ctx, Meta, Schema, ident};
+use super::ctx::{CatalogRead, Ctx, Meta, Schema, ident};
 use super::documents::{
     Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
     index_keys, normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
 };
-use crate::engine::{CreateCollectionOptions, FindOptions, IndexSpec};
+use crate::engine::{CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, encode_key, equals, string_prefix_range};
@@ -89,7 +89,7 @@ pub(crate) async fn load_meta(cx: &mut Ctx, name: &str) -> Result<Option<Arc<Met
         return Ok(Some(m));
     }
     let s = Arc::clone(&cx.s);
-    let rows = if cx.locked {
+    let rows = if cx.catalog == CatalogRead::Locked {
         let key = s.collection_key(name);
         cx.execute_then_query(LOCK_SHARED, &[&key], &s.meta_sql, &[&name])
             .await?
@@ -712,13 +712,26 @@ fn keys_param<'a>(vals: impl IntoIterator<Item = &'a Bson>) -> Param {
     Param::Keys(keys)
 }
 
+/// Whether a read locks the rows it returns until the transaction ends
+/// (`FOR UPDATE`: a delete's victims, so a concurrent writer waits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowLock {
+    /// A plain read.
+    None,
+    /// `SELECT ... FOR UPDATE`.
+    ForUpdate,
+}
+
 /// Choose the access path: an `_id` lookup, a tag-index lookup, an equality
 /// or range scan of a secondary index, or a full scan. The whole filter is
 /// still evaluated on every candidate, so an index only has to return a
 /// superset of the matches.
-pub(crate) fn plan(s: &Schema, meta: &Meta, filter: &Filter, for_update: bool) -> Plan {
+pub(crate) fn plan(s: &Schema, meta: &Meta, filter: &Filter, lock: RowLock) -> Plan {
     let table = s.table(&meta.name);
-    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let lock = match lock {
+        RowLock::ForUpdate => " FOR UPDATE",
+        RowLock::None => "",
+    };
     let by_rid = |sub: String, params: Vec<Param>| Plan {
         sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({sub}) ORDER BY rid{lock}"),
         params,
@@ -822,11 +835,11 @@ async fn scan(
     cx: &mut Ctx,
     meta: &Meta,
     filter: &Filter,
-    for_update: bool,
+    lock: RowLock,
     limit: usize,
 ) -> Result<Vec<(i64, Document)>> {
     let s = Arc::clone(&cx.s);
-    let plan = plan(&s, meta, filter, for_update);
+    let plan = plan(&s, meta, filter, lock);
     let rows = cx.query(&plan.sql, &plan.refs()).await?;
     let mut out = Vec::new();
     for r in &rows {
@@ -846,7 +859,7 @@ pub(crate) async fn explain(cx: &mut Ctx, name: &str, filter: &Filter) -> Result
         .await?
         .ok_or_else(|| EngineError::CollectionNotFound(name.to_owned()))?;
     let s = Arc::clone(&cx.s);
-    let plan = plan(&s, &meta, filter, false);
+    let plan = plan(&s, &meta, filter, RowLock::None);
     let rows = cx
         .query(&format!("EXPLAIN {}", plan.sql), &plan.refs())
         .await?;
@@ -881,7 +894,7 @@ pub(crate) async fn find(
     if want == 0 {
         return Ok(Vec::new());
     }
-    let docs: Vec<Document> = scan(cx, &meta, filter, false, want)
+    let docs: Vec<Document> = scan(cx, &meta, filter, RowLock::None, want)
         .await?
         .into_iter()
         .map(|(_, d)| d)
@@ -908,14 +921,21 @@ pub(crate) async fn count(cx: &mut Ctx, name: &str, filter: &Filter) -> Result<u
         let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
         return Ok(u64::try_from(n).unwrap_or(0));
     }
-    Ok(scan(cx, &meta, filter, false, usize::MAX).await?.len() as u64)
+    Ok(scan(cx, &meta, filter, RowLock::None, usize::MAX)
+        .await?
+        .len() as u64)
 }
 
-pub(crate) async fn delete(cx: &mut Ctx, name: &str, filter: &Filter, one: bool) -> Result<u64> {
+pub(crate) async fn delete(
+    cx: &mut Ctx,
+    name: &str,
+    filter: &Filter,
+    scope: DeleteScope,
+) -> Result<u64> {
     let Some(meta) = load_meta(cx, name).await? else {
         return Ok(0);
     };
-    let victims = scan(cx, &meta, filter, true, if one { 1 } else { usize::MAX }).await?;
+    let victims = scan(cx, &meta, filter, RowLock::ForUpdate, scope.limit()).await?;
     if victims.is_empty() {
         return Ok(0);
     }
@@ -990,7 +1010,7 @@ async fn encrypted_then_query(
     sql: &str,
     params: &super::ctx::Params<'_>,
 ) -> Result<Vec<tokio_postgres::Row>> {
-    if cx.locked && cx.before_begin && cx.cached(c).is_none() {
+    if cx.catalog == CatalogRead::Locked && cx.before_begin && cx.cached(c).is_none() {
         let s = Arc::clone(&cx.s);
         let key = s.collection_key(c);
         if let Some((rows, speculative)) = cx

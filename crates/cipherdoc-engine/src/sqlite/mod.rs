@@ -54,6 +54,7 @@ use bson::{Bson, Document};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
+use crate::engine::DeleteScope;
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
     TxMode, TxOutput, TxWork,
@@ -325,12 +326,14 @@ impl Engine for SqliteEngine {
 
     async fn delete_one(&self, collection: &str, filter: &Filter) -> Result<u64> {
         let (name, f) = (collection.to_owned(), filter.clone());
-        self.write(move |c| ops::delete(c, &name, &f, true)).await
+        self.write(move |c| ops::delete(c, &name, &f, DeleteScope::First))
+            .await
     }
 
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
         let (name, f) = (collection.to_owned(), filter.clone());
-        self.write(move |c| ops::delete(c, &name, &f, false)).await
+        self.write(move |c| ops::delete(c, &name, &f, DeleteScope::All))
+            .await
     }
 
     async fn find(
@@ -676,12 +679,14 @@ impl Transaction for SqliteTransaction {
 
     async fn delete_one(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
         let (name, f) = (collection.to_owned(), filter.clone());
-        self.run(move |c| ops::delete(c, &name, &f, true)).await
+        self.run(move |c| ops::delete(c, &name, &f, DeleteScope::First))
+            .await
     }
 
     async fn delete_many(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
         let (name, f) = (collection.to_owned(), filter.clone());
-        self.run(move |c| ops::delete(c, &name, &f, false)).await
+        self.run(move |c| ops::delete(c, &name, &f, DeleteScope::All))
+            .await
     }
 
     async fn find(

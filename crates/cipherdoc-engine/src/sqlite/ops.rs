@@ -34,7 +34,7 @@ use crate::documents::{
     normalize_encrypted_fields, sort_docs, with_id_first,
 };
 pub(crate) use crate::documents::{ecoc_name, esc_name};
-use crate::engine::{CollectionInfo, CreateCollectionOptions, FindOptions, IndexSpec};
+use crate::engine::{CollectionInfo, CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, encode_key, string_prefix_range};
@@ -662,14 +662,19 @@ pub(crate) fn count(conn: &Connection, name: &str, filter: &Filter) -> Result<u6
     Ok(n)
 }
 
-pub(crate) fn delete(conn: &Connection, name: &str, filter: &Filter, one: bool) -> Result<u64> {
+pub(crate) fn delete(
+    conn: &Connection,
+    name: &str,
+    filter: &Filter,
+    scope: DeleteScope,
+) -> Result<u64> {
     let Some(meta) = load_meta(conn, name)? else {
         return Ok(0);
     };
     let mut victims = Vec::new();
     scan(conn, &meta, filter, |rid, d| {
         victims.push((rid, d));
-        !one
+        victims.len() < scope.limit()
     })?;
     let mut stmt = conn.prepare_cached(&format!("DELETE FROM {} WHERE rid=?1", q(name)))?;
     for (rid, d) in &victims {
