@@ -491,7 +491,7 @@ impl Management {
         let mut lines = Vec::new();
         for c in &collections {
             bar.set_message(c.clone());
-            let stats = db.compact(c, false).await?;
+            let stats = db.compact(c).await?;
             lines.push(format!(
                 "compacted {}: {} ECOC entries, {} counters, {} anchors inserted, {} non-anchors deleted",
                 db.namespace(c),

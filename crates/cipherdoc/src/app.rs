@@ -17,12 +17,13 @@ use cipherdoc_kms::MasterKey as KmsMasterKey;
 use crate::client_encryption::ClientEncryption;
 use crate::connect::{open_encryption, open_engine};
 use crate::encrypter::Encrypter;
-use crate::error::{Error, Result};
+use crate::error::{Error, PinnedMapProblem, Result};
 use crate::keys::KeyStore;
 use crate::model::{Model, ModelSchema};
 use crate::queryset::QuerySet;
 use crate::settings::{
-    DatabaseSettings, EncryptionSettings, EngineSettings, ModelRef, Router, Routers, Settings,
+    DatabaseSettings, EncryptionSettings, EngineSettings, ModelRef, ProviderChoiceError, Router,
+    Routers, Settings,
 };
 
 /// One open database connection.
@@ -44,7 +45,9 @@ pub struct DbEncryption {
     /// The pinned map by collection name, when configured.
     pinned: Option<BTreeMap<String, Document>>,
     /// encryptedFields read from the catalog, by collection.
-    catalog_cache: Mutex<BTreeMap<String, Arc<(Document, EncryptedFieldConfig)>>>,
+    /// Parsed catalog entries, each valid while the catalog still holds
+    /// the same document.
+    catalog_cache: Mutex<BTreeMap<String, Arc<EncryptedFields>>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -110,30 +113,41 @@ impl Database {
         })
     }
 
-    /// Compaction (`cleanup = false`, MongoDB's `compactStructuredEncryptionData`)
-    /// or cleanup (`cleanupStructuredEncryptionData`) of an encrypted
-    /// collection: the client derives each field's ECOC token from its data
-    /// key and hands them to the QE server role.
-    pub async fn compact(&self, collection: &str, cleanup: bool) -> Result<CompactionStats> {
+    /// Compaction of an encrypted collection (MongoDB's
+    /// `compactStructuredEncryptionData`): the client derives each field's
+    /// ECOC token from its data key and hands them to the QE server role,
+    /// which folds the ECOC into the ESC.
+    pub async fn compact(&self, collection: &str) -> Result<CompactionStats> {
+        let tokens = self.compaction_tokens(collection, "compact").await?;
+        Ok(self.engine.compact(collection, &tokens).await?)
+    }
+
+    /// Cleanup of an encrypted collection (MongoDB's
+    /// `cleanupStructuredEncryptionData`): compaction that also removes the
+    /// ESC entries of deleted values.
+    pub async fn cleanup(&self, collection: &str) -> Result<CompactionStats> {
+        let tokens = self.compaction_tokens(collection, "clean up").await?;
+        Ok(self.engine.cleanup(collection, &tokens).await?)
+    }
+
+    async fn compaction_tokens(
+        &self,
+        collection: &str,
+        operation: &'static str,
+    ) -> Result<CompactionTokens> {
         if self.encryption.is_none() {
-            return Err(Error::Encryption(format!(
-                "database '{}' has no encryption settings; nothing to compact",
-                self.alias
-            )));
+            return Err(Error::NotEncrypted {
+                alias: self.alias.clone(),
+                operation,
+            });
         }
         let doc = crate::migrations::compaction_tokens(self, collection).await?;
-        let tokens = CompactionTokens::from_document(&doc).map_err(|e| {
+        CompactionTokens::from_document(&doc).map_err(|e| {
             Error::Encryption(format!(
                 "compaction tokens for {}: {e}",
                 self.namespace(collection)
             ))
-        })?;
-        let stats = if cleanup {
-            self.engine.cleanup(collection, &tokens).await?
-        } else {
-            self.engine.compact(collection, &tokens).await?
-        };
-        Ok(stats)
+        })
     }
 
     /// Where the engine stores the data (the SQLite file, the PostgreSQL URL).
@@ -168,10 +182,10 @@ impl Database {
 
     /// The encryptedFields that govern `collection`: the pinned map's when
     /// one is configured (and the catalog must agree), else the catalog's.
-    pub async fn encrypted_fields(
-        &self,
-        collection: &str,
-    ) -> Result<Option<Arc<(Document, EncryptedFieldConfig)>>> {
+    /// The catalog is read on every call, so a collection dropped and
+    /// re-created by another process is seen at once; what is cached is
+    /// only the parsed form, keyed by the catalog document itself.
+    pub async fn encrypted_fields(&self, collection: &str) -> Result<Option<Arc<EncryptedFields>>> {
         let Some(enc) = &self.encryption else {
             return Ok(None);
         };
@@ -180,56 +194,54 @@ impl Database {
             .describe_collection(collection)
             .await?
             .and_then(|info| info.options.encrypted_fields);
-        let ns = self.namespace(collection);
+        let pinned_problem = |problem| Error::PinnedMap {
+            alias: self.alias.clone(),
+            namespace: self.namespace(collection),
+            problem: Box::new(problem),
+        };
         if let Some(pinned) = &enc.pinned {
             let Some(want) = pinned.get(collection) else {
                 if catalog.is_some() {
-                    return Err(Error::NotAllowed(format!(
-                        "collection {ns} is encrypted in the database but absent from the pinned encrypted_fields_map of '{}'; refusing to use it (update the pinned map)",
-                        self.alias
-                    )));
+                    return Err(pinned_problem(PinnedMapProblem::AbsentFromMap));
                 }
                 return Ok(None);
             };
-            let cfg = EncryptedFieldConfig::from_document(want).map_err(|e| {
-                Error::Encryption(format!("pinned encrypted_fields_map, {ns}: {e}"))
-            })?;
-            match catalog {
-                None => {
-                    return Err(Error::NotAllowed(format!(
-                        "collection {ns} is pinned as encrypted but the database has no encrypted collection by that name (unencrypted or missing); refusing to write. Run `migrate --database {}` or fix the pinned map",
-                        self.alias
-                    )));
-                }
-                Some(cat) => {
-                    let cat_cfg = EncryptedFieldConfig::from_document(&cat).map_err(|e| {
-                        Error::Encryption(format!("catalog encryptedFields of {ns}: {e}"))
-                    })?;
-                    if !same_fields(&cfg, &cat_cfg) {
-                        return Err(Error::NotAllowed(format!(
-                            "collection {ns}: the database's encryptedFields differ from the pinned encrypted_fields_map (other paths, keys, types or queries); refusing to read or write. The pinned map wins: restore the collection or update the map"
-                        )));
-                    }
-                }
+            let config = EncryptedFieldConfig::from_document(want)
+                .map_err(|e| pinned_problem(PinnedMapProblem::InvalidPinned(e)))?;
+            let Some(cat) = catalog else {
+                return Err(pinned_problem(PinnedMapProblem::MissingInDatabase));
+            };
+            let cat_cfg = EncryptedFieldConfig::from_document(&cat)
+                .map_err(|e| pinned_problem(PinnedMapProblem::InvalidCatalog(e)))?;
+            if !same_fields(&config, &cat_cfg) {
+                return Err(pinned_problem(PinnedMapProblem::Differs));
             }
-            return Ok(Some(Arc::new((want.clone(), cfg))));
+            return Ok(Some(Arc::new(EncryptedFields {
+                document: want.clone(),
+                config,
+            })));
         }
-        if let Some(hit) = enc
+        let Some(cat) = catalog else { return Ok(None) };
+        let mut cache = enc
             .catalog_cache
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(collection)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(hit) = cache.get(collection)
+            && hit.document == cat
         {
             return Ok(Some(Arc::clone(hit)));
         }
-        let Some(cat) = catalog else { return Ok(None) };
-        let cfg = EncryptedFieldConfig::from_document(&cat)
-            .map_err(|e| Error::Encryption(format!("catalog encryptedFields of {ns}: {e}")))?;
-        let entry = Arc::new((cat, cfg));
-        enc.catalog_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(collection.to_owned(), Arc::clone(&entry));
+        let config = EncryptedFieldConfig::from_document(&cat).map_err(|e| {
+            Error::Encryption(format!(
+                "catalog encryptedFields of {}: {e}",
+                self.namespace(collection)
+            ))
+        })?;
+        let entry = Arc::new(EncryptedFields {
+            document: cat,
+            config,
+        });
+        cache.insert(collection.to_owned(), Arc::clone(&entry));
         Ok(Some(entry))
     }
 
@@ -267,19 +279,12 @@ impl DbEncryption {
 
     /// The master key for new data keys of `provider` (or the default one).
     pub fn master_key_for(&self, provider: Option<&str>) -> Result<&KmsMasterKey> {
-        let p = self
-            .settings
-            .provider_for(provider)
-            .map_err(Error::Encryption)?;
+        let p = self.settings.provider_for(provider)?;
         let name = p.name.to_string();
         self.master_keys
             .iter()
             .find(|m| m.provider().to_string() == name)
-            .ok_or_else(|| {
-                Error::Encryption(format!(
-                    "no master key configured for KMS provider '{name}'"
-                ))
-            })
+            .ok_or_else(|| ProviderChoiceError::NoMasterKey(name).into())
     }
 
     /// Whether a pinned map is configured.
@@ -352,10 +357,31 @@ pub fn read_pinned_map(
 
 /// The error for an alias that no database of the settings has.
 fn no_such_database<'a>(alias: &str, configured: impl Iterator<Item = &'a str>) -> Error {
-    Error::Encryption(format!(
-        "no database '{alias}'; configured: {}",
-        configured.collect::<Vec<_>>().join(", ")
-    ))
+    Error::UnknownDatabase {
+        alias: alias.to_owned(),
+        configured: configured.map(str::to_owned).collect(),
+    }
+}
+
+/// The encrypted fields of one collection, as they govern its reads and
+/// writes: the `encryptedFields` document (pinned or from the catalog) and
+/// its parsed form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncryptedFields {
+    document: Document,
+    config: EncryptedFieldConfig,
+}
+
+impl EncryptedFields {
+    /// The `encryptedFields` document, as MongoDB stores it.
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// The parsed configuration (paths, key ids, types, query types).
+    pub fn config(&self) -> &EncryptedFieldConfig {
+        &self.config
+    }
 }
 
 /// The application: databases by alias, routers, registered models.

@@ -65,10 +65,12 @@ impl Encrypter {
     async fn field_key(&self, ns: &str, field: &EncryptedField) -> Result<Arc<LoadedKey>> {
         match &field.key {
             FieldKey::Id(id) => self.keys.key(*id).await.map_err(|e| match e {
-                Error::KeyNotFound(_) => Error::KeyNotFound(format!(
-                    "Encryption key '{id}' of field '{}' in {ns} not found. Have you migrated the database?",
-                    field.path
-                )),
+                Error::KeyNotFound { key, .. } => Error::KeyNotFound {
+                    key,
+                    field: Some(field.path.clone()),
+                    namespace: Some(ns.to_owned()),
+                    database: None,
+                },
                 other => other,
             }),
             FieldKey::AltName(n) => self.keys.key_by_alt_name(n).await,

@@ -62,6 +62,56 @@ pub enum Error {
         /// The model.
         model: String,
     },
+    /// No database of the settings has this alias.
+    #[error("no database '{alias}'; configured: {}; add [databases.{alias}] to the settings or use one of these aliases", configured.join(", "))]
+    UnknownDatabase {
+        /// The alias asked for.
+        alias: String,
+        /// The aliases the settings configure.
+        configured: Vec<String>,
+    },
+    /// An operation that needs encryption settings on a database without
+    /// them.
+    #[error(
+        "database '{alias}' has no encryption settings, so it cannot {operation}; name the encrypted database (for example with --database)"
+    )]
+    NotEncrypted {
+        /// The database alias.
+        alias: String,
+        /// What was asked, e.g. `compact`.
+        operation: &'static str,
+    },
+    /// A query-set operation refused before anything reached the engine.
+    #[error("{}", refusal.message(model))]
+    Refused {
+        /// The model label, `app.Model`.
+        model: String,
+        /// What was refused and why.
+        refusal: Refusal,
+    },
+    /// A lookup given a value of the wrong shape (the typed field paths
+    /// prevent it; raw filters can still do it).
+    #[error("lookup {lookup} on '{path}' needs {needs}")]
+    LookupMisuse {
+        /// The dotted path.
+        path: String,
+        /// The lookup, e.g. `in`.
+        lookup: String,
+        /// What the lookup needs, e.g. `a list`.
+        needs: &'static str,
+    },
+    /// The pinned encrypted fields map and the database disagree, or one of
+    /// them cannot be read; nothing was read or written.
+    #[error("collection {namespace} on database '{alias}': {problem}")]
+    PinnedMap {
+        /// The database alias.
+        alias: String,
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// What disagrees (boxed: it keeps every `Result` of the crate
+        /// small).
+        problem: Box<PinnedMapProblem>,
+    },
     /// An operation that Queryable Encryption does not allow, refused before
     /// anything reached the engine.
     #[error("{0}")]
@@ -69,9 +119,21 @@ pub enum Error {
     /// A migration failed or was refused.
     #[error(transparent)]
     Migration(#[from] crate::migrations::MigrationError),
-    /// A data key could not be found.
-    #[error("{0}")]
-    KeyNotFound(String),
+    /// A data key could not be found in the key vault.
+    #[error("{}", key_not_found(key, field.as_deref(), namespace.as_deref(), database.as_deref()))]
+    KeyNotFound {
+        /// The key asked for.
+        key: KeyRef,
+        /// The dotted path of the field whose key it is, when known.
+        field: Option<String>,
+        /// The field's collection (`<db>.<collection>`), when known.
+        namespace: Option<String>,
+        /// The database alias whose migration creates the key, when known.
+        database: Option<String>,
+    },
+    /// No KMS provider (or no master key) to create a data key with.
+    #[error(transparent)]
+    KmsProviderChoice(#[from] crate::settings::ProviderChoiceError),
     /// An encryption request is not allowed or not possible.
     #[error("{0}")]
     Encryption(String),
@@ -124,6 +186,166 @@ pub enum Error {
         /// What is wrong.
         problem: crate::encrypter::IntegrityProblem,
     },
+}
+
+/// A data key as a caller names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// By id (a UUID).
+    Id(String),
+    /// By `keyAltName`.
+    AltName(String),
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyRef::Id(id) | KeyRef::AltName(id) => f.write_str(id),
+        }
+    }
+}
+
+/// The message of [`Error::KeyNotFound`]: the reference's "Encryption key
+/// ... not found. Have you migrated the database?" where a field or a
+/// database is known, the key vault's answer otherwise.
+fn key_not_found(
+    key: &KeyRef,
+    field: Option<&str>,
+    namespace: Option<&str>,
+    database: Option<&str>,
+) -> String {
+    match (field, database) {
+        (_, Some(alias)) => format!(
+            "Encryption key '{key}' not found. Have you migrated the database '{alias}'? Run `migrate --database {alias}`"
+        ),
+        (Some(field), None) => format!(
+            "Encryption key '{key}' of field '{field}'{} not found. Have you migrated the database?",
+            namespace.map(|ns| format!(" in {ns}")).unwrap_or_default()
+        ),
+        (None, None) => match key {
+            KeyRef::Id(id) => format!("no data key with id {id} in the key vault"),
+            KeyRef::AltName(n) => format!("no data key with keyAltName '{n}' in the key vault"),
+        },
+    }
+}
+
+/// What a query set refused (see [`Error::Refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// An encrypted field stored or queried on a database without
+    /// encryption settings.
+    EncryptedFieldOnPlainDatabase {
+        /// Store or query.
+        access: Access,
+        /// The field.
+        field: String,
+        /// The database alias.
+        alias: String,
+    },
+    /// The model's collection is not (yet) an encrypted collection.
+    NotMigrated {
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// The database alias.
+        alias: String,
+    },
+    /// Ordering by an encrypted field.
+    OrderByEncrypted {
+        /// The requested ordering path.
+        path: String,
+        /// The encrypted field it lies in.
+        encrypted: String,
+    },
+    /// Grouping on an encrypted field.
+    GroupByEncrypted {
+        /// The requested grouping path.
+        path: String,
+        /// The encrypted field it lies in.
+        encrypted: String,
+    },
+    /// A multi-document update on an encrypted database.
+    MultiDocumentUpdate {
+        /// The database alias.
+        alias: String,
+    },
+    /// `update_or_create`'s update changed the object's id.
+    IdChanged,
+}
+
+impl Refusal {
+    /// The message for `model` (the reference's wording where it has one).
+    pub fn message(&self, model: &str) -> String {
+        match self {
+            Refusal::EncryptedFieldOnPlainDatabase {
+                access,
+                field,
+                alias,
+            } => format!(
+                "cannot {access} encrypted field '{field}' of {model} in non-encrypted database '{alias}'; route the model to the encrypted database"
+            ),
+            Refusal::NotMigrated { namespace, alias } => format!(
+                "{model} has encrypted fields but {namespace} is not an encrypted collection; run `migrate --database {alias}` first"
+            ),
+            Refusal::OrderByEncrypted { path, encrypted } => format!(
+                "cannot order {model} by '{path}': the field '{encrypted}' is encrypted, and Queryable Encryption cannot sort on encrypted fields (order by a plaintext field)"
+            ),
+            Refusal::GroupByEncrypted { path, encrypted } => format!(
+                "Cannot group on field '{path}' of {model}: the field '{encrypted}' is encrypted"
+            ),
+            Refusal::MultiDocumentUpdate { alias } => format!(
+                "Multi-document updates are not allowed with Queryable Encryption ({model} on database '{alias}'): load each object and save() it"
+            ),
+            Refusal::IdChanged => format!("update_or_create on {model} must keep the object's id"),
+        }
+    }
+}
+
+/// Whether a value is stored or queried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Written to the database.
+    Store,
+    /// Used in a filter.
+    Query,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Store => "save",
+            Access::Query => "query",
+        })
+    }
+}
+
+/// How the pinned encrypted fields map and the database disagree (see
+/// [`Error::PinnedMap`]). The pinned map always wins: the fix is to restore
+/// the collection or update the map.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinnedMapProblem {
+    /// The database has an encrypted collection the pinned map lacks.
+    #[error(
+        "encrypted in the database but absent from the pinned encrypted_fields_map; refusing to use it (update the pinned map with `showencryptedfieldsmap`)"
+    )]
+    AbsentFromMap,
+    /// The pinned map names an encrypted collection the database lacks.
+    #[error(
+        "pinned as encrypted but the database has no encrypted collection by that name (unencrypted or missing); refusing to write. Run `migrate` or fix the pinned map"
+    )]
+    MissingInDatabase,
+    /// Both have it, with different fields.
+    #[error(
+        "the database's encryptedFields differ from the pinned encrypted_fields_map (other paths, keys, types or queries); refusing to read or write. The pinned map wins: restore the collection or update the map"
+    )]
+    Differs,
+    /// The pinned entry cannot be parsed.
+    #[error("the pinned encrypted_fields_map entry is invalid: {0}")]
+    InvalidPinned(cipherdoc_crypto::efc::EfcError),
+    /// The catalog's entry cannot be parsed.
+    #[error("the database's encryptedFields are invalid: {0}")]
+    InvalidCatalog(cipherdoc_crypto::efc::EfcError),
 }
 
 /// Result alias for this crate.

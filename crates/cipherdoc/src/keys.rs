@@ -12,7 +12,7 @@ use cipherdoc_crypto::{DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKe
 use cipherdoc_kms::{DataKeyCache, KmsError, KmsProviders, LocalWrap, MasterKey as KmsMasterKey};
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyRef, Result};
 use crate::key_vault::KeyVault;
 
 /// A data key ready for use: the unwrapped key and its key-level tokens,
@@ -220,19 +220,31 @@ impl KeyStore {
         if let Some(k) = self.cache.get(id.as_bytes()) {
             return Ok(k);
         }
-        let doc = self.vault.find_by_id(uuid_of(id)).await?.ok_or_else(|| {
-            Error::KeyNotFound(format!("no data key with id {id} in the key vault"))
-        })?;
+        let doc = self
+            .vault
+            .find_by_id(uuid_of(id))
+            .await?
+            .ok_or_else(|| Error::KeyNotFound {
+                key: KeyRef::Id(id.to_string()),
+                field: None,
+                namespace: None,
+                database: None,
+            })?;
         self.load(&doc).await
     }
 
     /// The data key that has this keyAltName, unwrapped.
     pub async fn key_by_alt_name(&self, name: &str) -> Result<Arc<LoadedKey>> {
-        let doc = self.vault.find_by_alt_name(name).await?.ok_or_else(|| {
-            Error::KeyNotFound(format!(
-                "no data key with keyAltName '{name}' in the key vault"
-            ))
-        })?;
+        let doc = self
+            .vault
+            .find_by_alt_name(name)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound {
+                key: KeyRef::AltName(name.to_owned()),
+                field: None,
+                namespace: None,
+                database: None,
+            })?;
         self.load(&doc).await
     }
 

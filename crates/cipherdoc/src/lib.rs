@@ -20,9 +20,9 @@ pub mod queryset;
 pub mod settings;
 pub mod testing;
 
-pub use app::{App, AppBuilder, Database};
+pub use app::{App, AppBuilder, Database, EncryptedFields};
 pub use cipherdoc_derive::{EmbeddedModel, Model};
-pub use error::{Error, Result};
+pub use error::{Access, Error, KeyRef, PinnedMapProblem, Refusal, Result};
 pub use queryset::QuerySet;
 
 // What the public signatures expose, so that an application needs no

@@ -11,12 +11,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bson::{Bson, Document};
-use cipherdoc_crypto::efc::EncryptedFieldConfig;
 use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection, TxMode, transact};
 
-use crate::app::{App, Database};
+use crate::app::{App, Database, EncryptedFields};
 use crate::coverage;
-use crate::error::{Error, Result};
+use crate::error::{Access, Error, Refusal, Result};
 use crate::model::{
     Cond, Expr, FieldPath, FieldValue, Lookup, Model, ModelError, ModelSchema, OrderBy, Q,
 };
@@ -151,17 +150,21 @@ impl<'a, M: Model> QuerySet<'a, M> {
             if access == Access::Store
                 && let Some(p) = schema.encrypted_paths().first()
             {
-                return Err(Error::NotAllowed(format!(
-                    "cannot save encrypted field '{}' of {} in non-encrypted database '{}'",
-                    leaf(&p.path),
-                    label::<M>(),
-                    db.alias()
-                )));
+                return Err(Error::Refused {
+                    model: label::<M>(),
+                    refusal: Refusal::EncryptedFieldOnPlainDatabase {
+                        access: Access::Store,
+                        field: leaf(&p.path).to_owned(),
+                        alias: db.alias().to_owned(),
+                    },
+                });
             }
             return Ok(Target { db, efc: None });
         }
         let efc = db.encrypted_fields(&schema.collection).await?;
-        if let Some((p, reason)) = coverage::first_gap(schema, efc.as_ref().map(|e| &e.1)) {
+        if let Some((p, reason)) =
+            coverage::first_gap(schema, efc.as_deref().map(EncryptedFields::config))
+        {
             return Err(Error::EncryptedFieldNotCovered {
                 alias: db.alias().to_owned(),
                 model: label::<M>(),
@@ -180,7 +183,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
         match (target.db.encryption(), &target.efc) {
             (Some(enc), Some(efc)) => {
                 enc.encrypter()
-                    .encrypt_filter(&ns::<M>(target.db), &plain, &efc.1)
+                    .encrypt_filter(&ns::<M>(target.db), &plain, efc.config())
                     .await
             }
             // The coverage rule has refused a model with encrypted fields
@@ -196,11 +199,13 @@ impl<'a, M: Model> QuerySet<'a, M> {
         let mut sort = Vec::new();
         for o in &self.order {
             if let Some(p) = encrypted.iter().find(|p| is_within(&o.path, p)) {
-                return Err(Error::NotAllowed(format!(
-                    "cannot order {} by '{}': the field '{p}' is encrypted, and Queryable Encryption cannot sort on encrypted fields (order by a plaintext field)",
-                    label::<M>(),
-                    o.path
-                )));
+                return Err(Error::Refused {
+                    model: label::<M>(),
+                    refusal: Refusal::OrderByEncrypted {
+                        path: o.path.clone(),
+                        encrypted: p.clone(),
+                    },
+                });
             }
             sort.push((
                 o.path.clone(),
@@ -220,7 +225,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
     }
 
     async fn fetch(&self, opts: &FindOptions) -> Result<Vec<Document>> {
-        let target = self.target(self.read_db()?, Access::Filter).await?;
+        let target = self.target(self.read_db()?, Access::Query).await?;
         let db = target.db;
         let filter = self.engine_filter(&target).await?;
         let coll = &M::schema().collection;
@@ -229,7 +234,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
             None => Ok(docs),
             Some(enc) => {
                 let model = ns::<M>(db);
-                let efc = target.efc.as_ref().map(|e| &e.1);
+                let efc = target.efc.as_deref().map(EncryptedFields::config);
                 let mut out = Vec::with_capacity(docs.len());
                 for d in docs {
                     out.push(enc.encrypter().decrypt_document(&model, d, efc).await?);
@@ -270,7 +275,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// How many documents match.
     pub async fn count(&self) -> Result<u64> {
-        let target = self.target(self.read_db()?, Access::Filter).await?;
+        let target = self.target(self.read_db()?, Access::Query).await?;
         let filter = self.engine_filter(&target).await?;
         let n = target
             .db
@@ -343,7 +348,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// Deletes every matching document; returns how many.
     pub async fn delete(&self) -> Result<u64> {
-        let target = self.target(self.write_db()?, Access::Filter).await?;
+        let target = self.target(self.write_db()?, Access::Query).await?;
         let filter = self.engine_filter(&target).await?;
         Ok(target
             .db
@@ -357,11 +362,12 @@ impl<'a, M: Model> QuerySet<'a, M> {
     pub async fn update(&self, set: Document) -> Result<u64> {
         let db = self.write_db()?;
         if db.encryption().is_some() {
-            return Err(Error::NotAllowed(format!(
-                "Multi-document updates are not allowed with Queryable Encryption ({} on database '{}'): load each object and save() it",
-                label::<M>(),
-                db.alias()
-            )));
+            return Err(Error::Refused {
+                model: label::<M>(),
+                refusal: Refusal::MultiDocumentUpdate {
+                    alias: db.alias().to_owned(),
+                },
+            });
         }
         let target = self.target(db, Access::Store).await?;
         let filter = self.engine_filter(&target).await?;
@@ -395,10 +401,13 @@ impl<'a, M: Model> QuerySet<'a, M> {
             .iter()
             .find(|p| is_within(path, p))
         {
-            return Err(Error::NotAllowed(format!(
-                "Cannot group on field '{path}' of {}: the field '{p}' is encrypted",
-                label::<M>()
-            )));
+            return Err(Error::Refused {
+                model: label::<M>(),
+                refusal: Refusal::GroupByEncrypted {
+                    path: path.to_string(),
+                    encrypted: p.clone(),
+                },
+            });
         }
         let mut out: Vec<Bson> = Vec::new();
         for d in self.fetch(&self.find_options()?).await? {
@@ -418,7 +427,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
         match (target.db.encryption(), &target.efc) {
             (Some(enc), Some(efc)) => {
                 enc.encrypter()
-                    .encrypt_document(&ns::<M>(target.db), &doc, &efc.1)
+                    .encrypt_document(&ns::<M>(target.db), &doc, efc.config())
                     .await
             }
             _ => Ok(doc),
@@ -498,10 +507,10 @@ impl<'a, M: Model> QuerySet<'a, M> {
                 let id = *m.id();
                 let updated = update(m);
                 if *updated.id() != id {
-                    return Err(Error::NotAllowed(format!(
-                        "update_or_create on {} must keep the object's id",
-                        label::<M>()
-                    )));
+                    return Err(Error::Refused {
+                        model: label::<M>(),
+                        refusal: Refusal::IdChanged,
+                    });
                 }
                 self.save(&updated).await?;
                 Ok((updated, false))
@@ -512,22 +521,11 @@ impl<'a, M: Model> QuerySet<'a, M> {
     }
 }
 
-/// What an operation sends to the database: the coverage rule holds for
-/// both; storing documents of encrypted models in a database without
-/// encryption is refused as well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Only a filter (reads, counts, deletes).
-    Filter,
-    /// Documents (create, save, updates).
-    Store,
-}
-
 /// A database and the encrypted fields of the model's collection, resolved
 /// once for one operation and checked against the model.
 struct Target<'a> {
     db: &'a Arc<Database>,
-    efc: Option<Arc<(Document, EncryptedFieldConfig)>>,
+    efc: Option<Arc<EncryptedFields>>,
 }
 
 fn leaf(path: &str) -> &str {
@@ -543,12 +541,13 @@ fn ns<M: Model>(db: &Database) -> String {
 }
 
 fn not_migrated<M: Model>(db: &Database) -> Error {
-    Error::NotAllowed(format!(
-        "{} has encrypted fields but {} is not an encrypted collection; run `migrate --database {}` first",
-        label::<M>(),
-        db.namespace(&M::schema().collection),
-        db.alias()
-    ))
+    Error::Refused {
+        model: label::<M>(),
+        refusal: Refusal::NotMigrated {
+            namespace: db.namespace(&M::schema().collection),
+            alias: db.alias().to_owned(),
+        },
+    }
 }
 
 fn encrypted_paths(schema: &ModelSchema) -> Vec<String> {
@@ -602,14 +601,24 @@ fn to_filter<M: Model>(e: &Expr, db: &Database) -> Result<Filter> {
     })
 }
 
+fn misuse(c: &Cond, needs: &'static str) -> Error {
+    Error::LookupMisuse {
+        path: c.path.clone(),
+        lookup: format!("{:?}", c.lookup).to_lowercase(),
+        needs,
+    }
+}
+
 fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
     if c.encrypted.is_some() && db.encryption().is_none() {
-        return Err(Error::NotAllowed(format!(
-            "cannot query encrypted field '{}' of {} in non-encrypted database '{}'",
-            c.path,
-            label::<M>(),
-            db.alias()
-        )));
+        return Err(Error::Refused {
+            model: label::<M>(),
+            refusal: Refusal::EncryptedFieldOnPlainDatabase {
+                access: Access::Query,
+                field: c.path.clone(),
+                alias: db.alias().to_owned(),
+            },
+        });
     }
     let field = |op| Filter::Field {
         path: c.path.clone(),
@@ -617,10 +626,7 @@ fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
     };
     let array = || match &c.value {
         Bson::Array(a) => Ok(a.clone()),
-        _ => Err(Error::Encryption(format!(
-            "lookup {:?} on '{}' needs a list",
-            c.lookup, c.path
-        ))),
+        _ => Err(misuse(c, "a list")),
     };
     Ok(match c.lookup {
         Lookup::Eq => field(FieldOp::Eq(c.value.clone())),
@@ -636,18 +642,12 @@ fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
                 field(FieldOp::Lte(hi.clone())),
             ]),
             _ => {
-                return Err(Error::Encryption(format!(
-                    "range on '{}' needs [low, high]",
-                    c.path
-                )));
+                return Err(misuse(c, "a list [low, high]"));
             }
         },
         Lookup::Contains | Lookup::StartsWith | Lookup::EndsWith => {
             let Bson::String(s) = &c.value else {
-                return Err(Error::Encryption(format!(
-                    "contains/starts_with/ends_with on '{}' needs a string",
-                    c.path
-                )));
+                return Err(misuse(c, "a string"));
             };
             field(match c.lookup {
                 Lookup::Contains => FieldOp::Contains(s.clone()),

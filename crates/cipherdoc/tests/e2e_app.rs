@@ -173,7 +173,7 @@ async fn refusals_name_the_model_and_field_and_write_nothing() {
         .to_string();
     assert_eq!(
         err,
-        "cannot save encrypted field 'ssn' of myapp.Patient in non-encrypted database 'default'"
+        "cannot save encrypted field 'ssn' of myapp.Patient in non-encrypted database 'default'; route the model to the encrypted database"
     );
     assert!(raw_docs(&app, "default").await.is_empty());
     let ssn = &Patient::fields().patient_record.ssn;

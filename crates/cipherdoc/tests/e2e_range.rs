@@ -176,10 +176,10 @@ async fn range_lookups_match_plaintext() {
     let coll = <Person as cipherdoc::model::Model>::schema()
         .collection
         .clone();
-    let stats = db.compact(&coll, false).await.unwrap();
+    let stats = db.compact(&coll).await.unwrap();
     assert!(stats.padding_anchors_inserted > 0, "{stats:?}");
     check_all(&app, &rows).await;
-    db.compact(&coll, true).await.unwrap();
+    db.cleanup(&coll).await.unwrap();
     let mut rows = rows;
     let extra = row(ROWS);
     objects.create(extra.clone()).await.unwrap();

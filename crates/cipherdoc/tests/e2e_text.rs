@@ -198,9 +198,9 @@ async fn text_lookups_match_plaintext_and_refusals_name_the_field() {
     let coll = <Contact as cipherdoc::model::Model>::schema()
         .collection
         .clone();
-    let stats = db.compact(&coll, false).await.unwrap();
+    let stats = db.compact(&coll).await.unwrap();
     assert!(stats.padding_anchors_inserted > 0, "{stats:?}");
     check_all(&app, &rows).await;
-    db.compact(&coll, true).await.unwrap();
+    db.cleanup(&coll).await.unwrap();
     check_all(&app, &rows).await;
 }

@@ -161,7 +161,7 @@ async fn pinned_map_is_used_when_the_catalog_agrees_and_check_is_clean() {
     let db = app.database("encrypted").unwrap();
     assert!(db.encryption().unwrap().is_pinned());
     let efc = db.encrypted_fields("myapp_patient").await.unwrap().unwrap();
-    assert_eq!(efc.1.fields.len(), 2);
+    assert_eq!(efc.config().fields.len(), 2);
     let found = cipherdoc::migrations::check(&app).await.unwrap();
     assert!(found.is_empty(), "{found:?}");
     // A pinned map that no longer matches the models is reported by check.

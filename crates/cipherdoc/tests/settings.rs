@@ -262,11 +262,13 @@ fn several_providers_need_a_choice() {
     assert!(
         e.provider_for(None)
             .unwrap_err()
+            .to_string()
             .contains("several KMS providers")
     );
     assert!(
         e.provider_for(Some("gcp"))
             .unwrap_err()
+            .to_string()
             .contains("not configured")
     );
 }

@@ -88,11 +88,12 @@ pub async fn encrypted_fields_for(
                 id.to_binary()
             }
             None => {
-                return Err(Error::KeyNotFound(format!(
-                    "Encryption key '{alt}' not found. Have you migrated the database '{}'? Run `migrate --database {}`",
-                    db.alias(),
-                    db.alias()
-                )));
+                return Err(Error::KeyNotFound {
+                    key: crate::error::KeyRef::AltName(alt.clone()),
+                    field: Some(f.path.clone()),
+                    namespace: Some(db.namespace(&ms.collection)),
+                    database: Some(db.alias().to_owned()),
+                });
             }
         };
         let mut entry = doc! {
@@ -142,9 +143,10 @@ fn routed_here(app: &App, db: &Database, schema: &crate::model::ModelSchema) -> 
 pub async fn encrypted_fields_map(app: &App, alias: &str) -> Result<Document> {
     let db = app.database(alias)?;
     if db.encryption().is_none() {
-        return Err(Error::Encryption(format!(
-            "database '{alias}' has no encryption settings, so it has no encrypted fields map; name the encrypted database with --database"
-        )));
+        return Err(Error::NotEncrypted {
+            alias: alias.to_owned(),
+            operation: "have an encrypted fields map",
+        });
     }
     let mut out = Document::new();
     for schema in app.models() {
@@ -193,10 +195,10 @@ fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
 /// MongoDB's `compactStructuredEncryptionData`.
 pub async fn compaction_tokens(db: &Database, collection: &str) -> Result<Document> {
     let Some(enc) = db.encryption() else {
-        return Err(Error::Encryption(format!(
-            "database '{}' has no encryption settings; nothing to compact",
-            db.alias()
-        )));
+        return Err(Error::NotEncrypted {
+            alias: db.alias().to_owned(),
+            operation: "compact",
+        });
     };
     let Some(efc) = db.encrypted_fields(collection).await? else {
         return Err(Error::Encryption(format!(
@@ -205,7 +207,7 @@ pub async fn compaction_tokens(db: &Database, collection: &str) -> Result<Docume
         )));
     };
     let mut out = Document::new();
-    for f in &efc.1.fields {
+    for f in &efc.config().fields {
         let key = match &f.key {
             FieldKey::Id(id) => enc.keys().key(*id).await?,
             FieldKey::AltName(n) => enc.keys().key_by_alt_name(n).await?,
@@ -408,9 +410,10 @@ async fn check_collection(
         // The rule every operation of the model is held to.
         match db.encrypted_fields(&ms.collection).await {
             Ok(efc) => {
-                if let Some((p, reason)) =
-                    crate::coverage::first_gap(schema, efc.as_ref().map(|e| &e.1))
-                {
+                if let Some((p, reason)) = crate::coverage::first_gap(
+                    schema,
+                    efc.as_deref().map(crate::app::EncryptedFields::config),
+                ) {
                     error(
                         Error::EncryptedFieldNotCovered {
                             alias: db.alias().to_owned(),

@@ -63,3 +63,24 @@ impl SettingsError {
         }
     }
 }
+
+/// Why no KMS provider could be chosen for a new data key (see
+/// [`super::EncryptionSettings::provider_for`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderChoiceError {
+    /// The name asked for is not a provider name.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The provider asked for is not configured.
+    #[error("KMS provider `{0}` is not configured; add it to kms_providers")]
+    NotConfigured(String),
+    /// Several providers, none asked for and no default.
+    #[error(
+        "several KMS providers are configured; name one with kms_provider on the model or field, or set encryption.default_kms_provider"
+    )]
+    Ambiguous,
+    /// The provider is configured without a master key for new data keys.
+    #[error("no master key configured for KMS provider `{0}`; add its master_key")]
+    NoMasterKey(String),
+}

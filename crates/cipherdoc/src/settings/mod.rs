@@ -67,7 +67,7 @@ use std::path::{Path, PathBuf};
 use cipherdoc_engine::postgres::{PgTransport, PgUrl};
 use toml::Table;
 
-pub use error::SettingsError;
+pub use error::{ProviderChoiceError, SettingsError};
 pub use kms::{
     KmsKind, KmsProviderName, KmsProviderSettings, KmsTransportSettings, MasterKeySettings,
     SecretSource,
@@ -177,18 +177,20 @@ impl EncryptionSettings {
 
     /// The provider to wrap a new key with: the one asked for, else the
     /// default, else the only one configured.
-    pub fn provider_for(&self, asked: Option<&str>) -> Result<&KmsProvider, String> {
+    pub fn provider_for(&self, asked: Option<&str>) -> Result<&KmsProvider, ProviderChoiceError> {
         let wanted = match asked {
-            Some(a) => Some(KmsProviderName::parse(a)?),
+            Some(a) => Some(KmsProviderName::parse(a).map_err(ProviderChoiceError::InvalidName)?),
             None => self.default_kms_provider.clone(),
         };
         match wanted {
-            Some(w) => self.kms_providers.iter().find(|p| p.name == w).ok_or_else(|| {
-                format!("KMS provider `{w}` is not configured; add it to kms_providers")
-            }),
+            Some(w) => self
+                .kms_providers
+                .iter()
+                .find(|p| p.name == w)
+                .ok_or_else(|| ProviderChoiceError::NotConfigured(w.to_string())),
             None => match self.kms_providers.as_slice() {
                 [only] => Ok(only),
-                _ => Err("several KMS providers are configured; name one with kms_provider on the model or field, or set encryption.default_kms_provider".to_owned()),
+                _ => Err(ProviderChoiceError::Ambiguous),
             },
         }
     }
