@@ -126,5 +126,23 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the operation may succeed if simply run again, nothing of
+    /// the failed attempt having been kept: the storage lost its connection
+    /// or was busy ([`cipherdoc_engine::EngineError::is_retryable`]), or the
+    /// KMS was unreachable, slow or failing
+    /// ([`cipherdoc_kms::KmsError::is_transient`]).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Engine(e) => e.is_retryable(),
+            Self::Kms(e) => e.is_transient(),
+            Self::Migration(crate::migrations::MigrationError::DataKeyCreation {
+                source, ..
+            }) => source.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
