@@ -1,6 +1,6 @@
 //! Management commands for an application's own binary, as Django's
 //! `manage.py` gives them: `makemigrations`, `migrate`, `showmigrations`,
-//! `showencryptedfieldsmap`, `check`, `compact`, `createdatakey`,
+//! `showencryptedfieldsmap`, `showleakage`, `check`, `compact`, `createdatakey`,
 //! `rewrapdatakeys` and `inspect`.
 //!
 //! ```no_run
@@ -30,6 +30,7 @@ use bson::{Binary, Bson, DateTime, Document, oid::ObjectId};
 use cipherdoc::App;
 use cipherdoc::deploy::{DeployOptions, check_deploy};
 use cipherdoc::key_vault::alt_names_of;
+use cipherdoc::leakage::{LeakageOptions, leakage_report};
 use cipherdoc::migrations::{
     MigrateOptions, MigrationDir, MigrationObserver, Severity, check, encrypted_fields_map,
     encrypted_fields_map_json, makemigrations, migrate, show_migrations,
@@ -53,6 +54,42 @@ struct DatabaseArg {
     /// The database alias.
     #[arg(long, default_value = "default")]
     database: String,
+}
+
+/// The options of `check`.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Also check what a deployment must not have (the local KMS
+    /// provider, no pinned map, secrets inline or readable by others, a
+    /// key vault without its index, an ECOC due for compaction, and, from
+    /// the leakage report, a field whose contention is too low for its
+    /// values).
+    #[arg(long)]
+    deploy: bool,
+    /// With --deploy: ECOC entries per collection past which `compact`
+    /// is due.
+    #[arg(long, default_value_t = cipherdoc::deploy::DEFAULT_ECOC_THRESHOLD)]
+    ecoc_threshold: u64,
+    /// With --deploy: leave out the leakage report (which unwraps the
+    /// data keys through the KMS).
+    #[arg(long)]
+    skip_leakage: bool,
+    /// With --deploy: the largest share (percent of a field's inserts)
+    /// one value may hold in one contention bucket.
+    #[arg(long, default_value_t = cipherdoc::leakage::DEFAULT_MAX_BUCKET_PERCENT)]
+    max_bucket_percent: u32,
+}
+
+impl CheckArgs {
+    /// What `--deploy` checks, if asked.
+    fn deploy_options(&self) -> Option<DeployOptions> {
+        self.deploy.then_some(DeployOptions {
+            ecoc_threshold: self.ecoc_threshold,
+            leakage: (!self.skip_leakage).then_some(LeakageOptions {
+                max_bucket_percent: self.max_bucket_percent,
+            }),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,16 +135,18 @@ enum Command {
         key_check_values: bool,
     },
     /// Check models, settings, routers and any pinned encrypted fields map.
-    Check {
-        /// Also check what a deployment must not have (the local KMS
-        /// provider, no pinned map, secrets inline or readable by others, a
-        /// key vault without its index, an ECOC due for compaction).
-        #[arg(long)]
-        deploy: bool,
-        /// With --deploy: ECOC entries per collection past which `compact`
-        /// is due.
-        #[arg(long, default_value_t = cipherdoc::deploy::DEFAULT_ECOC_THRESHOLD)]
-        ecoc_threshold: u64,
+    Check(CheckArgs),
+    /// What the database server can learn of each encrypted field, with
+    /// the live collection's counts and a warning (and a contention factor
+    /// to use) where a value is too frequent for the field's contention.
+    /// Never prints a value.
+    Showleakage {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// The largest share (percent of a field's inserts) one value may
+        /// hold in one contention bucket.
+        #[arg(long, default_value_t = cipherdoc::leakage::DEFAULT_MAX_BUCKET_PERCENT)]
+        max_bucket_percent: u32,
     },
     /// Compact the ECOC state of encrypted collections.
     Compact {
@@ -394,13 +433,11 @@ impl Management {
                 }
                 Ok(enc.keys().key_check_values(ids).await?.to_json())
             }
-            Command::Check {
-                deploy,
-                ecoc_threshold,
-            } => {
-                let deploy = deploy.then_some(DeployOptions { ecoc_threshold });
-                self.check(deploy).await
-            }
+            Command::Check(args) => self.check(args.deploy_options()).await,
+            Command::Showleakage {
+                db,
+                max_bucket_percent,
+            } => self.showleakage(&db.database, max_bucket_percent).await,
             Command::Compact { db, collections } => self.compact(&db.database, collections).await,
             Command::Createdatakey {
                 db,
@@ -429,6 +466,12 @@ impl Management {
                 id,
             } => self.inspect(&database, &collection, id.as_deref()).await,
         }
+    }
+
+    async fn showleakage(&self, alias: &str, max_bucket_percent: u32) -> Result<String> {
+        let db = self.app.database(alias)?;
+        let report = leakage_report(db, LeakageOptions { max_bucket_percent }).await?;
+        Ok(report.to_string().trim_end().to_owned())
     }
 
     async fn check(&self, deploy: Option<DeployOptions>) -> Result<String> {

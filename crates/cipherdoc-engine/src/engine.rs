@@ -10,7 +10,7 @@ use bson::{Bson, Document};
 
 use crate::Result;
 use crate::filter::Filter;
-use crate::qe_server::{CompactionStats, CompactionTokens};
+use crate::qe_server::{CompactionStats, CompactionTokens, CounterCount};
 use crate::qe_state::QeState;
 
 /// Who plays the QE server role (qe-protocol.md §9) for an engine's
@@ -237,6 +237,23 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         Err(crate::EngineError::NoQeServerRole {
             engine: self.kind(),
             operation: "cleanup",
+        })
+    }
+
+    /// The ESC counters the live ECOC of an encrypted collection names, each
+    /// with its insert count (`qe_server::stats`): what the leakage report
+    /// reads. `tokens` are the client's compaction tokens, which decrypt
+    /// the ECOC entries. The default refuses (a server playing the QE role
+    /// itself does not expose its ECOC this way).
+    async fn qe_counters(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+    ) -> Result<Vec<CounterCount>> {
+        let _ = (collection, tokens);
+        Err(crate::EngineError::NoQeServerRole {
+            engine: self.kind(),
+            operation: "count ESC counters",
         })
     }
 

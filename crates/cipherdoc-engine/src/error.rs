@@ -109,7 +109,30 @@ pub enum EngineError {
     TransactionClosed(&'static str),
     /// An error from SQLite itself.
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The database cannot grow: the disk (or the file size limit, or
+    /// SQLite's `max_page_count`) is full. The failed write was rolled
+    /// back whole; free space and retry.
+    #[error(
+        "{engine}: the database is full (no space left on the device, a file size limit, or max_page_count); the write was rolled back and nothing of it is stored. Free space (or raise the limit) and retry: {detail}"
+    )]
+    StorageFull {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What the storage said.
+        detail: String,
+    },
+    /// The database file (or its folder, or the file system) is read-only,
+    /// so nothing can be written; reads still work.
+    #[error(
+        "{engine}: the database is read-only (file or folder permissions, or a read-only file system); nothing was written. Make the database file, its -wal/-shm files and its folder writable by this user: {detail}"
+    )]
+    ReadOnly {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What the storage said.
+        detail: String,
+    },
     /// Encoding a document to BSON failed.
     #[error("bson encoding: {0}")]
     BsonEncode(#[from] bson::ser::Error),
@@ -176,6 +199,74 @@ pub enum EngineError {
     /// An engine setting that cannot be used (connection URL, database name).
     #[error("invalid engine configuration: {0}")]
     Config(String),
+}
+
+impl From<rusqlite::Error> for EngineError {
+    /// SQLite's result codes that an operator must act on get variants of
+    /// their own; the rest stay [`EngineError::Sqlite`].
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+                Self::StorageFull {
+                    engine: "sqlite",
+                    detail: e.to_string(),
+                }
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ReadOnly => {
+                Self::ReadOnly {
+                    engine: "sqlite",
+                    detail: e.to_string(),
+                }
+            }
+            _ => Self::Sqlite(e),
+        }
+    }
+}
+
+impl EngineError {
+    /// Whether the same operation may succeed if simply tried again, with
+    /// nothing of the failed attempt committed: the connection to the
+    /// server was lost or refused (a restarted server, a killed backend,
+    /// an exhausted pool), a transaction was aborted by a serialization
+    /// failure or deadlock, or the database was busy. Errors that need
+    /// someone to act first (a full disk, a read-only file, bad input)
+    /// are not.
+    ///
+    /// A write whose connection was lost during `COMMIT` may have been
+    /// committed; retrying it can meet its own first attempt (a duplicate
+    /// `_id` says so).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::PostgresPool(_)
+            | Self::Connection { .. }
+            | Self::Qe(crate::qe_server::QeError::WriteConflict { .. }) => true,
+            Self::Postgres(e) => postgres_retryable(e),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A PostgreSQL error is retryable when the connection is gone (closed, or
+/// the server terminated the backend: class 57P, 08) or the transaction was
+/// rolled back by the server for concurrency (40001, 40P01).
+fn postgres_retryable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+        }
+        // No SQLSTATE: an I/O error on the connection.
+        None => std::error::Error::source(e)
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()),
+    }
 }
 
 impl EngineError {

@@ -28,7 +28,7 @@ pub use engine::{
 };
 pub use error::{EngineError, Result};
 pub use filter::{EncStrOp, FieldOp, Filter, FilterError};
-pub use qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState, Tag};
+pub use qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue, QeState, Tag};
 
 /// Sort documents as `find` sorts them (MongoDB's order: an array sorts by
 /// its smallest element ascending, its largest descending; ties keep their

@@ -72,6 +72,17 @@ pub struct EscEntry {
     pub value: Option<EscValue>,
 }
 
+/// Which ECOC [`QeState::ecoc_read`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcocGeneration {
+    /// The live ECOC, which every encrypted write appends to (what the
+    /// leakage report reads).
+    Live,
+    /// `<ecoc>.compact`, the generation a compaction is turning into
+    /// anchors.
+    Compacting,
+}
+
 /// One ECOC document: `{fieldName, value}` (§9.1); `value` is the client's `p`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EcocEntry {
@@ -215,8 +226,18 @@ pub trait QeState: Send {
     /// being resumed.
     async fn ecoc_begin_compaction(&mut self, collection: &str) -> Result<bool>;
 
+    /// All documents of one ECOC generation, in insertion order (empty
+    /// when `<ecoc>.compact` does not exist).
+    async fn ecoc_read(
+        &mut self,
+        collection: &str,
+        generation: EcocGeneration,
+    ) -> Result<Vec<EcocEntry>>;
+
     /// All documents of `<ecoc>.compact` (empty when it does not exist).
-    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>>;
+    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
+        self.ecoc_read(collection, EcocGeneration::Compacting).await
+    }
 
     /// Drop `<ecoc>.compact` (no-op when absent).
     async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()>;

@@ -71,6 +71,20 @@ pub enum KmsError {
         /// Attempts made, retries included.
         attempts: u32,
     },
+    /// The whole operation (token fetch, requests, retries and their
+    /// backoff) did not finish within the provider's deadline
+    /// (`timeout_ms` in the settings); it was abandoned.
+    #[error(
+        "KMS provider {provider}: {operation} did not finish within {timeout_ms} ms and was abandoned; check that the KMS is reachable and healthy, or raise kms_providers.{provider}.timeout_ms"
+    )]
+    DeadlineExceeded {
+        /// Provider name.
+        provider: String,
+        /// `wrap` or `unwrap`.
+        operation: &'static str,
+        /// The deadline in milliseconds.
+        timeout_ms: u64,
+    },
     /// Authentication or authorization failed (HTTP 401/403, OAuth error,
     /// KMIP authentication failure). Never retried.
     #[error("KMS provider {provider}: authentication failed (status {status}, {code}): {message}")]
@@ -193,7 +207,7 @@ impl KmsError {
     /// True for failures worth retrying (timeouts, connection errors, HTTP 429/5xx).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Network { .. } | Self::Timeout { .. } => true,
+            Self::Network { .. } | Self::Timeout { .. } | Self::DeadlineExceeded { .. } => true,
             Self::Service { status, .. } => *status == 429 || (500..600).contains(status),
             _ => false,
         }

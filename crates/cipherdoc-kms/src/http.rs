@@ -70,11 +70,19 @@ pub struct TlsOptions {
     pub client_key_file: Option<PathBuf>,
 }
 
+/// The default of [`HttpOptions::deadline`]: a wrap or unwrap that takes
+/// longer is abandoned rather than holding a write behind it.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Transport options for one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     /// Per-request timeout (connect + request + response).
     pub timeout: Duration,
+    /// Bound on a whole wrap or unwrap, retries and token fetches
+    /// included ([`crate::KmsError::DeadlineExceeded`] past it). `None`:
+    /// only the per-request timeout and the retry policy bound it.
+    pub deadline: Option<Duration>,
     /// Retry policy for transient failures.
     pub retry: RetryPolicy,
     /// Base URL replacing the KMS endpoint (`http://127.0.0.1:5099`): for
@@ -88,6 +96,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
+            deadline: Some(DEFAULT_DEADLINE),
             retry: RetryPolicy::default(),
             endpoint_override: None,
             token_endpoint_override: None,

@@ -37,7 +37,7 @@ pub use credentials::{
 };
 pub use error::KmsError;
 pub use gcp::GcpProvider;
-pub use http::{HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, TlsOptions};
+pub use http::{DEFAULT_DEADLINE, HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, TlsOptions};
 pub use kmip::KmipProvider;
 pub use local::LocalProvider;
 pub use master_key::{

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -46,7 +47,7 @@ pub fn build_provider(
 ) -> Result<Arc<dyn KmsProvider>, KmsError> {
     settings.credentials.check_kind(name)?;
     let (http, tls, trust) = (&settings.http, &settings.tls, settings.trust.clone());
-    Ok(match &settings.credentials {
+    let provider: Arc<dyn KmsProvider> = match &settings.credentials {
         KmsCredentials::Aws(c) => {
             Arc::new(AwsProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
         }
@@ -63,9 +64,67 @@ pub fn build_provider(
             let w = local_wrap.ok_or_else(|| {
                 KmsError::config(name, "the local provider needs the local wrapping hook")
             })?;
-            Arc::new(LocalProvider::new(name.clone(), c.key.clone(), w.clone())?)
+            // No I/O: no deadline.
+            return Ok(Arc::new(LocalProvider::new(
+                name.clone(),
+                c.key.clone(),
+                w.clone(),
+            )?));
         }
+    };
+    Ok(match http.deadline {
+        Some(limit) => Arc::new(Deadline {
+            inner: provider,
+            limit,
+        }),
+        None => provider,
     })
+}
+
+/// A provider whose every wrap and unwrap is abandoned after `limit`
+/// ([`HttpOptions::deadline`]). Dropping the future cancels its request;
+/// nothing has been written by then (the caller writes only with the key).
+#[derive(Debug)]
+struct Deadline {
+    inner: Arc<dyn KmsProvider>,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn exceeded(&self, operation: &'static str) -> KmsError {
+        KmsError::DeadlineExceeded {
+            provider: self.inner.name().to_string(),
+            operation,
+            timeout_ms: u64::try_from(self.limit.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KmsProvider for Deadline {
+    fn name(&self) -> &ProviderName {
+        self.inner.name()
+    }
+
+    fn check_master_key(&self, master_key: &MasterKey) -> Result<(), KmsError> {
+        self.inner.check_master_key(master_key)
+    }
+
+    async fn wrap(&self, master_key: &MasterKey, dek: &[u8]) -> Result<WrappedKey, KmsError> {
+        tokio::time::timeout(self.limit, self.inner.wrap(master_key, dek))
+            .await
+            .map_err(|_| self.exceeded("wrap"))?
+    }
+
+    async fn unwrap(
+        &self,
+        master_key: &MasterKey,
+        key_material: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        tokio::time::timeout(self.limit, self.inner.unwrap(master_key, key_material))
+            .await
+            .map_err(|_| self.exceeded("unwrap"))?
+    }
 }
 
 /// All configured providers of a database, by name (`aws`, `aws:prod`, `local:backup`, ...).

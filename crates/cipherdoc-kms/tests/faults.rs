@@ -209,8 +209,11 @@ fn kms(endpoint: &str, timeout: Duration) -> KmsProviders {
         secret_access_key: Secret::new(SECRET),
         session_token: Some(Secret::new(SESSION)),
     })));
+    // No overall deadline: these tests count the per-request timeouts and
+    // retries (the deadline is `cipherdoc/tests/kms_faults.rs`'s).
     s.http = HttpOptions {
         timeout,
+        deadline: None,
         retry: RetryPolicy {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(20),

@@ -31,7 +31,7 @@ fn setting_err(path: String, problem: impl Into<String>) -> Error {
 /// Opens the storage engine of a database.
 pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
     match &db.engine {
-        EngineSettings::Sqlite { path } => {
+        EngineSettings::Sqlite { path, max_size_mb } => {
             if let Some(dir) = path.parent()
                 && !dir.as_os_str().is_empty()
             {
@@ -42,12 +42,17 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
                     )
                 })?;
             }
-            let engine = cipherdoc_engine::sqlite::SqliteEngine::open(path).map_err(|e| {
-                setting_err(
-                    format!("databases.{}.path", db.alias),
-                    format!("cannot open {}: {e}", path.display()),
-                )
-            })?;
+            let mut options = cipherdoc_engine::sqlite::SqliteOptions::default();
+            if let Some(mb) = max_size_mb {
+                options = options.max_size_bytes(mb.saturating_mul(1 << 20));
+            }
+            let engine =
+                cipherdoc_engine::sqlite::SqliteEngine::open_with(path, options).map_err(|e| {
+                    setting_err(
+                        format!("databases.{}.path", db.alias),
+                        format!("cannot open {}: {e}", path.display()),
+                    )
+                })?;
             Ok(Arc::new(engine))
         }
         EngineSettings::Postgres { url, tls_ca_file } => {
@@ -356,6 +361,12 @@ pub(crate) async fn open_encryption(
         ps.tls = tls;
         if let Some(ca) = &p.transport.tls_ca_file {
             ps.tls.ca_file = Some(ca.clone());
+        }
+        if let Some(ms) = p.transport.timeout_ms {
+            // One bound for the whole operation, retries included; the
+            // per-request timeout stays as it is, so a hung KMS always ends
+            // in `DeadlineExceeded`.
+            ps.http.deadline = Some(Duration::from_millis(ms));
         }
         if let Some(e) = &p.transport.endpoint {
             ps.http.endpoint_override = Some(if e.contains("://") {

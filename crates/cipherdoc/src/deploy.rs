@@ -4,14 +4,18 @@
 //! command line prints them and fails when one is an error.
 //!
 //! The checks read the settings, file modes and the live database (the key
-//! vault's indexes, the ECOC's size); they never contact a KMS and never
-//! read a secret.
+//! vault's indexes, the ECOC's size) and never read a secret. The leakage
+//! report ([`crate::leakage`]), which the check includes unless
+//! [`DeployOptions::leakage`] is `None` (`--skip-leakage`), unwraps each
+//! encrypted field's data key through the KMS to read the ECOC; the rest
+//! never contacts a KMS.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::app::{App, Database};
 use crate::error::Result;
+use crate::leakage::{LeakageFinding, LeakageOptions, leakage_report};
 use crate::migrations::Severity;
 use crate::settings::{EngineSettings, KmsKind, KmsProviderSettings, SecretSource};
 
@@ -27,12 +31,16 @@ pub const DEFAULT_ECOC_THRESHOLD: u64 = 10_000;
 pub struct DeployOptions {
     /// ECOC entries per collection past which `compact` is due.
     pub ecoc_threshold: u64,
+    /// The leakage report's options; `None` skips it (it needs the data
+    /// keys, so the KMS).
+    pub leakage: Option<LeakageOptions>,
 }
 
 impl Default for DeployOptions {
     fn default() -> Self {
         Self {
             ecoc_threshold: DEFAULT_ECOC_THRESHOLD,
+            leakage: Some(LeakageOptions::default()),
         }
     }
 }
@@ -111,6 +119,9 @@ pub enum DeployFinding {
         /// The threshold.
         threshold: u64,
     },
+    /// The leakage report found a field whose contention is too low for
+    /// its value frequencies.
+    ContentionTooLow(LeakageFinding),
 }
 
 impl DeployFinding {
@@ -128,7 +139,7 @@ impl DeployFinding {
                 // decrypts without the master key.
                 DeployFile::SqliteDatabase => Severity::Warning,
             },
-            Self::EcocNeedsCompact { .. } => Severity::Warning,
+            Self::EcocNeedsCompact { .. } | Self::ContentionTooLow(_) => Severity::Warning,
         }
     }
 
@@ -141,6 +152,7 @@ impl DeployFinding {
             Self::FileExposed { .. } => "deploy.file_exposed",
             Self::KeyVaultIndexMissing { .. } => "deploy.key_vault_index",
             Self::EcocNeedsCompact { .. } => "deploy.ecoc_compact",
+            Self::ContentionTooLow(_) => "deploy.leakage",
         }
     }
 }
@@ -184,6 +196,11 @@ impl fmt::Display for DeployFinding {
                 f,
                 "the ECOC of {collection} on database '{alias}' holds {entries} entries (more than {threshold}), which slows every encrypted query; run `compact --database {alias} {collection}`"
             ),
+            Self::ContentionTooLow(finding) => write!(
+                f,
+                "{finding} (`showleakage --database {}` shows what the server learns of each field)",
+                finding.alias
+            ),
         }
     }
 }
@@ -203,7 +220,7 @@ async fn check_database(
     out: &mut Vec<DeployFinding>,
 ) -> Result<()> {
     let alias = db.alias();
-    if let EngineSettings::Sqlite { path } = db.engine_settings() {
+    if let EngineSettings::Sqlite { path, .. } = db.engine_settings() {
         let mut wal = path.clone().into_os_string();
         wal.push("-wal");
         for p in [path.clone(), PathBuf::from(wal)] {
@@ -275,6 +292,19 @@ async fn check_database(
                 entries,
                 threshold: options.ecoc_threshold,
             });
+        }
+    }
+    if let Some(leakage) = options.leakage {
+        let report = leakage_report(db, leakage).await?;
+        for (c, field) in report.warnings() {
+            if let Some(warning) = field.warning {
+                out.push(DeployFinding::ContentionTooLow(LeakageFinding {
+                    alias: alias.to_owned(),
+                    collection: c.collection.clone(),
+                    field: field.path.clone(),
+                    warning,
+                }));
+            }
         }
     }
     Ok(())

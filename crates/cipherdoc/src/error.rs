@@ -205,6 +205,24 @@ impl std::fmt::Display for KeyRef {
     }
 }
 
+impl Error {
+    /// Whether the operation may succeed if simply run again, nothing of
+    /// the failed attempt having been kept: the storage lost its connection
+    /// or was busy ([`cipherdoc_engine::EngineError::is_retryable`]), or the
+    /// KMS was unreachable, slow or failing
+    /// ([`cipherdoc_kms::KmsError::is_transient`]).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Engine(e) => e.is_retryable(),
+            Self::Kms(e) => e.is_transient(),
+            Self::Migration(crate::migrations::MigrationError::DataKeyCreation {
+                source, ..
+            }) => source.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
 /// The message of [`Error::KeyNotFound`]: the reference's "Encryption key
 /// ... not found. Have you migrated the database?" where a field or a
 /// database is known, the key vault's answer otherwise.

@@ -13,6 +13,7 @@ pub mod encrypter;
 mod error;
 pub mod key_vault;
 pub mod keys;
+pub mod leakage;
 pub mod migrations;
 pub mod model;
 pub mod private_file;

@@ -187,7 +187,7 @@ impl TestAppBuilder {
         let mut settings = Settings::from_toml(&self.settings, dir.path())?;
         for db in &mut settings.databases {
             match &mut db.engine {
-                EngineSettings::Sqlite { path } => {
+                EngineSettings::Sqlite { path, .. } => {
                     *path = dir.path().join(format!("{}.db", db.alias));
                 }
                 _ => {

@@ -50,7 +50,8 @@ fn the_reference_layout_loads() {
     assert_eq!(
         enc.engine,
         EngineSettings::Sqlite {
-            path: "/app/var/encrypted.db".into()
+            path: "/app/var/encrypted.db".into(),
+            max_size_mb: None,
         }
     );
     let e = enc.encryption.as_ref().unwrap();

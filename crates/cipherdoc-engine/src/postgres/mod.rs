@@ -166,7 +166,7 @@ use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
 };
 use crate::filter::Filter;
-use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
+use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue, QeState};
 use crate::{EngineError, Result};
 
 /// Pool and connection settings of a [`PgEngine`].
@@ -903,8 +903,12 @@ impl QeState for PgTransaction {
         op!(self, |cx| ops::ecoc_begin_compaction(cx, collection).await)
     }
 
-    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
-        op!(self, |cx| ops::ecoc_read_compact(cx, collection).await)
+    async fn ecoc_read(
+        &mut self,
+        collection: &str,
+        generation: EcocGeneration,
+    ) -> Result<Vec<EcocEntry>> {
+        op!(self, |cx| ops::ecoc_read(cx, collection, generation).await)
     }
 
     async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {

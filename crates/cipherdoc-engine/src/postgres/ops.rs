@@ -36,7 +36,7 @@ use super::documents::{
 };
 use crate::engine::{CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
-use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
+use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, encode_key, equals, string_prefix_range};
 use crate::{EngineError, Result};
 
@@ -1271,14 +1271,22 @@ pub(crate) async fn ecoc_begin_compaction(cx: &mut Ctx, c: &str) -> Result<bool>
     Ok(true)
 }
 
-pub(crate) async fn ecoc_read_compact(cx: &mut Ctx, c: &str) -> Result<Vec<EcocEntry>> {
+pub(crate) async fn ecoc_read(
+    cx: &mut Ctx,
+    c: &str,
+    generation: EcocGeneration,
+) -> Result<Vec<EcocEntry>> {
     require_encrypted(cx, c).await?;
-    if !tables_exist(cx, &[ecoc_compact_name(c)]).await? {
+    let table = match generation {
+        EcocGeneration::Live => ecoc_name(c),
+        EcocGeneration::Compacting => ecoc_compact_name(c),
+    };
+    if !tables_exist(cx, std::slice::from_ref(&table)).await? {
         return Ok(Vec::new());
     }
     let sql = format!(
         "SELECT field, value FROM {} ORDER BY rid",
-        cx.s.table(&ecoc_compact_name(c))
+        cx.s.table(&table)
     );
     let rows = cx.query(&sql, &[]).await?;
     rows.iter()

@@ -104,6 +104,7 @@ mod error;
 mod probe;
 mod query;
 mod schema;
+mod stats;
 pub mod suite;
 pub mod text_suite;
 mod write;
@@ -117,6 +118,7 @@ use bson::{Bson, Document};
 
 pub use compact::{CompactionStats, CompactionTokens, FieldTokens};
 pub use error::QeError;
+pub use stats::{CounterCount, CounterKind};
 
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, QeStateSizes,
@@ -571,6 +573,15 @@ impl Engine for QeServer {
     ) -> Result<CompactionStats> {
         self.maintain(collection, tokens, compact::Mode::Cleanup)
             .await
+    }
+
+    async fn qe_counters(
+        &self,
+        collection: &str,
+        tokens: &CompactionTokens,
+    ) -> Result<Vec<CounterCount>> {
+        let mut tx = self.inner.begin_read().await?;
+        stats::run(&mut *tx, collection, tokens).await
     }
 
     async fn qe_state_sizes(&self, collection: &str) -> Result<QeStateSizes> {

@@ -60,7 +60,7 @@ use crate::engine::{
     TxMode, TxOutput, TxWork,
 };
 use crate::filter::Filter;
-use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
+use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue, QeState};
 use crate::{EngineError, Result};
 
 /// How many idle reader connections are kept.
@@ -162,11 +162,37 @@ fn reset(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Options of [`SqliteEngine::open_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// The most the database may grow to, in bytes (SQLite's
+    /// `max_page_count` on the writer connection, rounded up to whole
+    /// pages; never below the database's current size). A write past it
+    /// fails with [`EngineError::StorageFull`] and is rolled back whole.
+    /// `None`: as large as the disk allows.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl SqliteOptions {
+    /// Set [`Self::max_size_bytes`].
+    #[must_use]
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size_bytes = Some(bytes);
+        self
+    }
+}
+
 impl SqliteEngine {
     /// Open (creating if needed) the database file at `path`. Blocks briefly
     /// on file I/O.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_inner(path.as_ref().to_path_buf(), None)
+        Self::open_inner(path.as_ref().to_path_buf(), None, SqliteOptions::default())
+    }
+
+    /// [`SqliteEngine::open`] with options.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        Self::open_inner(path.as_ref().to_path_buf(), None, options)
     }
 
     /// A fresh database in a temporary directory, deleted when the last clone
@@ -174,14 +200,25 @@ impl SqliteEngine {
     pub fn temporary() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("cipherdoc.db");
-        Self::open_inner(path, Some(dir))
+        Self::open_inner(path, Some(dir), SqliteOptions::default())
     }
 
-    fn open_inner(path: PathBuf, temp: Option<tempfile::TempDir>) -> Result<Self> {
+    fn open_inner(
+        path: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        options: SqliteOptions,
+    ) -> Result<Self> {
         create_owner_only(&path)?;
         let writer = open_conn(&path, OpenFlags::default())?;
         writer.execute_batch(ops::SCHEMA)?;
         ops::upgrade(&writer)?;
+        if let Some(bytes) = options.max_size_bytes {
+            // Per connection: only the writer grows the file (checkpoints
+            // copy pages its transactions already counted).
+            let page: u64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = bytes.div_ceil(page.max(1)).max(1);
+            writer.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        }
         let writer = wal::Writer::new(writer, &path)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -830,9 +867,14 @@ impl QeState for SqliteTransaction {
             .await
     }
 
-    async fn ecoc_read_compact(&mut self, collection: &str) -> Result<Vec<EcocEntry>> {
+    async fn ecoc_read(
+        &mut self,
+        collection: &str,
+        generation: EcocGeneration,
+    ) -> Result<Vec<EcocEntry>> {
         let name = collection.to_owned();
-        self.query(move |c| ops::ecoc_read_compact(c, &name)).await
+        self.query(move |c| ops::ecoc_read(c, &name, generation))
+            .await
     }
 
     async fn ecoc_drop_compact(&mut self, collection: &str) -> Result<()> {

@@ -36,7 +36,7 @@ use crate::documents::{
 pub(crate) use crate::documents::{ecoc_name, esc_name};
 use crate::engine::{CollectionInfo, CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec};
 use crate::filter::{FieldOp, Filter};
-use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue};
+use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, encode_key, string_prefix_range};
 use crate::{EngineError, Result};
 
@@ -895,14 +895,22 @@ pub(crate) fn ecoc_begin_compaction(conn: &Connection, c: &str) -> Result<bool> 
     Ok(true)
 }
 
-pub(crate) fn ecoc_read_compact(conn: &Connection, c: &str) -> Result<Vec<EcocEntry>> {
+pub(crate) fn ecoc_read(
+    conn: &Connection,
+    c: &str,
+    generation: EcocGeneration,
+) -> Result<Vec<EcocEntry>> {
     require_encrypted(conn, c)?;
-    if !table_exists(conn, &ecoc_compact_name(c))? {
+    let table = match generation {
+        EcocGeneration::Live => ecoc_name(c),
+        EcocGeneration::Compacting => ecoc_compact_name(c),
+    };
+    if !table_exists(conn, &table)? {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(&format!(
         "SELECT field, value FROM {} ORDER BY rid",
-        q(&ecoc_compact_name(c))
+        q(&table)
     ))?;
     let out = stmt
         .query_map([], |r| {

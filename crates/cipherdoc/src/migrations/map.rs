@@ -81,7 +81,13 @@ pub async fn encrypted_fields_for(
                 let id = enc
                     .keys()
                     .create_data_key(master, vec![alt.clone()])
-                    .await?;
+                    .await
+                    .map_err(|source| MigrationError::DataKeyCreation {
+                        alias: db.alias().to_owned(),
+                        model: format!("{app}.{}", ms.model),
+                        field: f.path.clone(),
+                        source: Box::new(source),
+                    })?;
                 if let MissingKeys::Create(created) = &mut missing {
                     created.push(id);
                 }

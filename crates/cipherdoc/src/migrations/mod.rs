@@ -84,6 +84,22 @@ pub enum MigrationError {
     /// The migrations disagree with each other or with the database.
     #[error("{0}")]
     Inconsistent(String),
+    /// Creating the data key of an encrypted field failed (the KMS was
+    /// unreachable, slow or refused): the migration is taken back, keys it
+    /// created included, and can simply be run again.
+    #[error(
+        "migrating database '{alias}': creating the data key of field '{field}' of {model} failed: {source}; nothing of this migration was kept, run `migrate --database {alias}` again once the KMS answers"
+    )]
+    DataKeyCreation {
+        /// The database alias.
+        alias: String,
+        /// The model (`app.Model`).
+        model: String,
+        /// The field's dotted path.
+        field: String,
+        /// What failed (a KMS or key vault error).
+        source: Box<crate::Error>,
+    },
 }
 
 /// One field (or field of a plain embedded model, by dotted path) as the

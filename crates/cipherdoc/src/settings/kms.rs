@@ -265,6 +265,11 @@ pub struct KmsTransportSettings {
     pub endpoint: Option<String>,
     /// PEM file of CA certificates trusted in addition to the public roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// `timeout_ms`: the most a wrap or unwrap may take, retries included;
+    /// past it the operation fails with `KmsError::DeadlineExceeded`
+    /// naming the provider (`None`: [`cipherdoc_kms::DEFAULT_DEADLINE`],
+    /// 10 s).
+    pub timeout_ms: Option<u64>,
     /// Hosts (`host` or `host:port`) whose master keys may be used even
     /// though `kms_credentials` does not name them (e.g. keys of an older
     /// master key after rotation). A key document pointing anywhere else is
@@ -282,8 +287,8 @@ impl KmsTransportSettings {
     }
 }
 
-/// Reads a provider's `endpoint`/`kms_endpoint`, `tls_ca_file` and
-/// `allowed_hosts` (what applies to its kind).
+/// Reads a provider's `endpoint`/`kms_endpoint`, `tls_ca_file`,
+/// `timeout_ms` and `allowed_hosts` (what applies to its kind).
 pub(crate) fn read_transport(
     r: &mut TableReader<'_>,
     kind: KmsKind,
@@ -292,6 +297,19 @@ pub(crate) fn read_transport(
     let mut t = KmsTransportSettings::default();
     if kind == KmsKind::Local {
         return Ok(t);
+    }
+    if let Some(ms) = r.opt_int("timeout_ms")? {
+        t.timeout_ms = Some(
+            u64::try_from(ms)
+                .ok()
+                .filter(|ms| (1..=3_600_000).contains(ms))
+                .ok_or_else(|| {
+                    r.error(
+                        "timeout_ms",
+                        format!("{ms} is out of range; give milliseconds from 1 to 3600000 (default 10000)"),
+                    )
+                })?,
+        );
     }
     if let Some(list) = r.opt_array("allowed_hosts")? {
         for (i, v) in list.iter().enumerate() {

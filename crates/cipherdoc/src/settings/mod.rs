@@ -113,6 +113,10 @@ pub enum EngineSettings {
     Sqlite {
         /// The database file.
         path: PathBuf,
+        /// `max_size_mb`: the most the file may grow to, in MiB; a write
+        /// past it fails with `EngineError::StorageFull` and is rolled back
+        /// (`None`: as much as the disk allows).
+        max_size_mb: Option<u64>,
     },
     /// A PostgreSQL server.
     Postgres {
@@ -388,8 +392,20 @@ fn read_database(
                 "path",
                 "set the SQLite file, e.g. path = \"var/default.db\"",
             )?;
+            let max_size_mb = match r.opt_int("max_size_mb")? {
+                None => None,
+                Some(mb) => Some(u64::try_from(mb).ok().filter(|mb| *mb >= 1).ok_or_else(
+                    || {
+                        r.error(
+                            "max_size_mb",
+                            format!("{mb} is not a size; give whole MiB, at least 1"),
+                        )
+                    },
+                )?),
+            };
             EngineSettings::Sqlite {
                 path: base_dir.join(path),
+                max_size_mb,
             }
         }
         "postgres" => {
@@ -438,6 +454,7 @@ fn read_database(
     r.finish(&[
         "engine",
         "path",
+        "max_size_mb",
         "url",
         "url_env",
         "url_file",
