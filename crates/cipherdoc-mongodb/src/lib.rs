@@ -678,7 +678,7 @@ impl Engine for MongoEngine {
         exec.command(doc! {"create": name, "encryptedFields": efc}, name)
             .await?;
         exec.command(
-            doc! {"createIndexes": name, "indexes": [{"key": {"__safeContent__": 1}, "name": "__safeContent___1"}]},
+            doc! {"createIndexes": name, "indexes": [{"name": "__safeContent___1", "key": {"__safeContent__": 1}}]},
             name,
         )
         .await?;
