@@ -212,6 +212,13 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         FailedOperation::UndoneAlone
     }
 
+    /// What the engine learned of the deployment it is connected to, for
+    /// `check` (MongoDB: the topology and wire version `hello` reported);
+    /// `None` when there is nothing to say.
+    fn deployment(&self) -> Option<String> {
+        None
+    }
+
     /// `compactStructuredEncryptionData` (qe-protocol.md §9.7) of an
     /// encrypted collection. Only engines that play the QE server role
     /// ([`QeRole::Server`]) can; the default refuses.

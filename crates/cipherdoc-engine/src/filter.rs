@@ -161,6 +161,71 @@ impl EncStrOp {
     }
 }
 
+/// The characters PCRE gives a meaning outside a character class.
+const REGEX_META: [char; 14] = [
+    '\\', '^', '$', '.', '|', '?', '*', '+', '(', ')', '[', ']', '{', '}',
+];
+
+impl FieldOp {
+    /// The `$regex` pattern under which MongoDB matches what this string
+    /// lookup matches (`None` for the other operators): the escaped
+    /// literal, anchored with `^` (starts with) or `\z` (ends with; PCRE's
+    /// `$` would also match before a final newline). [`Filter::parse`]
+    /// reads exactly these patterns back.
+    pub fn lookup_regex(&self) -> Option<String> {
+        let escape = |s: &str| {
+            let mut out = String::with_capacity(s.len() + 2);
+            for c in s.chars() {
+                if REGEX_META.contains(&c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        };
+        match self {
+            FieldOp::Contains(s) => Some(escape(s)),
+            FieldOp::StartsWith(s) => Some(format!("^{}", escape(s))),
+            FieldOp::EndsWith(s) => Some(format!("{}\\z", escape(s))),
+            _ => None,
+        }
+    }
+
+    /// The string lookup a `$regex` pattern of [`Self::lookup_regex`]'s
+    /// form spells; any other pattern is pattern matching, which is not
+    /// supported (`RegexMatch`, naming the path and never the pattern).
+    fn from_lookup_regex(path: &str, pattern: &str) -> Result<Self, FilterError> {
+        let refuse = || FilterError::RegexMatch(path.to_owned());
+        let (starts, rest) = match pattern.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        let mut literal = String::with_capacity(rest.len());
+        let mut ends = false;
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            if ends {
+                return Err(refuse());
+            }
+            match c {
+                '\\' => match chars.next() {
+                    Some('z') => ends = true,
+                    Some(e) if REGEX_META.contains(&e) => literal.push(e),
+                    _ => return Err(refuse()),
+                },
+                c if REGEX_META.contains(&c) => return Err(refuse()),
+                c => literal.push(c),
+            }
+        }
+        match (starts, ends) {
+            (false, false) => Ok(FieldOp::Contains(literal)),
+            (true, false) => Ok(FieldOp::StartsWith(literal)),
+            (false, true) => Ok(FieldOp::EndsWith(literal)),
+            (true, true) => Err(refuse()),
+        }
+    }
+}
+
 impl std::fmt::Debug for FieldOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use cipherdoc_crypto::{Redacted, RedactedList};
@@ -491,6 +556,19 @@ fn parse_ops(path: &str, d: &Document) -> Result<Vec<Filter>, FilterError> {
             }
             "$nin" => f(FieldOp::Nin(parse_list(op, path, v)?)),
             "$exists" => f(FieldOp::Exists(truthy(v))),
+            // cipherdoc's own string lookups (`FieldOp::lookup_regex`), as
+            // the MongoDB engine sends them; no other pattern.
+            "$regex" => match v {
+                Bson::String(p) => f(FieldOp::from_lookup_regex(path, p)?),
+                Bson::RegularExpression(r) if r.options.is_empty() => {
+                    f(FieldOp::from_lookup_regex(path, &r.pattern)?)
+                }
+                _ => return Err(FilterError::RegexMatch(path.to_owned())),
+            },
+            "$options" => match v {
+                Bson::String(o) if o.is_empty() && d.contains_key("$regex") => continue,
+                _ => return Err(FilterError::RegexMatch(path.to_owned())),
+            },
             "$not" => match v {
                 Bson::Document(inner)
                     if inner.keys().next().is_some_and(|k| k.starts_with('$')) =>
@@ -666,6 +744,47 @@ fn op_matches(op: &FieldOp, reach: &Reach<'_>) -> bool {
 mod tests {
     use super::*;
     use bson::doc;
+
+    /// The string lookups' `$regex` patterns parse back to the lookups,
+    /// with every metacharacter, a literal `\\z` and a final newline; any
+    /// other pattern is refused by path.
+    #[test]
+    fn lookup_regexes_parse_back_and_nothing_else_does() {
+        for s in ["a.b", "^x$", "a\\zb\\", "(a|b)*+?{1}[c]", "é\n", ""] {
+            for op in [
+                FieldOp::Contains(s.into()),
+                FieldOp::StartsWith(s.into()),
+                FieldOp::EndsWith(s.into()),
+            ] {
+                let re = op.lookup_regex().unwrap();
+                let f = Filter::field("p", op);
+                assert_eq!(Filter::parse(&doc! {"p": {"$regex": &re}}).unwrap(), f);
+                assert_eq!(
+                    Filter::parse(&doc! {"p": {"$regex": &re, "$options": ""}}).unwrap(),
+                    f
+                );
+            }
+        }
+        let ends = Filter::field("s", FieldOp::EndsWith("a.b".into()));
+        assert!(ends.matches(&doc! {"s": "xa.b"}));
+        assert!(!ends.matches(&doc! {"s": "a.b\n"}));
+        for bad in [
+            doc! {"p": {"$regex": "a.b"}},
+            doc! {"p": {"$regex": "^a\\z"}},
+            doc! {"p": {"$regex": "a\\zb"}},
+            doc! {"p": {"$regex": "\\d"}},
+            doc! {"p": {"$regex": "a$"}},
+            doc! {"p": {"$regex": "a", "$options": "i"}},
+            doc! {"p": {"$options": ""}},
+            doc! {"p": {"$regex": 1}},
+        ] {
+            assert!(
+                matches!(Filter::parse(&bad), Err(FilterError::RegexMatch(p)) if p == "p"),
+                "{bad}"
+            );
+        }
+        assert_eq!(FieldOp::Eq(Bson::Int32(1)).lookup_regex(), None);
+    }
 
     #[test]
     fn parse_shapes() {

@@ -12,6 +12,12 @@ mod code {
     pub const INDEX_OPTIONS_CONFLICT: i32 = 85;
     pub const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
     pub const DUPLICATE_KEY: i32 = 11000;
+    pub const INVALID_NAMESPACE: i32 = 73;
+    pub const IMMUTABLE_FIELD: i32 = 66;
+    /// "Cannot do exclusion on field … in inclusion projection" (and the
+    /// reverse).
+    pub const PROJECTION_EXCLUSION_IN_INCLUSION: i32 = 31254;
+    pub const PROJECTION_INCLUSION_IN_EXCLUSION: i32 = 31253;
 }
 
 /// A server error with its code.
@@ -47,6 +53,17 @@ fn from_code(code: i32, code_name: &str, message: &str, collection: &str) -> Eng
         code::DUPLICATE_KEY => duplicate_key(collection, message),
         code::NAMESPACE_EXISTS => EngineError::CollectionExists(collection.to_owned()),
         code::NAMESPACE_NOT_FOUND => EngineError::CollectionNotFound(collection.to_owned()),
+        code::IMMUTABLE_FIELD => EngineError::InvalidDocument {
+            collection: collection.to_owned(),
+            reason: message.to_owned(),
+        },
+        code::INVALID_NAMESPACE => EngineError::InvalidCollectionName {
+            name: collection.to_owned(),
+            reason: "the MongoDB server refused it as a namespace (InvalidNamespace)",
+        },
+        code::PROJECTION_EXCLUSION_IN_INCLUSION | code::PROJECTION_INCLUSION_IN_EXCLUSION => {
+            EngineError::InvalidProjection(message.to_owned())
+        }
         _ => server(code, code_name, message),
     }
 }

@@ -1,10 +1,13 @@
 //! [`Filter`] → MongoDB query document.
 //!
 //! The engine's filter AST is MongoDB's query language, so the translation
-//! is one to one, with three shapes MongoDB spells differently: the empty
+//! is one to one, with four shapes MongoDB spells differently: the empty
 //! disjunction (matches nothing: `{_id: {$in: []}}`, since every document
 //! has an `_id`), a negated filter (`{$nor: [f]}`; MongoDB's `$not` only
-//! exists under a path) and the string lookups (an escaped `$regex`).
+//! exists under a path), the string lookups (an escaped `$regex`, anchored
+//! with `^` or `\z` — PCRE's `$` would also match before a final newline)
+//! and the text-search predicates (`{$expr: {$encStrStartsWith: {input:
+//! "$path", prefix: <payload>}}}`, as MongoDB 8.2 takes them).
 //! [`Filter::TagIn`] is the QE server role's own rewrite of a find payload:
 //! a MongoDB server does that rewrite itself, so it never comes here.
 
@@ -32,6 +35,40 @@ pub(crate) fn to_query(filter: &Filter) -> Result<Document, EngineError> {
             }
         }
         Filter::Not(f) => doc! {"$nor": [to_query(f)?]},
+        Filter::Field {
+            path,
+            op: FieldOp::EncStr { op, value },
+        } => {
+            let mut args = Document::new();
+            args.insert("input", format!("${path}"));
+            args.insert(op.argument(), value.clone());
+            let mut expr = Document::new();
+            expr.insert(op.name(), args);
+            doc! {"$expr": expr}
+        }
+        // A regular expression inside `$in`/`$nin` is a pattern to MongoDB
+        // but a value to compare to the engine: each becomes its own `$eq`.
+        Filter::Field {
+            path,
+            op: op @ (FieldOp::In(vs) | FieldOp::Nin(vs)),
+        } if vs.iter().any(|v| matches!(v, Bson::RegularExpression(_))) => {
+            let (regexes, rest): (Vec<&Bson>, Vec<&Bson>) = vs
+                .iter()
+                .partition(|v| matches!(v, Bson::RegularExpression(_)));
+            let mut parts = vec![Bson::Document(
+                doc! {path.clone(): {"$in": rest.into_iter().cloned().collect::<Vec<_>>()}},
+            )];
+            parts.extend(
+                regexes
+                    .into_iter()
+                    .map(|r| Bson::Document(doc! {path.clone(): {"$eq": r.clone()}})),
+            );
+            if matches!(op, FieldOp::In(_)) {
+                doc! {"$or": parts}
+            } else {
+                doc! {"$nor": parts}
+            }
+        }
         Filter::Field { path, op } => {
             let mut d = Document::new();
             d.insert(path.clone(), operator(op));
@@ -67,27 +104,13 @@ fn operator(op: &FieldOp) -> Document {
         FieldOp::Gt(v) => doc! {"$gt": v.clone()},
         FieldOp::Gte(v) => doc! {"$gte": v.clone()},
         FieldOp::Exists(b) => doc! {"$exists": *b},
-        FieldOp::Contains(s) => doc! {"$regex": escape_regex(s)},
-        FieldOp::StartsWith(s) => doc! {"$regex": format!("^{}", escape_regex(s))},
+        FieldOp::Contains(_) | FieldOp::StartsWith(_) | FieldOp::EndsWith(_) => {
+            doc! {"$regex": op.lookup_regex().unwrap_or_default()}
+        }
         // Unknown operators of the non-exhaustive enum match nothing rather
         // than everything.
         _ => doc! {"$in": []},
     }
-}
-
-/// `s` as a PCRE pattern matching itself literally.
-fn escape_regex(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(
-            c,
-            '\\' | '^' | '$' | '.' | '|' | '?' | '*' | '+' | '(' | ')' | '[' | ']' | '{' | '}'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -95,6 +118,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use bson::Document;
+    use cipherdoc_engine::EncStrOp;
+
+    fn field(path: &str, op: FieldOp) -> Filter {
+        Filter::Field {
+            path: path.into(),
+            op,
+        }
+    }
 
     /// Every translation parses back to the filter it came from (the
     /// parser is the reference for MongoDB's query language here).
@@ -108,6 +139,11 @@ mod tests {
             Filter::is_in("a", [Bson::Int32(1), Bson::Null]),
             Filter::not_in("a", [Bson::Int32(1)]),
             Filter::and([Filter::lte("a", 1), Filter::gte("a", 0)]),
+            field("a", FieldOp::Contains("x.y(z)".into())),
+            field("a", FieldOp::StartsWith("^a$".into())),
+            field("a", FieldOp::EndsWith("a\\z".into())),
+            Filter::enc_str("a.b", EncStrOp::StartsWith, Bson::Int32(1)),
+            Filter::enc_str("a", EncStrOp::NormalizedEq, Bson::Int32(1)),
         ];
         for f in cases {
             let q = to_query(&f).unwrap();
@@ -137,14 +173,36 @@ mod tests {
         }
     }
 
+    /// Regular expressions in `$in`/`$nin` are compared as values, as the
+    /// engine's evaluator compares them.
+    #[test]
+    fn regex_values_in_lists_are_compared_not_matched() {
+        let re = Bson::RegularExpression(bson::Regex {
+            pattern: "a.*".into(),
+            options: String::new(),
+        });
+        let docs: Vec<Document> = vec![
+            doc! {"_id": 1, "a": re.clone()},
+            doc! {"_id": 2, "a": "abc"},
+            doc! {"_id": 3, "a": 1},
+            doc! {"_id": 4},
+        ];
+        for f in [
+            Filter::is_in("a", [re.clone(), Bson::Int32(1)]),
+            Filter::not_in("a", [re.clone(), Bson::Int32(1)]),
+            Filter::is_in("a", [re.clone()]),
+        ] {
+            let q = to_query(&f).unwrap();
+            let parsed = Filter::parse(&q).unwrap();
+            for d in &docs {
+                assert_eq!(parsed.matches(d), f.matches(d), "{q} on {d}");
+            }
+        }
+    }
+
     #[test]
     fn tags_are_refused() {
         let f = Filter::tag_in([cipherdoc_engine::Tag([1; 32])]);
         assert!(matches!(to_query(&f), Err(EngineError::Filter(_))));
-    }
-
-    #[test]
-    fn regex_escaping() {
-        assert_eq!(escape_regex("a.b*(c)"), r"a\.b\*\(c\)");
     }
 }

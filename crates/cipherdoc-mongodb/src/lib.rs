@@ -166,6 +166,10 @@ impl MongoEngine {
         options
             .server_selection_timeout
             .get_or_insert(Duration::from_secs(10));
+        // The driver specifications' default (the Rust driver's own is 10):
+        // autocommit writers waiting behind open transactions must not take
+        // every connection their commits need.
+        options.max_pool_size.get_or_insert(100);
         let client = Client::with_options(options)
             .map_err(|e| EngineError::Config(format!("MongoDB client: {}", e.kind)))?;
         let hello = client
@@ -286,6 +290,12 @@ impl<'a> Exec<'a> {
                 .ok()
                 .cloned()
         });
+        if let Some(efc) = &efc
+            && self.inner.server.topology == MongoTopology::Sharded
+        {
+            let key = shard_key(self.inner, collection).await?;
+            qe::check_shard_key(collection, efc, key.as_ref())?;
+        }
         self.inner
             .catalog
             .lock()
@@ -306,7 +316,7 @@ impl<'a> Exec<'a> {
         let mut ids = Vec::with_capacity(docs.len());
         let mut documents = Vec::with_capacity(docs.len());
         for doc in docs {
-            let doc = with_id(doc);
+            let doc = with_id(doc, coll)?;
             ids.push(doc.get("_id").cloned().unwrap_or(Bson::Null));
             documents.push(Bson::Document(doc));
         }
@@ -317,6 +327,14 @@ impl<'a> Exec<'a> {
     }
 
     async fn replace(&mut self, coll: &str, id: &Bson, doc: Document) -> Result<bool> {
+        // mongod refuses it too (ImmutableField); refused here without a
+        // round trip, naming the collection as the other engines do.
+        if doc.get("_id").is_some_and(|new| new != id) {
+            return Err(EngineError::InvalidDocument {
+                collection: coll.to_owned(),
+                reason: "a replacement may not change the document's _id".into(),
+            });
+        }
         let mut cmd = doc! {
             "update": coll,
             "ordered": true,
@@ -328,14 +346,41 @@ impl<'a> Exec<'a> {
     }
 
     async fn delete(&mut self, coll: &str, filter: &Filter, limit: i32) -> Result<u64> {
+        if limit == 0 && self.encrypted_fields(coll).await?.is_some() {
+            return self.delete_each(coll, filter).await;
+        }
+        self.delete_query(coll, filter::to_query(filter)?, limit)
+            .await
+    }
+
+    async fn delete_query(&mut self, coll: &str, query: Document, limit: i32) -> Result<u64> {
         let mut cmd = doc! {
             "delete": coll,
             "ordered": true,
-            "deletes": [{"q": filter::to_query(filter)?, "limit": limit}],
+            "deletes": [{"q": query, "limit": limit}],
         };
         self.finish(Command::Delete, &mut cmd, coll).await?;
         let reply = self.write(cmd, coll).await?;
         Ok(count_of(&reply, "n"))
+    }
+
+    /// A multi-document delete on an encrypted collection, which MongoDB
+    /// refuses ("FLE only supports single document deletes", as
+    /// libmongocrypt's users meet it): the matching `_id`s, then one
+    /// single-document delete each. The caller runs it in a transaction
+    /// (`Engine::delete_many`), so that it is all or nothing.
+    async fn delete_each(&mut self, coll: &str, filter: &Filter) -> Result<u64> {
+        let only_ids = FindOptions {
+            projection: Some(doc! {"_id": 1}),
+            ..FindOptions::default()
+        };
+        let found = self.find(coll, filter, &only_ids).await?;
+        let mut n = 0;
+        for d in found {
+            let Some(id) = d.get("_id") else { continue };
+            n += self.delete_query(coll, doc! {"_id": id.clone()}, 1).await?;
+        }
+        Ok(n)
     }
 
     async fn find(
@@ -422,15 +467,44 @@ fn cursor_of(
     Ok(Some((id, coll)))
 }
 
-/// `doc` with an `_id` (a new ObjectId, first) when it has none.
-fn with_id(doc: Document) -> Document {
-    if doc.contains_key("_id") {
-        return doc;
+/// `doc` with an `_id` (a new ObjectId, first) when it has none; an `_id`
+/// MongoDB refuses (an array, a regular expression, undefined) is refused
+/// here, as the other engines refuse it.
+fn with_id(doc: Document, collection: &str) -> Result<Document> {
+    match doc.get("_id") {
+        Some(Bson::Array(_) | Bson::RegularExpression(_) | Bson::Undefined) => {
+            Err(EngineError::InvalidDocument {
+                collection: collection.to_owned(),
+                reason: "_id cannot be an array, a regular expression or undefined".into(),
+            })
+        }
+        Some(_) => Ok(doc),
+        None => {
+            let mut out = Document::new();
+            out.insert("_id", ObjectId::new());
+            out.extend(doc);
+            Ok(out)
+        }
     }
-    let mut out = Document::new();
-    out.insert("_id", ObjectId::new());
-    out.extend(doc);
-    out
+}
+
+/// The shard key of `collection` on a sharded cluster, from the config
+/// server's `config.collections` as `mongos` serves it (`None`: not
+/// sharded).
+async fn shard_key(inner: &Inner, collection: &str) -> Result<Option<Document>> {
+    let ns = format!("{}.{collection}", inner.name);
+    let reply = inner
+        .client
+        .database("config")
+        .run_command(doc! {"find": "collections", "filter": {"_id": &ns}, "limit": 1_i64})
+        .await
+        .map_err(|e| from_driver(e, collection))?;
+    let mut found = Vec::new();
+    cursor_of(&reply, "firstBatch", &mut found)?;
+    Ok(found
+        .into_iter()
+        .next()
+        .and_then(|d| d.get_document("key").ok().cloned()))
 }
 
 /// `listCollections` for one name: its info document.
@@ -492,19 +566,22 @@ impl MongoEngine {
         let ids = Exec::new(&self.inner, Some(&mut tx.session))
             .insert(coll, docs)
             .await;
-        match ids {
-            Ok(ids) => {
-                tx.session
-                    .commit_transaction()
-                    .await
-                    .map_err(|e| from_driver(e, coll))?;
-                Ok(ids)
-            }
-            Err(e) => {
-                let _ = tx.session.abort_transaction().await;
-                Err(e)
-            }
+        tx.end(ids, coll).await
+    }
+
+    /// `delete_many` outside a transaction: on an encrypted collection it
+    /// is one delete per document ([`Exec::delete_each`]), run in one
+    /// transaction so that it is all or nothing.
+    async fn delete_many_atomic(&self, coll: &str, filter: &Filter) -> Result<u64> {
+        let mut exec = Exec::new(&self.inner, None);
+        if exec.encrypted_fields(coll).await?.is_none() || !self.inner.server.has_transactions() {
+            return exec.delete(coll, filter, 0).await;
         }
+        let mut tx = self.begin_tx().await?;
+        let n = Exec::new(&self.inner, Some(&mut tx.session))
+            .delete(coll, filter, 0)
+            .await;
+        tx.end(n, coll).await
     }
 
     async fn begin_tx(&self) -> Result<MongoTransaction> {
@@ -549,7 +626,7 @@ impl MongoEngine {
         qe::finish(command, &mut cmd, &self.inner.name, collection, &efc);
         cmd.insert(tokens_field, qe::tokens_document(&efc, tokens));
         let reply = exec.command(cmd, collection).await?;
-        Ok(qe::stats_of(&reply))
+        Ok(qe::stats_of(command, &reply))
     }
 }
 
@@ -567,6 +644,14 @@ impl Engine for MongoEngine {
         FailedOperation::EndsTransaction
     }
 
+    fn deployment(&self) -> Option<String> {
+        let s = &self.inner.server;
+        Some(format!(
+            "MongoDB {}, wire version {}",
+            s.topology, s.max_wire_version
+        ))
+    }
+
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
         self.forget(name);
         let mut exec = Exec::new(&self.inner, None);
@@ -574,6 +659,7 @@ impl Engine for MongoEngine {
             exec.command(doc! {"create": name}, name).await?;
             return Ok(());
         };
+        cipherdoc_engine::qe_server::check_encrypted_fields(name, &efc)?;
         qe::check_server_supports(name, &efc, &self.inner.server)?;
         if list_collection(&self.inner, name).await?.is_some() {
             return Err(EngineError::CollectionExists(name.to_owned()));
@@ -592,7 +678,7 @@ impl Engine for MongoEngine {
         exec.command(doc! {"create": name, "encryptedFields": efc}, name)
             .await?;
         exec.command(
-            doc! {"createIndexes": name, "indexes": [{"key": {"__safeContent__": 1}, "name": "__safeContent___1"}]},
+            doc! {"createIndexes": name, "indexes": [{"name": "__safeContent___1", "key": {"__safeContent__": 1}}]},
             name,
         )
         .await?;
@@ -722,9 +808,7 @@ impl Engine for MongoEngine {
     }
 
     async fn delete_many(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        Exec::new(&self.inner, None)
-            .delete(collection, filter, 0)
-            .await
+        self.delete_many_atomic(collection, filter).await
     }
 
     async fn find(
@@ -815,6 +899,24 @@ impl MongoTransaction {
 
     fn exec(&mut self) -> Exec<'_> {
         Exec::new(&self.inner, Some(&mut self.session))
+    }
+
+    /// End a transaction the engine opened for one operation: commit when
+    /// `r` is a success, abort otherwise.
+    async fn end<T>(mut self, r: Result<T>, coll: &str) -> Result<T> {
+        match r {
+            Ok(v) => {
+                self.session
+                    .commit_transaction()
+                    .await
+                    .map_err(|e| from_driver(e, coll))?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.session.abort_transaction().await;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use bson::{Bson, Document, spec::BinarySubtype};
 use cipherdoc_engine::EngineError;
 use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens};
 
-use crate::{ServerInfo, WIRE_VERSION_7_0, WIRE_VERSION_8_0};
+use crate::{MongoTopology, ServerInfo, WIRE_VERSION_7_0, WIRE_VERSION_8_0};
 
 /// The commands this engine sends to an encrypted collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +145,9 @@ pub(crate) fn state_collections(coll: &str, efc: &Document) -> (String, String) 
     (esc, ecoc)
 }
 
-/// Refuse an encrypted collection the server cannot serve: QE protocol v2
-/// needs MongoDB 7.0 (wire 21), range fields 8.0 (wire 25).
+/// Refuse an encrypted collection the server cannot serve: QE needs a
+/// replica set or a sharded cluster, protocol v2 MongoDB 7.0 (wire 21),
+/// range fields 8.0 (wire 25).
 pub(crate) fn check_server_supports(
     collection: &str,
     efc: &Document,
@@ -156,6 +157,11 @@ pub(crate) fn check_server_supports(
         collection: collection.to_owned(),
         reason,
     };
+    if server.topology == MongoTopology::Standalone {
+        return Err(refuse(
+            "Queryable Encryption needs a replica set or a sharded cluster; the server is a standalone (a one-member replica set is enough)".to_owned(),
+        ));
+    }
     if server.max_wire_version < WIRE_VERSION_7_0 {
         return Err(refuse(format!(
             "Queryable Encryption needs MongoDB 7.0 or later (wire version {WIRE_VERSION_7_0}); the server reports wire version {}",
@@ -167,6 +173,41 @@ pub(crate) fn check_server_supports(
             "range fields need MongoDB 8.0 or later (wire version {WIRE_VERSION_8_0}); the server reports wire version {} (MongoDB 7.0 serves equality and unindexed fields only)",
             server.max_wire_version
         )));
+    }
+    Ok(())
+}
+
+/// Refuse an encrypted collection sharded on an encrypted field: MongoDB
+/// routes documents by the shard key's value, which an encrypted field's
+/// randomized ciphertext cannot be (its ESC and ECOC are unsharded, on the
+/// collection's primary shard, and need no key of their own).
+pub(crate) fn check_shard_key(
+    collection: &str,
+    efc: &Document,
+    shard_key: Option<&Document>,
+) -> Result<(), EngineError> {
+    let Some(key) = shard_key else {
+        return Ok(());
+    };
+    let paths: Vec<&str> = efc
+        .get_array("fields")
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| f.as_document()?.get_str("path").ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let within =
+        |a: &str, b: &str| a == b || (b.starts_with(a) && b.as_bytes().get(a.len()) == Some(&b'.'));
+    for k in key.keys() {
+        if let Some(p) = paths.iter().find(|p| within(k, p) || within(p, k)) {
+            return Err(EngineError::InvalidEncryptedFields {
+                collection: collection.to_owned(),
+                reason: format!(
+                    "the collection is sharded on {k:?}, which is the encrypted field {p:?} or part of it; a shard key may not be an encrypted path (reshard the collection on a plaintext field)"
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -203,10 +244,12 @@ pub(crate) fn tokens_document(efc: &Document, tokens: &CompactionTokens) -> Docu
     tokens.to_document(paths)
 }
 
-/// mongod's compaction `stats` as [`CompactionStats`] (mongod reports
-/// fewer counters: inserted anchors include padding, deleted ESC entries
-/// both kinds, which are reported here as non-anchors).
-pub(crate) fn stats_of(reply: &Document) -> CompactionStats {
+/// mongod's `stats` of `command` (compaction or cleanup) as
+/// [`CompactionStats`]. mongod reports fewer counters: its inserted anchors
+/// include padding anchors, and its deleted ESC entries are of both kinds.
+/// A compaction deletes only non-anchors; a cleanup's deletions are
+/// reported as `anchors_deleted` (the non-anchors it deletes among them).
+pub(crate) fn stats_of(command: Command, reply: &Document) -> CompactionStats {
     let n = |d: Option<&Document>, k: &str| -> u64 {
         match d.and_then(|d| d.get(k)) {
             Some(Bson::Int32(v)) => u64::try_from(*v).unwrap_or(0),
@@ -222,7 +265,11 @@ pub(crate) fn stats_of(reply: &Document) -> CompactionStats {
     out.unique_counters = n(esc, "read");
     out.anchors_inserted = n(esc, "inserted");
     out.null_anchors_written = n(esc, "updated");
-    out.non_anchors_deleted = n(esc, "deleted");
+    if command == Command::Cleanup {
+        out.anchors_deleted = n(esc, "deleted");
+    } else {
+        out.non_anchors_deleted = n(esc, "deleted");
+    }
     out
 }
 
@@ -279,6 +326,31 @@ mod tests {
             &doc! {"count": "c", "query": {"a": payload(13)}},
             &e
         ));
+    }
+
+    #[test]
+    fn shard_keys_on_encrypted_paths_are_refused() {
+        let e = doc! {"fields": [{"path": "rec.ssn", "bsonType": "string"}]};
+        for key in [
+            doc! {"rec.ssn": 1},
+            doc! {"rec": "hashed"},
+            doc! {"region": 1, "rec.ssn.x": 1},
+        ] {
+            let err = check_shard_key("c", &e, Some(&key)).unwrap_err();
+            assert!(
+                matches!(&err, EngineError::InvalidEncryptedFields { collection, reason }
+                    if collection == "c" && reason.contains("rec.ssn")),
+                "{err}"
+            );
+        }
+        for key in [
+            doc! {"region": 1},
+            doc! {"rec.ssnx": 1},
+            doc! {"_id": "hashed"},
+        ] {
+            assert!(check_shard_key("c", &e, Some(&key)).is_ok(), "{key}");
+        }
+        assert!(check_shard_key("c", &e, None).is_ok());
     }
 
     #[test]

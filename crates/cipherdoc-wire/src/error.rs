@@ -235,7 +235,18 @@ impl CommandError {
 
 impl From<EngineError> for CommandError {
     fn from(e: EngineError) -> Self {
-        let message = e.to_string();
+        let message = match &e {
+            // mongod's wording, which drivers and the MongoDB engine read
+            // the index and the key from.
+            EngineError::DuplicateKey {
+                collection,
+                index,
+                key,
+            } => format!(
+                "E11000 duplicate key error collection: {collection} index: {index} dup key: {key}"
+            ),
+            _ => e.to_string(),
+        };
         let code = match &e {
             EngineError::Filter(_)
             | EngineError::InvalidEncryptedFields { .. }
@@ -303,6 +314,10 @@ mod tests {
         }
         .into();
         assert_eq!(dup.code.code(), 11000);
+        assert_eq!(
+            dup.message,
+            "E11000 duplicate key error collection: c index: _id_ dup key: 1"
+        );
         let conflict: CommandError = EngineError::EscIdConflict {
             collection: "c".into(),
         }

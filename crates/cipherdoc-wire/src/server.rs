@@ -30,6 +30,10 @@ pub enum Topology {
     },
     /// A standalone server (`--standalone`, for clients' refusal tests).
     Standalone,
+    /// A `mongos` of a sharded cluster (`msg: "isdbgrid"` in `hello`), for
+    /// clients' tests of what changes on sharded clusters; the shard keys
+    /// it reports are the documents of its `config.collections`.
+    Mongos,
 }
 
 /// Settings of a [`Server`].
@@ -404,6 +408,9 @@ async fn hello(shared: &Shared, conn: &Conn, cmd: &Document, name: &str) -> Comm
         },
         true,
     );
+    if cfg.topology == Topology::Mongos {
+        d.insert("msg", "isdbgrid");
+    }
     if let Topology::ReplicaSet { set_name } = &cfg.topology {
         d.insert("hosts", vec![conn.local.clone()]);
         d.insert("setName", set_name.clone());

@@ -151,6 +151,26 @@ pub struct QeServerConfig {
     pub schema_ttl: Duration,
 }
 
+/// Validate the `encryptedFields` of collection `name` as the QE server
+/// role (and mongod) does before creating it: an engine whose server plays
+/// the role checks with it before it creates the state collections, so that
+/// a refused configuration leaves nothing behind.
+///
+/// # Errors
+/// [`EngineError::InvalidEncryptedFields`], naming the collection and why.
+pub fn check_encrypted_fields(name: &str, ef: &Document) -> Result<()> {
+    crate::documents::normalize_encrypted_fields(name, ef.clone())?;
+    QeSchema::parse(name, ef)
+        .map(|_| ())
+        .map_err(|e| EngineError::InvalidEncryptedFields {
+            collection: name.to_owned(),
+            reason: match e {
+                QeError::Schema { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })
+}
+
 impl Default for QeServerConfig {
     fn default() -> Self {
         Self {
@@ -595,13 +615,7 @@ impl Engine for QeServer {
 
     async fn create_collection(&self, name: &str, options: CreateCollectionOptions) -> Result<()> {
         if let Some(ef) = &options.encrypted_fields {
-            QeSchema::parse(name, ef).map_err(|e| EngineError::InvalidEncryptedFields {
-                collection: name.to_owned(),
-                reason: match e {
-                    QeError::Schema { reason, .. } => reason,
-                    other => other.to_string(),
-                },
-            })?;
+            check_encrypted_fields(name, ef)?;
         }
         let r = self.inner.create_collection(name, options).await;
         self.shared.forget(name);

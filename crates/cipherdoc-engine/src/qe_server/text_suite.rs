@@ -1,5 +1,6 @@
-//! The QE text-search property suite: every engine wrapped in [`QeServer`]
-//! must pass it unchanged.
+//! The QE text-search property suite: every engine that plays the QE
+//! server role (wrapped in [`QeServer`], or MongoDB's own, as
+//! [`serving`] picks) must pass it unchanged.
 //!
 //! ```ignore
 //! async fn fresh() -> SqliteEngine { SqliteEngine::temporary().unwrap() }
@@ -43,8 +44,10 @@ use cipherdoc_crypto::text::{
 use cipherdoc_crypto::tokens::IndexKeyTokens;
 use cipherdoc_crypto::{DataKey, KeyId, OsRandom};
 
-use super::suite::enc;
-use super::{CompactionTokens, QeError, QeServer};
+#[cfg(doc)]
+use super::QeServer;
+use super::suite::{enc, is_server_refusal, serving};
+use super::{CompactionTokens, QeError};
 use crate::contract::Rng;
 use crate::{CreateCollectionOptions, EncStrOp, Engine, EngineError, Filter, FindOptions, Tag};
 
@@ -361,7 +364,7 @@ fn random_query(
 /// queries return exactly what plaintext matching with the field's folding
 /// returns.
 async fn check(
-    e: &QeServer,
+    e: &dyn Engine,
     c: &str,
     client: &TextClient,
     model: &Model,
@@ -471,13 +474,13 @@ async fn check(
 
 /// The property test for one contention factor.
 pub async fn text_model(engine: Arc<dyn Engine>, cm: u64) {
-    let e = QeServer::new(engine);
+    let e = serving(engine);
     let client = TextClient::new(cm);
     let seed = random_seed();
     eprintln!("text_model cm={cm} seed={seed}");
     let mut rng = Rng::new(seed);
     let c = "people";
-    client.create_collection(&e, c).await;
+    client.create_collection(&*e, c).await;
     let mut model = Model::new();
     let value = |rng: &mut Rng| {
         (
@@ -503,15 +506,17 @@ pub async fn text_model(engine: Arc<dyn Engine>, cm: u64) {
         model.insert(i, (n, b));
     }
     e.insert_many(c, batch).await.unwrap();
-    check(&e, c, &client, &model, &mut rng, "after inserts").await;
+    check(&*e, c, &client, &model, &mut rng, "after inserts").await;
 
     let stats = e.compact(c, &client.compaction_tokens()).await.unwrap();
     assert!(stats.anchors_inserted > 0);
+    // A MongoDB server counts padding among the inserted anchors: more
+    // anchors than counters read is padding there.
     assert!(
-        stats.padding_anchors_inserted > 0,
+        stats.padding_anchors_inserted > 0 || stats.anchors_inserted > stats.unique_counters,
         "text fields get padding anchors: {stats:?}"
     );
-    check(&e, c, &client, &model, &mut rng, "after compaction").await;
+    check(&*e, c, &client, &model, &mut rng, "after compaction").await;
 
     // Inserts, a replacement and a deletion after compaction.
     for i in 24..32 {
@@ -544,7 +549,7 @@ pub async fn text_model(engine: Arc<dyn Engine>, cm: u64) {
         model.remove(&k);
     }
     check(
-        &e,
+        &*e,
         c,
         &client,
         &model,
@@ -555,7 +560,7 @@ pub async fn text_model(engine: Arc<dyn Engine>, cm: u64) {
 
     let stats = e.cleanup(c, &client.compaction_tokens()).await.unwrap();
     assert!(stats.null_anchors_written > 0);
-    check(&e, c, &client, &model, &mut rng, "after cleanup").await;
+    check(&*e, c, &client, &model, &mut rng, "after cleanup").await;
     for i in 32..36 {
         let (n, b) = value(&mut rng);
         e.insert_one(c, client.document(i, &n, &b)).await.unwrap();
@@ -563,7 +568,7 @@ pub async fn text_model(engine: Arc<dyn Engine>, cm: u64) {
     }
     e.compact(c, &client.compaction_tokens()).await.unwrap();
     check(
-        &e,
+        &*e,
         c,
         &client,
         &model,
@@ -588,6 +593,11 @@ fn is_refusal(r: &Result<impl std::fmt::Debug, EngineError>, path: &str) -> bool
         Err(EngineError::Qe(
             QeError::InvalidQuery { path: p, .. } | QeError::InvalidDocument { path: p, .. },
         )) => p == path,
+        // A MongoDB server's refusal, passed on with its code; it names the
+        // field in its message.
+        Err(e @ EngineError::Server { message, .. }) => {
+            is_server_refusal(e) && message.contains(path)
+        }
         _ => false,
     }
 }
@@ -595,10 +605,10 @@ fn is_refusal(r: &Result<impl std::fmt::Debug, EngineError>, path: &str) -> bool
 /// What the server role refuses on text fields, each naming the field and
 /// never the value, with nothing written.
 pub async fn text_refusals(engine: Arc<dyn Engine>) {
-    let e = QeServer::new(engine);
+    let e = serving(engine);
     let client = TextClient::new(2);
     let c = "people";
-    client.create_collection(&e, c).await;
+    client.create_collection(&*e, c).await;
     e.insert_one(c, client.document(1, "Ada", "analyst"))
         .await
         .unwrap();
@@ -699,10 +709,10 @@ pub async fn text_refusals(engine: Arc<dyn Engine>) {
     let r = e.insert_one(c, d).await;
     assert!(is_refusal(&r, "name"), "{r:?}");
     // Nothing of the refused writes was stored, and the good query works.
-    let all = ids(&e, c, &Filter::all()).await;
+    let all = ids(&*e, c, &Filter::all()).await;
     assert_eq!(all, BTreeSet::from([1]));
     let r = ids(
-        &e,
+        &*e,
         c,
         &Filter::enc_str("bio", EncStrOp::Contains, substring),
     )

@@ -73,6 +73,27 @@ pub fn server(store: Store) -> Option<String> {
     }
 }
 
+/// A server of its own over SQLite (files in a fresh directory), with
+/// `tweak` applied to its configuration (reported wire version, topology);
+/// its address.
+pub fn sqlite_server_with(tweak: impl FnOnce(ServerConfig) -> ServerConfig) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "mongodb-serve-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed) + 1
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    start(tweak(ServerConfig::new(Backend::Sqlite { dir })))
+}
+
+/// An engine on database `name` of the server at `addr`.
+pub async fn engine_at(addr: &str, name: &str) -> MongoEngine {
+    MongoEngine::connect(&format!("mongodb://{addr}/"), name)
+        .await
+        .unwrap()
+}
+
 /// A fresh database name, in the form of the PostgreSQL test schemas
 /// (`cdtest_<time>_<pid>_<n>`) so that the sweep of stale test schemas
 /// removes those a crashed run leaves.
