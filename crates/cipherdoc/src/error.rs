@@ -109,6 +109,24 @@ pub enum Error {
         /// keeps every `Result` of the crate small).
         reason: Box<crate::coverage::CoverageGap>,
     },
+    /// A write of a model whose collection a copy migration is rebuilding
+    /// (see `migrations/copy.rs`); nothing was written. Writes are blocked,
+    /// not carried over, until `migrate` has finished the copy, or, when
+    /// the copy was interrupted, until the next `migrate` finishes or rolls
+    /// it back.
+    #[error(
+        "{model}: writes to {namespace} on database '{alias}' are blocked while migration {migration} copies it into a new encrypted collection; nothing was written. Retry once `migrate` has finished; if it was interrupted, run `migrate --database {alias}` to finish or roll back the copy"
+    )]
+    CopyInProgress {
+        /// The model label, `app.Model`.
+        model: String,
+        /// The database alias.
+        alias: String,
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// `app.name` of the migration doing the copy.
+        migration: String,
+    },
     /// A checked read found a stored value the collection's encrypted
     /// fields do not allow (see
     /// [`Encrypter::decrypt_document`](crate::encrypter::Encrypter::decrypt_document));

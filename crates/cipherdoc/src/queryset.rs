@@ -160,6 +160,17 @@ impl<'a, M: Model> QuerySet<'a, M> {
             }
             return Ok(Target { db, efc: None });
         }
+        if access != Access::Filter
+            && let Some(migration) =
+                crate::migrations::copy_in_progress(db, &schema.collection).await?
+        {
+            return Err(Error::CopyInProgress {
+                model: label::<M>(),
+                alias: db.alias().to_owned(),
+                namespace: db.namespace(&schema.collection),
+                migration,
+            });
+        }
         let efc = db.encrypted_fields(&schema.collection).await?;
         if let Some((p, reason)) = coverage::first_gap(schema, efc.as_ref().map(|e| &e.1)) {
             return Err(Error::EncryptedFieldNotCovered {
@@ -343,7 +354,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// Deletes every matching document; returns how many.
     pub async fn delete(&self) -> Result<u64> {
-        let target = self.target(self.write_db()?, Access::Filter).await?;
+        let target = self.target(self.write_db()?, Access::Delete).await?;
         let filter = self.engine_filter(&target).await?;
         Ok(target
             .db
@@ -517,8 +528,10 @@ impl<'a, M: Model> QuerySet<'a, M> {
 /// encryption is refused as well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
-    /// Only a filter (reads, counts, deletes).
+    /// Only a filter (reads, counts).
     Filter,
+    /// A filter whose documents are deleted.
+    Delete,
     /// Documents (create, save, updates).
     Store,
 }

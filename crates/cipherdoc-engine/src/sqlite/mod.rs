@@ -55,8 +55,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
-    TxMode, TxOutput, TxWork,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, RenameTarget,
+    Transaction, TxMode, TxOutput, TxWork,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EscEntry, EscId, EscValue, QeState};
@@ -296,6 +296,21 @@ impl Engine for SqliteEngine {
     async fn drop_collection(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.write(move |c| ops::drop_collection(c, &name)).await
+    }
+
+    async fn rename_collection(&self, from: &str, to: &str, target: RenameTarget) -> Result<()> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.write(move |c| ops::rename_collection(c, &from, &to, target))
+            .await
+    }
+
+    async fn scrub_freed_space(&self) -> Result<()> {
+        let guard = self.writer().await;
+        blocking(move || {
+            reset(&guard)?;
+            guard.scrub()
+        })
+        .await?
     }
 
     async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {
