@@ -222,6 +222,58 @@ impl Management {
         &self.app
     }
 
+    /// `migrate`, or with `MigrateMode::DryRun` what it would do.
+    async fn migrate_command(
+        &self,
+        dir: &MigrationDir,
+        database: String,
+        label: Option<String>,
+        target: Option<String>,
+        mode: MigrateMode,
+    ) -> Result<String> {
+        let opts = MigrateOptions {
+            database: database.clone(),
+            app: label,
+            target,
+            mode,
+        };
+        if mode == MigrateMode::DryRun {
+            let report = migrate(&self.app, dir, &opts, &()).await?;
+            let mut out = vec![format!(
+                "Migrations that would run on database '{database}' (nothing changed):"
+            )];
+            if report.planned.is_empty() {
+                out.push("  No migrations to apply.".to_owned());
+            }
+            for p in &report.planned {
+                out.push(format!("  {p}"));
+            }
+            for n in &report.notes {
+                out.push(format!("  Note: {n}"));
+            }
+            return Ok(out.join("\n"));
+        }
+        let bar = progress_bar(0);
+        let observer = BarObserver::new(bar.clone());
+        let report = migrate(&self.app, dir, &opts, &observer).await;
+        bar.finish_and_clear();
+        let report = report?;
+        let mut out = vec![format!("Running migrations on database '{database}':")];
+        if report.applied.is_empty() && report.unapplied.is_empty() {
+            out.push("  No migrations to apply.".to_owned());
+        }
+        for a in &report.unapplied {
+            out.push(format!("  Unapplying {a}... OK"));
+        }
+        for a in &report.applied {
+            out.push(format!("  Applying {a}... OK"));
+        }
+        for n in &report.notes {
+            out.push(format!("  Note: {n}"));
+        }
+        Ok(out.join("\n"))
+    }
+
     /// What a copy migration of `app_label.model` will copy: the number of
     /// documents in the database its writes are routed to.
     async fn copy_size(&self, app_label: &str, model: &str, collection: &str) -> String {
@@ -376,52 +428,13 @@ impl Management {
                 target,
                 dry_run,
             } => {
-                let opts = MigrateOptions {
-                    database: db.database.clone(),
-                    app: label,
-                    target,
-                    mode: if dry_run {
-                        MigrateMode::DryRun
-                    } else {
-                        MigrateMode::Apply
-                    },
+                let mode = if dry_run {
+                    MigrateMode::DryRun
+                } else {
+                    MigrateMode::Apply
                 };
-                if dry_run {
-                    let report = migrate(app, &dir, &opts, &()).await?;
-                    let mut out = vec![format!(
-                        "Migrations that would run on database '{}' (nothing changed):",
-                        db.database
-                    )];
-                    if report.planned.is_empty() {
-                        out.push("  No migrations to apply.".to_owned());
-                    }
-                    for p in &report.planned {
-                        out.push(format!("  {p}"));
-                    }
-                    for n in &report.notes {
-                        out.push(format!("  Note: {n}"));
-                    }
-                    return Ok(out.join("\n"));
-                }
-                let bar = progress_bar(0);
-                let observer = BarObserver::new(bar.clone());
-                let report = migrate(app, &dir, &opts, &observer).await;
-                bar.finish_and_clear();
-                let report = report?;
-                let mut out = vec![format!("Running migrations on database '{}':", db.database)];
-                if report.applied.is_empty() && report.unapplied.is_empty() {
-                    out.push("  No migrations to apply.".to_owned());
-                }
-                for a in &report.unapplied {
-                    out.push(format!("  Unapplying {a}... OK"));
-                }
-                for a in &report.applied {
-                    out.push(format!("  Applying {a}... OK"));
-                }
-                for n in &report.notes {
-                    out.push(format!("  Note: {n}"));
-                }
-                Ok(out.join("\n"))
+                self.migrate_command(&dir, db.database, label, target, mode)
+                    .await
             }
             Command::Showmigrations { db, apps } => {
                 let shown = show_migrations(app, &dir, &db.database).await?;

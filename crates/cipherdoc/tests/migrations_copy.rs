@@ -11,7 +11,13 @@
 //! 10,000 documents (`CIPHERDOC_COPY_KILL_DOCS=100000` for the issue's
 //! 100k) and checks that the next `migrate` ends where an uninterrupted run
 //! ends.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::struct_field_names,
+    clippy::cast_precision_loss
+)]
 
 mod common;
 

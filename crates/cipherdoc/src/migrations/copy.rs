@@ -243,7 +243,7 @@ pub(crate) async fn recover(
         };
         if switched {
             finish(db, &e, notes).await?;
-            e.phase = DONE.to_owned();
+            DONE.clone_into(&mut e.phase);
             e.save(db).await?;
             notes.push(format!(
                 "finished the interrupted copy of {ns} (migration {}): the new collection was in place",
@@ -472,7 +472,7 @@ pub(crate) async fn run(
         .await?;
     db.forget_catalog();
     finish(db, &entry, notes).await?;
-    entry.phase = DONE.to_owned();
+    DONE.clone_into(&mut entry.phase);
     entry.save(db).await?;
     Ok(())
 }
@@ -514,14 +514,13 @@ async fn copy_into_temp(
             }
             _ => None,
         };
-        let id = match kept {
-            Some(id) => id,
-            None => {
-                let master = master_for(db, plan.app, plan.new, f)?;
-                enc.keys()
-                    .create_data_key(master, vec![alt_name(&temp, &f.path)])
-                    .await?
-            }
+        let id = if let Some(id) = kept {
+            id
+        } else {
+            let master = master_for(db, plan.app, plan.new, f)?;
+            enc.keys()
+                .create_data_key(master, vec![alt_name(&temp, &f.path)])
+                .await?
         };
         fields.push(Bson::Document(field_entry(
             plan.app,
@@ -581,18 +580,18 @@ async fn copy_into_temp(
         let mut batch = Vec::with_capacity(docs.len());
         for d in docs {
             let id = d.get("_id").cloned().unwrap_or(Bson::Null);
-            let plain = enc.encrypter().decrypt_document(&label, d, old_cfg).await?;
-            let plain = reshape(plain, plan);
+            let decrypted = enc.encrypter().decrypt_document(&label, d, old_cfg).await?;
+            let reshaped = reshape(decrypted, plan);
             let stored = match &new_cfg {
                 Some(cfg) => {
                     enc.encrypter()
-                        .encrypt_document(&temp_ns, &plain, cfg)
+                        .encrypt_document(&temp_ns, &reshaped, cfg)
                         .await?
                 }
-                None => plain.clone(),
+                None => reshaped.clone(),
             };
             if sample.len() < SAMPLE {
-                sample.push((id.clone(), plain));
+                sample.push((id.clone(), reshaped));
             }
             last = Some(id);
             batch.push(stored);

@@ -1,5 +1,7 @@
 //! Applying and reversing migrations on one database.
 
+use std::fmt::Write as _;
+
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use cipherdoc_engine::{CreateCollectionOptions, FieldOp, Filter, FindOptions, IndexSpec};
 
@@ -733,10 +735,11 @@ async fn dry_run(
             let mut line = format!("{id}: {verb}{}", op.describe());
             if let Operation::CopyModel { collection, .. } = op {
                 let n = db.engine().count(collection, &Filter::all()).await?;
-                line.push_str(&format!(
+                let _ = write!(
+                    line,
                     " [would copy {n} documents of {}]",
                     db.namespace(collection)
-                ));
+                );
             }
             report.planned.push(line);
         }

@@ -447,6 +447,9 @@ pub fn autodetect(
 /// [`autodetect`], with a [`Operation::CopyModel`] under fresh data keys
 /// for each model named in `reencrypt` (by name or `app.Model`), changed
 /// or not.
+// One pass over the models, as `autodetect` was; the copy decision is
+// where it must be, between the rename detection and the field ops.
+#[allow(clippy::too_many_lines)]
 pub fn autodetect_with(
     app: &str,
     old: &AppState,
@@ -774,14 +777,14 @@ pub fn makemigrations_with(
             })
             .map(|m| m.name.clone())
             .collect();
-        let ops = autodetect_with(label, &state, &app_models(app, label), &reencrypt)?;
-        if ops.is_empty() {
+        let operations = autodetect_with(label, &state, &app_models(app, label), &reencrypt)?;
+        if operations.is_empty() {
             continue;
         }
         let m = Migration {
             app: label.clone(),
-            name: migration_name(existing.len() + 1, &ops),
-            operations: ops,
+            name: migration_name(existing.len() + 1, &operations),
+            operations,
         };
         let path = match opts.write {
             WriteFiles::No => None,
