@@ -32,8 +32,9 @@ use cipherdoc::deploy::{DeployOptions, check_deploy};
 use cipherdoc::key_vault::alt_names_of;
 use cipherdoc::leakage::{LeakageOptions, leakage_report};
 use cipherdoc::migrations::{
-    MigrateOptions, MigrationDir, MigrationObserver, Severity, check, encrypted_fields_map,
-    encrypted_fields_map_json, makemigrations, migrate, show_migrations,
+    MakeMigrationsOptions, MigrateMode, MigrateOptions, MigrationDir, MigrationObserver, Operation,
+    Severity, WriteFiles, check, encrypted_fields_map, encrypted_fields_map_json,
+    makemigrations_with, migrate, show_migrations,
 };
 use cipherdoc_engine::{FieldOp, Filter, FindOptions};
 use clap::{Args, Parser, Subcommand};
@@ -104,6 +105,10 @@ enum Command {
         /// Fail (exit status 1) when migrations are missing; write nothing.
         #[arg(long)]
         check: bool,
+        /// Copy this model (`Model` or `app.Model`) into a new collection
+        /// under fresh data keys (data-level key rotation); repeatable.
+        #[arg(long = "reencrypt", value_name = "MODEL")]
+        reencrypt: Vec<String>,
     },
     /// Apply (or, with a target, reverse) migrations on one database.
     Migrate {
@@ -114,6 +119,10 @@ enum Command {
         /// Bring the app to this migration (`0001`, `0001_initial`), or `zero`
         /// to reverse all of them (collections are dropped; data keys are kept).
         target: Option<String>,
+        /// Report what would be applied (and how many documents each copy
+        /// would copy) without changing anything.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List each app's migrations and whether the database applied them.
     Showmigrations {
@@ -252,6 +261,83 @@ impl Management {
         &self.app
     }
 
+    /// `migrate`, or with `MigrateMode::DryRun` what it would do.
+    async fn migrate_command(
+        &self,
+        dir: &MigrationDir,
+        database: String,
+        label: Option<String>,
+        target: Option<String>,
+        mode: MigrateMode,
+    ) -> Result<String> {
+        let opts = MigrateOptions {
+            database: database.clone(),
+            app: label,
+            target,
+            mode,
+        };
+        if mode == MigrateMode::DryRun {
+            let report = migrate(&self.app, dir, &opts, &()).await?;
+            let mut out = vec![format!(
+                "Migrations that would run on database '{database}' (nothing changed):"
+            )];
+            if report.planned.is_empty() {
+                out.push("  No migrations to apply.".to_owned());
+            }
+            for p in &report.planned {
+                out.push(format!("  {p}"));
+            }
+            for n in &report.notes {
+                out.push(format!("  Note: {n}"));
+            }
+            return Ok(out.join("\n"));
+        }
+        let bar = progress_bar(0);
+        let observer = BarObserver::new(bar.clone());
+        let report = migrate(&self.app, dir, &opts, &observer).await;
+        bar.finish_and_clear();
+        let report = report?;
+        let mut out = vec![format!("Running migrations on database '{database}':")];
+        if report.applied.is_empty() && report.unapplied.is_empty() {
+            out.push("  No migrations to apply.".to_owned());
+        }
+        for a in &report.unapplied {
+            out.push(format!("  Unapplying {a}... OK"));
+        }
+        for a in &report.applied {
+            out.push(format!("  Applying {a}... OK"));
+        }
+        for n in &report.notes {
+            out.push(format!("  Note: {n}"));
+        }
+        Ok(out.join("\n"))
+    }
+
+    /// What a copy migration of `app_label.model` will copy: the number of
+    /// documents in the database its writes are routed to.
+    async fn copy_size(&self, app_label: &str, model: &str, collection: &str) -> String {
+        let Some(schema) = self
+            .app
+            .models()
+            .iter()
+            .find(|m| m.app == app_label && m.name == model)
+        else {
+            return "documents to copy: unknown (the model is not registered)".to_owned();
+        };
+        let db = match self.app.db_for_write(schema) {
+            Ok(db) => db,
+            Err(e) => return format!("documents to copy: unknown ({e})"),
+        };
+        match db.engine().count(collection, &Filter::all()).await {
+            Ok(n) => format!(
+                "{n} documents of {} to copy when `migrate --database {}` runs; writes to {model} are refused until it has finished",
+                db.namespace(collection),
+                db.alias()
+            ),
+            Err(e) => format!("documents to copy: unknown ({e})"),
+        }
+    }
+
     /// Runs the command named by the process's arguments; prints its output,
     /// or one error line on standard error.
     pub async fn run(self) -> ExitCode {
@@ -329,8 +415,18 @@ impl Management {
                 apps,
                 dry_run,
                 check,
+                reencrypt,
             } => {
-                let made = makemigrations(app, &dir, &apps, dry_run || check)?;
+                let opts = MakeMigrationsOptions {
+                    only: apps,
+                    write: if dry_run || check {
+                        WriteFiles::No
+                    } else {
+                        WriteFiles::Yes
+                    },
+                    reencrypt,
+                };
+                let made = makemigrations_with(app, &dir, &opts)?;
                 if made.is_empty() {
                     return Ok("No changes detected".to_owned());
                 }
@@ -348,6 +444,12 @@ impl Management {
                     ));
                     for op in &m.operations {
                         out.push(format!("    - {}", op.describe()));
+                        if let Operation::CopyModel { collection, .. } = op {
+                            out.push(format!(
+                                "      {}",
+                                self.copy_size(&m.app, op.model(), collection).await
+                            ));
+                        }
                     }
                 }
                 if check {
@@ -363,31 +465,15 @@ impl Management {
                 db,
                 app: label,
                 target,
+                dry_run,
             } => {
-                let opts = MigrateOptions {
-                    database: db.database.clone(),
-                    app: label,
-                    target,
+                let mode = if dry_run {
+                    MigrateMode::DryRun
+                } else {
+                    MigrateMode::Apply
                 };
-                let bar = progress_bar(0);
-                let observer = BarObserver(bar.clone());
-                let report = migrate(app, &dir, &opts, &observer).await;
-                bar.finish_and_clear();
-                let report = report?;
-                let mut out = vec![format!("Running migrations on database '{}':", db.database)];
-                if report.applied.is_empty() && report.unapplied.is_empty() {
-                    out.push("  No migrations to apply.".to_owned());
-                }
-                for a in &report.unapplied {
-                    out.push(format!("  Unapplying {a}... OK"));
-                }
-                for a in &report.applied {
-                    out.push(format!("  Applying {a}... OK"));
-                }
-                for n in &report.notes {
-                    out.push(format!("  Note: {n}"));
-                }
-                Ok(out.join("\n"))
+                self.migrate_command(&dir, db.database, label, target, mode)
+                    .await
             }
             Command::Showmigrations { db, apps } => {
                 let shown = show_migrations(app, &dir, &db.database).await?;
@@ -687,14 +773,50 @@ fn progress_bar(len: u64) -> ProgressBar {
     bar
 }
 
-struct BarObserver(ProgressBar);
+/// Operations done and planned, and during a copy its documents.
+struct BarObserver(ProgressBar, std::sync::Mutex<(u64, u64)>);
+
+impl BarObserver {
+    fn new(bar: ProgressBar) -> Self {
+        Self(bar, std::sync::Mutex::new((0, 0)))
+    }
+    fn steps(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 impl MigrationObserver for BarObserver {
     fn planned(&self, steps: u64) {
+        self.steps().1 = steps;
         self.0.set_length(steps);
     }
     fn step(&self, description: &str) {
+        self.steps().0 += 1;
         self.0.set_message(description.to_owned());
         self.0.inc(1);
+    }
+    /// A copy switches the bar to documents: done, rate and time left.
+    fn copy_started(&self, namespace: &str, documents: u64) {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} documents, {per_sec}, {eta} left {wide_msg}",
+        ) {
+            self.0.set_style(style);
+        }
+        self.0.set_length(documents);
+        self.0.set_position(0);
+        self.0.set_message(format!("copying {namespace}"));
+    }
+    fn copied(&self, documents: u64) {
+        self.0.set_position(documents);
+    }
+    fn copy_finished(&self) {
+        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}") {
+            self.0.set_style(style);
+        }
+        let (done, planned) = *self.steps();
+        self.0.set_length(planned);
+        self.0.set_position(done);
     }
 }

@@ -102,6 +102,19 @@ where
         .map_err(|_| crate::EngineError::Worker("transact: the work's result changed type".into()))
 }
 
+/// What [`Engine::rename_collection`] does when the new name is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenameTarget {
+    /// Refuse with [`crate::EngineError::CollectionExists`].
+    MustNotExist,
+    /// Drop the existing collection (with its indexes, tag index, ESC and
+    /// ECOC) in the same transaction as the rename, as MongoDB's
+    /// `renameCollection` with `dropTarget: true`: readers see the old
+    /// collection or the renamed one, never neither.
+    DropExisting,
+}
+
 /// Options of `create_collection`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateCollectionOptions {
@@ -284,6 +297,38 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Drop a collection with its indexes, tag index, ESC and ECOC storage.
     /// Returns whether it existed.
     async fn drop_collection(&self, name: &str) -> Result<bool>;
+    /// Rename collection `from` to `to` with its documents, indexes, tag
+    /// index, ESC and ECOC in one transaction (its `encryptedFields` then
+    /// name the ESC/ECOC of `to`). What happens to an existing `to` is
+    /// `target`'s choice. Fails with `CollectionNotFound` when `from` does
+    /// not exist. Engines that cannot rename atomically refuse with
+    /// [`crate::EngineError::Unsupported`] (the default).
+    async fn rename_collection(&self, from: &str, to: &str, target: RenameTarget) -> Result<()> {
+        let _ = (from, to, target);
+        Err(crate::EngineError::Unsupported {
+            engine: self.kind(),
+            operation: "rename a collection",
+        })
+    }
+
+    /// Make the space freed by dropped collections and deleted documents
+    /// unreadable in the engine's own files, so that plaintext a copy
+    /// migration replaced does not survive in them. SQLite: a WAL
+    /// checkpoint that truncates the WAL, `VACUUM` (every page rewritten,
+    /// free pages gone), and a truncating checkpoint again; drops made by
+    /// [`Engine::rename_collection`] already ran under `secure_delete`.
+    /// PostgreSQL: a dropped table's files are unlinked at commit, so
+    /// there is nothing to do here; what the server's WAL, replicas and
+    /// backups still hold is out of the client's reach (see
+    /// `docs/guide.md`). The default refuses with
+    /// [`crate::EngineError::Unsupported`].
+    async fn scrub_freed_space(&self) -> Result<()> {
+        Err(crate::EngineError::Unsupported {
+            engine: self.kind(),
+            operation: "scrub freed space",
+        })
+    }
+
     /// Create a secondary index (building it over existing documents; a
     /// unique violation among them fails the whole call). Creating an
     /// identical index again is a no-op. Creates the collection if missing.

@@ -196,6 +196,26 @@ pub enum EngineError {
         /// What the driver said.
         message: String,
     },
+    /// An operation this engine cannot do (for example an atomic rename
+    /// of an encrypted collection); the caller must do without it.
+    #[error("the {engine} engine cannot {operation}")]
+    Unsupported {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// Freed space could not be scrubbed completely (a reader kept the WAL
+    /// from being truncated); run it again when the readers are done.
+    #[error(
+        "{engine}: freed space not fully scrubbed: {reason}; retry when no other process reads the database"
+    )]
+    ScrubIncomplete {
+        /// The engine's kind.
+        engine: &'static str,
+        /// What stopped it.
+        reason: String,
+    },
     /// An engine setting that cannot be used (connection URL, database name).
     #[error("invalid engine configuration: {0}")]
     Config(String),

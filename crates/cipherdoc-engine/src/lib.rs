@@ -24,7 +24,8 @@ pub mod value;
 
 pub use engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FailedOperation, FindOptions, IndexSpec,
-    QeRole, QeStateSizes, SortDirection, Transaction, TxFuture, TxMode, TxOutput, TxWork, transact,
+    QeRole, QeStateSizes, RenameTarget, SortDirection, Transaction, TxFuture, TxMode, TxOutput,
+    TxWork, transact,
 };
 pub use error::{EngineError, Result};
 pub use filter::{EncStrOp, FieldOp, Filter, FilterError};

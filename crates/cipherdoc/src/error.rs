@@ -171,6 +171,24 @@ pub enum Error {
         /// keeps every `Result` of the crate small).
         reason: Box<crate::coverage::CoverageGap>,
     },
+    /// A write of a model whose collection a copy migration is rebuilding
+    /// (see `migrations/copy.rs`); nothing was written. Writes are blocked,
+    /// not carried over, until `migrate` has finished the copy, or, when
+    /// the copy was interrupted, until the next `migrate` finishes or rolls
+    /// it back.
+    #[error(
+        "{model}: writes to {namespace} on database '{alias}' are blocked while migration {migration} copies it into a new encrypted collection; nothing was written. Retry once `migrate` has finished; if it was interrupted, run `migrate --database {alias}` to finish or roll back the copy"
+    )]
+    CopyInProgress {
+        /// The model label, `app.Model`.
+        model: String,
+        /// The database alias.
+        alias: String,
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// `app.name` of the migration doing the copy.
+        migration: String,
+    },
     /// A checked read found a stored value the collection's encrypted
     /// fields do not allow (see
     /// [`Encrypter::decrypt_document`](crate::encrypter::Encrypter::decrypt_document));
@@ -255,7 +273,7 @@ pub enum Refusal {
     /// encryption settings.
     EncryptedFieldOnPlainDatabase {
         /// Store or query.
-        access: Access,
+        access: FieldUse,
         /// The field.
         field: String,
         /// The database alias.
@@ -321,18 +339,18 @@ impl Refusal {
 
 /// Whether a value is stored or queried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub enum FieldUse {
     /// Written to the database.
     Store,
     /// Used in a filter.
     Query,
 }
 
-impl std::fmt::Display for Access {
+impl std::fmt::Display for FieldUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Access::Store => "save",
-            Access::Query => "query",
+            FieldUse::Store => "save",
+            FieldUse::Query => "query",
         })
     }
 }

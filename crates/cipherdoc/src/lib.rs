@@ -23,7 +23,7 @@ pub mod testing;
 
 pub use app::{App, AppBuilder, Database, EncryptedFields};
 pub use cipherdoc_derive::{EmbeddedModel, Model};
-pub use error::{Access, Error, KeyRef, PinnedMapProblem, Refusal, Result};
+pub use error::{Error, FieldUse, KeyRef, PinnedMapProblem, Refusal, Result};
 pub use queryset::QuerySet;
 
 // What the public signatures expose, so that an application needs no

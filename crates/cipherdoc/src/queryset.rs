@@ -15,7 +15,7 @@ use cipherdoc_engine::{FieldOp, Filter, FindOptions, SortDirection, TxMode, tran
 
 use crate::app::{App, Database, EncryptedFields};
 use crate::coverage;
-use crate::error::{Access, Error, Refusal, Result};
+use crate::error::{Error, FieldUse, Refusal, Result};
 use crate::model::{
     Cond, Expr, FieldPath, FieldValue, Lookup, Model, ModelError, ModelSchema, OrderBy, Q,
 };
@@ -153,13 +153,24 @@ impl<'a, M: Model> QuerySet<'a, M> {
                 return Err(Error::Refused {
                     model: label::<M>(),
                     refusal: Refusal::EncryptedFieldOnPlainDatabase {
-                        access: Access::Store,
+                        access: FieldUse::Store,
                         field: leaf(&p.path).to_owned(),
                         alias: db.alias().to_owned(),
                     },
                 });
             }
             return Ok(Target { db, efc: None });
+        }
+        if access != Access::Filter
+            && let Some(migration) =
+                crate::migrations::copy_in_progress(db, &schema.collection).await?
+        {
+            return Err(Error::CopyInProgress {
+                model: label::<M>(),
+                alias: db.alias().to_owned(),
+                namespace: db.namespace(&schema.collection),
+                migration,
+            });
         }
         let efc = db.encrypted_fields(&schema.collection).await?;
         if let Some((p, reason)) =
@@ -225,7 +236,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
     }
 
     async fn fetch(&self, opts: &FindOptions) -> Result<Vec<Document>> {
-        let target = self.target(self.read_db()?, Access::Query).await?;
+        let target = self.target(self.read_db()?, Access::Filter).await?;
         let db = target.db;
         let filter = self.engine_filter(&target).await?;
         let coll = &M::schema().collection;
@@ -275,7 +286,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// How many documents match.
     pub async fn count(&self) -> Result<u64> {
-        let target = self.target(self.read_db()?, Access::Query).await?;
+        let target = self.target(self.read_db()?, Access::Filter).await?;
         let filter = self.engine_filter(&target).await?;
         let n = target
             .db
@@ -348,7 +359,7 @@ impl<'a, M: Model> QuerySet<'a, M> {
 
     /// Deletes every matching document; returns how many.
     pub async fn delete(&self) -> Result<u64> {
-        let target = self.target(self.write_db()?, Access::Query).await?;
+        let target = self.target(self.write_db()?, Access::Delete).await?;
         let filter = self.engine_filter(&target).await?;
         Ok(target
             .db
@@ -521,6 +532,19 @@ impl<'a, M: Model> QuerySet<'a, M> {
     }
 }
 
+/// What an operation sends to the database: the coverage rule holds for
+/// both; storing documents of encrypted models in a database without
+/// encryption is refused as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Only a filter (reads, counts).
+    Filter,
+    /// A filter whose documents are deleted.
+    Delete,
+    /// Documents (create, save, updates).
+    Store,
+}
+
 /// A database and the encrypted fields of the model's collection, resolved
 /// once for one operation and checked against the model.
 struct Target<'a> {
@@ -614,7 +638,7 @@ fn cond_filter<M: Model>(c: &Cond, db: &Database) -> Result<Filter> {
         return Err(Error::Refused {
             model: label::<M>(),
             refusal: Refusal::EncryptedFieldOnPlainDatabase {
-                access: Access::Query,
+                access: FieldUse::Query,
                 field: c.path.clone(),
                 alias: db.alias().to_owned(),
             },

@@ -239,9 +239,9 @@ async fn migrate_zero_drops_the_collection_keeps_the_keys_and_reuses_them() {
     assert!(r.applied.is_empty());
 
     let zero = MigrateOptions {
-        database: "encrypted".into(),
         app: Some("myapp".into()),
         target: Some("zero".into()),
+        ..MigrateOptions::database("encrypted")
     };
     let r = migrate(&app, &files, &zero, &()).await.unwrap();
     assert_eq!(r.unapplied, ["myapp.0001_initial"]);

@@ -21,7 +21,7 @@ use cipherdoc::settings::{KmsProviderSettings, SecretSource, Settings};
 use cipherdoc_engine::{Filter, FindOptions};
 use rust_decimal::Decimal;
 
-pub use models::{Billing, Directory, Patient, PatientRecord};
+pub use models::{Billing, Directory, Patient, PatientRecord, Visit};
 
 /// The settings file: `$CIPHERDOC_SETTINGS`, else `cipherdoc.toml` beside
 /// this crate (so the demo runs from anywhere in the repository).
@@ -74,7 +74,54 @@ pub async fn open(settings_file: &Path) -> Result<App> {
     Ok(App::open(settings)
         .await?
         .register::<Patient>()?
-        .register::<Directory>()?)
+        .register::<Directory>()?
+        .register::<Visit>()?)
+}
+
+/// Diagnoses the demo writes in plaintext under `0003_visit`, before
+/// `0004_copy_visit` encrypts them (`(patient_id, diagnosis)`).
+pub const VISITS: [(i64, &str); 3] = [
+    (1001, "seasonal influenza"),
+    (1002, "sprained left ankle"),
+    (1003, "mild hypertension"),
+];
+
+/// The clinic as it was before the diagnosis was encrypted: migrated to
+/// `0003_visit`, with visits stored in plaintext (a plaintext collection,
+/// so the documents go to the engine as they are). Does nothing once
+/// `0004_copy_visit` is applied.
+async fn store_plaintext_visits(app: &App, dir: &MigrationDir, out: &mut String) -> Result<()> {
+    let db = app.database("encrypted")?;
+    let applied = cipherdoc::migrations::applied_migrations(db).await?;
+    if applied
+        .iter()
+        .any(|(a, n)| a == "myapp" && n == "0004_copy_visit")
+    {
+        return Ok(());
+    }
+    let to_0003 = MigrateOptions {
+        app: Some("myapp".into()),
+        target: Some("0003".into()),
+        ..MigrateOptions::database("encrypted")
+    };
+    for a in migrate(app, dir, &to_0003, &()).await?.applied {
+        writeln!(out, "migrate --database encrypted myapp 0003: applied {a}")?;
+    }
+    if db.engine().count("myapp_visit", &Filter::all()).await? == 0 {
+        let docs = VISITS
+            .iter()
+            .map(|(pid, diagnosis)| {
+                bson::doc! { "_id": ObjectId::new(), "patient_id": *pid, "diagnosis": *diagnosis }
+            })
+            .collect();
+        db.engine().insert_many("myapp_visit", docs).await?;
+        writeln!(
+            out,
+            "stored {} visits with plaintext diagnoses",
+            VISITS.len()
+        )?;
+    }
+    Ok(())
 }
 
 fn patient(name: &str, pid: i64, ssn: &str, cc_type: &str, cc: &str, cents: i64) -> Patient {
@@ -99,6 +146,7 @@ fn patient(name: &str, pid: i64, ssn: &str, cc_type: &str, cc: &str, cents: i64)
 pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
     let mut out = String::new();
     let dir = MigrationDir::new(migrations);
+    store_plaintext_visits(app, &dir, &mut out).await?;
     for alias in ["default", "encrypted"] {
         let r = migrate(app, &dir, &MigrateOptions::database(alias), &()).await?;
         for a in &r.applied {
@@ -162,6 +210,19 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
         .get(Patient::fields().patient_id.eq(entry.patient_id))
         .await?;
     writeln!(out, "found by the first letters \"LOV\": {by_letters}")?;
+
+    let visit = app
+        .objects::<Visit>()
+        .get(Visit::fields().diagnosis.eq("sprained left ankle"))
+        .await?;
+    let seen = patients
+        .get(Patient::fields().patient_id.eq(visit.patient_id))
+        .await?;
+    writeln!(
+        out,
+        "found the visit by its encrypted diagnosis \"{}\": {seen}",
+        visit.diagnosis
+    )?;
 
     let found = patients
         .get(Patient::fields().patient_record.ssn.eq("123-45-6789"))

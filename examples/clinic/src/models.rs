@@ -73,3 +73,20 @@ pub struct Directory {
     )]
     pub surname: String,
 }
+
+/// A visit: what the doctor found. Migration `0003_visit` stored the
+/// diagnosis in plaintext; `0004_copy_visit` encrypts it (queryable by
+/// equality) by copying the visits into a new encrypted collection, the
+/// copy migration `makemigrations` writes when a stored field becomes
+/// encrypted.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(app = "myapp")]
+pub struct Visit {
+    /// Primary key.
+    pub id: ObjectId,
+    /// The patient's hospital number (plaintext).
+    pub patient_id: i64,
+    /// The diagnosis: encrypted, queryable by equality.
+    #[encrypted(queries = "equality")]
+    pub diagnosis: String,
+}

@@ -120,3 +120,62 @@ fn demo_finds_the_patient_by_ssn_and_is_idempotent() {
         );
     }
 }
+
+/// Issue 19: the demo stores visits with plaintext diagnoses under
+/// `0003_visit`, then `0004_copy_visit` copies them into an encrypted
+/// collection; afterwards no diagnosis is in any file of the SQLite
+/// databases (database files and WAL), and the visit is found by its
+/// encrypted diagnosis.
+#[test]
+fn after_the_demo_no_plaintext_diagnosis_is_in_any_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_copy(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clinic"))
+        .arg("demo")
+        .env("CIPHERDOC_SETTINGS", &settings)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stored 3 visits with plaintext diagnoses"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("applied myapp.0004_copy_visit"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "found the visit by its encrypted diagnosis \"sprained left ankle\": Jane Roe (1002)"
+        ),
+        "{stdout}"
+    );
+    let var = dir.path().join("var");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&var).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            files.push(e.path());
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("encrypted.db")),
+        "{files:?}"
+    );
+    let mut scanned = 0;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        scanned += bytes.len();
+        for (_, diagnosis) in clinic::VISITS {
+            assert!(
+                !bytes
+                    .windows(diagnosis.len())
+                    .any(|w| w == diagnosis.as_bytes()),
+                "'{diagnosis}' is in plaintext in {}",
+                f.display()
+            );
+        }
+    }
+    assert!(scanned > 0);
+}

@@ -163,7 +163,8 @@ use self::ctx::{CatalogRead, Ctx, Schema};
 use self::tls::Dialer;
 use crate::engine::DeleteScope;
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, RenameTarget,
+    Transaction,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue, QeState};
@@ -450,6 +451,18 @@ impl Engine for PgEngine {
 
     async fn drop_collection(&self, name: &str) -> Result<bool> {
         autocommit!(self, |cx| ops::drop_collection(&mut cx, name).await)
+    }
+
+    async fn rename_collection(&self, from: &str, to: &str, target: RenameTarget) -> Result<()> {
+        autocommit!(self, |cx| ops::rename_collection(&mut cx, from, to, target)
+            .await)
+    }
+
+    /// Nothing to do: PostgreSQL unlinks a dropped table's files when the
+    /// drop commits. The server's WAL, replicas and base backups still
+    /// hold what they held; that is the operator's to age out.
+    async fn scrub_freed_space(&self) -> Result<()> {
+        Ok(())
     }
 
     async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {

@@ -34,7 +34,7 @@ use super::documents::{
     Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
     index_keys, normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
 };
-use crate::engine::{CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec};
+use crate::engine::{CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec, RenameTarget};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, encode_key, equals, string_prefix_range};
@@ -297,6 +297,88 @@ pub(crate) async fn drop_collection(cx: &mut Ctx, name: &str) -> Result<bool> {
     .await?;
     cx.forget(name);
     Ok(true)
+}
+
+/// Renames `from` to `to` (see [`crate::Engine::rename_collection`]):
+/// `ALTER TABLE … RENAME` of every table of the collection and its catalog
+/// rows, in the caller's transaction, under both collections' exclusive
+/// locks (taken in name order, so two renames cannot deadlock).
+pub(crate) async fn rename_collection(
+    cx: &mut Ctx,
+    from: &str,
+    to: &str,
+    target: RenameTarget,
+) -> Result<()> {
+    validate_name(to)?;
+    let s = Arc::clone(&cx.s);
+    let (first, second) = if from <= to { (from, to) } else { (to, from) };
+    lock_exclusive(cx, s.collection_key(first)).await?;
+    lock_exclusive(cx, s.collection_key(second)).await?;
+    lock_exclusive(cx, s.ddl_key()).await?;
+    let meta = reload_meta(cx, from)
+        .await?
+        .ok_or_else(|| EngineError::CollectionNotFound(from.to_owned()))?;
+    if from == to {
+        return Ok(());
+    }
+    if reload_meta(cx, to).await?.is_some() {
+        match target {
+            RenameTarget::DropExisting => {
+                drop_collection(cx, to).await?;
+            }
+            _ => return Err(EngineError::CollectionExists(to.to_owned())),
+        }
+    }
+    let mut pairs = vec![(from.to_owned(), to.to_owned())];
+    for i in &meta.indexes {
+        pairs.push((idx_raw(from, &i.name), idx_raw(to, &i.name)));
+    }
+    if meta.encrypted() {
+        pairs.push((tags_raw(from), tags_raw(to)));
+        pairs.push((esc_name(from), esc_name(to)));
+        pairs.push((ecoc_name(from), ecoc_name(to)));
+        if tables_exist(cx, &[ecoc_compact_name(from)]).await? {
+            pairs.push((ecoc_compact_name(from), ecoc_compact_name(to)));
+        }
+    }
+    let mut sql = String::new();
+    for (a, b) in &pairs {
+        let _ = write!(
+            sql,
+            "ALTER TABLE {} RENAME TO {};",
+            s.table(a),
+            super::ctx::q(&ident(b))
+        );
+    }
+    cx.batch(&sql).await?;
+    let ef = match &meta.encrypted_fields {
+        Some(ef) => {
+            let mut ef = ef.clone();
+            ef.remove("escCollection");
+            ef.remove("ecocCollection");
+            Some(bson::to_vec(&normalize_encrypted_fields(to, ef)?)?)
+        }
+        None => None,
+    };
+    cx.execute(
+        &format!(
+            "UPDATE {} SET name = $2, encrypted_fields = $3 WHERE name = $1",
+            s.catalog()
+        ),
+        &[&from, &to, &ef],
+    )
+    .await?;
+    cx.execute(
+        &format!(
+            "UPDATE {} SET collection = $2 WHERE collection = $1",
+            s.indexes()
+        ),
+        &[&from, &to],
+    )
+    .await?;
+    cx.forget(from);
+    cx.forget(to);
+    Ok(())
 }
 
 pub(crate) async fn create_index(cx: &mut Ctx, name: &str, spec: &IndexSpec) -> Result<()> {

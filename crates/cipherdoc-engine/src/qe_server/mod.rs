@@ -122,7 +122,7 @@ pub use stats::{CounterCount, CounterKind};
 
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, QeStateSizes,
-    Transaction, TxMode, transact,
+    RenameTarget, Transaction, TxMode, transact,
 };
 use crate::filter::Filter;
 use crate::qe_state::QeState;
@@ -634,6 +634,17 @@ impl Engine for QeServer {
         let r = self.inner.drop_collection(name).await;
         self.shared.forget(name);
         r
+    }
+
+    async fn rename_collection(&self, from: &str, to: &str, target: RenameTarget) -> Result<()> {
+        let r = self.inner.rename_collection(from, to, target).await;
+        self.shared.forget(from);
+        self.shared.forget(to);
+        r
+    }
+
+    async fn scrub_freed_space(&self) -> Result<()> {
+        self.inner.scrub_freed_space().await
     }
 
     async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {

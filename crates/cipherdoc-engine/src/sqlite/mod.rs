@@ -56,8 +56,8 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::engine::DeleteScope;
 use crate::engine::{
-    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, Transaction,
-    TxMode, TxOutput, TxWork,
+    CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, RenameTarget,
+    Transaction, TxMode, TxOutput, TxWork,
 };
 use crate::filter::Filter;
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue, QeState};
@@ -334,6 +334,21 @@ impl Engine for SqliteEngine {
     async fn drop_collection(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.write(move |c| ops::drop_collection(c, &name)).await
+    }
+
+    async fn rename_collection(&self, from: &str, to: &str, target: RenameTarget) -> Result<()> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.write(move |c| ops::rename_collection(c, &from, &to, target))
+            .await
+    }
+
+    async fn scrub_freed_space(&self) -> Result<()> {
+        let guard = self.writer().await;
+        blocking(move || {
+            reset(&guard)?;
+            guard.scrub()
+        })
+        .await?
     }
 
     async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {

@@ -34,7 +34,9 @@ use crate::documents::{
     normalize_encrypted_fields, sort_docs, with_id_first,
 };
 pub(crate) use crate::documents::{ecoc_name, esc_name};
-use crate::engine::{CollectionInfo, CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec};
+use crate::engine::{
+    CollectionInfo, CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec, RenameTarget,
+};
 use crate::filter::{FieldOp, Filter};
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
 use crate::value::{canonical_rank, encode_key, string_prefix_range};
@@ -316,6 +318,78 @@ pub(crate) fn drop_collection(conn: &Connection, name: &str) -> Result<bool> {
     conn.execute("DELETE FROM \"$catalog\" WHERE name=?1", [name])?;
     conn.execute("DELETE FROM \"$indexes\" WHERE collection=?1", [name])?;
     Ok(true)
+}
+
+/// Renames `from` to `to` (see [`crate::Engine::rename_collection`]) inside
+/// the caller's transaction. A replaced `to` is dropped under
+/// `secure_delete`, so its pages are overwritten with zeros rather than
+/// left on the free list.
+pub(crate) fn rename_collection(
+    conn: &Connection,
+    from: &str,
+    to: &str,
+    target: RenameTarget,
+) -> Result<()> {
+    validate_name(to)?;
+    let meta =
+        load_meta(conn, from)?.ok_or_else(|| EngineError::CollectionNotFound(from.to_owned()))?;
+    if from == to {
+        return Ok(());
+    }
+    if load_meta(conn, to)?.is_some() {
+        match target {
+            RenameTarget::DropExisting => {
+                let was: i64 = conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?;
+                conn.execute_batch("PRAGMA secure_delete=ON")?;
+                let dropped = drop_collection(conn, to);
+                conn.execute_batch(&format!("PRAGMA secure_delete={was}"))?;
+                dropped?;
+            }
+            _ => return Err(EngineError::CollectionExists(to.to_owned())),
+        }
+    }
+    let mut pairs = vec![(q(from), q(to))];
+    for i in &meta.indexes {
+        pairs.push((idx_table(from, &i.name), idx_table(to, &i.name)));
+    }
+    if meta.encrypted() {
+        pairs.push((tags_table(from), tags_table(to)));
+        pairs.push((q(&esc_name(from)), q(&esc_name(to))));
+        pairs.push((q(&ecoc_name(from)), q(&ecoc_name(to))));
+        if table_exists(conn, &ecoc_compact_name(from))? {
+            pairs.push((q(&ecoc_compact_name(from)), q(&ecoc_compact_name(to))));
+        }
+    }
+    let mut sql = String::new();
+    for (a, b) in &pairs {
+        let _ = write!(sql, "ALTER TABLE {a} RENAME TO {b};");
+    }
+    if meta.encrypted() {
+        // Index names are global in SQLite: the anchors index keeps the
+        // name it was created with, which a new collection named `from`
+        // would then find taken (`IF NOT EXISTS`) and go without.
+        let _ = write!(sql, "DROP INDEX IF EXISTS {};", esc_anchors_index(from));
+    }
+    conn.execute_batch(&sql)?;
+    let ef = match meta.encrypted_fields.as_deref() {
+        Some(bytes) => {
+            let mut ef = decode(from, bytes)?;
+            ef.remove("escCollection");
+            ef.remove("ecocCollection");
+            create_esc_anchors_index(conn, to)?;
+            Some(bson::to_vec(&normalize_encrypted_fields(to, ef)?)?)
+        }
+        None => None,
+    };
+    conn.execute(
+        "UPDATE \"$catalog\" SET name=?2, encrypted_fields=?3 WHERE name=?1",
+        params![from, to, ef],
+    )?;
+    conn.execute(
+        "UPDATE \"$indexes\" SET collection=?2 WHERE collection=?1",
+        params![from, to],
+    )?;
+    Ok(())
 }
 
 fn add_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> Result<()> {

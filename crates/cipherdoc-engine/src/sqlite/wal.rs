@@ -134,6 +134,38 @@ impl Writer {
         })
     }
 
+    /// Copies the WAL into the database file and truncates it, rewrites
+    /// the file (`VACUUM`: every page written anew, free pages gone), and
+    /// truncates the WAL that wrote it. Afterwards neither file holds a
+    /// page a dropped collection or a deleted document used. Waits for a
+    /// background checkpoint in progress; a reader of another process that
+    /// keeps an old snapshot makes it fail with `ScrubIncomplete`.
+    pub(super) fn scrub(&self) -> Result<()> {
+        let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let truncate = || -> Result<()> {
+            let (busy, log, done): (i64, i64, i64) =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+            if busy != 0 || log != done {
+                return Err(crate::EngineError::ScrubIncomplete {
+                    engine: "sqlite",
+                    reason: format!(
+                        "the WAL checkpoint copied {done} of {log} frames (busy: {busy})"
+                    ),
+                });
+            }
+            Ok(())
+        };
+        truncate()?;
+        self.conn.execute_batch("VACUUM")?;
+        truncate()?;
+        self.checkpointed.store(0, Ordering::Relaxed);
+        WAL_FRAMES.with(|f| f.set(0));
+        Ok(())
+    }
+
     /// Call on the writer's thread after each successful `COMMIT`.
     pub(super) fn committed(&self) {
         let frames = WAL_FRAMES.with(|f| f.replace(0));

@@ -1,13 +1,18 @@
 //! Applying and reversing migrations on one database.
 
+use std::fmt::Write as _;
+
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use cipherdoc_engine::{CreateCollectionOptions, FieldOp, Filter, FindOptions, IndexSpec};
 
 use cipherdoc_crypto::KeyId;
 
+use super::copy;
 use super::map::{MissingKeys, encrypted_fields_for, same_fields_docs};
 use super::state::{AppState, ModelState, check_operation};
-use super::{FieldState, Migration, MigrationError, MigrationSource, Operation};
+use super::{
+    CopyKeys, FieldState, Migration, MigrationError, MigrationSource, Operation, RenamedField,
+};
 use crate::app::{App, Database};
 use crate::error::{Error, Result};
 
@@ -23,6 +28,19 @@ pub struct MigrateOptions {
     pub app: Option<String>,
     /// Bring `app` to this migration (`0001`, `0001_initial`) or `zero`.
     pub target: Option<String>,
+    /// Apply, or only report what would be done.
+    pub mode: MigrateMode,
+}
+
+/// Whether [`migrate`] changes anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MigrateMode {
+    /// Apply the migrations.
+    #[default]
+    Apply,
+    /// Change nothing; [`MigrateReport::planned`] says what would run
+    /// (with the number of documents each copy would copy).
+    DryRun,
 }
 
 impl MigrateOptions {
@@ -32,6 +50,7 @@ impl MigrateOptions {
             database: alias.into(),
             app: None,
             target: None,
+            mode: MigrateMode::Apply,
         }
     }
 }
@@ -45,6 +64,9 @@ pub struct MigrateReport {
     pub unapplied: Vec<String>,
     /// Things worth telling the user (kept data keys, skipped operations).
     pub notes: Vec<String>,
+    /// With [`MigrateMode::DryRun`]: what would run, one line per
+    /// operation.
+    pub planned: Vec<String>,
 }
 
 /// Told about progress, for a progress bar; every method has a no-op default.
@@ -53,6 +75,12 @@ pub trait MigrationObserver: Send + Sync {
     fn planned(&self, _steps: u64) {}
     /// One operation ran.
     fn step(&self, _description: &str) {}
+    /// A copy migration starts copying `documents` documents of `namespace`.
+    fn copy_started(&self, _namespace: &str, _documents: u64) {}
+    /// `documents` documents of the current copy are copied so far.
+    fn copied(&self, _documents: u64) {}
+    /// The current copy has copied every document.
+    fn copy_finished(&self) {}
 }
 
 impl MigrationObserver for () {}
@@ -161,6 +189,12 @@ pub async fn migrate(
         source.apps()?
     };
     let applied = applied_migrations(db).await?;
+    let applied_ids: Vec<String> = applied.iter().map(|(a, n)| format!("{a}.{n}")).collect();
+    let mut report = MigrateReport::default();
+    match opts.mode {
+        MigrateMode::Apply => copy::recover(db, &applied_ids, &mut report.notes).await?,
+        MigrateMode::DryRun => report.notes.extend(copy::pending(db).await?),
+    }
     let mut plan = Vec::new();
     for label in &labels {
         let migrations = source.migrations(label)?;
@@ -189,8 +223,11 @@ pub async fn migrate(
         }
     }
     let total: usize = plan.iter().map(|s| s.migration.operations.len()).sum();
+    if opts.mode == MigrateMode::DryRun {
+        dry_run(app, db, &plan, &mut report).await?;
+        return Ok(report);
+    }
     observer.planned(u64::try_from(total).unwrap_or(u64::MAX));
-    let mut report = MigrateReport::default();
     for step in plan {
         let m = &step.migration;
         let id = format!("{}.{}", m.app, m.name);
@@ -257,11 +294,19 @@ async fn run_forward(
 ) -> Result<()> {
     for (op, before) in m.operations.iter().zip(states) {
         if allowed(app, db, &m.app, op) {
-            apply_op(db, &m.app, op, before, &mut report.notes, created).await?;
+            let cx = OpCx {
+                db,
+                app: &m.app,
+                id,
+                before,
+                observer,
+            };
+            apply_op(&cx, op, &mut report.notes, created).await?;
         }
         observer.step(&format!("{id}: {}", op.describe()));
     }
     record(db, &m.app, &m.name).await?;
+    copy::forget_done(db, id).await?;
     report.applied.push(id.to_owned());
     Ok(())
 }
@@ -279,11 +324,19 @@ async fn run_backward(
 ) -> Result<()> {
     for (op, before) in m.operations.iter().zip(states).rev() {
         if allowed(app, db, &m.app, op) {
-            unapply_op(db, &m.app, op, before, &mut report.notes, created).await?;
+            let cx = OpCx {
+                db,
+                app: &m.app,
+                id,
+                before,
+                observer,
+            };
+            unapply_op(&cx, op, &mut report.notes, created).await?;
         }
         observer.step(&format!("{id}: reverse {}", op.describe()));
     }
     unrecord(db, &m.app, &m.name).await?;
+    copy::forget_done(db, id).await?;
     report.unapplied.push(id.to_owned());
     Ok(())
 }
@@ -359,15 +412,43 @@ fn model<'s>(state: &'s AppState, name: &str) -> Result<&'s ModelState> {
     })
 }
 
+/// What an operation runs with.
+struct OpCx<'a> {
+    db: &'a Database,
+    app: &'a str,
+    /// `app.name` of the migration.
+    id: &'a str,
+    /// The app's state before the operation.
+    before: &'a AppState,
+    observer: &'a dyn MigrationObserver,
+}
+
 async fn apply_op(
-    db: &Database,
-    app: &str,
+    cx: &OpCx<'_>,
     op: &Operation,
-    before: &AppState,
     notes: &mut Vec<String>,
     created: &mut Created,
 ) -> Result<()> {
+    let (db, app, before) = (cx.db, cx.app, cx.before);
     match op {
+        Operation::CopyModel {
+            model: name,
+            renamed,
+            keys,
+            ..
+        } => {
+            let mut after = before.clone();
+            after.apply(op)?;
+            let plan = copy::CopyPlan {
+                app,
+                migration: cx.id,
+                old: model(before, name)?,
+                new: model(&after, name)?,
+                renamed,
+                keys: *keys,
+            };
+            copy::run(db, &plan, cx.observer, notes).await
+        }
         Operation::CreateModel {
             model,
             collection,
@@ -407,14 +488,40 @@ async fn apply_op(
 }
 
 async fn unapply_op(
-    db: &Database,
-    app: &str,
+    cx: &OpCx<'_>,
     op: &Operation,
-    before: &AppState,
     notes: &mut Vec<String>,
     created: &mut Created,
 ) -> Result<()> {
+    let (db, app, before) = (cx.db, cx.app, cx.before);
     match op {
+        // A copy is reversed by a copy back to the model as it was: the
+        // fields it encrypted are stored in plaintext again (what reversing
+        // asks for); values of fields it removed are not restored.
+        Operation::CopyModel {
+            model: name,
+            renamed,
+            ..
+        } => {
+            let mut after = before.clone();
+            after.apply(op)?;
+            let back: Vec<RenamedField> = renamed
+                .iter()
+                .map(|r| RenamedField {
+                    from: r.to.clone(),
+                    to: r.from.clone(),
+                })
+                .collect();
+            let plan = copy::CopyPlan {
+                app,
+                migration: cx.id,
+                old: model(&after, name)?,
+                new: model(before, name)?,
+                renamed: &back,
+                keys: CopyKeys::KeepUnchanged,
+            };
+            copy::run(db, &plan, cx.observer, notes).await
+        }
         Operation::CreateModel {
             model: name,
             collection,
@@ -538,7 +645,7 @@ async fn drop_model(
 }
 
 /// Creates the index a plaintext field asks for, unless it had it already.
-async fn ensure_index(
+pub(crate) async fn ensure_index(
     db: &Database,
     collection: &str,
     f: &FieldState,
@@ -601,5 +708,46 @@ async fn rename_collection(db: &Database, from: &str, to: &str) -> Result<()> {
         engine.insert_many(to, docs).await?;
     }
     engine.drop_collection(from).await?;
+    Ok(())
+}
+
+/// What `migrate` would do, without doing it: one line per operation, and
+/// for a copy the number of documents it would copy.
+async fn dry_run(
+    app: &App,
+    db: &Database,
+    plan: &[Step],
+    report: &mut MigrateReport,
+) -> Result<()> {
+    for step in plan {
+        let m = &step.migration;
+        let id = format!("{}.{}", m.app, m.name);
+        let ops: Vec<&Operation> = if step.forward {
+            m.operations.iter().collect()
+        } else {
+            m.operations.iter().rev().collect()
+        };
+        for op in ops {
+            if !allowed(app, db, &m.app, op) {
+                continue;
+            }
+            let verb = if step.forward { "" } else { "reverse " };
+            let mut line = format!("{id}: {verb}{}", op.describe());
+            if let Operation::CopyModel { collection, .. } = op {
+                let n = db.engine().count(collection, &Filter::all()).await?;
+                let _ = write!(
+                    line,
+                    " [would copy {n} documents of {}]",
+                    db.namespace(collection)
+                );
+            }
+            report.planned.push(line);
+        }
+        if step.forward {
+            report.applied.push(id);
+        } else {
+            report.unapplied.push(id);
+        }
+    }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn alt_name(collection: &str, path: &str) -> String {
     format!("{collection}.{path}")
 }
 
-fn no_encryption(db: &Database, app: &str, ms: &ModelState) -> Error {
+pub(crate) fn no_encryption(db: &Database, app: &str, ms: &ModelState) -> Error {
     let paths: Vec<&str> = ms
         .fields
         .iter()
@@ -102,26 +102,36 @@ pub async fn encrypted_fields_for(
                 });
             }
         };
-        let mut entry = doc! {
-            "bsonType": f.bson_type.clone(),
-            "path": f.path.clone(),
-            "keyId": Bson::Binary(key_id),
-        };
-        if let Some(q) = &f.queries {
-            let b = Bson::try_from(q.clone()).map_err(|e| {
-                MigrationError::Inconsistent(format!(
-                    "queries of {app}.{} field '{}' are not extended JSON: {e}",
-                    ms.model, f.path
-                ))
-            })?;
-            entry.insert("queries", b);
-        }
-        fields.push(Bson::Document(entry));
+        fields.push(Bson::Document(field_entry(app, ms, f, key_id)?));
     }
     Ok(doc! { "fields": fields })
 }
 
-fn master_for<'d>(
+/// One entry of `encryptedFields.fields`: `{bsonType, path, keyId, queries?}`.
+pub(crate) fn field_entry(
+    app: &str,
+    ms: &ModelState,
+    f: &super::FieldState,
+    key_id: Binary,
+) -> Result<Document> {
+    let mut entry = doc! {
+        "bsonType": f.bson_type.clone(),
+        "path": f.path.clone(),
+        "keyId": Bson::Binary(key_id),
+    };
+    if let Some(q) = &f.queries {
+        let b = Bson::try_from(q.clone()).map_err(|e| {
+            MigrationError::Inconsistent(format!(
+                "queries of {app}.{} field '{}' are not extended JSON: {e}",
+                ms.model, f.path
+            ))
+        })?;
+        entry.insert("queries", b);
+    }
+    Ok(entry)
+}
+
+pub(crate) fn master_for<'d>(
     db: &'d Database,
     app: &str,
     ms: &ModelState,
@@ -185,7 +195,7 @@ pub(crate) fn same_fields_docs(a: &Document, b: &Document) -> bool {
     }
 }
 
-fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
+pub(crate) fn same_fields(a: &EncryptedFieldConfig, b: &EncryptedFieldConfig) -> bool {
     a.fields.len() == b.fields.len()
         && a.fields.iter().zip(&b.fields).all(|(x, y)| {
             x.path == y.path

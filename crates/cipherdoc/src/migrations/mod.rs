@@ -27,16 +27,21 @@
 //! existing key with that name is reused, so a dropped and re-created
 //! collection keeps its keys), then the encrypted collection with its
 //! `encryptedFields`. Queryable Encryption fixes a collection's encrypted
-//! fields when it is created, so adding, altering, renaming or removing an
-//! encrypted field of an existing collection, and renaming an encrypted
-//! collection, are refused with a [`MigrationError::Refused`] that says what
-//! to do instead. Reversing a model's creation drops its collection; its data
-//! keys stay in the key vault.
+//! fields when it is created, so a plaintext field becoming encrypted, an
+//! encrypted field gaining or changing its queries, or being renamed or
+//! removed, is a [`Operation::CopyModel`]: the collection is rebuilt under
+//! its new `encryptedFields` and the documents copied through the encrypter
+//! (see `copy.rs`). What a copy cannot do (an encrypted field becoming
+//! plaintext or changing its BSON type, another KMS provider, renaming an
+//! encrypted collection) is refused with a [`MigrationError::Refused`] that
+//! says what to do instead. Reversing a model's creation drops its
+//! collection; its data keys stay in the key vault.
 //!
 //! Where the migrations come from is a [`MigrationSource`]: a
 //! [`MigrationDir`] on disk, or a `Vec<Migration>` built in code (what
 //! [`crate::testing`] uses).
 
+mod copy;
 mod executor;
 mod map;
 mod state;
@@ -45,16 +50,19 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use copy::copy_in_progress;
+pub use copy::{COPY_JOURNAL, temp_collection};
 pub use executor::{
-    MIGRATIONS_COLLECTION, MigrateOptions, MigrateReport, MigrationObserver, applied_migrations,
-    migrate, show_migrations,
+    MIGRATIONS_COLLECTION, MigrateMode, MigrateOptions, MigrateReport, MigrationObserver,
+    applied_migrations, migrate, show_migrations,
 };
 pub use map::{
     CheckMessage, MissingKeys, Severity, alt_name, check, compaction_tokens, encrypted_fields_for,
     encrypted_fields_map, encrypted_fields_map_json,
 };
 pub use state::{
-    AppState, ModelState, autodetect, initial_migrations, makemigrations, model_state,
+    AppState, MakeMigrationsOptions, ModelState, WriteFiles, autodetect, autodetect_with,
+    initial_migrations, makemigrations, makemigrations_with, model_state,
 };
 
 /// What can go wrong with migrations.
@@ -227,6 +235,57 @@ pub enum Operation {
         /// The field as it is now.
         field: FieldState,
     },
+    /// Rebuilds a model's collection under new `encryptedFields`: a new
+    /// encrypted collection under a temporary name, every document copied
+    /// into it through the encrypter in batches, counts and a sample
+    /// checked, then the new collection takes the model's collection name
+    /// and the old one is dropped with its ESC/ECOC and the data keys
+    /// nothing uses any more (see `copy.rs`).
+    CopyModel {
+        /// The model.
+        model: String,
+        /// Its collection (the same before and after).
+        collection: String,
+        /// The model's default KMS provider, when it names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kms_provider: Option<String>,
+        /// Every field of the model after the copy.
+        fields: Vec<FieldState>,
+        /// Encrypted fields whose values move to another path.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        renamed: Vec<RenamedField>,
+        /// Which data keys the new collection uses.
+        #[serde(default)]
+        keys: CopyKeys,
+        /// What changes, one line each (for people reading the file).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<String>,
+    },
+}
+
+/// An encrypted field of a [`Operation::CopyModel`] whose values move to
+/// another path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenamedField {
+    /// The dotted path before.
+    pub from: String,
+    /// The dotted path after.
+    pub to: String,
+}
+
+/// Which data keys a copied collection uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyKeys {
+    /// An encrypted field whose definition (type, queries, KMS provider)
+    /// and path are unchanged keeps its data key; every other encrypted
+    /// field gets a new one.
+    #[default]
+    KeepUnchanged,
+    /// Every encrypted field gets a new data key, and the old keys are
+    /// deleted once the copy is in place (`makemigrations --reencrypt`:
+    /// the data-level rotation that `rewrapdatakeys` does not do).
+    Fresh,
 }
 
 impl Operation {
@@ -237,7 +296,8 @@ impl Operation {
             | Self::DeleteModel { model, .. }
             | Self::AddField { model, .. }
             | Self::RemoveField { model, .. }
-            | Self::AlterField { model, .. } => model,
+            | Self::AlterField { model, .. }
+            | Self::CopyModel { model, .. } => model,
             Self::RenameModel { new_model, .. } => new_model,
         }
     }
@@ -265,6 +325,28 @@ impl Operation {
             Self::RemoveField { model, path, .. } => format!("Remove field {path} from {model}"),
             Self::AlterField { model, field, .. } => {
                 format!("Alter field {} on {model}", field.path)
+            }
+            Self::CopyModel {
+                model,
+                collection,
+                keys,
+                changes,
+                ..
+            } => {
+                let keys = match keys {
+                    CopyKeys::KeepUnchanged => "",
+                    CopyKeys::Fresh => " under fresh data keys",
+                };
+                if changes.is_empty() {
+                    format!(
+                        "Copy model {model} (collection {collection}) into a new collection{keys}"
+                    )
+                } else {
+                    format!(
+                        "Copy model {model} (collection {collection}) into a new collection{keys}: {}",
+                        changes.join("; ")
+                    )
+                }
             }
         }
     }

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{FieldState, Migration, MigrationDir, MigrationError, MigrationSource, Operation};
+use super::{
+    CopyKeys, FieldState, Migration, MigrationDir, MigrationError, MigrationSource, Operation,
+    RenamedField,
+};
 use crate::app::App;
 use crate::model::{FieldKind, FieldSchema, ModelSchema};
 
@@ -117,6 +120,16 @@ impl AppState {
                     )));
                 }
             }
+            Operation::CopyModel {
+                model,
+                kms_provider,
+                fields,
+                ..
+            } => {
+                let m = self.models.get_mut(model).ok_or_else(|| missing(model))?;
+                m.kms_provider.clone_from(kms_provider);
+                m.fields.clone_from(fields);
+            }
             Operation::AlterField { model, field, .. } => {
                 let m = self.models.get_mut(model).ok_or_else(|| missing(model))?;
                 let f = m
@@ -214,6 +227,29 @@ pub(crate) fn check_operation(
                 None => Ok(()),
             }
         }
+        Operation::CopyModel {
+            model,
+            collection,
+            fields,
+            renamed,
+            ..
+        } => {
+            let Some(old) = state.models.get(model) else {
+                return Ok(());
+            };
+            if &old.collection != collection {
+                return refuse(format!(
+                    "cannot copy {app}.{model} into collection '{collection}': the model's collection is '{}'; a copy keeps the collection name",
+                    old.collection
+                ));
+            }
+            match uncopyable(old, fields, renamed) {
+                Some(why) => refuse(format!(
+                    "cannot copy {app}.{model} (collection '{collection}'): {why}"
+                )),
+                None => Ok(()),
+            }
+        }
         Operation::RenameModel {
             old_model,
             old_collection,
@@ -231,6 +267,98 @@ pub(crate) fn check_operation(
         }
         _ => Ok(()),
     }
+}
+
+/// What a copy cannot do to a model whose fields were `old.fields` and
+/// become `new` (with `renamed` encrypted fields): `None` when it can.
+pub(crate) fn uncopyable(
+    old: &ModelState,
+    new: &[FieldState],
+    renamed: &[RenamedField],
+) -> Option<String> {
+    for r in renamed {
+        let (Some(from), Some(to)) = (old.field(&r.from), new.iter().find(|f| f.path == r.to))
+        else {
+            return Some(format!(
+                "the renamed field '{}' -> '{}' is not a field before and after",
+                r.from, r.to
+            ));
+        };
+        if !from.encrypted || !to.encrypted || from.bson_type != to.bson_type {
+            return Some(format!(
+                "the renamed field '{}' -> '{}' must be encrypted before and after, with one BSON type",
+                r.from, r.to
+            ));
+        }
+    }
+    for f in new {
+        let Some(o) = old.field(&f.path) else {
+            continue;
+        };
+        if o.encrypted && !f.encrypted {
+            return Some(format!(
+                "the encrypted field '{}' would become plaintext; a copy only encrypts. Decrypting stored data into plaintext is a decision to make in code: load the objects and save them into a new plaintext model",
+                f.path
+            ));
+        }
+        if o.encrypted && o.bson_type != f.bson_type {
+            return Some(format!(
+                "the encrypted field '{}' would change its type from {} to {}; a copy keeps each value as it is. Add a new field of the new type instead",
+                f.path, o.bson_type, f.bson_type
+            ));
+        }
+        if o.encrypted && o.kms_provider != f.kms_provider {
+            return Some(format!(
+                "the encrypted field '{}' would move from KMS provider {} to {}; to move existing keys to another provider, keep the model and run `rewrapdatakeys --to-provider ...`",
+                f.path,
+                o.kms_provider.as_deref().unwrap_or("the default"),
+                f.kms_provider.as_deref().unwrap_or("the default")
+            ));
+        }
+    }
+    None
+}
+
+/// The changes a copy of `old` into `new` makes, one line each; empty when
+/// the encryption of the model does not change.
+fn copy_changes(old: &ModelState, new: &ModelState, renamed: &[RenamedField]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in renamed {
+        out.push(format!(
+            "encrypted field '{}' renamed to '{}'",
+            r.from, r.to
+        ));
+    }
+    let renamed_to = |p: &str| renamed.iter().any(|r| r.to == p);
+    let renamed_from = |p: &str| renamed.iter().any(|r| r.from == p);
+    for f in new.fields.iter().filter(|f| !renamed_to(&f.path)) {
+        match old.field(&f.path) {
+            None if f.encrypted => out.push(format!("encrypted field '{}' added", f.path)),
+            Some(o) if !o.encrypted && f.encrypted => {
+                out.push(format!("plaintext field '{}' becomes encrypted", f.path));
+            }
+            Some(o) if o.encrypted && f.encrypted && o.queries != f.queries => out.push(format!(
+                "encrypted field '{}' changes its queries from {} to {}",
+                f.path,
+                queries_text(o.queries.as_ref()),
+                queries_text(f.queries.as_ref())
+            )),
+            _ => {}
+        }
+    }
+    for o in old
+        .fields
+        .iter()
+        .filter(|o| o.encrypted && !renamed_from(&o.path))
+    {
+        if new.field(&o.path).is_none() {
+            out.push(format!(
+                "encrypted field '{}' removed (its values are not copied)",
+                o.path
+            ));
+        }
+    }
+    out
 }
 
 fn queries_text(q: Option<&serde_json::Value>) -> String {
@@ -313,6 +441,21 @@ pub fn autodetect(
     old: &AppState,
     new: &[ModelState],
 ) -> Result<Vec<Operation>, MigrationError> {
+    autodetect_with(app, old, new, &[])
+}
+
+/// [`autodetect`], with a [`Operation::CopyModel`] under fresh data keys
+/// for each model named in `reencrypt` (by name or `app.Model`), changed
+/// or not.
+// One pass over the models, as `autodetect` was; the copy decision is
+// where it must be, between the rename detection and the field ops.
+#[allow(clippy::too_many_lines)]
+pub fn autodetect_with(
+    app: &str,
+    old: &AppState,
+    new: &[ModelState],
+    reencrypt: &[String],
+) -> Result<Vec<Operation>, MigrationError> {
     let mut ops = Vec::new();
     let mut created: Vec<&ModelState> = new
         .iter()
@@ -363,17 +506,63 @@ pub fn autodetect(
             .iter()
             .filter(|f| m.field(&f.path).is_none())
             .collect();
+        // An encrypted field that disappeared while one with the same
+        // definition appeared was renamed.
+        let mut renamed: Vec<RenamedField> = Vec::new();
         for a in added.iter().filter(|a| a.encrypted) {
             if let Some(r) = removed.iter().find(|r| {
                 r.encrypted
                     && r.encryption_signature() == a.encryption_signature()
                     && r.kms_provider == a.kms_provider
+                    && !renamed.iter().any(|x| x.from == r.path)
             }) {
-                return Err(MigrationError::Refused(format!(
-                    "cannot rename encrypted field '{}' to '{}' of {app}.{}: collection '{}' already exists, and its encryptedFields name the path '{}'. {WHY}. Instead, create a new model (a new collection) with the renamed field, migrate, and copy the data into it",
-                    r.path, a.path, m.model, o.collection, r.path
-                )));
+                renamed.push(RenamedField {
+                    from: r.path.clone(),
+                    to: a.path.clone(),
+                });
             }
+        }
+        let fresh = reencrypt
+            .iter()
+            .any(|r| *r == m.model || *r == format!("{app}.{}", m.model));
+        let changes = copy_changes(o, m, &renamed);
+        if o.collection == m.collection
+            && (fresh || !changes.is_empty())
+            && uncopyable(o, &m.fields, &renamed).is_none()
+        {
+            let mut changes = changes;
+            if fresh {
+                changes
+                    .push("every encrypted field re-encrypted under a fresh data key".to_owned());
+            }
+            ops.push(Operation::CopyModel {
+                model: m.model.clone(),
+                collection: m.collection.clone(),
+                kms_provider: m.kms_provider.clone(),
+                fields: m.fields.clone(),
+                renamed,
+                keys: if fresh {
+                    CopyKeys::Fresh
+                } else {
+                    CopyKeys::KeepUnchanged
+                },
+                changes,
+            });
+            continue;
+        }
+        if let Some(r) = renamed.first() {
+            return Err(MigrationError::Refused(format!(
+                "cannot rename encrypted field '{}' to '{}' of {app}.{}: collection '{}' already exists, and its encryptedFields name the path '{}'. {WHY}. {}",
+                r.from,
+                r.to,
+                m.model,
+                o.collection,
+                r.from,
+                uncopyable(o, &m.fields, &renamed).map_or_else(
+                    || "Rename the collection and the field in two migrations".to_owned(),
+                    |why| format!("A copy migration cannot do it either: {why}")
+                )
+            )));
         }
         for f in &m.fields {
             match o.field(&f.path) {
@@ -411,6 +600,35 @@ pub fn autodetect(
             model: d.model.clone(),
             collection: d.collection.clone(),
         });
+    }
+    for r in reencrypt {
+        let known = new
+            .iter()
+            .any(|m| *r == m.model || *r == format!("{app}.{}", m.model));
+        if !known {
+            return Err(MigrationError::Inconsistent(format!(
+                "--reencrypt {r}: no registered model of app '{app}' by that name"
+            )));
+        }
+        if let Some(m) = new
+            .iter()
+            .find(|m| *r == m.model || *r == format!("{app}.{}", m.model))
+            && !m.is_encrypted()
+        {
+            return Err(MigrationError::Refused(format!(
+                "--reencrypt {r}: {app}.{} has no encrypted fields, so there is nothing to re-encrypt",
+                m.model
+            )));
+        }
+        if !old
+            .models
+            .keys()
+            .any(|k| r == k || *r == format!("{app}.{k}"))
+        {
+            return Err(MigrationError::Refused(format!(
+                "--reencrypt {r}: {app}.{r} has no migration yet; its first migration creates it under new data keys anyway"
+            )));
+        }
     }
     let mut state = old.clone();
     for op in &ops {
@@ -454,6 +672,10 @@ fn migration_name(number: usize, ops: &[Operation]) -> String {
                 model.to_lowercase(),
                 field.path.replace('.', "_").to_lowercase()
             ),
+            [Operation::CopyModel { model, keys, .. }] => match keys {
+                CopyKeys::Fresh => format!("reencrypt_{}", model.to_lowercase()),
+                CopyKeys::KeepUnchanged => format!("copy_{}", model.to_lowercase()),
+            },
             [Operation::RemoveField { model, path, .. }] => format!(
                 "remove_{}_{}",
                 model.to_lowercase(),
@@ -475,7 +697,59 @@ pub fn makemigrations(
     only: &[String],
     dry_run: bool,
 ) -> Result<Vec<(Migration, Option<PathBuf>)>, MigrationError> {
+    makemigrations_with(
+        app,
+        dir,
+        &MakeMigrationsOptions {
+            only: only.to_vec(),
+            write: if dry_run {
+                WriteFiles::No
+            } else {
+                WriteFiles::Yes
+            },
+            reencrypt: Vec::new(),
+        },
+    )
+}
+
+/// Whether [`makemigrations_with`] writes the migration files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteFiles {
+    /// Write them.
+    #[default]
+    Yes,
+    /// Only report what would be written (`--dry-run`, `--check`).
+    No,
+}
+
+/// What [`makemigrations_with`] does.
+#[derive(Debug, Clone, Default)]
+pub struct MakeMigrationsOptions {
+    /// Only these apps (all when empty).
+    pub only: Vec<String>,
+    /// Whether to write the files.
+    pub write: WriteFiles,
+    /// Models (`Model` or `app.Model`) to copy under fresh data keys.
+    pub reencrypt: Vec<String>,
+}
+
+/// [`makemigrations`] with options: `--reencrypt MODEL` writes a
+/// [`Operation::CopyModel`] under fresh data keys for each named model.
+pub fn makemigrations_with(
+    app: &App,
+    dir: &MigrationDir,
+    opts: &MakeMigrationsOptions,
+) -> Result<Vec<(Migration, Option<PathBuf>)>, MigrationError> {
+    let only = &opts.only;
     let labels = app_labels(app);
+    for r in &opts.reencrypt {
+        let found = app.models().iter().any(|m| *r == m.name || *r == m.label());
+        if !found {
+            return Err(MigrationError::Inconsistent(format!(
+                "--reencrypt {r}: no registered model by that name"
+            )));
+        }
+    }
     for o in only {
         if !labels.contains(o) {
             return Err(MigrationError::Inconsistent(format!(
@@ -491,16 +765,31 @@ pub fn makemigrations(
     {
         let existing = dir.migrations(label)?;
         let state = AppState::from_migrations(&existing)?;
-        let ops = autodetect(label, &state, &app_models(app, label))?;
-        if ops.is_empty() {
+        let reencrypt: Vec<String> = app
+            .models()
+            .iter()
+            .filter(|m| {
+                m.app == *label
+                    && opts
+                        .reencrypt
+                        .iter()
+                        .any(|r| *r == m.name || *r == m.label())
+            })
+            .map(|m| m.name.clone())
+            .collect();
+        let operations = autodetect_with(label, &state, &app_models(app, label), &reencrypt)?;
+        if operations.is_empty() {
             continue;
         }
         let m = Migration {
             app: label.clone(),
-            name: migration_name(existing.len() + 1, &ops),
-            operations: ops,
+            name: migration_name(existing.len() + 1, &operations),
+            operations,
         };
-        let path = if dry_run { None } else { Some(dir.write(&m)?) };
+        let path = match opts.write {
+            WriteFiles::No => None,
+            WriteFiles::Yes => Some(dir.write(&m)?),
+        };
         out.push((m, path));
     }
     Ok(out)
