@@ -540,3 +540,45 @@ fn kms_endpoints_allowed_hosts_and_key_check_values() {
         assert!(e.contains(path) && e.contains(says), "{extra}: {e}");
     }
 }
+
+#[test]
+fn kms_timeout_and_sqlite_size_are_read_and_bounded() {
+    let text = r#"
+[databases.default]
+engine = "sqlite"
+path = "a.db"
+max_size_mb = 64
+
+[databases.default.encryption]
+key_vault_namespace = "default.__keyVault"
+kms_providers.aws.access_key_id = "AKIDEXAMPLE"
+kms_providers.aws.secret_access_key_env = "NOT_READ_HERE"
+kms_providers.aws.timeout_ms = 2500
+kms_credentials.aws.key = "arn:aws:kms:us-east-1:111122223333:key/k"
+kms_credentials.aws.region = "us-east-1"
+"#;
+    let s = load(text).unwrap();
+    let db = s.database("default").unwrap();
+    assert_eq!(
+        db.engine,
+        EngineSettings::Sqlite {
+            path: "/app/a.db".into(),
+            max_size_mb: Some(64),
+        }
+    );
+    let aws = db
+        .encryption
+        .as_ref()
+        .unwrap()
+        .provider_for(Some("aws"))
+        .unwrap();
+    assert_eq!(aws.transport.timeout_ms, Some(2500));
+    let e = err(&text.replace("timeout_ms = 2500", "timeout_ms = 0")).to_string();
+    assert!(
+        e.contains("databases.default.encryption.kms_providers.aws.timeout_ms")
+            && e.contains("1 to 3600000"),
+        "{e}"
+    );
+    let e = err(&text.replace("max_size_mb = 64", "max_size_mb = -1")).to_string();
+    assert!(e.contains("databases.default.max_size_mb"), "{e}");
+}
