@@ -25,7 +25,7 @@ use cipherdoc::migrations::{
 };
 use cipherdoc::model::Model as _;
 use cipherdoc::settings::Settings;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 mod before {
     use bson::oid::ObjectId;
@@ -258,6 +258,7 @@ fn bench(c: &mut Criterion) {
     for backend in &backends {
         let mut g = c.benchmark_group(format!("copy/{}", backend.name()));
         g.sample_size(10);
+        g.sampling_mode(SamplingMode::Flat);
         g.throughput(Throughput::Elements(n as u64));
         for what in ["plaintext insert", "encrypted insert", "copy"] {
             g.bench_function(what, |b| {

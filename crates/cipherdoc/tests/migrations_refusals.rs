@@ -1,5 +1,6 @@
 //! Every change Queryable Encryption cannot make to an existing collection is
-//! refused with why and what to do instead; so is an encrypted model routed
+//! a copy migration (issue 19) or, where a copy cannot do it, refused with
+//! why and what to do instead; so is an encrypted model routed
 //! to a database without encryption; and settings mistakes found only when
 //! the databases open are named by their setting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,8 +13,8 @@ mod e2e_common;
 use e2e_common::write_secret;
 
 use cipherdoc::migrations::{
-    AppState, MigrateOptions, Migration, MigrationError, ModelState, Operation, autodetect,
-    migrate, model_state,
+    AppState, CopyKeys, MigrateOptions, Migration, MigrationError, ModelState, Operation,
+    RenamedField, autodetect, migrate, model_state,
 };
 use cipherdoc::model::Model as _;
 use cipherdoc::settings::Settings;
@@ -44,35 +45,60 @@ fn assert_why_and_instead(msg: &str) {
     assert!(msg.contains("copy the data"), "{msg}");
 }
 
+/// What `makemigrations` refused before issue 19 is now a copy: one
+/// `copy_model` with the model's new fields and the change described.
+fn copy(new: &ModelState) -> (Vec<String>, Vec<RenamedField>) {
+    match autodetect("myapp", &migrated_patient(), std::slice::from_ref(new)) {
+        Ok(ops) => match &ops[..] {
+            [
+                Operation::CopyModel {
+                    model,
+                    collection,
+                    fields,
+                    renamed,
+                    keys,
+                    changes,
+                    ..
+                },
+            ] => {
+                assert_eq!(
+                    (model.as_str(), collection.as_str()),
+                    ("Patient", "myapp_patient")
+                );
+                assert_eq!(fields, &new.fields);
+                assert_eq!(*keys, CopyKeys::KeepUnchanged);
+                (changes.clone(), renamed.clone())
+            }
+            other => panic!("expected one copy, got {other:?}"),
+        },
+        Err(e) => panic!("expected a copy, got {e}"),
+    }
+}
+
 #[test]
-fn adding_an_encrypted_field_is_refused() {
+fn adding_an_encrypted_field_is_a_copy() {
     let mut p = model_state(Patient::schema());
     let mut f = p.field("patient_record.ssn").unwrap().clone();
     f.path = "patient_record.mrn".into();
     f.queries = None;
     p.fields.push(f);
-    let m = refused(&p);
-    assert!(
-        m.starts_with("cannot add encrypted field 'patient_record.mrn' to myapp.Patient: collection 'myapp_patient' already exists"),
-        "{m}"
-    );
-    assert_why_and_instead(&m);
+    let (changes, _) = copy(&p);
+    assert_eq!(changes, ["encrypted field 'patient_record.mrn' added"]);
 }
 
 #[test]
-fn removing_an_encrypted_field_is_refused() {
+fn removing_an_encrypted_field_is_a_copy() {
     let mut p = model_state(Patient::schema());
     p.fields.retain(|f| f.path != "patient_record.billing");
-    let m = refused(&p);
-    assert!(
-        m.starts_with("cannot remove encrypted field 'patient_record.billing' from myapp.Patient"),
-        "{m}"
+    let (changes, _) = copy(&p);
+    assert_eq!(
+        changes,
+        ["encrypted field 'patient_record.billing' removed (its values are not copied)"]
     );
-    assert_why_and_instead(&m);
 }
 
 #[test]
-fn altering_an_encrypted_field_is_refused() {
+fn altering_an_encrypted_field_is_a_copy_unless_a_copy_cannot_do_it() {
     // Making the billing field queryable (the reference's own example).
     let mut p = model_state(Patient::schema());
     let ssn_queries = p.field("patient_record.ssn").unwrap().queries.clone();
@@ -81,12 +107,13 @@ fn altering_an_encrypted_field_is_refused() {
             f.queries.clone_from(&ssn_queries);
         }
     }
-    let m = refused(&p);
+    let (changes, _) = copy(&p);
     assert!(
-        m.starts_with("cannot alter encrypted field 'patient_record.billing' of myapp.Patient in existing collection 'myapp_patient': its queries would change from none to"),
-        "{m}"
+        changes[0].starts_with(
+            "encrypted field 'patient_record.billing' changes its queries from none to"
+        ),
+        "{changes:?}"
     );
-    assert_why_and_instead(&m);
 
     // Encrypting a plaintext field.
     let mut p = model_state(Patient::schema());
@@ -95,13 +122,11 @@ fn altering_an_encrypted_field_is_refused() {
             f.encrypted = true;
         }
     }
-    let m = refused(&p);
-    assert!(
-        m.contains("'name'") && m.contains("it would become encrypted"),
-        "{m}"
-    );
+    let (changes, _) = copy(&p);
+    assert_eq!(changes, ["plaintext field 'name' becomes encrypted"]);
 
-    // Moving a key to another provider points at rewrapdatakeys.
+    // What a copy cannot do stays refused, saying so. Moving a key to
+    // another provider points at rewrapdatakeys.
     let mut p = model_state(Patient::schema());
     for f in &mut p.fields {
         if f.path == "patient_record.ssn" {
@@ -110,22 +135,56 @@ fn altering_an_encrypted_field_is_refused() {
     }
     let m = refused(&p);
     assert!(m.contains("rewrapdatakeys"), "{m}");
+    assert_why_and_instead(&m);
+
+    // Decrypting a field into plaintext.
+    let mut p = model_state(Patient::schema());
+    for f in &mut p.fields {
+        if f.path == "patient_record.ssn" {
+            f.encrypted = false;
+            f.queries = None;
+        }
+    }
+    let m = refused(&p);
+    assert!(
+        m.contains("'patient_record.ssn'") && m.contains("it would stop being encrypted"),
+        "{m}"
+    );
+
+    // Another BSON type.
+    let mut p = model_state(Patient::schema());
+    for f in &mut p.fields {
+        if f.path == "patient_record.ssn" {
+            f.bson_type = "long".into();
+        }
+    }
+    let m = refused(&p);
+    assert!(
+        m.contains("its type would change from string to long"),
+        "{m}"
+    );
 }
 
 #[test]
-fn renaming_an_encrypted_field_is_refused() {
+fn renaming_an_encrypted_field_is_a_copy() {
     let mut p = model_state(Patient::schema());
     for f in &mut p.fields {
         if f.path == "patient_record.ssn" {
             f.path = "patient_record.social".into();
         }
     }
-    let m = refused(&p);
-    assert!(
-        m.starts_with("cannot rename encrypted field 'patient_record.ssn' to 'patient_record.social' of myapp.Patient"),
-        "{m}"
+    let (changes, renamed) = copy(&p);
+    assert_eq!(
+        changes,
+        ["encrypted field 'patient_record.ssn' renamed to 'patient_record.social'"]
     );
-    assert_why_and_instead(&m);
+    assert_eq!(
+        renamed,
+        [RenamedField {
+            from: "patient_record.ssn".into(),
+            to: "patient_record.social".into()
+        }]
+    );
 }
 
 #[test]

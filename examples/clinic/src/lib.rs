@@ -211,8 +211,19 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
         .await?;
     writeln!(out, "found by the first letters \"LOV\": {by_letters}")?;
 
-    let visit = app
-        .objects::<Visit>()
+    // Visits stored in plaintext before 0004 were copied; a database
+    // migrated past 0004 before its first demo gets them encrypted here.
+    let visits = app.objects::<Visit>();
+    for (pid, diagnosis) in VISITS {
+        visits
+            .get_or_create(Visit::fields().patient_id.eq(pid), || Visit {
+                id: ObjectId::new(),
+                patient_id: pid,
+                diagnosis: diagnosis.to_owned(),
+            })
+            .await?;
+    }
+    let visit = visits
         .get(Visit::fields().diagnosis.eq("sprained left ankle"))
         .await?;
     let seen = patients

@@ -179,3 +179,49 @@ fn after_the_demo_no_plaintext_diagnosis_is_in_any_sqlite_file() {
     }
     assert!(scanned > 0);
 }
+
+/// `migrate --dry-run` reports the copy of 0004 with its document count and
+/// changes nothing; `migrate` then applies it.
+#[tokio::test]
+async fn migrate_dry_run_reports_the_copy_then_migrate_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_copy(dir.path());
+    let app = clinic::open(&settings).await.unwrap();
+    let m = cipherdoc_cli::Management::new(app)
+        .name("clinic")
+        .migrations_dir(clinic::migrations_dir());
+    m.execute([
+        "clinic",
+        "migrate",
+        "--database",
+        "encrypted",
+        "myapp",
+        "0003",
+    ])
+    .await
+    .unwrap();
+    let db = m.app().database("encrypted").unwrap();
+    let docs = clinic::VISITS
+        .iter()
+        .map(|(pid, d)| bson::doc! { "_id": bson::oid::ObjectId::new(), "patient_id": *pid, "diagnosis": *d })
+        .collect();
+    db.engine().insert_many("myapp_visit", docs).await.unwrap();
+    let out = m
+        .execute(["clinic", "migrate", "--database", "encrypted", "--dry-run"])
+        .await
+        .unwrap();
+    assert!(
+        out.contains("myapp.0004_copy_visit: Copy model Visit (collection myapp_visit) into a new collection: plaintext field 'diagnosis' becomes encrypted [would copy 3 documents of encrypted_db.myapp_visit]"),
+        "{out}"
+    );
+    let applied = cipherdoc::migrations::applied_migrations(db).await.unwrap();
+    assert_eq!(applied.len(), 3, "nothing applied by the dry run");
+    let out = m
+        .execute(["clinic", "migrate", "--database", "encrypted"])
+        .await
+        .unwrap();
+    assert!(
+        out.contains("Applying myapp.0004_copy_visit... OK"),
+        "{out}"
+    );
+}
