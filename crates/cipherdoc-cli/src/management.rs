@@ -572,8 +572,18 @@ impl Management {
             }
         }
         let errors = found.iter().filter(|(s, _)| *s == Severity::Error).count();
+        // What the engines learned of their deployments (a MongoDB server's
+        // topology and wire version), ahead of the findings.
+        let deployments: String = self
+            .app
+            .databases()
+            .filter_map(|db| {
+                let d = db.engine().deployment()?;
+                Some(format!("database '{}': {d}\n", db.alias()))
+            })
+            .collect();
         if found.is_empty() {
-            return Ok("System check identified no issues.".to_owned());
+            return Ok(format!("{deployments}System check identified no issues."));
         }
         let lines: Vec<String> = found
             .iter()
@@ -589,7 +599,7 @@ impl Management {
             })
             .collect();
         let text = format!(
-            "System check identified {} issue(s) ({errors} error(s)):\n{}",
+            "{deployments}System check identified {} issue(s) ({errors} error(s)):\n{}",
             found.len(),
             lines.join("\n")
         );

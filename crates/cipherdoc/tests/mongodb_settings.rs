@@ -2,7 +2,7 @@
 //! this process (there is no MongoDB server on the test machines): a plain
 //! database saves and finds a model's documents; an encrypted database is
 //! refused, naming its alias, on a standalone server and on a server older
-//! than MongoDB 7.0 (issue 17). The QE path on this engine is open work.
+//! than MongoDB 7.0 (issue 17). The QE path is `mongodb_canary.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
