@@ -34,7 +34,7 @@ use cipherdoc::leakage::{LeakageOptions, leakage_report};
 use cipherdoc::migrations::{
     MakeMigrationsOptions, MigrateMode, MigrateOptions, MigrationDir, MigrationObserver, Operation,
     Severity, WriteFiles, check, encrypted_fields_map, encrypted_fields_map_json,
-    makemigrations_with, migrate, show_migrations,
+    makemigrations_with, migrate, migrate_observed, show_migrations,
 };
 use cipherdoc_engine::{FieldOp, Filter, FindOptions};
 use clap::{Args, Parser, Subcommand};
@@ -277,7 +277,7 @@ impl Management {
             mode,
         };
         if mode == MigrateMode::DryRun {
-            let report = migrate(&self.app, dir, &opts, &()).await?;
+            let report = migrate(&self.app, dir, &opts).await?;
             let mut out = vec![format!(
                 "Migrations that would run on database '{database}' (nothing changed):"
             )];
@@ -294,7 +294,7 @@ impl Management {
         }
         let bar = progress_bar(0);
         let observer = BarObserver::new(bar.clone());
-        let report = migrate(&self.app, dir, &opts, &observer).await;
+        let report = migrate_observed(&self.app, dir, &opts, &observer).await;
         bar.finish_and_clear();
         let report = report?;
         let mut out = vec![format!("Running migrations on database '{database}':")];

@@ -179,7 +179,7 @@ async fn open<M: cipherdoc::model::Model>(
         target: Some(target.into()),
         ..MigrateOptions::database("encrypted")
     };
-    migrate(&app, &migrations(), &opts, &()).await.unwrap();
+    migrate(&app, &migrations(), &opts).await.unwrap();
     app
 }
 
@@ -224,14 +224,9 @@ async fn run_once(backend: &Backend, what: &str, n: usize) -> Duration {
                 .register::<after::Visit>()
                 .unwrap();
             let t = Instant::now();
-            migrate(
-                &app2,
-                &migrations(),
-                &MigrateOptions::database("encrypted"),
-                &(),
-            )
-            .await
-            .unwrap();
+            migrate(&app2, &migrations(), &MigrateOptions::database("encrypted"))
+                .await
+                .unwrap();
             let d = t.elapsed();
             backend.cleanup(&app2).await;
             d

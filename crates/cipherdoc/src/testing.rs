@@ -174,7 +174,7 @@ impl TestAppBuilder {
         };
         let aliases: Vec<String> = t.app.databases().map(|d| d.alias().to_owned()).collect();
         for alias in aliases {
-            migrate(&t.app, &*source, &MigrateOptions::database(alias), &()).await?;
+            migrate(&t.app, &*source, &MigrateOptions::database(alias)).await?;
         }
         Ok(t)
     }

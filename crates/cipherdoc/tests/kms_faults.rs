@@ -142,7 +142,7 @@ async fn open(text: &str, dir: &Path) -> App {
 
 async fn migrate_all(app: &App) -> cipherdoc::Result<()> {
     let source = initial_migrations(app).unwrap();
-    migrate(app, &source, &MigrateOptions::database("default"), &())
+    migrate(app, &source, &MigrateOptions::database("default"))
         .await
         .map(|_| ())
 }

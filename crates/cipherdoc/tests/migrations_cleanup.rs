@@ -79,7 +79,7 @@ async fn a_migration_refused_part_way_leaves_nothing() {
             name: "0001_initial".into(),
             operations: vec![create(First::schema()), create(Second::schema())],
         }];
-        let err = migrate(&app, &source, &MigrateOptions::database("encrypted"), &())
+        let err = migrate(&app, &source, &MigrateOptions::database("encrypted"))
             .await
             .unwrap_err()
             .to_string();
@@ -92,7 +92,7 @@ async fn a_migration_refused_part_way_leaves_nothing() {
             name: "0001_initial".into(),
             operations: vec![create(Second::schema())],
         }];
-        migrate(&app, &source, &MigrateOptions::database("encrypted"), &())
+        migrate(&app, &source, &MigrateOptions::database("encrypted"))
             .await
             .unwrap_err();
         assert_nothing_left(&app).await;
@@ -103,7 +103,7 @@ async fn a_migration_refused_part_way_leaves_nothing() {
             name: "0001_initial".into(),
             operations: vec![create(First::schema())],
         }];
-        migrate(&app, &source, &MigrateOptions::database("encrypted"), &())
+        migrate(&app, &source, &MigrateOptions::database("encrypted"))
             .await
             .unwrap();
         let db = app.database("encrypted").unwrap();
@@ -147,7 +147,7 @@ async fn check_reports_a_field_the_collection_does_not_encrypt() {
             name: "0001_initial".into(),
             operations: vec![create(First::schema())],
         }];
-        migrate(&app, &source, &MigrateOptions::database("encrypted"), &())
+        migrate(&app, &source, &MigrateOptions::database("encrypted"))
             .await
             .unwrap();
         let app = app.register::<FirstGrown>().unwrap();

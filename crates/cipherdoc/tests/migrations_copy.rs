@@ -28,7 +28,7 @@ use bson::oid::ObjectId;
 use cipherdoc::key_vault::{alt_names_of, key_id_of};
 use cipherdoc::migrations::{
     AppState, COPY_JOURNAL, CopyKeys, MigrateOptions, MigrateReport, Migration, MigrationObserver,
-    Operation, autodetect_with, migrate, model_state, temp_collection,
+    Operation, autodetect_with, migrate, migrate_observed, model_state, temp_collection,
 };
 use cipherdoc::model::Model;
 use cipherdoc::{App, Error};
@@ -269,7 +269,7 @@ async fn seeded(backend: &Backend, dir: &Path, n: usize) -> (App, Vec<v1::Visit>
         target: Some("0001".into()),
         ..MigrateOptions::database("encrypted")
     };
-    migrate(&app, &all, &opts, &()).await.unwrap();
+    migrate(&app, &all, &opts).await.unwrap();
     let visits: Vec<v1::Visit> = (0..n).map(visit).collect();
     for chunk in visits.chunks(1000) {
         app.objects::<v1::Visit>()
@@ -301,7 +301,6 @@ async fn copied<M: Model>(backend: &Backend, dir: &Path, n: usize, reencrypt: bo
         &app,
         &migrations::<M>(reencrypt),
         &MigrateOptions::database("encrypted"),
-        &(),
     )
     .await
     .unwrap();
@@ -361,7 +360,6 @@ async fn assert_clean<M: Model>(backend: &Backend, c: &Copied) {
         &control,
         &vec![migration("0001_initial", ops)],
         &MigrateOptions::database("encrypted"),
-        &(),
     )
     .await
     .unwrap();
@@ -665,7 +663,7 @@ async fn writes_during_a_copy_are_refused_with_copy_in_progress() {
             new: &new,
             answers: Mutex::new(Vec::new()),
         };
-        migrate(
+        migrate_observed(
             &new,
             &migrations::<encrypt_plain::Visit>(false),
             &MigrateOptions::database("encrypted"),
@@ -723,7 +721,7 @@ async fn dry_run_reports_the_copy_and_changes_nothing() {
         mode: cipherdoc::migrations::MigrateMode::DryRun,
         ..MigrateOptions::database("encrypted")
     };
-    let r = migrate(&old, &migrations::<encrypt_plain::Visit>(false), &opts, &())
+    let r = migrate(&old, &migrations::<encrypt_plain::Visit>(false), &opts)
         .await
         .unwrap();
     assert_eq!(r.planned.len(), 1, "{:?}", r.planned);
@@ -767,7 +765,6 @@ async fn kill_test_child_migrates() {
         &app,
         &migrations::<encrypt_plain::Visit>(false),
         &MigrateOptions::database("encrypted"),
-        &(),
     )
     .await
     .unwrap();
@@ -842,7 +839,6 @@ async fn migrate_killed_at_random_points_ends_as_an_uninterrupted_run() {
             target: Some("0001".into()),
             ..MigrateOptions::database("encrypted")
         },
-        &(),
     )
     .await
     .unwrap();

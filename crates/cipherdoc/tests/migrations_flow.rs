@@ -231,11 +231,11 @@ async fn migrate_zero_drops_the_collection_keeps_the_keys_and_reuses_them() {
     );
 
     let opts = MigrateOptions::database("encrypted");
-    let r = migrate(&app, &files, &opts, &()).await.unwrap();
+    let r = migrate(&app, &files, &opts).await.unwrap();
     assert_eq!(r.applied, ["myapp.0001_initial"]);
     let before = key_alt_names(&app).await;
     // Applying again does nothing.
-    let r = migrate(&app, &files, &opts, &()).await.unwrap();
+    let r = migrate(&app, &files, &opts).await.unwrap();
     assert!(r.applied.is_empty());
 
     let zero = MigrateOptions {
@@ -243,7 +243,7 @@ async fn migrate_zero_drops_the_collection_keeps_the_keys_and_reuses_them() {
         target: Some("zero".into()),
         ..MigrateOptions::database("encrypted")
     };
-    let r = migrate(&app, &files, &zero, &()).await.unwrap();
+    let r = migrate(&app, &files, &zero).await.unwrap();
     assert_eq!(r.unapplied, ["myapp.0001_initial"]);
     assert!(
         r.notes
@@ -268,7 +268,7 @@ async fn migrate_zero_drops_the_collection_keeps_the_keys_and_reuses_them() {
     );
 
     // Re-created with the same keys, not an error.
-    migrate(&app, &files, &opts, &()).await.unwrap();
+    migrate(&app, &files, &opts).await.unwrap();
     assert_eq!(key_alt_names(&app).await, before);
     let efc = enc
         .engine()

@@ -63,7 +63,7 @@ async fn deploy(dir: &Path) {
     cipherdoc::client_encryption::generate_local_master_key_file(&dir.join("master.key")).unwrap();
     let app = open(dir, false).await;
     let source = initial_migrations(&app).unwrap();
-    migrate(&app, &source, &MigrateOptions::database("encrypted"), &())
+    migrate(&app, &source, &MigrateOptions::database("encrypted"))
         .await
         .unwrap();
     let map = encrypted_fields_map(&app, "encrypted").await.unwrap();

@@ -259,7 +259,7 @@ async fn a_hand_written_migration_adding_an_encrypted_field_is_refused_at_migrat
         }],
     };
     let source = vec![initial[0].clone(), second];
-    let err = migrate(&app, &source, &MigrateOptions::database("encrypted"), &())
+    let err = migrate(&app, &source, &MigrateOptions::database("encrypted"))
         .await
         .unwrap_err();
     let m = err.to_string();

@@ -68,7 +68,7 @@ async fn prepared() -> tempfile::TempDir {
     generate_local_master_key_file(&dir.path().join("master.key")).unwrap();
     let app = open(dir.path(), None).await.unwrap();
     let source = initial_migrations(&app).unwrap();
-    migrate(&app, &source, &MigrateOptions::database("default"), &())
+    migrate(&app, &source, &MigrateOptions::database("default"))
         .await
         .unwrap();
     dir

@@ -104,7 +104,7 @@ async fn store_plaintext_visits(app: &App, dir: &MigrationDir, out: &mut String)
         target: Some("0003".into()),
         ..MigrateOptions::database("encrypted")
     };
-    for a in migrate(app, dir, &to_0003, &()).await?.applied {
+    for a in migrate(app, dir, &to_0003).await?.applied {
         writeln!(out, "migrate --database encrypted myapp 0003: applied {a}")?;
     }
     if db.engine().count("myapp_visit", &Filter::all()).await? == 0 {
@@ -148,7 +148,7 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
     let dir = MigrationDir::new(migrations);
     store_plaintext_visits(app, &dir, &mut out).await?;
     for alias in ["default", "encrypted"] {
-        let r = migrate(app, &dir, &MigrateOptions::database(alias), &()).await?;
+        let r = migrate(app, &dir, &MigrateOptions::database(alias)).await?;
         for a in &r.applied {
             writeln!(out, "migrate --database {alias}: applied {a}")?;
         }

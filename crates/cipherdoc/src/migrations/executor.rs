@@ -168,6 +168,16 @@ pub async fn migrate(
     app: &App,
     source: &dyn MigrationSource,
     opts: &MigrateOptions,
+) -> Result<MigrateReport> {
+    migrate_observed(app, source, opts, &()).await
+}
+
+/// [`migrate`], telling `observer` what it does as it goes (the command
+/// line's progress bar).
+pub async fn migrate_observed(
+    app: &App,
+    source: &dyn MigrationSource,
+    opts: &MigrateOptions,
     observer: &dyn MigrationObserver,
 ) -> Result<MigrateReport> {
     let db = app.database(&opts.database)?;

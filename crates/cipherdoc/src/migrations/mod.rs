@@ -54,7 +54,7 @@ pub(crate) use copy::copy_in_progress;
 pub use copy::{COPY_JOURNAL, temp_collection};
 pub use executor::{
     MIGRATIONS_COLLECTION, MigrateMode, MigrateOptions, MigrateReport, MigrationObserver,
-    applied_migrations, migrate, show_migrations,
+    applied_migrations, migrate, migrate_observed, show_migrations,
 };
 pub use map::{
     CheckMessage, MissingKeys, Severity, alt_name, check, compaction_tokens, encrypted_fields_for,
