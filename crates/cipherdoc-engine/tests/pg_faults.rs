@@ -275,8 +275,14 @@ async fn workload_under(
     retried
 }
 
+/// The faults of one test must not land in another's workload: a restart
+/// would close the killer's admin connection of the other test. The tests
+/// of this file take turns.
+static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminated_backends_mid_transaction_lose_nothing_and_fail_retryably() {
+    let _turn = ONE_FAULT_AT_A_TIME.lock().await;
     let Some(s) = setup().await else { return };
     let stop = Arc::new(AtomicBool::new(false));
     let kill = killer(
@@ -305,6 +311,7 @@ async fn a_server_restart_mid_workload_loses_nothing_and_fails_retryably() {
         );
         return;
     }
+    let _turn = ONE_FAULT_AT_A_TIME.lock().await;
     let Some(s) = setup().await else { return };
     let stop = Arc::new(AtomicBool::new(false));
     let restart = async move {
