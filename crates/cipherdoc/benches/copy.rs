@@ -92,7 +92,7 @@ path = "default.db"
 {db}
 
 [databases.encrypted.encryption]
-key_vault_namespace = "bench.__keyVault"
+key_vault_namespace = "encrypted.__keyVault"
 kms_providers.local.key_file = "master.key"
 
 [[routers]]
