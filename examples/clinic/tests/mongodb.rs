@@ -74,6 +74,12 @@ fn run_demo_twice(url: &str) {
             "{stdout}"
         );
         assert!(stdout.contains("\"$encrypted\""), "{stdout}");
+        // The copy migration needs renameCollection, which the engine does
+        // not send yet: the demo says so instead of failing.
+        assert!(
+            stdout.contains("the copy migration 0004_copy_visit cannot run here"),
+            "{stdout}"
+        );
         assert!(
             !stdout.contains("4111111111111111\","),
             "the stored document must not show the card number in plaintext"
