@@ -76,10 +76,19 @@ impl Backend {
         #[cfg(unix)]
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        let db = match self {
-            Self::Sqlite => "engine = \"sqlite\"\npath = \"encrypted.db\"".to_owned(),
+        // The key vault lives in the encrypted database, whose name is the
+        // alias on SQLite and a per-run schema on PostgreSQL.
+        let (db, name) = match self {
+            Self::Sqlite => (
+                "engine = \"sqlite\"\npath = \"encrypted.db\"".to_owned(),
+                "encrypted".to_owned(),
+            ),
             Self::Postgres(url) => {
-                format!("engine = \"postgres\"\nurl = \"{url}\"\nname = \"cdbench_copy_{tag}\"")
+                let name = format!("cdbench_copy_{tag}");
+                (
+                    format!("engine = \"postgres\"\nurl = \"{url}\"\nname = \"{name}\""),
+                    name,
+                )
             }
         };
         let text = format!(
@@ -92,7 +101,7 @@ path = "default.db"
 {db}
 
 [databases.encrypted.encryption]
-key_vault_namespace = "encrypted.__keyVault"
+key_vault_namespace = "{name}.__keyVault"
 kms_providers.local.key_file = "master.key"
 
 [[routers]]
