@@ -49,10 +49,6 @@ impl Write for Captured {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test]
 async fn no_encrypted_plaintext_in_files_or_logs() {
     let logs = Captured::default();
@@ -143,19 +139,19 @@ async fn no_encrypted_plaintext_in_files_or_logs() {
     let all_files: Vec<u8> = files.iter().flat_map(|(_, b)| b.iter().copied()).collect();
     for p in &publics {
         assert!(
-            contains(&all_files, p.as_bytes()),
+            common::contains(&all_files, p.as_bytes()),
             "plaintext canary {p} must be visible to the scan"
         );
     }
     for s in &secrets {
         for (name, bytes) in &files {
             assert!(
-                !contains(bytes, s.as_bytes()),
+                !common::contains(bytes, s.as_bytes()),
                 "encrypted canary found in {name}"
             );
         }
         assert!(
-            !contains(&logged, s.as_bytes()),
+            !common::contains(&logged, s.as_bytes()),
             "encrypted canary found in the logs"
         );
     }
@@ -163,12 +159,12 @@ async fn no_encrypted_plaintext_in_files_or_logs() {
         let le = (code_base + i).to_le_bytes();
         for (name, bytes) in &files {
             assert!(
-                !contains(bytes, &le),
+                !common::contains(bytes, &le),
                 "encrypted number canary found in {name}"
             );
         }
         assert!(
-            !contains(&logged, (code_base + i).to_string().as_bytes()),
+            !common::contains(&logged, (code_base + i).to_string().as_bytes()),
             "number canary in logs"
         );
     }

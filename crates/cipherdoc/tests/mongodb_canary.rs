@@ -15,8 +15,6 @@ use bson::oid::ObjectId;
 use cipherdoc::settings::Settings;
 use cipherdoc::{App, EmbeddedModel, Model};
 use cipherdoc_wire::client::RecordingProxy;
-use cipherdoc_wire::{Backend, Server, ServerConfig};
-use tokio::net::TcpListener;
 
 #[derive(EmbeddedModel, Debug, Clone, PartialEq)]
 pub struct Card {
@@ -39,30 +37,6 @@ pub struct Record {
     pub card: Card,
     #[encrypted]
     pub diagnosis: String,
-}
-
-/// `cipherdoc serve` over SQLite files in `dir`, on a thread and runtime
-/// of its own; its address.
-fn serve(dir: &Path) -> String {
-    let backend = Backend::Sqlite {
-        dir: dir.to_path_buf(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(ServerConfig::new(backend))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().unwrap()
 }
 
 fn settings(dir: &Path, url: &str) -> Settings {
@@ -90,14 +64,10 @@ database = "encrypted"
     Settings::from_toml(&text, dir).unwrap()
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mongodb_engine_never_sends_an_encrypted_plaintext() {
     let data = tempfile::tempdir().unwrap();
-    let server = serve(data.path());
+    let server = common::serve_sqlite(data.path(), |c| c);
     let proxy = RecordingProxy::start(server).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // A direct connection: the driver must not discover the server's own
@@ -197,19 +167,31 @@ async fn the_mongodb_engine_never_sends_an_encrypted_plaintext() {
     let all_files: Vec<u8> = files.iter().flat_map(|(_, b)| b.iter().copied()).collect();
     for p in &publics {
         assert!(
-            contains(&sent, p.as_bytes()),
+            common::contains(&sent, p.as_bytes()),
             "{p} must be in what was sent"
         );
-        assert!(contains(&all_files, p.as_bytes()), "{p} must be stored");
+        assert!(
+            common::contains(&all_files, p.as_bytes()),
+            "{p} must be stored"
+        );
     }
     for s in &secrets {
-        assert!(!contains(&sent, s.as_bytes()), "encrypted canary sent");
+        assert!(
+            !common::contains(&sent, s.as_bytes()),
+            "encrypted canary sent"
+        );
         for (name, bytes) in &files {
-            assert!(!contains(bytes, s.as_bytes()), "encrypted canary in {name}");
+            assert!(
+                !common::contains(bytes, s.as_bytes()),
+                "encrypted canary in {name}"
+            );
         }
     }
     for i in 0..20 {
         let le = (code_base + i).to_le_bytes();
-        assert!(!contains(&sent, &le), "encrypted number canary sent");
+        assert!(
+            !common::contains(&sent, &le),
+            "encrypted number canary sent"
+        );
     }
 }

@@ -29,33 +29,7 @@ use cipherdoc_engine::key_vault::KEY_ALT_NAMES_INDEX;
 use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions};
 use cipherdoc_mongodb::MongoEngine;
 use cipherdoc_wire::client::RecordingProxy;
-use cipherdoc_wire::{Backend, Server, ServerConfig};
 use models::{Patient, patient};
-use tokio::net::TcpListener;
-
-/// `cipherdoc serve` over SQLite files in `dir`, on a thread and runtime
-/// of its own (it outlives the test's runtime); its address.
-fn serve(dir: &Path) -> String {
-    let backend = Backend::Sqlite {
-        dir: dir.to_path_buf(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(ServerConfig::new(backend))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().unwrap()
-}
 
 /// Settings with database `encrypted` on the server at `url`, database
 /// `name`, and app `myapp` routed to it; `pin` adds the pinned map.
@@ -167,7 +141,7 @@ async fn second_key_of_a_name_is_refused(app: &App, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_vault_without_its_unique_index_is_reported_and_created_on_open() {
     let data = tempfile::tempdir().unwrap();
-    let url = format!("mongodb://{}/", serve(data.path()));
+    let url = format!("mongodb://{}/", common::serve_sqlite(data.path(), |c| c));
     let dir = tempfile::tempdir().unwrap();
     common::write_secret(&dir.path().join("master.key"), &[42u8; 96]);
     let raw = raw(&url, "kv_db").await;
@@ -261,14 +235,10 @@ async fn a_key_vault_without_its_unique_index_is_reported_and_created_on_open() 
 
 const CANARY_SSN: &str = "987-65-4329";
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_encrypted_fields_differ_from_the_pinned_map_is_refused() {
     let data = tempfile::tempdir().unwrap();
-    let server = serve(data.path());
+    let server = common::serve_sqlite(data.path(), |c| c);
     let dir = tempfile::tempdir().unwrap();
     common::write_secret(&dir.path().join("master.key"), &[42u8; 96]);
     let direct = format!("mongodb://{server}/");
@@ -339,12 +309,12 @@ async fn a_server_whose_encrypted_fields_differ_from_the_pinned_map_is_refused()
     assert_eq!(raw.count("myapp_patient", &Filter::all()).await.unwrap(), 0);
     let sent = proxy.sent.lock().unwrap().clone();
     assert!(!sent.is_empty());
-    assert!(!contains(&sent, CANARY_SSN.as_bytes()));
+    assert!(!common::contains(&sent, CANARY_SSN.as_bytes()));
     for entry in std::fs::read_dir(data.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap_or_default();
         assert!(
-            !contains(&bytes, CANARY_SSN.as_bytes()),
+            !common::contains(&bytes, CANARY_SSN.as_bytes()),
             "plaintext SSN in {}",
             path.display()
         );

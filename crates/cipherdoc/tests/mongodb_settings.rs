@@ -5,12 +5,14 @@
 //! than MongoDB 7.0 (issue 17). The QE path is `mongodb_canary.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use bson::oid::ObjectId;
 use cipherdoc::settings::Settings;
 use cipherdoc::{App, Model};
-use cipherdoc_wire::{Backend, Server, ServerConfig, Topology};
+use cipherdoc_wire::{ServerConfig, Topology};
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(app = "notes")]
@@ -18,30 +20,6 @@ pub struct Note {
     pub id: ObjectId,
     pub n: i64,
     pub title: String,
-}
-
-/// `cipherdoc serve` over SQLite files in `dir`, configured by `tweak`, on
-/// a loopback port of a thread of its own; its `mongodb://` URL.
-fn serve(dir: &Path, tweak: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static) -> String {
-    let backend = Backend::Sqlite {
-        dir: dir.to_path_buf(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(tweak(ServerConfig::new(backend)))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    format!("mongodb://{}/?directConnection=true", rx.recv().unwrap())
 }
 
 fn plain_settings(url: &str, dir: &Path) -> Settings {
@@ -85,7 +63,10 @@ kms_providers.local.key_file = "master.key"
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plain_database_on_mongodb_saves_and_finds() {
     let data = tempfile::tempdir().unwrap();
-    let url = serve(data.path(), |c| c);
+    let url = format!(
+        "mongodb://{}/?directConnection=true",
+        common::serve_sqlite(data.path(), |c| c)
+    );
     let dir = tempfile::tempdir().unwrap();
     let app = App::open(plain_settings(&url, dir.path()))
         .await
@@ -113,7 +94,10 @@ async fn a_plain_database_on_mongodb_saves_and_finds() {
 
 async fn refusal(tweak: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static) -> String {
     let data = tempfile::tempdir().unwrap();
-    let url = serve(data.path(), tweak);
+    let url = format!(
+        "mongodb://{}/?directConnection=true",
+        common::serve_sqlite(data.path(), tweak)
+    );
     let dir = tempfile::tempdir().unwrap();
     App::open(encrypted_settings(&url, dir.path()))
         .await

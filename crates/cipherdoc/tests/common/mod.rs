@@ -11,6 +11,7 @@ use cipherdoc::App;
 use cipherdoc::model::Model;
 use cipherdoc::settings::Settings;
 use cipherdoc_engine::{CreateCollectionOptions, Filter, FindOptions};
+use cipherdoc_wire::{Server, ServerConfig};
 
 /// Writes a secret file (a master key, a credential) owner-only, as
 /// cipherdoc requires of secret files.
@@ -203,4 +204,37 @@ impl Backend {
             ),
         }
     }
+}
+
+/// `cipherdoc serve` over SQLite files in `dir`, configured by `tweak`, on
+/// a loopback port of a thread and runtime of its own (it outlives the
+/// test's runtime); its address, `host:port`.
+pub fn serve_sqlite(
+    dir: &Path,
+    tweak: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
+) -> String {
+    let backend = cipherdoc_wire::Backend::Sqlite {
+        dir: dir.to_path_buf(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            Server::new(tweak(ServerConfig::new(backend)))
+                .serve(listener, std::future::pending())
+                .await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Whether `needle` occurs in `hay` (the canary scans).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
