@@ -14,6 +14,7 @@ mod code {
     pub const DUPLICATE_KEY: i32 = 11000;
     pub const INVALID_NAMESPACE: i32 = 73;
     pub const IMMUTABLE_FIELD: i32 = 66;
+    pub const ILLEGAL_OPERATION: i32 = 20;
     /// "Cannot do exclusion on field … in inclusion projection" (and the
     /// reverse).
     pub const PROJECTION_EXCLUSION_IN_INCLUSION: i32 = 31254;
@@ -83,6 +84,29 @@ pub(crate) fn from_driver(e: Error, collection: &str) -> EngineError {
             engine: "mongodb",
             message: other.to_string(),
         },
+    }
+}
+
+/// `renameCollection`'s error, for a rename of `from` to `to`: a missing
+/// source, a taken target, and MongoDB's refusal to rename encrypted
+/// collections without the cluster action `setUserWriteBlockMode` (which
+/// keeps the server's code and says what to grant).
+pub(crate) fn rename_error(e: Error, from: &str, to: &str) -> EngineError {
+    match from_driver(e, from) {
+        EngineError::CollectionExists(_) => EngineError::CollectionExists(to.to_owned()),
+        EngineError::Server {
+            code,
+            code_name,
+            message,
+            ..
+        } if code == code::ILLEGAL_OPERATION && message.contains("encrypted collection") => server(
+            code,
+            &code_name,
+            &format!(
+                "{message} (renaming {from} to {to}): MongoDB renames encrypted collections only for a user holding the cluster action setUserWriteBlockMode; grant the user a role with that privilege on the cluster resource, or copy the data without renaming"
+            ),
+        ),
+        other => other,
     }
 }
 

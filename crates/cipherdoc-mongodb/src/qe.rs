@@ -145,6 +145,48 @@ pub(crate) fn state_collections(coll: &str, efc: &Document) -> (String, String) 
     (esc, ecoc)
 }
 
+/// `efc` for a new collection `coll` whose ESC and ECOC must not be any of
+/// the `taken` collections: unchanged when its state collections' names
+/// (the defaults `enxcol_.<coll>.esc`/`.ecoc`, or the names it gives) are
+/// free; otherwise, for default names, the first free pair
+/// `enxcol_.<coll>.<n>.esc`/`.ecoc` (n = 2, 3, …), recorded in
+/// `escCollection`/`ecocCollection`. MongoDB needs this after a rename: the
+/// renamed collection keeps the state collections of the name it was
+/// created under (mongod only checks that the names start with `enxcol_.`
+/// and end with `.esc`/`.ecoc`).
+pub(crate) fn with_free_state_names(
+    coll: &str,
+    mut efc: Document,
+    taken: &[String],
+) -> Result<Document, EngineError> {
+    let is_taken = |n: &str| taken.iter().any(|t| t == n);
+    let (esc, ecoc) = state_collections(coll, &efc);
+    if !is_taken(&esc) && !is_taken(&ecoc) {
+        return Ok(efc);
+    }
+    let refuse = |reason: String| EngineError::InvalidEncryptedFields {
+        collection: coll.to_owned(),
+        reason,
+    };
+    if esc != format!("enxcol_.{coll}.esc") || ecoc != format!("enxcol_.{coll}.ecoc") {
+        return Err(refuse(format!(
+            "its state collections {esc:?} and {ecoc:?} must be new, and one of them exists"
+        )));
+    }
+    for n in 2..=1000 {
+        let esc = format!("enxcol_.{coll}.{n}.esc");
+        let ecoc = format!("enxcol_.{coll}.{n}.ecoc");
+        if !is_taken(&esc) && !is_taken(&ecoc) {
+            efc.insert("escCollection", esc);
+            efc.insert("ecocCollection", ecoc);
+            return Ok(efc);
+        }
+    }
+    Err(refuse(
+        "no free name for its state collections among enxcol_.<name>.<n>.esc/.ecoc up to n = 1000; drop the unused enxcol_ collections".to_owned(),
+    ))
+}
+
 /// Refuse an encrypted collection the server cannot serve: QE needs a
 /// replica set or a sharded cluster, protocol v2 MongoDB 7.0 (wire 21),
 /// range fields 8.0 (wire 25).
@@ -351,6 +393,38 @@ mod tests {
             assert!(check_shard_key("c", &e, Some(&key)).is_ok(), "{key}");
         }
         assert!(check_shard_key("c", &e, None).is_ok());
+    }
+
+    #[test]
+    fn state_names_taken_by_a_renamed_collection_are_not_reused() {
+        let e = efc("equality");
+        let none: Vec<String> = Vec::new();
+        assert_eq!(with_free_state_names("t", e.clone(), &none).unwrap(), e);
+        // `t` was renamed away and kept its state collections' names.
+        let taken = vec![
+            "enxcol_.t.esc".to_owned(),
+            "enxcol_.t.ecoc".to_owned(),
+            "enxcol_.t.2.ecoc".to_owned(),
+        ];
+        let got = with_free_state_names("t", e.clone(), &taken).unwrap();
+        assert_eq!(got.get_str("escCollection"), Ok("enxcol_.t.3.esc"));
+        assert_eq!(got.get_str("ecocCollection"), Ok("enxcol_.t.3.ecoc"));
+        assert_eq!(got.get_array("fields"), e.get_array("fields"));
+        assert_eq!(
+            state_collections("t", &got),
+            ("enxcol_.t.3.esc".to_owned(), "enxcol_.t.3.ecoc".to_owned())
+        );
+        // Names the caller chose are not replaced.
+        let mut named = e;
+        named.insert("escCollection", "enxcol_.t.esc");
+        named.insert("ecocCollection", "enxcol_.t.ecoc");
+        assert!(with_free_state_names("t", named.clone(), &none).is_ok());
+        named.insert("escCollection", "enxcol_.x.esc");
+        let err = with_free_state_names("t", named, &["enxcol_.x.esc".to_owned()]).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::InvalidEncryptedFields { collection, .. } if collection == "t"),
+            "{err}"
+        );
     }
 
     #[test]
