@@ -210,6 +210,32 @@ impl MongoEngine {
     pub async fn run_command(&self, cmd: Document) -> Result<Document> {
         Exec::new(&self.inner, None).command(cmd, "").await
     }
+
+    /// Run `cmd`, a command on `collection` of the engine's database, as a
+    /// MongoDB driver with libmongocrypt sends it: `encryptionInformation`
+    /// is appended when libmongocrypt's rules for the command's name want
+    /// it (`findAndModify`, `update`, `delete` always; `aggregate`,
+    /// `distinct`, `find`, `count`, `insert` only when they hold a QE
+    /// payload; DDL never). For the commands the [`Engine`] trait has no
+    /// operation for, such as `findAndModify` and `aggregate`; the payloads
+    /// in `cmd` are the caller's (cipherdoc's encrypter makes them).
+    ///
+    /// # Errors
+    /// The server's error, mapped; `InvalidDocument` for an empty command.
+    pub async fn run_command_on(&self, collection: &str, mut cmd: Document) -> Result<Document> {
+        let Some(name) = cmd.keys().next().cloned() else {
+            return Err(EngineError::InvalidDocument {
+                collection: collection.to_owned(),
+                reason: "an empty command".into(),
+            });
+        };
+        let mut exec = Exec::new(&self.inner, None);
+        exec.finish(Command::of_name(&name), &mut cmd, collection)
+            .await?;
+        let reply = exec.command(cmd, collection).await?;
+        check_write(&reply, collection)?;
+        Ok(reply)
+    }
 }
 
 fn validate_db_name(name: &str) -> Result<()> {

@@ -45,6 +45,31 @@ pub(crate) enum Command {
     Compact,
     /// `cleanupStructuredEncryptionData`
     Cleanup,
+    /// `findAndModify`
+    FindAndModify,
+    /// `aggregate` (and `distinct`)
+    Aggregate,
+    /// A command libmongocrypt sends as it is (`create`, `collMod`,
+    /// `createIndexes`, `drop`, `listCollections`, …).
+    Bypass,
+}
+
+impl Command {
+    /// The command named `name` (the first key of a command document).
+    pub(crate) fn of_name(name: &str) -> Self {
+        match name {
+            "insert" => Self::Insert,
+            "find" => Self::Find,
+            "count" => Self::Count,
+            "update" => Self::Update,
+            "delete" => Self::Delete,
+            "findAndModify" | "findandmodify" => Self::FindAndModify,
+            "aggregate" | "distinct" => Self::Aggregate,
+            "compactStructuredEncryptionData" => Self::Compact,
+            "cleanupStructuredEncryptionData" => Self::Cleanup,
+            _ => Self::Bypass,
+        }
+    }
 }
 
 /// BinData 6 subtypes that make libmongocrypt keep `encryptionInformation`
@@ -99,10 +124,12 @@ pub(crate) fn has_padded_fields(efc: &Document) -> bool {
 /// Whether libmongocrypt would attach `encryptionInformation` to `cmd`.
 pub(crate) fn attaches(command: Command, cmd: &Document, efc: &Document) -> bool {
     match command {
-        Command::Cleanup => false,
+        Command::Cleanup | Command::Bypass => false,
         Command::Compact => has_padded_fields(efc),
-        Command::Insert | Command::Find | Command::Count => cmd.values().any(holds_payload),
-        Command::Update | Command::Delete => true,
+        Command::Insert | Command::Find | Command::Count | Command::Aggregate => {
+            cmd.values().any(holds_payload)
+        }
+        Command::Update | Command::Delete | Command::FindAndModify => true,
     }
 }
 
@@ -368,6 +395,16 @@ mod tests {
             &doc! {"count": "c", "query": {"a": payload(13)}},
             &e
         ));
+        let plain = doc! {"aggregate": "c", "pipeline": [{"$match": {"a": 1}}], "cursor": {}};
+        assert!(!attaches(Command::of_name("aggregate"), &plain, &e));
+        let enc =
+            doc! {"aggregate": "c", "pipeline": [{"$match": {"a": payload(12)}}], "cursor": {}};
+        assert!(attaches(Command::of_name("aggregate"), &enc, &e));
+        // findAndModify always carries it; DDL never.
+        let fam = doc! {"findAndModify": "c", "query": {"_id": 1}, "remove": true};
+        assert!(attaches(Command::of_name("findAndModify"), &fam, &e));
+        let create = doc! {"createIndexes": "c", "indexes": []};
+        assert!(!attaches(Command::of_name("createIndexes"), &create, &e));
     }
 
     #[test]
