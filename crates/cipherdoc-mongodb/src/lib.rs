@@ -10,9 +10,11 @@
 //! `encryptionInformation` attached and omitted by libmongocrypt's rules
 //! (`qe`), encrypted collections created and dropped as drivers do them,
 //! and `compactStructuredEncryptionData`/`cleanupStructuredEncryptionData`
-//! with their tokens. The server's ESC and ECOC are none of the client's
-//! business: they are read only as a MongoDB client reads them, by counting
-//! `enxcol_.<c>.esc`/`.ecoc` ([`Engine::qe_state_sizes`]).
+//! with their tokens; copy migrations switch collections with
+//! `renameCollection` ([`Engine::rename_collection`]). The server's ESC and
+//! ECOC are none of the client's business: they are read only as a MongoDB
+//! client reads them, by counting `enxcol_.<c>.esc`/`.ecoc`
+//! ([`Engine::qe_state_sizes`]).
 //!
 //! ```no_run
 //! # async fn demo() -> cipherdoc_engine::Result<()> {
