@@ -868,8 +868,14 @@ impl Engine for MongoEngine {
                 let in_use = kept
                     .as_ref()
                     .is_some_and(|(e, o)| *e == state || *o == state);
-                if !in_use {
-                    exec.command(doc! {"drop": state}, to).await?;
+                if in_use {
+                    continue;
+                }
+                // MongoDB before 7.0 answers NamespaceNotFound for a
+                // collection that is already gone.
+                match exec.command(doc! {"drop": state}, to).await {
+                    Ok(_) | Err(EngineError::CollectionNotFound(_)) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
