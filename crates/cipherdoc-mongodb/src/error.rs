@@ -92,7 +92,12 @@ pub(crate) fn from_driver(e: Error, collection: &str) -> EngineError {
 /// collections without the cluster action `setUserWriteBlockMode` (which
 /// keeps the server's code and says what to grant).
 pub(crate) fn rename_error(e: Error, from: &str, to: &str) -> EngineError {
-    match from_driver(e, from) {
+    renamed_error(from_driver(e, from), from, to)
+}
+
+/// [`rename_error`] of an error already mapped for collection `from`.
+fn renamed_error(e: EngineError, from: &str, to: &str) -> EngineError {
+    match e {
         EngineError::CollectionExists(_) => EngineError::CollectionExists(to.to_owned()),
         EngineError::Server {
             code,
@@ -172,6 +177,45 @@ mod tests {
             matches!(&e, EngineError::DuplicateKey { collection, index, key }
                 if collection == "c" && index == "a_1" && key == "{ a: 1 }"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn rename_refusals_name_the_collections_and_the_privilege() {
+        let taken = from_code(48, "NamespaceExists", "target namespace exists", "t");
+        assert!(
+            matches!(renamed_error(taken, "t", "c"), EngineError::CollectionExists(n) if n == "c")
+        );
+        let missing = from_code(
+            26,
+            "NamespaceNotFound",
+            "Source collection db.t does not exist",
+            "t",
+        );
+        assert!(
+            matches!(renamed_error(missing, "t", "c"), EngineError::CollectionNotFound(n) if n == "t")
+        );
+        for message in [
+            "Cannot rename an encrypted collection",
+            "Cannot rename to an existing encrypted collection",
+        ] {
+            let refused = from_code(20, "IllegalOperation", message, "t");
+            let e = renamed_error(refused, "t", "c");
+            assert!(
+                matches!(&e, EngineError::Server { code: 20, code_name, message: m, .. }
+                    if code_name == "IllegalOperation" && m.starts_with(message)
+                        && m.contains("setUserWriteBlockMode") && m.contains("renaming t to c")),
+                "{e:?}"
+            );
+        }
+        let other = from_code(
+            20,
+            "IllegalOperation",
+            "Can't rename a collection to itself",
+            "t",
+        );
+        assert!(
+            matches!(renamed_error(other, "t", "c"), EngineError::Server { message, .. } if message == "Can't rename a collection to itself")
         );
     }
 
