@@ -14,6 +14,7 @@ mod code {
     pub const DUPLICATE_KEY: i32 = 11000;
     pub const INVALID_NAMESPACE: i32 = 73;
     pub const IMMUTABLE_FIELD: i32 = 66;
+    pub const ILLEGAL_OPERATION: i32 = 20;
     /// "Cannot do exclusion on field … in inclusion projection" (and the
     /// reverse).
     pub const PROJECTION_EXCLUSION_IN_INCLUSION: i32 = 31254;
@@ -86,6 +87,34 @@ pub(crate) fn from_driver(e: Error, collection: &str) -> EngineError {
     }
 }
 
+/// `renameCollection`'s error, for a rename of `from` to `to`: a missing
+/// source, a taken target, and MongoDB's refusal to rename encrypted
+/// collections without the cluster action `setUserWriteBlockMode` (which
+/// keeps the server's code and says what to grant).
+pub(crate) fn rename_error(e: Error, from: &str, to: &str) -> EngineError {
+    renamed_error(from_driver(e, from), from, to)
+}
+
+/// [`rename_error`] of an error already mapped for collection `from`.
+fn renamed_error(e: EngineError, from: &str, to: &str) -> EngineError {
+    match e {
+        EngineError::CollectionExists(_) => EngineError::CollectionExists(to.to_owned()),
+        EngineError::Server {
+            code,
+            code_name,
+            message,
+            ..
+        } if code == code::ILLEGAL_OPERATION && message.contains("encrypted collection") => server(
+            code,
+            &code_name,
+            &format!(
+                "{message} (renaming {from} to {to}): MongoDB renames encrypted collections only for a user holding the cluster action setUserWriteBlockMode; grant the user a role with that privilege on the cluster resource, or copy the data without renaming"
+            ),
+        ),
+        other => other,
+    }
+}
+
 /// An index build's error: conflicts name the index.
 pub(crate) fn index_error(e: EngineError, collection: &str, index: &str) -> EngineError {
     match e {
@@ -148,6 +177,45 @@ mod tests {
             matches!(&e, EngineError::DuplicateKey { collection, index, key }
                 if collection == "c" && index == "a_1" && key == "{ a: 1 }"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn rename_refusals_name_the_collections_and_the_privilege() {
+        let taken = from_code(48, "NamespaceExists", "target namespace exists", "t");
+        assert!(
+            matches!(renamed_error(taken, "t", "c"), EngineError::CollectionExists(n) if n == "c")
+        );
+        let missing = from_code(
+            26,
+            "NamespaceNotFound",
+            "Source collection db.t does not exist",
+            "t",
+        );
+        assert!(
+            matches!(renamed_error(missing, "t", "c"), EngineError::CollectionNotFound(n) if n == "t")
+        );
+        for message in [
+            "Cannot rename an encrypted collection",
+            "Cannot rename to an existing encrypted collection",
+        ] {
+            let refused = from_code(20, "IllegalOperation", message, "t");
+            let e = renamed_error(refused, "t", "c");
+            assert!(
+                matches!(&e, EngineError::Server { code: 20, code_name, message: m, .. }
+                    if code_name == "IllegalOperation" && m.starts_with(message)
+                        && m.contains("setUserWriteBlockMode") && m.contains("renaming t to c")),
+                "{e:?}"
+            );
+        }
+        let other = from_code(
+            20,
+            "IllegalOperation",
+            "Can't rename a collection to itself",
+            "t",
+        );
+        assert!(
+            matches!(renamed_error(other, "t", "c"), EngineError::Server { message, .. } if message == "Can't rename a collection to itself")
         );
     }
 

@@ -10,9 +10,11 @@
 //! `encryptionInformation` attached and omitted by libmongocrypt's rules
 //! (`qe`), encrypted collections created and dropped as drivers do them,
 //! and `compactStructuredEncryptionData`/`cleanupStructuredEncryptionData`
-//! with their tokens. The server's ESC and ECOC are none of the client's
-//! business: they are read only as a MongoDB client reads them, by counting
-//! `enxcol_.<c>.esc`/`.ecoc` ([`Engine::qe_state_sizes`]).
+//! with their tokens; copy migrations switch collections with
+//! `renameCollection` ([`Engine::rename_collection`]). The server's ESC and
+//! ECOC are none of the client's business: they are read only as a MongoDB
+//! client reads them, by counting `enxcol_.<c>.esc`/`.ecoc`
+//! ([`Engine::qe_state_sizes`]).
 //!
 //! ```no_run
 //! # async fn demo() -> cipherdoc_engine::Result<()> {
@@ -42,7 +44,7 @@ use bson::{Bson, Document, doc, oid::ObjectId};
 use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens};
 use cipherdoc_engine::{
     CollectionInfo, CreateCollectionOptions, Engine, EngineError, FailedOperation, Filter,
-    FindOptions, IndexSpec, QeRole, QeStateSizes, Result, SortDirection, Transaction,
+    FindOptions, IndexSpec, QeRole, QeStateSizes, RenameTarget, Result, SortDirection, Transaction,
 };
 use mongodb::options::ClientOptions;
 use mongodb::{Client, ClientSession};
@@ -209,6 +211,32 @@ impl MongoEngine {
     /// The server's error, mapped.
     pub async fn run_command(&self, cmd: Document) -> Result<Document> {
         Exec::new(&self.inner, None).command(cmd, "").await
+    }
+
+    /// Run `cmd`, a command on `collection` of the engine's database, as a
+    /// MongoDB driver with libmongocrypt sends it: `encryptionInformation`
+    /// is appended when libmongocrypt's rules for the command's name want
+    /// it (`findAndModify`, `update`, `delete` always; `aggregate`,
+    /// `distinct`, `find`, `count`, `insert` only when they hold a QE
+    /// payload; DDL never). For the commands the [`Engine`] trait has no
+    /// operation for, such as `findAndModify` and `aggregate`; the payloads
+    /// in `cmd` are the caller's (cipherdoc's encrypter makes them).
+    ///
+    /// # Errors
+    /// The server's error, mapped; `InvalidDocument` for an empty command.
+    pub async fn run_command_on(&self, collection: &str, mut cmd: Document) -> Result<Document> {
+        let Some(name) = cmd.keys().next().cloned() else {
+            return Err(EngineError::InvalidDocument {
+                collection: collection.to_owned(),
+                reason: "an empty command".into(),
+            });
+        };
+        let mut exec = Exec::new(&self.inner, None);
+        exec.finish(Command::of_name(&name), &mut cmd, collection)
+            .await?;
+        let reply = exec.command(cmd, collection).await?;
+        check_write(&reply, collection)?;
+        Ok(reply)
     }
 }
 
@@ -516,6 +544,15 @@ async fn list_collection(inner: &Inner, name: &str) -> Result<Option<Document>> 
     Ok(infos.into_iter().next())
 }
 
+/// The `encryptedFields` of a `listCollections` entry.
+fn encrypted_fields_of(info: &Document) -> Option<Document> {
+    info.get_document("options")
+        .ok()?
+        .get_document("encryptedFields")
+        .ok()
+        .cloned()
+}
+
 /// The state collections' and system collections' prefixes: not the
 /// user's.
 fn is_internal(name: &str) -> bool {
@@ -548,6 +585,18 @@ fn index_spec(ix: &Document) -> Option<IndexSpec> {
 }
 
 impl MongoEngine {
+    /// The names of every collection of the database, state collections
+    /// included.
+    async fn existing_names(&self) -> Result<Vec<String>> {
+        let infos = Exec::new(&self.inner, None)
+            .cursor(doc! {"listCollections": 1, "nameOnly": true}, "")
+            .await?;
+        Ok(infos
+            .iter()
+            .filter_map(|i| i.get_str("name").ok().map(str::to_owned))
+            .collect())
+    }
+
     fn forget(&self, collection: &str) {
         self.inner
             .catalog
@@ -666,7 +715,13 @@ impl Engine for MongoEngine {
         }
         // As drivers create an encrypted collection: the ESC and the ECOC
         // (clustered on `_id`), the collection with its `encryptedFields`,
-        // then the index on `__safeContent__`.
+        // then the index on `__safeContent__`. On MongoDB a renamed
+        // collection keeps its state collections' names, so the default
+        // names may belong to another collection (after a copy migration,
+        // the collection renamed from this temporary name): free names are
+        // then recorded in the `encryptedFields`.
+        let taken = self.existing_names().await?;
+        let efc = qe::with_free_state_names(name, efc, &taken)?;
         let (esc, ecoc) = qe::state_collections(name, &efc);
         for state in [&esc, &ecoc] {
             exec.command(
@@ -758,6 +813,87 @@ impl Engine for MongoEngine {
         exec.command(doc! {"drop": name}, name).await?;
         self.forget(name);
         Ok(true)
+    }
+
+    /// `renameCollection` (an admin command) with `dropTarget` for
+    /// [`RenameTarget::DropExisting`]: MongoDB switches the name in one
+    /// step, so readers see the old target or the renamed collection, never
+    /// neither. MongoDB renames an encrypted collection (or onto an
+    /// encrypted target) only for a user holding the cluster action
+    /// `setUserWriteBlockMode`; without it the refusal names that
+    /// privilege. A renamed collection keeps its ESC and ECOC under the
+    /// names its `encryptedFields` record; a dropped encrypted target's
+    /// ESC and ECOC, which MongoDB leaves behind, are dropped afterwards
+    /// (unless the server renamed them into the new collection's, as
+    /// `cipherdoc serve` does).
+    async fn rename_collection(&self, from: &str, to: &str, target: RenameTarget) -> Result<()> {
+        let Some(source) = list_collection(&self.inner, from).await? else {
+            return Err(EngineError::CollectionNotFound(from.to_owned()));
+        };
+        if from == to {
+            return Ok(());
+        }
+        let drop_target = matches!(target, RenameTarget::DropExisting);
+        let old = list_collection(&self.inner, to).await?;
+        if old.is_some() && !drop_target {
+            return Err(EngineError::CollectionExists(to.to_owned()));
+        }
+        if let Some(efc) = encrypted_fields_of(&source) {
+            qe::check_server_supports(from, &efc, &self.inner.server)?;
+        }
+        let old_state = old
+            .as_ref()
+            .and_then(encrypted_fields_of)
+            .map(|efc| qe::state_collections(to, &efc));
+        let db = &self.inner.name;
+        let cmd = doc! {
+            "renameCollection": format!("{db}.{from}"),
+            "to": format!("{db}.{to}"),
+            "dropTarget": drop_target,
+        };
+        self.forget(from);
+        self.forget(to);
+        let renamed = self.inner.client.database("admin").run_command(cmd).await;
+        self.forget(from);
+        self.forget(to);
+        renamed.map_err(|e| error::rename_error(e, from, to))?;
+        if let Some((esc, ecoc)) = old_state {
+            let kept = list_collection(&self.inner, to)
+                .await?
+                .as_ref()
+                .and_then(encrypted_fields_of)
+                .map(|efc| qe::state_collections(to, &efc));
+            let mut exec = Exec::new(&self.inner, None);
+            for state in [esc, ecoc] {
+                let in_use = kept
+                    .as_ref()
+                    .is_some_and(|(e, o)| *e == state || *o == state);
+                if in_use {
+                    continue;
+                }
+                // MongoDB before 7.0 answers NamespaceNotFound for a
+                // collection that is already gone.
+                match exec.command(doc! {"drop": state}, to).await {
+                    Ok(_) | Err(EngineError::CollectionNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refused with [`EngineError::Unsupported`]: a client cannot make
+    /// WiredTiger overwrite what it freed. A dropped collection's files are
+    /// unlinked (their blocks stay on the disk until reused), and what was
+    /// written also lives in the journal, the oplog (until it wraps), every
+    /// replica set member and every backup; compacting or resyncing members
+    /// is the operator's business (`docs/guide.md`). A copy migration
+    /// reports it as a note, never silently.
+    async fn scrub_freed_space(&self) -> Result<()> {
+        Err(EngineError::Unsupported {
+            engine: "mongodb",
+            operation: "scrub freed space (WiredTiger's freed blocks, journal and oplog, the replica set members and backups are out of a client's reach)",
+        })
     }
 
     async fn create_index(&self, collection: &str, spec: IndexSpec) -> Result<()> {

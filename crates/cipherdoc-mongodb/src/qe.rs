@@ -45,6 +45,31 @@ pub(crate) enum Command {
     Compact,
     /// `cleanupStructuredEncryptionData`
     Cleanup,
+    /// `findAndModify`
+    FindAndModify,
+    /// `aggregate` (and `distinct`)
+    Aggregate,
+    /// A command libmongocrypt sends as it is (`create`, `collMod`,
+    /// `createIndexes`, `drop`, `listCollections`, …).
+    Bypass,
+}
+
+impl Command {
+    /// The command named `name` (the first key of a command document).
+    pub(crate) fn of_name(name: &str) -> Self {
+        match name {
+            "insert" => Self::Insert,
+            "find" => Self::Find,
+            "count" => Self::Count,
+            "update" => Self::Update,
+            "delete" => Self::Delete,
+            "findAndModify" | "findandmodify" => Self::FindAndModify,
+            "aggregate" | "distinct" => Self::Aggregate,
+            "compactStructuredEncryptionData" => Self::Compact,
+            "cleanupStructuredEncryptionData" => Self::Cleanup,
+            _ => Self::Bypass,
+        }
+    }
 }
 
 /// BinData 6 subtypes that make libmongocrypt keep `encryptionInformation`
@@ -99,10 +124,12 @@ pub(crate) fn has_padded_fields(efc: &Document) -> bool {
 /// Whether libmongocrypt would attach `encryptionInformation` to `cmd`.
 pub(crate) fn attaches(command: Command, cmd: &Document, efc: &Document) -> bool {
     match command {
-        Command::Cleanup => false,
+        Command::Cleanup | Command::Bypass => false,
         Command::Compact => has_padded_fields(efc),
-        Command::Insert | Command::Find | Command::Count => cmd.values().any(holds_payload),
-        Command::Update | Command::Delete => true,
+        Command::Insert | Command::Find | Command::Count | Command::Aggregate => {
+            cmd.values().any(holds_payload)
+        }
+        Command::Update | Command::Delete | Command::FindAndModify => true,
     }
 }
 
@@ -143,6 +170,48 @@ pub(crate) fn state_collections(coll: &str, efc: &Document) -> (String, String) 
         .get_str("ecocCollection")
         .map_or_else(|_| format!("enxcol_.{coll}.ecoc"), str::to_owned);
     (esc, ecoc)
+}
+
+/// `efc` for a new collection `coll` whose ESC and ECOC must not be any of
+/// the `taken` collections: unchanged when its state collections' names
+/// (the defaults `enxcol_.<coll>.esc`/`.ecoc`, or the names it gives) are
+/// free; otherwise, for default names, the first free pair
+/// `enxcol_.<coll>.<n>.esc`/`.ecoc` (n = 2, 3, …), recorded in
+/// `escCollection`/`ecocCollection`. MongoDB needs this after a rename: the
+/// renamed collection keeps the state collections of the name it was
+/// created under (mongod only checks that the names start with `enxcol_.`
+/// and end with `.esc`/`.ecoc`).
+pub(crate) fn with_free_state_names(
+    coll: &str,
+    mut efc: Document,
+    taken: &[String],
+) -> Result<Document, EngineError> {
+    let is_taken = |n: &str| taken.iter().any(|t| t == n);
+    let (esc, ecoc) = state_collections(coll, &efc);
+    if !is_taken(&esc) && !is_taken(&ecoc) {
+        return Ok(efc);
+    }
+    let refuse = |reason: String| EngineError::InvalidEncryptedFields {
+        collection: coll.to_owned(),
+        reason,
+    };
+    if esc != format!("enxcol_.{coll}.esc") || ecoc != format!("enxcol_.{coll}.ecoc") {
+        return Err(refuse(format!(
+            "its state collections {esc:?} and {ecoc:?} must be new, and one of them exists"
+        )));
+    }
+    for n in 2..=1000 {
+        let esc = format!("enxcol_.{coll}.{n}.esc");
+        let ecoc = format!("enxcol_.{coll}.{n}.ecoc");
+        if !is_taken(&esc) && !is_taken(&ecoc) {
+            efc.insert("escCollection", esc);
+            efc.insert("ecocCollection", ecoc);
+            return Ok(efc);
+        }
+    }
+    Err(refuse(
+        "no free name for its state collections among enxcol_.<name>.<n>.esc/.ecoc up to n = 1000; drop the unused enxcol_ collections".to_owned(),
+    ))
 }
 
 /// Refuse an encrypted collection the server cannot serve: QE needs a
@@ -326,6 +395,16 @@ mod tests {
             &doc! {"count": "c", "query": {"a": payload(13)}},
             &e
         ));
+        let plain = doc! {"aggregate": "c", "pipeline": [{"$match": {"a": 1}}], "cursor": {}};
+        assert!(!attaches(Command::of_name("aggregate"), &plain, &e));
+        let enc =
+            doc! {"aggregate": "c", "pipeline": [{"$match": {"a": payload(12)}}], "cursor": {}};
+        assert!(attaches(Command::of_name("aggregate"), &enc, &e));
+        // findAndModify always carries it; DDL never.
+        let fam = doc! {"findAndModify": "c", "query": {"_id": 1}, "remove": true};
+        assert!(attaches(Command::of_name("findAndModify"), &fam, &e));
+        let create = doc! {"createIndexes": "c", "indexes": []};
+        assert!(!attaches(Command::of_name("createIndexes"), &create, &e));
     }
 
     #[test]
@@ -351,6 +430,38 @@ mod tests {
             assert!(check_shard_key("c", &e, Some(&key)).is_ok(), "{key}");
         }
         assert!(check_shard_key("c", &e, None).is_ok());
+    }
+
+    #[test]
+    fn state_names_taken_by_a_renamed_collection_are_not_reused() {
+        let e = efc("equality");
+        let none: Vec<String> = Vec::new();
+        assert_eq!(with_free_state_names("t", e.clone(), &none).unwrap(), e);
+        // `t` was renamed away and kept its state collections' names.
+        let taken = vec![
+            "enxcol_.t.esc".to_owned(),
+            "enxcol_.t.ecoc".to_owned(),
+            "enxcol_.t.2.ecoc".to_owned(),
+        ];
+        let got = with_free_state_names("t", e.clone(), &taken).unwrap();
+        assert_eq!(got.get_str("escCollection"), Ok("enxcol_.t.3.esc"));
+        assert_eq!(got.get_str("ecocCollection"), Ok("enxcol_.t.3.ecoc"));
+        assert_eq!(got.get_array("fields"), e.get_array("fields"));
+        assert_eq!(
+            state_collections("t", &got),
+            ("enxcol_.t.3.esc".to_owned(), "enxcol_.t.3.ecoc".to_owned())
+        );
+        // Names the caller chose are not replaced.
+        let mut named = e;
+        named.insert("escCollection", "enxcol_.t.esc");
+        named.insert("ecocCollection", "enxcol_.t.ecoc");
+        assert!(with_free_state_names("t", named.clone(), &none).is_ok());
+        named.insert("escCollection", "enxcol_.x.esc");
+        let err = with_free_state_names("t", named, &["enxcol_.x.esc".to_owned()]).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::InvalidEncryptedFields { collection, .. } if collection == "t"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Command conformance: what the MongoDB engine sends (recorded at the wire
 //! by a proxy in front of `cipherdoc serve`) against what the official
 //! stack — pymongo with pymongocrypt, i.e. libmongocrypt — sends for the
-//! same operations on the same collection with the same data key
+//! same operations on the same collections with the same data keys —
+//! insert, find, count, update, delete, findAndModify, aggregate,
+//! create/drop of an encrypted collection, compact, cleanup, and the
+//! insert and two-sided query of a range field
 //! (`tests/python/conformance.py`, in the venv that
 //! `crates/cipherdoc-wire/tests/python/setup.sh` installs): the commands
 //! field by field and in order; deterministic parts (find payloads,
@@ -26,8 +29,10 @@ use bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
 use cipherdoc_crypto::client::{
     UserKey, decrypt_blob, encrypt_equality_find, encrypt_equality_insert,
 };
+use cipherdoc_crypto::client_range::{encrypt_range_expression, encrypt_range_insert};
 use cipherdoc_crypto::key::{KeyDocument, LocalMasterKey, unwrap_local};
 use cipherdoc_crypto::payload::InsertUpdatePayloadV2;
+use cipherdoc_crypto::range::{RangeIndex, RangeValue};
 use cipherdoc_crypto::tokens::IndexKeyTokens;
 use cipherdoc_crypto::{DataKey, KeyId, OsRandom};
 use cipherdoc_engine::qe_server::CompactionTokens;
@@ -197,25 +202,38 @@ async fn commands_match_pymongo_with_libmongocrypt() {
         "conformance.py failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let key_hex = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<&str> = printed.split_whitespace().collect();
+    let [key_hex, range_key_hex] = printed.as_slice() else {
+        panic!("conformance.py printed {printed:?}")
+    };
     let theirs = theirs_proxy.commands().unwrap();
 
-    // The data key pymongocrypt made, unwrapped with the same master key.
+    // The data keys pymongocrypt made, unwrapped with the same master key.
     let direct = common::engine_at(&server, &db).await;
-    let key_id = KeyId::from_slice(&unhex(&key_hex)).unwrap();
-    let key_doc = direct
-        .find_one("__keyVault", &Filter::eq("_id", key_id.to_binary()))
-        .await
-        .unwrap()
-        .expect("the key pymongocrypt created");
-    let kd = KeyDocument::from_document(&key_doc).unwrap();
-    let data_key = unwrap_local(
-        &LocalMasterKey::from_slice(&master).unwrap(),
-        &kd.key_material,
-    )
-    .unwrap();
+    let unwrap_key = async |hex: &str| -> (KeyId, DataKey) {
+        let key_id = KeyId::from_slice(&unhex(hex)).unwrap();
+        let key_doc = direct
+            .find_one("__keyVault", &Filter::eq("_id", key_id.to_binary()))
+            .await
+            .unwrap()
+            .expect("the key pymongocrypt created");
+        let kd = KeyDocument::from_document(&key_doc).unwrap();
+        let data_key = unwrap_local(
+            &LocalMasterKey::from_slice(&master).unwrap(),
+            &kd.key_material,
+        )
+        .unwrap();
+        (key_id, data_key)
+    };
+    let (key_id, data_key) = unwrap_key(key_hex).await;
+    let (range_key_id, range_key) = unwrap_key(range_key_hex).await;
     let tokens = IndexKeyTokens::new(key_id, &data_key);
-    let keys_by_id = HashMap::from([(key_id, data_key.clone())]);
+    let range_tokens = IndexKeyTokens::new(range_key_id, &range_key);
+    let keys_by_id = HashMap::from([
+        (key_id, data_key.clone()),
+        (range_key_id, range_key.clone()),
+    ]);
     let insert = || {
         enc(encrypt_equality_insert(
             &Bson::String(SSN.into()),
@@ -280,6 +298,101 @@ async fn commands_match_pymongo_with_libmongocrypt() {
     let compaction = CompactionTokens::new().with_field("ssn", tokens.ecoc().clone());
     e.compact("c", &compaction).await.unwrap();
     e.cleanup("c", &compaction).await.unwrap();
+
+    // findAndModify and aggregate, which the Engine trait has no operation
+    // for: through run_command_on, as pymongo spells them. The collections
+    // pymongo used ("m", "r") are made again, empty, by the engine.
+    assert!(e.drop_collection("m").await.unwrap());
+    assert!(e.drop_collection("r").await.unwrap());
+    e.create_collection(
+        "m",
+        CreateCollectionOptions {
+            encrypted_fields: Some(efc.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    e.insert_one("m", doc! {"_id": 1, "ssn": insert()})
+        .await
+        .unwrap();
+    let replaced = e
+        .run_command_on(
+            "m",
+            doc! {"findAndModify": "m", "query": {"_id": {"$eq": 1}}, "new": false,
+            "update": {"ssn": insert()}, "upsert": false},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.get_document("value").unwrap().get_i32("_id"),
+        Ok(1)
+    );
+    let aggregated = e
+        .run_command_on(
+            "m",
+            doc! {"aggregate": "m", "pipeline": [{"$match": {"ssn": {"$eq": find.clone()}}}], "cursor": {}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        aggregated
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A range field: an insert, and the range query libmongocrypt's
+    // encrypt_expression makes (payloadId 0, the first of its process).
+    let index = RangeIndex::new(
+        RangeValue::Int32(0),
+        RangeValue::Int32(1000),
+        None,
+        2,
+        Some(1),
+    )
+    .unwrap();
+    e.create_collection(
+        "r",
+        CreateCollectionOptions {
+            encrypted_fields: Some(doc! {"fields": [{"path": "v", "bsonType": "int",
+            "keyId": range_key_id.to_binary(), "queries": {"queryType": "range",
+            "contention": 0_i32, "sparsity": 2_i32, "trimFactor": 1_i32, "min": 0_i32, "max": 1000_i32}}]}),
+        },
+    )
+    .await
+    .unwrap();
+    let range_insert = enc(encrypt_range_insert(
+        &Bson::Int32(250),
+        &index,
+        &range_tokens,
+        UserKey {
+            id: range_key_id,
+            key: &range_key,
+        },
+        0,
+        &mut OsRandom,
+    )
+    .unwrap()
+    .encode());
+    e.insert_one("r", doc! {"_id": 1, "v": range_insert})
+        .await
+        .unwrap();
+    let expr = encrypt_range_expression(
+        &doc! {"$and": [{"v": {"$gte": 200}}, {"v": {"$lt": 300}}]},
+        &index,
+        &range_tokens,
+        0,
+        0,
+    )
+    .unwrap();
+    let found = e
+        .find("r", &Filter::parse(&expr).unwrap(), &FindOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
     let ours = ours_proxy.commands().unwrap();
 
     // create and drop of an encrypted collection: the same commands in the
@@ -344,14 +457,15 @@ async fn commands_match_pymongo_with_libmongocrypt() {
     );
 
     // find and count: the find payload is deterministic: byte for byte.
-    let pick = |cmds: &[Document], name: &str| -> Document {
-        let found: Vec<&Document> = named(cmds, name, "c")
+    let pick_on = |cmds: &[Document], name: &str, coll: &str| -> Document {
+        let found: Vec<&Document> = named(cmds, name, coll)
             .into_iter()
             .filter(|c| c.contains_key("encryptionInformation"))
             .collect();
-        assert_eq!(found.len(), 1, "{name}: {found:?}");
+        assert_eq!(found.len(), 1, "{name} {coll}: {found:?}");
         strip(found[0].clone())
     };
+    let pick = |cmds: &[Document], name: &str| pick_on(cmds, name, "c");
     let (o, t) = (pick(&ours, "find"), pick(&theirs, "find"));
     compare(&o, &t, &["find", "filter", "encryptionInformation"], "find");
     let (o, t) = (pick(&ours, "count"), pick(&theirs, "count"));
@@ -401,6 +515,104 @@ async fn commands_match_pymongo_with_libmongocrypt() {
         &t,
         &["delete", "ordered", "deletes", "encryptionInformation"],
         "delete",
+    );
+
+    // findAndModify: always with encryptionInformation; the replacement's
+    // payload by structure.
+    let (o, t) = (
+        one(&ours, "findAndModify", "m", "ours"),
+        one(&theirs, "findAndModify", "m", "theirs"),
+    );
+    compare(
+        &o,
+        &t,
+        &[
+            "findAndModify",
+            "query",
+            "new",
+            "upsert",
+            "encryptionInformation",
+        ],
+        "findAndModify",
+    );
+    same_insert_payload(
+        o.get_document("update").unwrap().get("ssn").unwrap(),
+        t.get_document("update").unwrap().get("ssn").unwrap(),
+        &keys_by_id,
+        &Bson::String(SSN.into()),
+    );
+
+    // aggregate with a find payload in $match: byte for byte.
+    let (o, t) = (
+        pick_on(&ours, "aggregate", "m"),
+        pick_on(&theirs, "aggregate", "m"),
+    );
+    compare(
+        &o,
+        &t,
+        &["aggregate", "pipeline", "cursor", "encryptionInformation"],
+        "aggregate",
+    );
+
+    // The range field: the insert payload by structure, its edges' tokens
+    // equal; the find's filter (full payload and stub) byte for byte.
+    let (o, t) = (
+        one(&ours, "insert", "r", "ours"),
+        one(&theirs, "insert", "r", "theirs"),
+    );
+    compare(
+        &o,
+        &t,
+        &["insert", "ordered", "encryptionInformation"],
+        "range insert",
+    );
+    let (ov, tv) = (
+        doc_of(&o).get("v").cloned().unwrap(),
+        doc_of(&t).get("v").cloned().unwrap(),
+    );
+    same_insert_payload(&ov, &tv, &keys_by_id, &Bson::Int32(250));
+    let decode = |v: &Bson| match v {
+        Bson::Binary(b) => InsertUpdatePayloadV2::decode(&b.bytes).unwrap(),
+        other => panic!("{other}"),
+    };
+    let (op, tp) = (decode(&ov), decode(&tv));
+    let (og, tg) = (
+        op.edge_token_sets.as_ref().unwrap(),
+        tp.edge_token_sets.as_ref().unwrap(),
+    );
+    assert_eq!(og.len(), tg.len(), "edges");
+    for (a, b) in og.iter().zip(tg) {
+        assert_eq!(a.edc_derived_token, b.edc_derived_token, "edge d");
+        assert_eq!(a.esc_derived_token, b.esc_derived_token, "edge s");
+        assert_eq!(
+            a.server_derived_from_data_token, b.server_derived_from_data_token,
+            "edge l"
+        );
+        assert_eq!(a.encrypted_tokens.len(), b.encrypted_tokens.len(), "edge p");
+    }
+    assert_eq!(
+        (
+            op.sparsity,
+            op.precision,
+            op.trim_factor,
+            &op.index_min,
+            &op.index_max
+        ),
+        (
+            tp.sparsity,
+            tp.precision,
+            tp.trim_factor,
+            &tp.index_min,
+            &tp.index_max
+        ),
+        "sp, pn, tf, mn, mx"
+    );
+    let (o, t) = (pick_on(&ours, "find", "r"), pick_on(&theirs, "find", "r"));
+    compare(
+        &o,
+        &t,
+        &["find", "filter", "encryptionInformation"],
+        "range find",
     );
 
     // compact and cleanup: the tokens are deterministic: byte for byte.

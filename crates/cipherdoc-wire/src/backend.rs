@@ -116,7 +116,7 @@ impl Databases {
     }
 
     /// Database `name`, opened if needed; `None` when it does not exist and
-    /// `open` is [`Open::ExistingOnly`].
+    /// `open` is `Open::ExistingOnly`.
     pub async fn get(&self, name: &str, open: Open) -> Result<Option<Arc<Database>>, CommandError> {
         validate_db_name(name)?;
         let mut map = self.open.lock().await;

@@ -1,5 +1,5 @@
 //! Catalog commands: `create`, `createIndexes`, `listCollections`,
-//! `listIndexes`, `drop`, `dropDatabase`.
+//! `listIndexes`, `drop`, `dropDatabase`, `renameCollection`.
 //!
 //! An encrypted collection's ESC and ECOC (`enxcol_.<coll>.esc`/`.ecoc`)
 //! are the engine's own storage, created with the collection. Drivers
@@ -412,4 +412,143 @@ pub(crate) async fn drop_database(shared: &Shared, db: &str) -> CommandResult {
         }
     }
     Ok(doc! {"dropped": db})
+}
+
+/// `"<db>.<collection>"` of a `renameCollection` argument, split at its
+/// first dot as mongod does.
+fn split_namespace(field: &str, ns: &Bson) -> CommandResult<(String, String)> {
+    let Bson::String(ns) = ns else {
+        return Err(CommandError::type_mismatch(field, "string"));
+    };
+    let invalid = || {
+        CommandError::new(
+            ErrorCode::InvalidNamespace,
+            format!(
+                "Invalid {} namespace: {ns}",
+                if field == "to" { "target" } else { "source" }
+            ),
+        )
+    };
+    let (db, coll) = ns.split_once('.').ok_or_else(invalid)?;
+    if coll.is_empty() || coll.contains('\0') || coll.starts_with('$') {
+        return Err(invalid());
+    }
+    crate::backend::validate_db_name(db).map_err(|_| invalid())?;
+    Ok((db.to_owned(), coll.to_owned()))
+}
+
+/// `renameCollection` (an admin command): `{renameCollection: "<db>.<from>",
+/// to: "<db>.<to>", dropTarget: <bool>}`, checked as mongod 8.0 checks it
+/// and done by the engine's [`Engine::rename_collection`] in one
+/// transaction: the documents, the indexes, the tag index, the ESC and the
+/// ECOC change name together, and a dropped target goes in the same
+/// transaction.
+///
+/// Where cipherdoc serve differs from mongod, on purpose:
+/// - **The privilege.** mongod renames an encrypted collection (or onto an
+///   encrypted target) only for a user holding the cluster action
+///   `setUserWriteBlockMode` ("Cannot rename an encrypted collection",
+///   "Cannot rename to an existing encrypted collection" otherwise).
+///   cipherdoc serve has no users: every client is what a client of a mongod
+///   without access control is, authorized for every action, so these
+///   renames are allowed.
+/// - **The state collections follow.** mongod keeps an encrypted
+///   collection's ESC and ECOC under their names, which its
+///   `encryptedFields` record (`escCollection`/`ecocCollection`), and leaves
+///   a dropped target's behind. Here they are the engine's storage of the
+///   collection, renamed with it: afterwards `listCollections` shows the
+///   collection's `encryptedFields` naming `enxcol_.<to>.esc`/`.ecoc`, and
+///   a dropped target's state is gone with it. A client that reads the names
+///   from `listCollections` (as libmongocrypt and cipherdoc's MongoDB engine
+///   do) works with both.
+/// - **One database.** Each database is its own engine (a SQLite file, a
+///   PostgreSQL schema), so a rename across databases is refused.
+pub(crate) async fn rename(shared: &Shared, db: &str, cmd: &Document) -> CommandResult {
+    if db != "admin" {
+        return Err(CommandError::new(
+            ErrorCode::Unauthorized,
+            "renameCollection may only be run against the admin database.",
+        ));
+    }
+    let (from_db, from) = split_namespace(
+        "renameCollection",
+        cmd.get("renameCollection").unwrap_or(&Bson::Null),
+    )?;
+    let Some(to) = cmd.get("to") else {
+        return Err(CommandError::new(
+            ErrorCode::Location(40414),
+            "BSON field 'renameCollection.to' is missing but a required field",
+        ));
+    };
+    let (to_db, to) = split_namespace("to", to)?;
+    let drop_target = match cmd.get("dropTarget") {
+        None | Some(Bson::Null) => false,
+        Some(Bson::Boolean(b)) => *b,
+        Some(_) => {
+            return Err(CommandError::type_mismatch("dropTarget", "bool"));
+        }
+    };
+    for (k, _) in cmd {
+        if matches!(k.as_str(), "renameCollection" | "to" | "dropTarget")
+            || k.starts_with('$')
+            || GENERIC.contains(&k.as_str())
+        {
+            continue;
+        }
+        return Err(CommandError::new(
+            ErrorCode::InvalidOptions,
+            format!("renameCollection option '{k}' is not supported by cipherdoc serve"),
+        ));
+    }
+    if from_db == to_db && from == to {
+        return Err(CommandError::new(
+            ErrorCode::IllegalOperation,
+            "Can't rename a collection to itself",
+        ));
+    }
+    if from_db != to_db {
+        return Err(CommandError::new(
+            ErrorCode::CommandNotSupported,
+            format!(
+                "cipherdoc serve renames collections within one database only (each database is its own engine); copy {from_db}.{from} into {to_db}.{to} instead"
+            ),
+        ));
+    }
+    for name in [&from, &to] {
+        if state_collection(name).is_some() {
+            return Err(CommandError::new(
+                ErrorCode::IllegalOperation,
+                format!(
+                    "{from_db}.{name} is Queryable Encryption state kept by the server with its collection; rename the encrypted collection instead"
+                ),
+            ));
+        }
+    }
+    let source_missing = || {
+        CommandError::new(
+            ErrorCode::NamespaceNotFound,
+            format!("Source collection {from_db}.{from} does not exist"),
+        )
+    };
+    let dbh = shared
+        .databases
+        .get(&from_db, Open::ExistingOnly)
+        .await?
+        .ok_or_else(source_missing)?;
+    let target = if drop_target {
+        cipherdoc_engine::RenameTarget::DropExisting
+    } else {
+        cipherdoc_engine::RenameTarget::MustNotExist
+    };
+    shared.checked.forget(&format!("{from_db}.{from}"));
+    shared.checked.forget(&format!("{from_db}.{to}"));
+    match dbh.qe.rename_collection(&from, &to, target).await {
+        Ok(()) => Ok(doc! {}),
+        Err(cipherdoc_engine::EngineError::CollectionNotFound(_)) => Err(source_missing()),
+        Err(cipherdoc_engine::EngineError::CollectionExists(_)) => Err(CommandError::new(
+            ErrorCode::NamespaceExists,
+            "target namespace exists",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

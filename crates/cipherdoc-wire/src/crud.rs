@@ -103,6 +103,7 @@ pub(crate) async fn data_command(
         "listCollections" => catalog::list_collections(shared, db, &cmd).await,
         "listIndexes" => catalog::list_indexes(shared, db, &cmd).await,
         "drop" => catalog::drop(shared, db, &cmd).await,
+        "renameCollection" => catalog::rename(shared, db, &cmd).await,
         "dropDatabase" => catalog::drop_database(shared, db).await,
         "compactStructuredEncryptionData" => maintain(shared, db, &cmd, Maintenance::Compact).await,
         "cleanupStructuredEncryptionData" => maintain(shared, db, &cmd, Maintenance::Cleanup).await,

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     BadValue,
     /// 9
     FailedToParse,
+    /// 13
+    Unauthorized,
     /// 14
     TypeMismatch,
     /// 15
@@ -75,6 +77,7 @@ impl ErrorCode {
             Self::InternalError => 1,
             Self::BadValue => 2,
             Self::FailedToParse => 9,
+            Self::Unauthorized => 13,
             Self::TypeMismatch => 14,
             Self::Overflow => 15,
             Self::IllegalOperation => 20,
@@ -106,6 +109,7 @@ impl ErrorCode {
             Self::InternalError => "InternalError",
             Self::BadValue => "BadValue",
             Self::FailedToParse => "FailedToParse",
+            Self::Unauthorized => "Unauthorized",
             Self::TypeMismatch => "TypeMismatch",
             Self::Overflow => "Overflow",
             Self::IllegalOperation => "IllegalOperation",

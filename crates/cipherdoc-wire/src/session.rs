@@ -424,6 +424,7 @@ async fn in_transaction(
         "create"
             | "drop"
             | "dropDatabase"
+            | "renameCollection"
             | "createIndexes"
             | "dropIndexes"
             | "compactStructuredEncryptionData"

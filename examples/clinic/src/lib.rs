@@ -18,7 +18,7 @@ use cipherdoc::migrations::{
     MigrateOptions, MigrationDir, encrypted_fields_map, encrypted_fields_map_json, migrate,
 };
 use cipherdoc::settings::{KmsProviderSettings, SecretSource, Settings};
-use cipherdoc_engine::{EngineError, Filter, FindOptions};
+use cipherdoc_engine::{Filter, FindOptions};
 use rust_decimal::Decimal;
 
 pub use models::{Billing, Directory, Patient, PatientRecord, Visit};
@@ -176,30 +176,13 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
     let mut out = String::new();
     let dir = MigrationDir::new(migrations);
     store_plaintext_visits(app, &dir, &mut out).await?;
-    // Whether `0004_copy_visit` (a copy migration) could run: an engine
-    // that cannot rename collections (the MongoDB engine, today) refuses
-    // it, and the demo goes on without the visits.
-    let mut visits_copied = true;
     for alias in ["default", "encrypted"] {
-        match migrate(app, &dir, &MigrateOptions::database(alias)).await {
-            Ok(r) => {
-                for a in &r.applied {
-                    writeln!(out, "migrate --database {alias}: applied {a}")?;
-                }
-            }
-            Err(cipherdoc::Error::Engine(e @ EngineError::Unsupported { .. })) => {
-                writeln!(
-                    out,
-                    "migrate --database {alias}: the copy migration 0004_copy_visit cannot run here ({e}); the visits stay in plaintext and are left out of the demo"
-                )?;
-                visits_copied = false;
-            }
-            Err(e) => return Err(e.into()),
+        let r = migrate(app, &dir, &MigrateOptions::database(alias)).await?;
+        for a in &r.applied {
+            writeln!(out, "migrate --database {alias}: applied {a}")?;
         }
     }
-    if visits_copied {
-        writeln!(out, "migrations are up to date")?;
-    }
+    writeln!(out, "migrations are up to date")?;
 
     let patients = app.objects::<Patient>();
     let people = [
@@ -257,9 +240,7 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
         .await?;
     writeln!(out, "found by the first letters \"LOV\": {by_letters}")?;
 
-    if visits_copied {
-        find_a_visit(app, &mut out).await?;
-    }
+    find_a_visit(app, &mut out).await?;
 
     let found = patients
         .get(Patient::fields().patient_record.ssn.eq("123-45-6789"))
@@ -274,16 +255,12 @@ pub async fn demo(app: &App, migrations: &Path) -> Result<String> {
         found.patient_record.bill_amount
     )?;
 
-    // The map needs every encrypted model migrated (Visit's key comes
-    // with 0004).
-    if visits_copied {
-        let map = encrypted_fields_map(app, "encrypted").await?;
-        writeln!(
-            out,
-            "\nencrypted fields map (pin it as encrypted_fields_map in production):\n{}",
-            encrypted_fields_map_json(&map)
-        )?;
-    }
+    let map = encrypted_fields_map(app, "encrypted").await?;
+    writeln!(
+        out,
+        "\nencrypted fields map (pin it as encrypted_fields_map in production):\n{}",
+        encrypted_fields_map_json(&map)
+    )?;
 
     let db = app.database("encrypted")?;
     let raw = db

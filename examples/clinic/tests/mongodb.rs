@@ -74,12 +74,17 @@ fn run_demo_twice(url: &str) {
             "{stdout}"
         );
         assert!(stdout.contains("\"$encrypted\""), "{stdout}");
-        // The copy migration needs renameCollection, which the engine does
-        // not send yet: the demo says so instead of failing.
+        // The copy migration 0004 ran (renameCollection): the visits are
+        // found by their encrypted diagnosis, and the map is shown.
         assert!(
-            stdout.contains("the copy migration 0004_copy_visit cannot run here"),
+            stdout.contains("found the visit by its encrypted diagnosis \"sprained left ankle\""),
             "{stdout}"
         );
+        assert!(stdout.contains("encrypted fields map"), "{stdout}");
+        assert!(stdout.contains("myapp_visit"), "{stdout}");
+        if run == 0 {
+            assert!(stdout.contains("applied myapp.0004_copy_visit"), "{stdout}");
+        }
         assert!(
             !stdout.contains("4111111111111111\","),
             "the stored document must not show the card number in plaintext"

@@ -8,7 +8,7 @@ Environment (set by the Rust test):
   CONF_URI         the proxy's mongodb:// URI
   CONF_DB          the database
   CONF_MASTER_KEY  the 96-byte local master key, hex
-Prints the data key's id (hex).
+Prints the equality field's and the range field's data key ids (hex).
 """
 
 import os
@@ -16,7 +16,7 @@ import os
 from bson.binary import STANDARD
 from bson.codec_options import CodecOptions
 from pymongo import MongoClient
-from pymongo.encryption import Algorithm, ClientEncryption, QueryType
+from pymongo.encryption import Algorithm, ClientEncryption, QueryType, RangeOpts
 from pymongo.encryption_options import AutoEncryptionOpts
 
 URI = os.environ["CONF_URI"]
@@ -64,7 +64,34 @@ def main():
     c.delete_one({"_id": {"$eq": 1}})
     db.command("compactStructuredEncryptionData", "c")
     db.command("cleanupStructuredEncryptionData", "c")
-    print(key_id.hex())
+
+    # findAndModify and aggregate, on a collection of their own.
+    ce.create_encrypted_collection(plain[DB], "m", fields, "local")
+    m = db["m"]
+    m.insert_one({"_id": 1, "ssn": insert_payload()})
+    before = m.find_one_and_replace({"_id": {"$eq": 1}}, {"ssn": insert_payload()})
+    assert before["ssn"] == SSN, before
+    got = list(m.aggregate([{"$match": {"ssn": {"$eq": find}}}]))
+    assert [d["_id"] for d in got] == [1], got
+
+    # A range field: insert and a two-sided range query (the first range
+    # expression of this process: payloadId 0).
+    range_key = ce.create_data_key("local", key_alt_names=["conformance.v"])
+    opts = RangeOpts(min=0, max=1000, sparsity=2, trim_factor=1)
+    ce.create_encrypted_collection(plain[DB], "r", {"fields": [
+        {"path": "v", "bsonType": "int", "keyId": range_key,
+         "queries": {"queryType": "range", "contention": 0, "sparsity": 2, "trimFactor": 1,
+                     "min": 0, "max": 1000}},
+    ]}, "local")
+    r = db["r"]
+    r.insert_one({"_id": 1, "v": ce.encrypt(250, Algorithm.RANGE, key_id=range_key,
+                                            contention_factor=0, range_opts=opts)})
+    expr = ce.encrypt_expression({"$and": [{"v": {"$gte": 200}}, {"v": {"$lt": 300}}]},
+                                 Algorithm.RANGE, key_id=range_key, query_type=QueryType.RANGE,
+                                 contention_factor=0, range_opts=opts)
+    got = list(r.find(expr))
+    assert [d["_id"] for d in got] == [1] and got[0]["v"] == 250, got
+    print(key_id.hex(), range_key.hex())
     ce.close()
     auto.close()
     plain.close()
