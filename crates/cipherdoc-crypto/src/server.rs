@@ -746,7 +746,7 @@ pub struct ContentionTokens {
 impl ContentionTokens {
     /// Tags `1..=count` for this contention factor.
     pub fn tags(&self, count: u64) -> impl Iterator<Item = Tag> + '_ {
-        (1..=count).map(|i| self.edc_twice.tag(i))
+        self.edc_twice.tags(count)
     }
 }
 

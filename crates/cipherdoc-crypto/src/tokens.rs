@@ -330,6 +330,15 @@ impl EdcTwiceDerivedToken {
     pub fn tag(&self, count: u64) -> crate::server::Tag {
         crate::server::Tag::from_bytes(hmac_u64(&self.0, count))
     }
+
+    /// The tags of positions `1..=count` ([`Self::tag`] of each), with the
+    /// key scheduled once: two SHA-256 compressions per tag instead of
+    /// four, which matters for a query whose value was inserted thousands
+    /// of times.
+    pub fn tags(&self, count: u64) -> impl Iterator<Item = crate::server::Tag> + use<> {
+        let key = crate::mac::HmacSha256Key::new(&self.0);
+        (1..=count).map(move |i| crate::server::Tag::from_bytes(key.mac(&[&i.to_le_bytes()])))
+    }
 }
 
 /// The key-level tokens of one index key, derived once and cached, so that

@@ -64,6 +64,20 @@ fn iev_v2_vector() {
 }
 
 #[test]
+fn tags_with_the_key_scheduled_once_are_the_tags_one_by_one() {
+    let t = IndexKeyTokens::new(key_id(KEY123), &data_key(KEY123));
+    let d = t
+        .edc()
+        .derive_from_data(b"value")
+        .with_contention(3)
+        .twice_derived();
+    let batch: Vec<Tag> = d.tags(300).collect();
+    let one_by_one: Vec<Tag> = (1..=300).map(|i| d.tag(i)).collect();
+    assert_eq!(batch, one_by_one);
+    assert_eq!(d.tags(0).count(), 0);
+}
+
+#[test]
 fn insert_payload_to_stored_value() {
     let ki = data_key(KEY123);
     let ku = data_key(KEYABC);

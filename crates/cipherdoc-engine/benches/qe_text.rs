@@ -8,10 +8,14 @@
 //! The field is a surname, case- and diacritic-insensitive, prefix lengths
 //! 2 to 10. Names are `<3-letter stem><tail>` with 100 stems that differ
 //! even after folding, so the 3-letter query matches exactly 1,000
-//! documents in both collections. Besides criterion's estimates each
-//! benchmark prints its own p50 and p90 over 200 queries. The find payload
-//! is built once, outside the timed section: the numbers are the server
-//! role's and the engine's.
+//! documents in both collections. Besides criterion's estimates the bench
+//! prints p50 and p90 over 200 rounds in which the encrypted and the
+//! plaintext query take turns (both see the same load on a shared
+//! machine), and their ratio. `CIPHERDOC_TEXT_BENCH_BREAKDOWN=1` also
+//! prints where the encrypted query's time goes (ESC search and tag
+//! derivation, SQL, decoding), step by step. The find payload is built
+//! once, outside the timed section: the numbers are the server role's and
+//! the engine's.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,12 +33,15 @@ use bson::{Binary, Bson, doc};
 use cipherdoc_crypto::client::UserKey;
 use cipherdoc_crypto::client_text::{encrypt_text_find, encrypt_text_insert};
 use cipherdoc_crypto::efc::EncryptedFieldConfig;
+use cipherdoc_crypto::payload::FindTextPayload;
 use cipherdoc_crypto::text::TextQuery;
 use cipherdoc_crypto::tokens::IndexKeyTokens;
 use cipherdoc_crypto::{DataKey, KeyId, OsRandom};
 use cipherdoc_engine::qe_server::QeServer;
 use cipherdoc_engine::sqlite::SqliteEngine;
-use cipherdoc_engine::{CreateCollectionOptions, EncStrOp, Engine, Filter, FindOptions, IndexSpec};
+use cipherdoc_engine::{
+    CreateCollectionOptions, EncStrOp, Engine, Filter, FindOptions, IndexSpec, Tag,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const QUERIES: usize = 200;
@@ -101,7 +108,7 @@ fn bench(c: &mut Criterion) {
     let e = QeServer::new(Arc::clone(&raw) as Arc<dyn Engine>);
     let total = docs();
     let hits = usize::try_from(total / 100).unwrap();
-    let (query, plain_query) = rt.block_on(async {
+    let (query, plain_query, find_blob) = rt.block_on(async {
         e.create_collection(
             "enc",
             CreateCollectionOptions {
@@ -152,28 +159,188 @@ fn bench(c: &mut Criterion) {
         let n = e.count("enc", &q).await.unwrap();
         assert_eq!(n, e.count("plain", &pq).await.unwrap());
         assert_eq!(n, u64::try_from(hits).unwrap());
-        (q, pq)
+        (q, pq, find.encode())
     });
+    if std::env::var_os("CIPHERDOC_TEXT_BENCH_BREAKDOWN").is_some() {
+        breakdown(&rt, &e, &dir.path().join("text.db"), &find_blob, hits);
+    }
 
-    for (name, coll, f) in [
+    // The two kinds take turns, query by query, so that both see the same
+    // load (the machine is shared): the ratio of these p50s is the figure.
+    let kinds = [
         ("prefix_query_100k_1pct/encrypted", "enc", &query),
         ("prefix_query_100k_1pct/plaintext", "plain", &plain_query),
-    ] {
-        let mut times = Vec::with_capacity(QUERIES);
-        rt.block_on(async {
-            for _ in 0..QUERIES {
+    ];
+    let mut times = vec![Vec::with_capacity(QUERIES); kinds.len()];
+    rt.block_on(async {
+        for _ in 0..QUERIES {
+            for ((_, coll, f), times) in kinds.iter().zip(&mut times) {
                 let t = Instant::now();
                 let docs = e.find(coll, f, &FindOptions::default()).await.unwrap();
                 times.push(t.elapsed());
                 assert_eq!(docs.len(), hits);
             }
-        });
-        let (p50, p90) = percentiles(times);
-        println!("p50 {name}: {p50:?} (p90 {p90:?})");
+        }
+    });
+    let p50s: Vec<Duration> = kinds
+        .iter()
+        .zip(times)
+        .map(|((name, _, _), times)| {
+            let (p50, p90) = percentiles(times);
+            println!("p50 {name}: {p50:?} (p90 {p90:?})");
+            p50
+        })
+        .collect();
+    println!(
+        "p50 ratio encrypted/plaintext (in turns): {:.2}",
+        p50s[0].as_secs_f64() / p50s[1].as_secs_f64()
+    );
+    for (name, coll, f) in kinds {
         c.bench_function(name, |b| {
             b.to_async(&rt)
                 .iter(|| async { e.find(coll, f, &FindOptions::default()).await.unwrap() });
         });
+    }
+}
+
+/// Where the encrypted query's time goes (`CIPHERDOC_TEXT_BENCH_BREAKDOWN=1`):
+/// p50 of each step, the steps taking turns round by round. The SQL steps
+/// run on a connection of their own to the same file, opened as the
+/// engine opens its readers (page cache, memory map, `rarray`).
+fn breakdown(
+    rt: &tokio::runtime::Runtime,
+    e: &QeServer,
+    path: &std::path::Path,
+    find: &[u8],
+    hits: usize,
+) {
+    use rusqlite::types::Value;
+    type Step<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+    const ENC_TAGS: &str = r#"SELECT rid FROM "enc.$tags" WHERE tag IN rarray(?1)"#;
+    const ENC_DOCS: &str = r#"SELECT rid, doc FROM "enc" WHERE rid IN (SELECT rid FROM "enc.$tags" WHERE tag IN rarray(?1)) ORDER BY rid"#;
+    const PLAIN_DOCS: &str = r#"SELECT rid, doc FROM "plain" WHERE rid IN (SELECT rid FROM "plain.$idx.name_1" WHERE key >= ?1 AND key < ?2) ORDER BY rid"#;
+
+    let p = FindTextPayload::decode(find).unwrap();
+    let cts = p.contention_tokens();
+    let tags: std::collections::BTreeSet<Tag> = cts[0]
+        .tags(hits as u64)
+        .map(|t| Tag(*t.as_bytes()))
+        .collect();
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.execute_batch("PRAGMA cache_size=-16384; PRAGMA mmap_size=1073741824;")
+        .unwrap();
+    rusqlite::vtab::array::load_module(&conn).unwrap();
+    let values = || {
+        std::rc::Rc::new(
+            tags.iter()
+                .map(|t| Value::Blob(t.0.to_vec()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (lo, hi) = cipherdoc_engine::value::string_prefix_range(&surname(57)[..3]);
+    let fetch_all = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Vec<Vec<u8>> {
+        let mut stmt = conn.prepare_cached(sql).unwrap();
+        let mut rows = stmt.query(params).unwrap();
+        let mut out = Vec::with_capacity(hits);
+        while let Some(r) = rows.next().unwrap() {
+            out.push(r.get_ref(1).unwrap().as_blob().unwrap().to_vec());
+        }
+        out
+    };
+    let enc_bytes = fetch_all(ENC_DOCS, &[&values()]);
+    let plain_bytes = fetch_all(PLAIN_DOCS, &[&lo, &hi]);
+    assert_eq!((enc_bytes.len(), plain_bytes.len()), (hits, hits));
+    let size = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() / hits;
+    println!(
+        "breakdown: {hits} hits; stored document {} bytes encrypted, {} bytes plaintext",
+        size(&enc_bytes),
+        size(&plain_bytes)
+    );
+    let decode_all = |v: &[Vec<u8>]| {
+        let docs: Vec<bson::Document> = v
+            .iter()
+            .map(|b| bson::Document::try_from(bson::RawDocument::from_bytes(b).unwrap()).unwrap())
+            .collect();
+        assert_eq!(docs.len(), hits);
+    };
+    let sql_rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
+        let mut stmt = conn.prepare_cached(sql).unwrap();
+        let mut rows = stmt.query(params).unwrap();
+        let mut n = 0;
+        while let Some(r) = rows.next().unwrap() {
+            n += usize::from(r.get_ref(0).unwrap().as_i64().is_ok());
+        }
+        assert_eq!(n, hits);
+    };
+    let enc_query = Filter::enc_str("name", EncStrOp::StartsWith, enc(find.to_vec()));
+    let tag_filter = Filter::TagIn(tags.clone());
+    let find_in = |coll: &'static str, f: Filter| {
+        move || {
+            let docs = rt
+                .block_on(e.find(coll, &f, &FindOptions::default()))
+                .unwrap();
+            assert_eq!(docs.len(), hits);
+        }
+    };
+    let mut steps: Vec<Step<'_>> = vec![
+        (
+            "encrypted query (QE server role)",
+            Box::new(find_in("enc", enc_query)),
+        ),
+        (
+            "tag lookup through the engine (no ESC search, no tag derivation)",
+            Box::new(|| {
+                let docs = rt
+                    .block_on(e.inner().find("enc", &tag_filter, &FindOptions::default()))
+                    .unwrap();
+                assert_eq!(docs.len(), hits);
+            }),
+        ),
+        (
+            "plaintext query (QE server role)",
+            Box::new(find_in(
+                "plain",
+                Filter::starts_with("name", &surname(57)[..3]),
+            )),
+        ),
+        (
+            "tag derivation",
+            Box::new(|| assert_eq!(cts[0].tags(hits as u64).count(), hits)),
+        ),
+        (
+            "SQL: tag probes only",
+            Box::new(|| sql_rows(ENC_TAGS, &[&values()])),
+        ),
+        (
+            "SQL: tag probes + encrypted document rows",
+            Box::new(|| sql_rows(ENC_DOCS, &[&values()])),
+        ),
+        (
+            "SQL: index range + plaintext document rows",
+            Box::new(|| sql_rows(PLAIN_DOCS, &[&lo, &hi])),
+        ),
+        (
+            "bson decode of the encrypted documents (bytes in memory)",
+            Box::new(|| decode_all(&enc_bytes)),
+        ),
+        (
+            "bson decode of the plaintext documents (bytes in memory)",
+            Box::new(|| decode_all(&plain_bytes)),
+        ),
+    ];
+    let mut times = vec![Vec::with_capacity(QUERIES); steps.len()];
+    for _ in 0..QUERIES {
+        for ((_, step), times) in steps.iter_mut().zip(&mut times) {
+            let t = Instant::now();
+            step();
+            times.push(t.elapsed());
+        }
+    }
+    for ((name, _), times) in steps.iter().zip(times) {
+        let (p50, p90) = percentiles(times);
+        println!("breakdown: {name}: p50 {p50:?} (p90 {p90:?})");
     }
 }
 

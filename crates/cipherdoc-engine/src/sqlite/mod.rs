@@ -42,6 +42,7 @@
 //! thread ends, and its connection closes, when the engine is dropped.
 
 mod ops;
+mod raw;
 mod wal;
 
 pub use wal::{CHECKPOINT_PAGES, WAL_LIMIT_PAGES};

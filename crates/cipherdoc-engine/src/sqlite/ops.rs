@@ -29,6 +29,7 @@ use rusqlite::ToSql;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::raw;
 use crate::documents::{
     Projection, decode, doc_tags, ecoc_compact_name, encode, index_keys,
     normalize_encrypted_fields, sort_docs, with_id_first,
@@ -651,21 +652,43 @@ pub(crate) fn plan(meta: &Meta, filter: &Filter) -> Plan {
     }
 }
 
-/// Feed every matching (rid, document) to `f` until it returns `false`.
+/// Feed every matching (rid, document) to `f` until it returns `false`;
+/// the document is decoded only when `want_docs` (a count needs none when
+/// the filter can be evaluated on the stored bytes).
 fn scan(
     conn: &Connection,
     meta: &Meta,
     filter: &Filter,
-    mut f: impl FnMut(i64, Document) -> bool,
+    want_docs: bool,
+    mut f: impl FnMut(i64, Option<Document>) -> bool,
 ) -> Result<()> {
     let plan = plan(meta, filter);
     let mut stmt = conn.prepare_cached(&plan.sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(plan.params.iter()))?;
+    // A count of a query that is only a tag lookup (the QE server's
+    // rewrite of an encrypted query) re-checks the tags on the raw bytes
+    // and decodes nothing; a find decodes each candidate once and
+    // evaluates the filter on it.
+    let tags_only = match filter {
+        Filter::TagIn(tags) if !want_docs => Some(tags),
+        _ => None,
+    };
     while let Some(row) = rows.next()? {
         let rid: i64 = row.get(0)?;
-        let bytes: Vec<u8> = row.get(1)?;
-        let doc = decode(&meta.name, &bytes)?;
-        if filter.matches(&doc) && !f(rid, doc) {
+        let bytes = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+        let doc = if let Some(tags) = tags_only {
+            if !raw::has_tag(&meta.name, bytes, tags)? {
+                continue;
+            }
+            None
+        } else {
+            let doc = raw::decode(&meta.name, bytes)?;
+            if !filter.matches(&doc) {
+                continue;
+            }
+            Some(doc)
+        };
+        if !f(rid, doc) {
             break;
         }
     }
@@ -705,14 +728,14 @@ pub(crate) fn find(
     if opts.sort.is_empty() {
         let want = skip.saturating_add(limit);
         if want > 0 {
-            scan(conn, &meta, filter, |_, d| {
-                docs.push(d);
+            scan(conn, &meta, filter, true, |_, d| {
+                docs.extend(d);
                 docs.len() < want
             })?;
         }
     } else {
-        scan(conn, &meta, filter, |_, d| {
-            docs.push(d);
+        scan(conn, &meta, filter, true, |_, d| {
+            docs.extend(d);
             true
         })?;
         docs = sort_docs(docs, &opts.sort);
@@ -729,7 +752,7 @@ pub(crate) fn count(conn: &Connection, name: &str, filter: &Filter) -> Result<u6
         return Ok(0);
     };
     let mut n = 0u64;
-    scan(conn, &meta, filter, |_, _| {
+    scan(conn, &meta, filter, false, |_, _| {
         n += 1;
         true
     })?;
@@ -746,8 +769,8 @@ pub(crate) fn delete(
         return Ok(0);
     };
     let mut victims = Vec::new();
-    scan(conn, &meta, filter, |rid, d| {
-        victims.push((rid, d));
+    scan(conn, &meta, filter, true, |rid, d| {
+        victims.extend(d.map(|d| (rid, d)));
         victims.len() < scope.limit()
     })?;
     let mut stmt = conn.prepare_cached(&format!("DELETE FROM {} WHERE rid=?1", q(name)))?;
