@@ -13,12 +13,25 @@ use crate::{Server, ServerConfig};
 ///
 /// The runtime could not be built or the port not bound.
 pub fn serve_in_background(config: ServerConfig) -> std::io::Result<String> {
+    serve_in_background_on(config, 2)
+}
+
+/// [`serve_in_background`] on a runtime of `worker_threads` workers (the
+/// benchmarks fix theirs).
+///
+/// # Errors
+///
+/// The runtime could not be built or the port not bound.
+pub fn serve_in_background_on(
+    config: ServerConfig,
+    worker_threads: usize,
+) -> std::io::Result<String> {
     let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
     std::thread::Builder::new()
         .name("cipherdoc-serve".to_owned())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(worker_threads)
                 .enable_all()
                 .build()
             {
