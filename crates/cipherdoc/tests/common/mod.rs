@@ -230,7 +230,7 @@ database = "{routed_to}"
                         .unwrap();
                 }
             }
-            Backend::MongoServe { url, .. } => {
+            Backend::MongoServe { url, over, .. } => {
                 let db = app.database("encrypted").unwrap();
                 let engine = cipherdoc_mongodb::MongoEngine::connect(url, db.name())
                     .await
@@ -239,6 +239,19 @@ database = "{routed_to}"
                     .run_command(bson::doc! {"dropDatabase": 1})
                     .await
                     .unwrap();
+                // serve's dropDatabase drops the collections and keeps the
+                // database's (empty) catalog: its PostgreSQL schema goes
+                // here.
+                if *over == "postgres"
+                    && let Some(pg) = cipherdoc_engine::postgres::testing::test_url()
+                {
+                    cipherdoc_engine::postgres::testing::connect(&pg)
+                        .await
+                        .unwrap()
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", db.name()))
+                        .await
+                        .unwrap();
+                }
             }
         }
     }
