@@ -5,30 +5,16 @@
 
 use cipherdoc::App;
 use cipherdoc::settings::Settings;
-use cipherdoc_wire::{Backend, Server, ServerConfig, Topology};
+use cipherdoc_wire::testing::serve_in_background;
+use cipherdoc_wire::{Backend, ServerConfig, Topology};
 
-/// `cipherdoc serve` over SQLite files in `dir` with `topology`, on a
-/// thread and runtime of its own; its address.
+/// `cipherdoc serve` over SQLite files in `dir` with `topology`; its
+/// address.
 fn serve(dir: &std::path::Path, topology: Topology) -> String {
     let backend = Backend::Sqlite {
         dir: dir.to_path_buf(),
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(ServerConfig::new(backend).topology(topology))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().unwrap()
+    serve_in_background(ServerConfig::new(backend).topology(topology)).unwrap()
 }
 
 async fn check_output(topology: Topology) -> String {

@@ -13,31 +13,17 @@ use cipherdoc_engine::qe_server::suite::TestClient;
 use cipherdoc_engine::sqlite::SqliteEngine;
 use cipherdoc_engine::{Engine, Filter};
 use cipherdoc_mongodb::MongoEngine;
-use cipherdoc_wire::{Backend, Server, ServerConfig};
+use cipherdoc_wire::testing::serve_in_background_on;
+use cipherdoc_wire::{Backend, ServerConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Documents present before the count is measured.
 const PREFILL: i32 = 200;
 
-/// `cipherdoc serve` over SQLite files in `dir`, on a thread and runtime
-/// of its own; its address.
+/// `cipherdoc serve` over SQLite files in `dir`, on a thread and a
+/// one-worker runtime of its own; its address.
 fn serve(dir: std::path::PathBuf) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(ServerConfig::new(Backend::Sqlite { dir }))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().unwrap()
+    serve_in_background_on(ServerConfig::new(Backend::Sqlite { dir }), 1).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -51,6 +51,7 @@ mod pipeline;
 mod qe;
 mod server;
 mod session;
+pub mod testing;
 mod update;
 
 pub use backend::{Backend, Databases, validate_db_name};

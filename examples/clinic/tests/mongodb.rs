@@ -6,27 +6,16 @@
 
 use std::path::Path;
 
-use cipherdoc_wire::{Backend, Server, ServerConfig};
+use cipherdoc_wire::testing::serve_in_background;
+use cipherdoc_wire::{Backend, ServerConfig};
 
-/// `cipherdoc serve` over `backend` on a loopback port, on a thread and
-/// runtime of its own; its `mongodb://` URL.
+/// `cipherdoc serve` over `backend` on a loopback port; its `mongodb://`
+/// URL.
 fn serve(backend: Backend) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(ServerConfig::new(backend))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    format!("mongodb://{}/", rx.recv().unwrap())
+    format!(
+        "mongodb://{}/",
+        serve_in_background(ServerConfig::new(backend)).unwrap()
+    )
 }
 
 /// Run the demo twice with `cipherdoc-mongodb.toml`, its MongoDB

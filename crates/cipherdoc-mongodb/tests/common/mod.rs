@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cipherdoc_engine::postgres::testing;
 use cipherdoc_mongodb::MongoEngine;
-use cipherdoc_wire::{Backend, Server, ServerConfig};
+use cipherdoc_wire::{Backend, ServerConfig};
 
 /// What `cipherdoc serve` stores its databases in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,22 +23,7 @@ pub enum Store {
 
 /// Start a server with `config` on a loopback port; its address.
 pub fn start(config: ServerConfig) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(config)
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().unwrap()
+    cipherdoc_wire::testing::serve_in_background(config).unwrap()
 }
 
 fn backend(store: Store) -> Option<Backend> {

@@ -11,7 +11,7 @@ use cipherdoc::App;
 use cipherdoc::model::Model;
 use cipherdoc::settings::Settings;
 use cipherdoc_engine::{CreateCollectionOptions, Filter, FindOptions};
-use cipherdoc_wire::{Server, ServerConfig};
+use cipherdoc_wire::ServerConfig;
 
 /// Writes a secret file (a master key, a credential) owner-only, as
 /// cipherdoc requires of secret files.
@@ -80,12 +80,23 @@ pub async fn raw_docs<M: Model>(app: &App, alias: &str) -> Vec<Document> {
         .unwrap()
 }
 
-/// Where a test's databases live: SQLite files in the test's folder, or
-/// schemas of the PostgreSQL test server (`CIPHERDOC_TEST_POSTGRES_URL`).
+/// Where a test's databases live: SQLite files in the test's folder,
+/// schemas of the PostgreSQL test server (`CIPHERDOC_TEST_POSTGRES_URL`),
+/// or (for the suites every engine runs, [`Backend::all_with_mongodb`])
+/// the MongoDB engine against a `cipherdoc serve` started by the test.
 #[derive(Debug, Clone)]
 pub enum Backend {
     Sqlite,
     Postgres(String),
+    /// `encrypted` on the MongoDB engine, a database of the `cipherdoc
+    /// serve` at `url` (`mongodb://host:port/`) that stores in `over`
+    /// (SQLite files in `data`, or PostgreSQL); `default` on SQLite in the
+    /// test's folder.
+    MongoServe {
+        url: String,
+        over: &'static str,
+        data: Option<std::sync::Arc<tempfile::TempDir>>,
+    },
 }
 
 impl Backend {
@@ -98,71 +109,175 @@ impl Backend {
         out
     }
 
+    /// [`Backend::all`], then the MongoDB engine against a `cipherdoc
+    /// serve` started here over SQLite files (and over PostgreSQL when
+    /// the test server is configured).
+    pub fn all_with_mongodb() -> Vec<Backend> {
+        let mut out = Self::all();
+        let data = tempfile::tempdir().unwrap();
+        let addr = serve_over(
+            cipherdoc_wire::Backend::Sqlite {
+                dir: data.path().to_path_buf(),
+            },
+            |c| c,
+        );
+        out.push(Backend::MongoServe {
+            url: format!("mongodb://{addr}/"),
+            over: "sqlite",
+            data: Some(std::sync::Arc::new(data)),
+        });
+        if let Some(url) = cipherdoc_engine::postgres::testing::test_url() {
+            let addr = serve_over(
+                cipherdoc_wire::Backend::Postgres {
+                    url,
+                    max_connections: 8,
+                },
+                |c| c,
+            );
+            out.push(Backend::MongoServe {
+                url: format!("mongodb://{addr}/"),
+                over: "postgres",
+                data: None,
+            });
+        }
+        out
+    }
+
+    /// Whether this is the MongoDB engine (what only a MongoDB client
+    /// sees is checked for it).
+    pub fn is_mongodb(&self) -> bool {
+        matches!(self, Backend::MongoServe { .. })
+    }
+
     /// `settings` for this backend: `default` and `encrypted` (with a local
-    /// master key in `dir`), PostgreSQL schemas named uniquely per call.
+    /// master key in `dir`), PostgreSQL schemas and MongoDB databases named
+    /// uniquely per call.
     pub fn settings(&self, dir: &Path, app_label: &str, routed_to: &str) -> Settings {
-        match self {
-            Backend::Sqlite => settings(dir, app_label, routed_to),
-            Backend::Postgres(url) => {
-                write_secret(&dir.join("master.key"), &[42u8; 96]);
-                let tag = format!(
-                    "{}_{}",
-                    std::process::id(),
-                    bson::oid::ObjectId::new().to_hex()
-                );
-                let text = format!(
-                    r#"
+        let tag = format!(
+            "{}_{}",
+            std::process::id(),
+            bson::oid::ObjectId::new().to_hex()
+        );
+        self.settings_tagged(dir, app_label, routed_to, &tag)
+    }
+
+    /// [`Backend::settings`], the same databases every time for one
+    /// folder: the PostgreSQL schemas' and MongoDB databases' names carry
+    /// a tag kept in `dir`.
+    pub fn settings_of_folder(&self, dir: &Path, app_label: &str, routed_to: &str) -> Settings {
+        let tag_file = dir.join("db_tag");
+        let tag = std::fs::read_to_string(&tag_file).unwrap_or_else(|_| {
+            let t = format!(
+                "{}_{}",
+                std::process::id(),
+                bson::oid::ObjectId::new().to_hex()
+            );
+            std::fs::write(&tag_file, &t).unwrap();
+            t
+        });
+        self.settings_tagged(dir, app_label, routed_to, &tag)
+    }
+
+    fn settings_tagged(&self, dir: &Path, app_label: &str, routed_to: &str, tag: &str) -> Settings {
+        let (default, encrypted, name) = match self {
+            Backend::Sqlite => return settings(dir, app_label, routed_to),
+            Backend::Postgres(url) => (
+                format!("engine = \"postgres\"\nurl = \"{url}\"\nname = \"cdtest_plain_{tag}\""),
+                format!("engine = \"postgres\"\nurl = \"{url}\""),
+                format!("cdtest_enc_{tag}"),
+            ),
+            Backend::MongoServe { url, .. } => (
+                "engine = \"sqlite\"\npath = \"default.db\"".to_owned(),
+                format!("engine = \"mongodb\"\nurl = \"{url}\""),
+                format!("cdtest_enc_{tag}"),
+            ),
+        };
+        write_secret(&dir.join("master.key"), &[42u8; 96]);
+        let text = format!(
+            r#"
 [databases.default]
-engine = "postgres"
-url = "{url}"
-name = "cdtest_plain_{tag}"
+{default}
 
 [databases.encrypted]
-engine = "postgres"
-url = "{url}"
-name = "cdtest_enc_{tag}"
+{encrypted}
+name = "{name}"
 
 [databases.encrypted.encryption]
-key_vault_namespace = "cdtest_enc_{tag}.__keyVault"
+key_vault_namespace = "{name}.__keyVault"
 kms_providers.local.key_file = "master.key"
 
 [[routers]]
 app = "{app_label}"
 database = "{routed_to}"
 "#
-                );
-                Settings::from_toml(&text, dir).unwrap()
-            }
-        }
+        );
+        Settings::from_toml(&text, dir).unwrap()
     }
 
-    /// Drops the PostgreSQL schemas of `app` (nothing for SQLite).
+    /// Drops the PostgreSQL schemas or MongoDB databases of `app` (nothing
+    /// for SQLite files, which go with the test's folder).
     pub async fn cleanup(&self, app: &App) {
-        if let Backend::Postgres(url) = self {
-            let client = cipherdoc_engine::postgres::testing::connect(url)
-                .await
-                .unwrap();
-            for db in app.databases() {
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", db.name()))
+        match self {
+            Backend::Sqlite => {}
+            Backend::Postgres(url) => {
+                let client = cipherdoc_engine::postgres::testing::connect(url)
                     .await
                     .unwrap();
+                for db in app.databases() {
+                    client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", db.name()))
+                        .await
+                        .unwrap();
+                }
+            }
+            Backend::MongoServe { url, over, .. } => {
+                let db = app.database("encrypted").unwrap();
+                let engine = cipherdoc_mongodb::MongoEngine::connect(url, db.name())
+                    .await
+                    .unwrap();
+                engine
+                    .run_command(bson::doc! {"dropDatabase": 1})
+                    .await
+                    .unwrap();
+                // serve's dropDatabase drops the collections and keeps the
+                // database's (empty) catalog: its PostgreSQL schema goes
+                // here.
+                if *over == "postgres"
+                    && let Some(pg) = cipherdoc_engine::postgres::testing::test_url()
+                {
+                    cipherdoc_engine::postgres::testing::connect(&pg)
+                        .await
+                        .unwrap()
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", db.name()))
+                        .await
+                        .unwrap();
+                }
             }
         }
     }
 
     /// Whether any of `canaries` is in the bytes the database keeps on
-    /// disk: every file of `dir` (SQLite: database, WAL, key vault), or the
-    /// PostgreSQL server's data directory, WAL and log when readable here.
+    /// disk: every file of `dir` (SQLite: database, WAL, key vault; the
+    /// MongoDB engine: `default`, and serve's files when it stores in
+    /// SQLite), or the PostgreSQL server's data directory, WAL and log when
+    /// readable here.
     pub async fn canaries_on_disk(&self, dir: &Path, canaries: &[&[u8]]) -> Vec<String> {
         use cipherdoc_engine::postgres::testing::{scan_for_canaries, server_files};
+        let files_of = |dir: &Path| {
+            let mut files = Vec::new();
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                if e.file_type().unwrap().is_file() {
+                    files.push(e.path());
+                }
+            }
+            files
+        };
         let files = match self {
-            Backend::Sqlite => {
-                let mut files = Vec::new();
-                for e in std::fs::read_dir(dir).unwrap().flatten() {
-                    if e.file_type().unwrap().is_file() {
-                        files.push(e.path());
-                    }
+            Backend::Sqlite => files_of(dir),
+            Backend::MongoServe { data, .. } => {
+                let mut files = files_of(dir);
+                if let Some(data) = data {
+                    files.extend(files_of(data.path()));
                 }
                 files
             }
@@ -202,36 +317,37 @@ impl Backend {
                 .await
                 .unwrap(),
             ),
+            Backend::MongoServe { url, .. } if alias != "default" => std::sync::Arc::new(
+                cipherdoc_mongodb::MongoEngine::connect(url, app.database(alias).unwrap().name())
+                    .await
+                    .unwrap(),
+            ),
+            Backend::MongoServe { .. } => std::sync::Arc::new(
+                cipherdoc_engine::sqlite::SqliteEngine::open(dir.join("default.db")).unwrap(),
+            ),
         }
     }
 }
 
-/// `cipherdoc serve` over SQLite files in `dir`, configured by `tweak`, on
-/// a loopback port of a thread and runtime of its own (it outlives the
-/// test's runtime); its address, `host:port`.
-pub fn serve_sqlite(
-    dir: &Path,
-    tweak: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
+/// `cipherdoc serve` over SQLite files in `dir`, configured by `tweak`;
+/// its address, `host:port` ([`serve_over`]).
+pub fn serve_sqlite(dir: &Path, tweak: impl FnOnce(ServerConfig) -> ServerConfig) -> String {
+    serve_over(
+        cipherdoc_wire::Backend::Sqlite {
+            dir: dir.to_path_buf(),
+        },
+        tweak,
+    )
+}
+
+/// `cipherdoc serve` over `backend`, configured by `tweak`, on a loopback
+/// port of a thread and runtime of its own (it outlives the test's
+/// runtime); its address, `host:port`.
+pub fn serve_over(
+    backend: cipherdoc_wire::Backend,
+    tweak: impl FnOnce(ServerConfig) -> ServerConfig,
 ) -> String {
-    let backend = cipherdoc_wire::Backend::Sqlite {
-        dir: dir.to_path_buf(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            Server::new(tweak(ServerConfig::new(backend)))
-                .serve(listener, std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().unwrap()
+    cipherdoc_wire::testing::serve_in_background(tweak(ServerConfig::new(backend))).unwrap()
 }
 
 /// Whether `needle` occurs in `hay` (the canary scans).
