@@ -236,3 +236,44 @@ impl KmsProviders {
         self.wrap(to, &dek).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AwsCredentials, ProviderKind, Secret};
+
+    fn aws_settings() -> (ProviderName, ProviderSettings) {
+        let credentials = KmsCredentials::Aws(Some(AwsCredentials {
+            access_key_id: "AKIAEXAMPLE".to_owned(),
+            secret_access_key: Secret::new("secret"),
+            session_token: None,
+        }));
+        (
+            ProviderName::new(ProviderKind::Aws),
+            ProviderSettings::new(credentials),
+        )
+    }
+
+    /// With the `aws` feature the provider is built (no I/O yet).
+    #[cfg(feature = "aws")]
+    #[test]
+    fn an_aws_provider_is_built_with_the_aws_feature() {
+        let (name, settings) = aws_settings();
+        let provider = build_provider(&name, &settings, None).expect("an aws provider");
+        assert_eq!(provider.name(), &name);
+    }
+
+    /// Without it, a typed error names the provider and the feature
+    /// (`cargo test -p cipherdoc-kms --no-default-features --lib`).
+    #[cfg(not(feature = "aws"))]
+    #[test]
+    fn an_aws_provider_is_refused_without_the_aws_feature() {
+        let (name, settings) = aws_settings();
+        let e = build_provider(&name, &settings, None).expect_err("no aws in this build");
+        assert!(
+            matches!(&e, KmsError::FeatureMissing { provider, feature: "aws" } if provider == "aws"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("enable the `aws` feature"), "{e}");
+    }
+}
