@@ -26,6 +26,7 @@ pub(crate) fn ecoc_compact_name(c: &str) -> String {
     format!("enxcol_.{c}.ecoc.compact")
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn render(v: &Bson) -> String {
     v.clone().into_relaxed_extjson().to_string()
 }
@@ -138,6 +139,7 @@ pub fn document_too_deep(root: &Document) -> bool {
     false
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn validate_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("it is empty")
@@ -224,6 +226,7 @@ pub(crate) fn doc_tags(doc: &Document) -> BTreeSet<Tag> {
     }
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn check_id(collection: &str, id: &Bson) -> Result<()> {
     if matches!(
         id,
@@ -246,6 +249,7 @@ pub(crate) fn with_id_first(id: Bson, doc: Document) -> Document {
 
 /// The document with an `_id` (a new ObjectId, first, when missing) and
 /// that `_id`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn ensure_id(collection: &str, doc: Document) -> Result<(Bson, Document)> {
     let (id, doc) = if let Some(id) = doc.get("_id") {
         (id.clone(), doc)

@@ -489,6 +489,7 @@ pub trait Transaction: Send + std::fmt::Debug {
 /// How many of the matching documents a delete removes (`delete_one` and
 /// `delete_many` share one implementation per engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) enum DeleteScope {
     /// The first match, in insertion order.
     First,
@@ -498,6 +499,7 @@ pub(crate) enum DeleteScope {
 
 impl DeleteScope {
     /// The most documents the delete removes.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn limit(self) -> usize {
         match self {
             DeleteScope::First => 1,

@@ -108,6 +108,7 @@ pub enum EngineError {
     #[error("transaction is no longer usable: {0}")]
     TransactionClosed(&'static str),
     /// An error from SQLite itself.
+    #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]
     Sqlite(rusqlite::Error),
     /// The database cannot grow: the disk (or the file size limit, or
@@ -147,11 +148,13 @@ pub enum EngineError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// An error from PostgreSQL or from the connection to it.
+    #[cfg(feature = "postgres")]
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     /// The PostgreSQL connection string was refused (TLS settings that
     /// could send data in plain text, contradictions, a bad CA file) before
     /// any connection was tried, or the TLS handshake failed.
+    #[cfg(feature = "postgres")]
     #[error(transparent)]
     PostgresConnect(#[from] crate::postgres::PgConnectError),
     /// No PostgreSQL connection could be had from the pool.
@@ -221,6 +224,7 @@ pub enum EngineError {
     Config(String),
 }
 
+#[cfg(feature = "sqlite")]
 impl From<rusqlite::Error> for EngineError {
     /// SQLite's result codes that an operator must act on get variants of
     /// their own; the rest stay [`EngineError::Sqlite`].
@@ -261,7 +265,9 @@ impl EngineError {
             Self::PostgresPool(_)
             | Self::Connection { .. }
             | Self::Qe(crate::qe_server::QeError::WriteConflict { .. }) => true,
+            #[cfg(feature = "postgres")]
             Self::Postgres(e) => postgres_retryable(e),
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
                 f.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
@@ -274,6 +280,7 @@ impl EngineError {
 /// A PostgreSQL error is retryable when the connection is gone (closed, or
 /// the server terminated the backend: class 57P, 08) or the transaction was
 /// rolled back by the server for concurrency (40001, 40P01).
+#[cfg(feature = "postgres")]
 fn postgres_retryable(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
@@ -293,6 +300,7 @@ impl EngineError {
     /// What a [`crate::Transaction::fail_fast`] transaction answers, to
     /// every later operation and to `commit`, after one of its operations
     /// failed (both engines).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) const FAIL_FAST_FAILED: Self = Self::TransactionClosed(
         "an operation of this fail-fast transaction failed; nothing of it is committed",
     );

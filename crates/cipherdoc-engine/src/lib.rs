@@ -9,16 +9,21 @@
 //! this machine; see [`postgres::PgTransport`]). Every engine must pass the
 //! [`contract`] suite.
 
+#[cfg(feature = "testing")]
 pub mod contract;
+// Shared by the SQLite and PostgreSQL engines.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) mod documents;
 pub use documents::{MAX_DOCUMENT_DEPTH, document_too_deep};
 mod engine;
 mod error;
 pub mod filter;
 pub mod key_vault;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod qe_server;
 pub mod qe_state;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod value;
 

@@ -5,12 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use reqwest::Url;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::http::{
-    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, json_object, secret_body,
+    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, join, json_object, secret_body,
 };
 use crate::secret::Secret;
 use crate::token::{TokenCache, parse_token_response};
@@ -241,20 +240,6 @@ impl AzureProvider {
             },
         })
     }
-}
-
-/// Appends path segments (percent-encoded) to a base URL.
-pub(crate) fn join(provider: &ProviderName, base: &str, segs: &[&str]) -> Result<Url, KmsError> {
-    let mut url = Url::parse(base)
-        .map_err(|e| KmsError::config(provider, format!("endpoint {base:?}: {e}")))?;
-    {
-        let mut p = url.path_segments_mut().map_err(|()| {
-            KmsError::config(provider, format!("endpoint {base:?} cannot be a base URL"))
-        })?;
-        p.pop_if_empty();
-        p.extend(segs);
-    }
-    Ok(url)
 }
 
 #[async_trait]

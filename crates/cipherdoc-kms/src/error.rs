@@ -201,6 +201,17 @@ pub enum KmsError {
         /// Reason reported by the hook (must not contain secrets).
         reason: String,
     },
+    /// The provider's kind was left out of this build: its Cargo feature
+    /// (`aws`, `azure`, `gcp` or `kmip`) is off.
+    #[error(
+        "KMS provider {provider}: this build has no {feature} provider; enable the `{feature}` feature of cipherdoc (or of cipherdoc-kms)"
+    )]
+    FeatureMissing {
+        /// Provider name.
+        provider: String,
+        /// The Cargo feature that brings the provider.
+        feature: &'static str,
+    },
 }
 
 impl KmsError {
@@ -220,6 +231,7 @@ impl KmsError {
         }
     }
 
+    #[cfg(any(feature = "_http", feature = "kmip"))]
     pub(crate) fn protocol(provider: &impl std::fmt::Display, reason: impl Into<String>) -> Self {
         Self::Protocol {
             provider: provider.to_string(),
@@ -227,6 +239,7 @@ impl KmsError {
         }
     }
 
+    #[cfg(feature = "kmip")]
     pub(crate) fn set_attempts(&mut self, n: u32) {
         match self {
             Self::Network { attempts, .. }

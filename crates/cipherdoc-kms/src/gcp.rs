@@ -14,9 +14,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::azure::join;
 use crate::http::{
-    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, json_object, secret_body,
+    HttpOptions, HttpResponse, HttpSender, TlsOptions, clip, join, json_object, secret_body,
 };
 use crate::secret::Secret;
 use crate::token::{TokenCache, parse_token_response};

@@ -5,10 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
+#[cfg(feature = "_http")]
 use reqwest::header::HeaderMap;
+#[cfg(feature = "_http")]
 use zeroize::Zeroizing;
 
-use crate::{HostSet, KmsError, ProviderName};
+#[cfg(feature = "_http")]
+use crate::HostSet;
+#[cfg(any(feature = "_http", feature = "kmip"))]
+use crate::{KmsError, ProviderName};
 
 /// Bounded retries with exponential backoff and full jitter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +109,7 @@ impl Default for HttpOptions {
     }
 }
 
+#[cfg(any(feature = "_http", feature = "kmip"))]
 pub(crate) fn read_file(
     provider: &ProviderName,
     what: &str,
@@ -123,15 +129,18 @@ pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// An HTTP answer that was not a transport failure. The body may hold a
 /// plaintext data key or an access token: it is zeroized when dropped.
+#[cfg(feature = "_http")]
 #[derive(Debug)]
 pub(crate) struct HttpResponse {
     pub status: u16,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub headers: HeaderMap,
     pub body: Zeroizing<Vec<u8>>,
     pub attempts: u32,
 }
 
 /// reqwest client plus the retry loop and the host guard.
+#[cfg(feature = "_http")]
 #[derive(Debug, Clone)]
 pub(crate) struct HttpSender {
     client: reqwest::Client,
@@ -143,6 +152,7 @@ pub(crate) struct HttpSender {
 
 /// A request body that may hold a secret, as a `Bytes` whose owner zeroizes
 /// the buffer when reqwest is done with it.
+#[cfg(feature = "_http")]
 pub(crate) fn secret_body(body: &Zeroizing<Vec<u8>>) -> bytes::Bytes {
     bytes::Bytes::from_owner(body.clone())
 }
@@ -151,6 +161,7 @@ pub(crate) fn secret_body(body: &Zeroizing<Vec<u8>>) -> bytes::Bytes {
 /// (the `Value` that `json!` builds would keep an unzeroized copy of a
 /// base64 data key). Room is reserved up front so that the buffer never
 /// reallocates, which would leave a copy behind.
+#[cfg(feature = "_http")]
 pub(crate) fn json_object(
     fields: &[(&str, &str)],
 ) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
@@ -173,6 +184,7 @@ pub(crate) fn json_object(
     Ok(out)
 }
 
+#[cfg(feature = "_http")]
 impl HttpSender {
     pub(crate) fn new(
         provider: &ProviderName,
@@ -371,8 +383,28 @@ impl HttpSender {
     }
 }
 
+/// Appends path segments (percent-encoded) to a base URL.
+#[cfg(any(feature = "azure", feature = "gcp"))]
+pub(crate) fn join(
+    provider: &ProviderName,
+    base: &str,
+    segs: &[&str],
+) -> Result<reqwest::Url, KmsError> {
+    let mut url = reqwest::Url::parse(base)
+        .map_err(|e| KmsError::config(provider, format!("endpoint {base:?}: {e}")))?;
+    {
+        let mut p = url.path_segments_mut().map_err(|()| {
+            KmsError::config(provider, format!("endpoint {base:?} cannot be a base URL"))
+        })?;
+        p.pop_if_empty();
+        p.extend(segs);
+    }
+    Ok(url)
+}
+
 /// Moves the string `field` out of a JSON answer, so that the (possibly
 /// secret) base64 text is zeroized when dropped rather than left in the `Value`.
+#[cfg(feature = "_http")]
 pub(crate) fn take_str(
     provider: &ProviderName,
     v: &mut serde_json::Value,

@@ -8,15 +8,20 @@
 //! * [`KmsCredentials`], [`ProviderSettings`], [`KmsProviders`]: configuration.
 //! * [`DataKeyCache`]: unwrapped data keys with a TTL.
 
+#[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "azure")]
 mod azure;
 mod cache;
 mod credentials;
 mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "gcp")]
 mod gcp;
 mod http;
+#[cfg(feature = "kmip")]
 pub mod kmip;
 mod local;
 mod master_key;
@@ -25,10 +30,13 @@ mod provider;
 mod secret;
 mod settings;
 pub mod sigv4;
+#[cfg(any(feature = "azure", feature = "gcp"))]
 mod token;
 mod trust;
 
+#[cfg(feature = "aws")]
 pub use aws::AwsProvider;
+#[cfg(feature = "azure")]
 pub use azure::{AZURE_API_VERSION, AzureProvider};
 pub use cache::{Clock, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, DataKeyCache, ManualClock, SystemClock};
 pub use credentials::{
@@ -36,8 +44,10 @@ pub use credentials::{
     LocalCredentials,
 };
 pub use error::KmsError;
+#[cfg(feature = "gcp")]
 pub use gcp::GcpProvider;
 pub use http::{DEFAULT_DEADLINE, HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, TlsOptions};
+#[cfg(feature = "kmip")]
 pub use kmip::KmipProvider;
 pub use local::LocalProvider;
 pub use master_key::{

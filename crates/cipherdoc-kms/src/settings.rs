@@ -6,10 +6,17 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+#[cfg(feature = "aws")]
+use crate::AwsProvider;
+#[cfg(feature = "azure")]
+use crate::AzureProvider;
+#[cfg(feature = "gcp")]
+use crate::GcpProvider;
+#[cfg(feature = "kmip")]
+use crate::KmipProvider;
 use crate::{
-    AwsProvider, AzureProvider, GcpProvider, HttpOptions, KeyTrust, KmipProvider, KmsCredentials,
-    KmsError, KmsProvider, LocalProvider, LocalWrap, MasterKey, ProviderName, TlsOptions,
-    WrappedKey,
+    HttpOptions, KeyTrust, KmsCredentials, KmsError, KmsProvider, LocalProvider, LocalWrap,
+    MasterKey, ProviderName, TlsOptions, WrappedKey,
 };
 
 /// Settings of one provider.
@@ -46,20 +53,28 @@ pub fn build_provider(
     local_wrap: Option<&Arc<dyn LocalWrap>>,
 ) -> Result<Arc<dyn KmsProvider>, KmsError> {
     settings.credentials.check_kind(name)?;
-    let (http, tls, trust) = (&settings.http, &settings.tls, settings.trust.clone());
-    let provider: Arc<dyn KmsProvider> = match &settings.credentials {
-        KmsCredentials::Aws(c) => {
-            Arc::new(AwsProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
-        }
-        KmsCredentials::Azure(c) => {
-            Arc::new(AzureProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
-        }
-        KmsCredentials::Gcp(c) => {
-            Arc::new(GcpProvider::new(name, c.clone(), http, tls)?.with_trust(trust))
-        }
-        KmsCredentials::Kmip(c) => Arc::new(
-            KmipProvider::new(name, c.clone(), http, tls, local_wrap.cloned())?.with_trust(trust),
-        ),
+    let http = &settings.http;
+    let provider: Result<Arc<dyn KmsProvider>, KmsError> = match &settings.credentials {
+        #[cfg(feature = "aws")]
+        KmsCredentials::Aws(c) => Ok(Arc::new(
+            AwsProvider::new(name, c.clone(), http, &settings.tls)?
+                .with_trust(settings.trust.clone()),
+        )),
+        #[cfg(feature = "azure")]
+        KmsCredentials::Azure(c) => Ok(Arc::new(
+            AzureProvider::new(name, c.clone(), http, &settings.tls)?
+                .with_trust(settings.trust.clone()),
+        )),
+        #[cfg(feature = "gcp")]
+        KmsCredentials::Gcp(c) => Ok(Arc::new(
+            GcpProvider::new(name, c.clone(), http, &settings.tls)?
+                .with_trust(settings.trust.clone()),
+        )),
+        #[cfg(feature = "kmip")]
+        KmsCredentials::Kmip(c) => Ok(Arc::new(
+            KmipProvider::new(name, c.clone(), http, &settings.tls, local_wrap.cloned())?
+                .with_trust(settings.trust.clone()),
+        )),
         KmsCredentials::Local(c) => {
             let w = local_wrap.ok_or_else(|| {
                 KmsError::config(name, "the local provider needs the local wrapping hook")
@@ -71,7 +86,15 @@ pub fn build_provider(
                 w.clone(),
             )?));
         }
+        // A provider this build was compiled without: a typed error
+        // naming the feature, not a missing match arm.
+        #[allow(unreachable_patterns)]
+        other => Err(KmsError::FeatureMissing {
+            provider: name.to_string(),
+            feature: other.kind().as_str(),
+        }),
     };
+    let provider = provider?;
     Ok(match http.deadline {
         Some(limit) => Arc::new(Deadline {
             inner: provider,
@@ -211,5 +234,46 @@ impl KmsProviders {
         self.check(to)?;
         let dek = self.unwrap(from, key_material).await?;
         self.wrap(to, &dek).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AwsCredentials, ProviderKind, Secret};
+
+    fn aws_settings() -> (ProviderName, ProviderSettings) {
+        let credentials = KmsCredentials::Aws(Some(AwsCredentials {
+            access_key_id: "AKIAEXAMPLE".to_owned(),
+            secret_access_key: Secret::new("secret"),
+            session_token: None,
+        }));
+        (
+            ProviderName::new(ProviderKind::Aws),
+            ProviderSettings::new(credentials),
+        )
+    }
+
+    /// With the `aws` feature the provider is built (no I/O yet).
+    #[cfg(feature = "aws")]
+    #[test]
+    fn an_aws_provider_is_built_with_the_aws_feature() {
+        let (name, settings) = aws_settings();
+        let provider = build_provider(&name, &settings, None).expect("an aws provider");
+        assert_eq!(provider.name(), &name);
+    }
+
+    /// Without it, a typed error names the provider and the feature
+    /// (`cargo test -p cipherdoc-kms --no-default-features --lib`).
+    #[cfg(not(feature = "aws"))]
+    #[test]
+    fn an_aws_provider_is_refused_without_the_aws_feature() {
+        let (name, settings) = aws_settings();
+        let e = build_provider(&name, &settings, None).expect_err("no aws in this build");
+        assert!(
+            matches!(&e, KmsError::FeatureMissing { provider, feature: "aws" } if provider == "aws"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("enable the `aws` feature"), "{e}");
     }
 }

@@ -107,6 +107,7 @@ impl HostSet {
     }
 
     /// Adds the host and port of a URL (`https://h:p/...`).
+    #[cfg(feature = "_http")]
     pub(crate) fn insert_url(&mut self, url: &str) {
         if let Ok(u) = url::Url::parse(url)
             && let Some(h) = u.host_str()
@@ -124,6 +125,7 @@ impl HostSet {
     }
 
     /// The entries, lowercased.
+    #[cfg(any(feature = "_http", feature = "kmip"))]
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, Option<u16>)> {
         self.entries.iter().map(|(h, p)| (h.as_str(), *p))
     }
@@ -194,6 +196,7 @@ impl KeyTrust {
 
     /// The hosts the configured master keys and the allowlist make a
     /// provider contact (its settings add their own endpoints).
+    #[cfg(any(feature = "_http", feature = "kmip"))]
     pub(crate) fn hosts(&self, own_endpoint: Option<&Endpoint>) -> HostSet {
         let mut set = self.allowed_hosts.clone();
         for mk in &self.master_keys {

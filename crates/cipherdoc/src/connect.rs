@@ -31,6 +31,7 @@ fn setting_err(path: String, problem: impl Into<String>) -> Error {
 /// Opens the storage engine of a database.
 pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
     match &db.engine {
+        #[cfg(feature = "sqlite")]
         EngineSettings::Sqlite { path, max_size_mb } => {
             if let Some(dir) = path.parent()
                 && !dir.as_os_str().is_empty()
@@ -55,6 +56,7 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
                 })?;
             Ok(Arc::new(engine))
         }
+        #[cfg(feature = "postgres")]
         EngineSettings::Postgres { url, tls_ca_file } => {
             use cipherdoc_engine::postgres::{PgConnectError, PgEngine, PgOptions};
             let mut options = PgOptions::default();
@@ -84,6 +86,7 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
                 })?;
             Ok(Arc::new(engine))
         }
+        #[cfg(feature = "mongodb")]
         EngineSettings::Mongodb { url } => {
             let path = format!("databases.{}.url", db.alias);
             let url = url
@@ -104,6 +107,7 @@ pub async fn open_engine(db: &DatabaseSettings) -> Result<Arc<dyn Engine>> {
 /// needs MongoDB 7.0 (wire version 21). Range fields' need for 8.0 is
 /// checked where the fields are known (creating the collection, and a
 /// pinned map when the database is opened).
+#[cfg(feature = "mongodb")]
 fn check_mongodb(
     db: &DatabaseSettings,
     engine: &cipherdoc_mongodb::MongoEngine,

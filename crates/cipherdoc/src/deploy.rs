@@ -17,7 +17,7 @@ use crate::app::{App, Database};
 use crate::error::Result;
 use crate::leakage::{LeakageFinding, LeakageOptions, leakage_report};
 use crate::migrations::Severity;
-use crate::settings::{EngineSettings, KmsKind, KmsProviderSettings, SecretSource};
+use crate::settings::{KmsKind, KmsProviderSettings, SecretSource};
 
 /// The ECOC size past which `check --deploy` asks for `compact`: each
 /// insert or update of an indexed field appends one entry, and until
@@ -220,7 +220,9 @@ async fn check_database(
     out: &mut Vec<DeployFinding>,
 ) -> Result<()> {
     let alias = db.alias();
-    if let EngineSettings::Sqlite { path, .. } = db.engine_settings() {
+    #[cfg(feature = "sqlite")]
+    #[allow(irrefutable_let_patterns)]
+    if let crate::settings::EngineSettings::Sqlite { path, .. } = db.engine_settings() {
         let mut wal = path.clone().into_os_string();
         wal.push("-wal");
         for p in [path.clone(), PathBuf::from(wal)] {

@@ -19,6 +19,7 @@ pub mod model;
 pub mod private_file;
 pub mod queryset;
 pub mod settings;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use app::{App, AppBuilder, Database, EncryptedFields};

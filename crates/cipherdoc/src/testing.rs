@@ -190,6 +190,7 @@ impl TestAppBuilder {
                 EngineSettings::Sqlite { path, .. } => {
                     *path = dir.path().join(format!("{}.db", db.alias));
                 }
+                #[allow(unreachable_patterns)]
                 _ => {
                     return Err(SettingsError::Invalid {
                         path: format!("databases.{}.engine", db.alias),

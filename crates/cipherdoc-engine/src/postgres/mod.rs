@@ -146,6 +146,7 @@
 mod ctx;
 use crate::documents;
 mod ops;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
 mod url;
@@ -219,11 +220,13 @@ struct Inner {
     /// How connections are made (the pool's, and the test helpers').
     dialer: Dialer,
     /// A temporary test schema: dropped when the last clone goes away.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     temporary: Lifetime,
 }
 
 /// Whether the schema outlives the engine.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 enum Lifetime {
     Kept,
     DroppedWithEngine,
@@ -231,6 +234,8 @@ enum Lifetime {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Only `testing::temporary` makes such a schema.
+        #[cfg(feature = "testing")]
         if self.temporary == Lifetime::DroppedWithEngine {
             // Idle connections hold no locks, but close them first anyway.
             self.pool.close();

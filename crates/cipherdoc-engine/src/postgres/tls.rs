@@ -483,6 +483,7 @@ impl Dialer {
     }
 
     /// tokio-postgres's view of the connection string (TLS parameters out).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(super) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
@@ -498,6 +499,7 @@ impl Dialer {
     }
 
     /// One connection outside the pool, driven by a spawned task.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(super) async fn connect(&self) -> crate::Result<Client> {
         let spawn = |r: Result<(), tokio_postgres::Error>| {
             if let Err(e) = r {

@@ -105,7 +105,9 @@ mod probe;
 mod query;
 mod schema;
 mod stats;
+#[cfg(feature = "testing")]
 pub mod suite;
+#[cfg(feature = "testing")]
 pub mod text_suite;
 mod write;
 

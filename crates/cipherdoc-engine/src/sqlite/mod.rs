@@ -80,8 +80,16 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Arc<tokio::sync::Mutex<wal::Writer>>,
     // Kept so a temporary database lives as long as the engine.
-    _temp: Option<tempfile::TempDir>,
+    _temp: Option<TempDir>,
 }
+
+/// What keeps [`SqliteEngine::temporary`]'s directory alive; without the
+/// `testing` feature there is no such constructor (and no `tempfile`), so
+/// nothing to keep.
+#[cfg(feature = "testing")]
+type TempDir = tempfile::TempDir;
+#[cfg(not(feature = "testing"))]
+type TempDir = std::convert::Infallible;
 
 impl std::fmt::Debug for SqliteEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,18 +205,15 @@ impl SqliteEngine {
     }
 
     /// A fresh database in a temporary directory, deleted when the last clone
-    /// of the engine is dropped. For tests.
+    /// of the engine is dropped. For tests (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn temporary() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("cipherdoc.db");
         Self::open_inner(path, Some(dir), SqliteOptions::default())
     }
 
-    fn open_inner(
-        path: PathBuf,
-        temp: Option<tempfile::TempDir>,
-        options: SqliteOptions,
-    ) -> Result<Self> {
+    fn open_inner(path: PathBuf, temp: Option<TempDir>, options: SqliteOptions) -> Result<Self> {
         create_owner_only(&path)?;
         let writer = open_conn(&path, OpenFlags::default())?;
         writer.execute_batch(ops::SCHEMA)?;

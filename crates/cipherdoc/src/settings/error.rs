@@ -38,12 +38,26 @@ pub enum SettingsError {
     /// `.tls_ca_file`) refused: it could send data in plain text to another
     /// machine, its TLS settings contradict each other, or its CA file or
     /// TLS handshake failed.
+    #[cfg(feature = "postgres")]
     #[error("{path}: {source}")]
     Postgres {
         /// Dotted path of the offending setting.
         path: String,
         /// What is wrong and how to fix it.
         source: cipherdoc_engine::postgres::PgConnectError,
+    },
+    /// The settings name an engine or a KMS provider that this build of
+    /// cipherdoc was compiled without (its Cargo feature is off).
+    #[error(
+        "{path}: this build of cipherdoc has no {what}; enable the `{feature}` feature of cipherdoc (in Cargo.toml: cipherdoc = {{ features = [\"{feature}\"] }})"
+    )]
+    FeatureMissing {
+        /// Dotted path of the setting, e.g. `databases.main.engine`.
+        path: String,
+        /// What is missing, e.g. `postgres engine` or `aws KMS provider`.
+        what: String,
+        /// The Cargo feature that brings it.
+        feature: &'static str,
     },
 }
 
@@ -58,7 +72,9 @@ impl SettingsError {
     /// The dotted path of the setting at fault, when there is one.
     pub fn setting_path(&self) -> Option<&str> {
         match self {
-            Self::Invalid { path, .. } | Self::Postgres { path, .. } => Some(path),
+            Self::Invalid { path, .. } | Self::FeatureMissing { path, .. } => Some(path),
+            #[cfg(feature = "postgres")]
+            Self::Postgres { path, .. } => Some(path),
             _ => None,
         }
     }

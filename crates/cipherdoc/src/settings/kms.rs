@@ -661,6 +661,18 @@ pub(crate) fn read_master_key(
     })
 }
 
+/// The Cargo feature of cipherdoc that a provider kind needs, when this
+/// build lacks it (the local provider is always there).
+fn missing_feature(kind: KmsKind) -> Option<&'static str> {
+    match kind {
+        KmsKind::Aws if !cfg!(feature = "aws") => Some("aws"),
+        KmsKind::Azure if !cfg!(feature = "azure") => Some("azure"),
+        KmsKind::Gcp if !cfg!(feature = "gcp") => Some("gcp"),
+        KmsKind::Kmip if !cfg!(feature = "kmip") => Some("kmip"),
+        _ => None,
+    }
+}
+
 /// Reads `kms_providers` and `kms_credentials` of one database.
 #[allow(clippy::type_complexity)]
 pub(crate) fn read_kms(
@@ -704,6 +716,13 @@ pub(crate) fn read_kms(
     let mut out = Vec::new();
     for (name_str, value) in providers {
         let name = KmsProviderName::parse(name_str).map_err(|p| pr.error(name_str, p))?;
+        if let Some(feature) = missing_feature(name.kind()) {
+            return Err(SettingsError::FeatureMissing {
+                path: pr.child_path(name_str),
+                what: format!("{} KMS provider", name.kind().as_str()),
+                feature,
+            });
+        }
         let table = value
             .as_table()
             .ok_or_else(|| pr.error(name_str, "expected a table"))?;

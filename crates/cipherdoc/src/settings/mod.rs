@@ -64,6 +64,7 @@ mod router;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "postgres")]
 use cipherdoc_engine::postgres::{PgTransport, PgUrl};
 use toml::Table;
 
@@ -109,7 +110,8 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EngineSettings {
-    /// The embedded default: one SQLite file per database.
+    /// The embedded default: one SQLite file per database (feature `sqlite`).
+    #[cfg(feature = "sqlite")]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -118,7 +120,8 @@ pub enum EngineSettings {
         /// (`None`: as much as the disk allows).
         max_size_mb: Option<u64>,
     },
-    /// A PostgreSQL server.
+    /// A PostgreSQL server (feature `postgres`).
+    #[cfg(feature = "postgres")]
     Postgres {
         /// Connection URL, e.g. `postgres://user@127.0.0.1/test`; its
         /// `Debug` hides the password.
@@ -129,7 +132,8 @@ pub enum EngineSettings {
     },
     /// A MongoDB replica set or sharded cluster (7.0 or later for
     /// encrypted databases), or `cipherdoc serve`: the server plays the QE
-    /// server role.
+    /// server role (feature `mongodb`).
+    #[cfg(feature = "mongodb")]
     Mongodb {
         /// The connection string (`mongodb://…`): `url`, or from a file
         /// (`url_file`) or an environment variable (`url_env`) when it
@@ -320,6 +324,7 @@ impl Eq for SecretSource {}
 /// `url`, `url_env` or `url_file` of a mongodb database: exactly one. An
 /// inline URL is fine without a password (`mongodb://127.0.0.1:27017/`);
 /// one that holds a password belongs in a file or the environment.
+#[cfg(feature = "mongodb")]
 fn read_mongodb_url(
     r: &mut TableReader<'_>,
     base_dir: &Path,
@@ -387,6 +392,7 @@ fn read_database(
         ));
     }
     let engine = match engine_name.as_str() {
+        #[cfg(feature = "sqlite")]
         "sqlite" => {
             let path = r.req_str(
                 "path",
@@ -408,6 +414,7 @@ fn read_database(
                 max_size_mb,
             }
         }
+        #[cfg(feature = "postgres")]
         "postgres" => {
             let url = PgUrl::new(r.req_str(
                 "url",
@@ -424,6 +431,7 @@ fn read_database(
             })?;
             EngineSettings::Postgres { url, tls_ca_file }
         }
+        #[cfg(feature = "mongodb")]
         "mongodb" => {
             if r.has("path") {
                 return Err(r.error("path", "the mongodb engine takes `url`, not `path`"));
@@ -431,6 +439,19 @@ fn read_database(
             EngineSettings::Mongodb {
                 url: read_mongodb_url(r, base_dir)?,
             }
+        }
+        // A known engine this build was compiled without.
+        #[allow(unreachable_patterns)]
+        known @ ("sqlite" | "postgres" | "mongodb") => {
+            return Err(SettingsError::FeatureMissing {
+                path: r.child_path("engine"),
+                what: format!("{known} engine"),
+                feature: match known {
+                    "sqlite" => "sqlite",
+                    "postgres" => "postgres",
+                    _ => "mongodb",
+                },
+            });
         }
         other => {
             return Err(r.error(
