@@ -255,6 +255,20 @@ fn validate_db_name(name: &str) -> Result<()> {
 }
 
 /// Where a command runs: autocommit, or inside a transaction's session.
+/// `cmd` on the engine's database, in `session` when there is one.
+async fn run(
+    inner: &Inner,
+    session: Option<&mut ClientSession>,
+    cmd: Document,
+    collection: &str,
+) -> Result<Document> {
+    let r = match session {
+        Some(s) => inner.db.run_command(cmd).session(s).await,
+        None => inner.db.run_command(cmd).await,
+    };
+    r.map_err(|e| from_driver(e, collection))
+}
+
 struct Exec<'a> {
     inner: &'a Inner,
     session: Option<&'a mut ClientSession>,
@@ -266,11 +280,7 @@ impl<'a> Exec<'a> {
     }
 
     async fn command(&mut self, cmd: Document, collection: &str) -> Result<Document> {
-        let r = match self.session.as_deref_mut() {
-            Some(s) => self.inner.db.run_command(cmd).session(s).await,
-            None => self.inner.db.run_command(cmd).await,
-        };
-        r.map_err(|e| from_driver(e, collection))
+        run(self.inner, self.session.as_deref_mut(), cmd, collection).await
     }
 
     /// A write command: its reply's `writeErrors` become errors.
@@ -282,14 +292,38 @@ impl<'a> Exec<'a> {
 
     /// Every document of a cursor-returning command (`find`,
     /// `listCollections`, `listIndexes`), following `getMore`.
+    ///
+    /// A cursor belongs to the session that opened it: MongoDB refuses a
+    /// `getMore` from any other (code 50737). Outside the caller's session,
+    /// each command would take whichever implicit session the driver's pool
+    /// hands out, which under concurrent operations is not the same one, so
+    /// the cursor gets an explicit session of its own for its whole life.
     async fn cursor(&mut self, cmd: Document, collection: &str) -> Result<Vec<Document>> {
-        let reply = self.command(cmd, collection).await?;
+        let mut own = match self.session {
+            Some(_) => None,
+            None => Some(
+                self.inner
+                    .client
+                    .start_session()
+                    .await
+                    .map_err(|e| from_driver(e, collection))?,
+            ),
+        };
+        let mut session = match own.as_mut() {
+            Some(s) => Some(s),
+            None => self.session.as_deref_mut(),
+        };
+        let reply = run(self.inner, session.as_deref_mut(), cmd, collection).await?;
         let mut out = Vec::new();
         let mut cursor = cursor_of(&reply, "firstBatch", &mut out)?;
         while let Some((id, coll)) = cursor {
-            let more = self
-                .command(doc! {"getMore": id, "collection": coll}, collection)
-                .await?;
+            let more = run(
+                self.inner,
+                session.as_deref_mut(),
+                doc! {"getMore": id, "collection": coll},
+                collection,
+            )
+            .await?;
             cursor = cursor_of(&more, "nextBatch", &mut out)?;
         }
         Ok(out)
