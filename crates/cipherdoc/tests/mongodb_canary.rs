@@ -9,10 +9,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use bson::oid::ObjectId;
-use cipherdoc::settings::Settings;
 use cipherdoc::{App, EmbeddedModel, Model};
 use cipherdoc_wire::client::RecordingProxy;
 
@@ -39,31 +36,6 @@ pub struct Record {
     pub diagnosis: String,
 }
 
-fn settings(dir: &Path, url: &str) -> Settings {
-    common::write_secret(&dir.join("master.key"), &[42u8; 96]);
-    let text = format!(
-        r#"
-[databases.default]
-engine = "sqlite"
-path = "default.db"
-
-[databases.encrypted]
-engine = "mongodb"
-url = "{url}"
-name = "canary_db"
-
-[databases.encrypted.encryption]
-key_vault_namespace = "canary_db.__keyVault"
-kms_providers.local.key_file = "master.key"
-
-[[routers]]
-app = "canary"
-database = "encrypted"
-"#
-    );
-    Settings::from_toml(&text, dir).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mongodb_engine_never_sends_an_encrypted_plaintext() {
     let data = tempfile::tempdir().unwrap();
@@ -73,11 +45,17 @@ async fn the_mongodb_engine_never_sends_an_encrypted_plaintext() {
     // A direct connection: the driver must not discover the server's own
     // address (which `hello` names) and bypass the proxy.
     let url = format!("mongodb://{}/?directConnection=true", proxy.addr);
-    let app = App::open(settings(dir.path(), &url))
-        .await
-        .unwrap()
-        .register::<Record>()
-        .unwrap();
+    let app = App::open(common::mongodb_settings(
+        dir.path(),
+        &url,
+        "canary_db",
+        "canary",
+        "",
+    ))
+    .await
+    .unwrap()
+    .register::<Record>()
+    .unwrap();
     common::create_encrypted_collection::<Record>(&app).await;
     let objects = app.objects::<Record>();
 

@@ -28,11 +28,10 @@ use cipherdoc::migrations::{
     AppState, MigrateOptions, Migration, autodetect_with, migrate, model_state,
 };
 use cipherdoc::model::Model;
-use cipherdoc::settings::Settings;
 
 const APP: &str = "xr";
 const COLL: &str = "xr_patient";
-const MASTER: [u8; 96] = [42u8; 96];
+const MASTER: [u8; 96] = common::MASTER_KEY;
 
 #[derive(cipherdoc::Model, Debug, Clone, PartialEq)]
 #[model(app = "xr", collection = "xr_patient")]
@@ -134,33 +133,8 @@ async fn crossread(py: &Path, mode: &str, url: &str, db: &str, input: Document) 
     }
 }
 
-fn settings(dir: &Path, url: &str, db: &str) -> Settings {
-    common::write_secret(&dir.join("master.key"), &MASTER);
-    let text = format!(
-        r#"
-[databases.default]
-engine = "sqlite"
-path = "default.db"
-
-[databases.encrypted]
-engine = "mongodb"
-url = "{url}"
-name = "{db}"
-
-[databases.encrypted.encryption]
-key_vault_namespace = "{db}.__keyVault"
-kms_providers.local.key_file = "master.key"
-
-[[routers]]
-app = "{APP}"
-database = "encrypted"
-"#
-    );
-    Settings::from_toml(&text, dir).unwrap()
-}
-
 async fn open(dir: &Path, url: &str, db: &str) -> App {
-    App::open(settings(dir, url, db))
+    App::open(common::mongodb_settings(dir, url, db, APP, ""))
         .await
         .unwrap()
         .register::<Patient>()

@@ -38,28 +38,7 @@ fn settings(dir: &Path, url: &str, name: &str, pin: Pin) -> Settings {
         Pin::Pinned => "encrypted_fields_map = \"encrypted_fields_map.json\"",
         Pin::Unpinned => "",
     };
-    let text = format!(
-        r#"
-[databases.default]
-engine = "sqlite"
-path = "default.db"
-
-[databases.encrypted]
-engine = "mongodb"
-url = "{url}"
-name = "{name}"
-
-[databases.encrypted.encryption]
-key_vault_namespace = "{name}.__keyVault"
-kms_providers.local.key_file = "master.key"
-{pin}
-
-[[routers]]
-app = "myapp"
-database = "encrypted"
-"#
-    );
-    Settings::from_toml(&text, dir).unwrap()
+    common::mongodb_settings(dir, url, name, "myapp", pin)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +122,7 @@ async fn a_key_vault_without_its_unique_index_is_reported_and_created_on_open() 
     let data = tempfile::tempdir().unwrap();
     let url = format!("mongodb://{}/", common::serve_sqlite(data.path(), |c| c));
     let dir = tempfile::tempdir().unwrap();
-    common::write_secret(&dir.path().join("master.key"), &[42u8; 96]);
+    common::write_secret(&dir.path().join("master.key"), &common::MASTER_KEY);
     let raw = raw(&url, "kv_db").await;
 
     // A key vault someone created by hand, without the index.
@@ -240,7 +219,7 @@ async fn a_server_whose_encrypted_fields_differ_from_the_pinned_map_is_refused()
     let data = tempfile::tempdir().unwrap();
     let server = common::serve_sqlite(data.path(), |c| c);
     let dir = tempfile::tempdir().unwrap();
-    common::write_secret(&dir.path().join("master.key"), &[42u8; 96]);
+    common::write_secret(&dir.path().join("master.key"), &common::MASTER_KEY);
     let direct = format!("mongodb://{server}/");
 
     // Migrate, then pin the map `showencryptedfieldsmap` prints.

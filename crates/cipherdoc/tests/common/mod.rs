@@ -21,8 +21,11 @@ pub fn write_secret(path: &Path, bytes: &[u8]) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
+/// The local master key every test settings file uses (`master.key`).
+pub const MASTER_KEY: [u8; 96] = [42u8; 96];
+
 pub fn settings(dir: &Path, app_label: &str, routed_to: &str) -> Settings {
-    write_secret(&dir.join("master.key"), &[42u8; 96]);
+    write_secret(&dir.join("master.key"), &MASTER_KEY);
     let text = format!(
         r#"
 [databases.default]
@@ -41,6 +44,42 @@ kms_providers.local.key_file = "master.key"
 [[routers]]
 app = "{app_label}"
 database = "{routed_to}"
+"#
+    );
+    Settings::from_toml(&text, dir).unwrap()
+}
+
+/// Settings with `default` on SQLite and `encrypted` on the MongoDB
+/// engine at `url` (database `name`, key vault `name.__keyVault`, the
+/// local [`MASTER_KEY`]), routing `app_label` to `encrypted`; `extra` is
+/// appended to `[databases.encrypted.encryption]` (e.g. a pinned map).
+pub fn mongodb_settings(
+    dir: &Path,
+    url: &str,
+    name: &str,
+    app_label: &str,
+    extra: &str,
+) -> Settings {
+    write_secret(&dir.join("master.key"), &MASTER_KEY);
+    let text = format!(
+        r#"
+[databases.default]
+engine = "sqlite"
+path = "default.db"
+
+[databases.encrypted]
+engine = "mongodb"
+url = "{url}"
+name = "{name}"
+
+[databases.encrypted.encryption]
+key_vault_namespace = "{name}.__keyVault"
+kms_providers.local.key_file = "master.key"
+{extra}
+
+[[routers]]
+app = "{app_label}"
+database = "encrypted"
 "#
     );
     Settings::from_toml(&text, dir).unwrap()
@@ -192,7 +231,7 @@ impl Backend {
                 format!("cdtest_enc_{tag}"),
             ),
         };
-        write_secret(&dir.join("master.key"), &[42u8; 96]);
+        write_secret(&dir.join("master.key"), &MASTER_KEY);
         let text = format!(
             r#"
 [databases.default]
