@@ -8,10 +8,12 @@
 //! The field is a surname, case- and diacritic-insensitive, prefix lengths
 //! 2 to 10. Names are `<3-letter stem><tail>` with 100 stems that differ
 //! even after folding, so the 3-letter query matches exactly 1,000
-//! documents in both collections. Besides criterion's estimates the bench
-//! prints p50 and p90 over 200 rounds in which the encrypted and the
-//! plaintext query take turns (both see the same load on a shared
-//! machine), and their ratio. `CIPHERDOC_TEXT_BENCH_BREAKDOWN=1` also
+//! documents in both collections. Each query is run in both forms a caller
+//! can ask for: owned documents (`Engine::find`) and the stored bytes
+//! (`Engine::find_raw`, what `cipherdoc serve` sends). Besides criterion's
+//! estimates the bench prints p50 and p90 over 200 rounds in which the
+//! four take turns (all see the same load on a shared machine), and the
+//! encrypted/plaintext ratio of each form. `CIPHERDOC_TEXT_BENCH_BREAKDOWN=1` also
 //! prints where the encrypted query's time goes (ESC search and tag
 //! derivation, SQL, decoding), step by step. The find payload is built
 //! once, outside the timed section: the numbers are the server role's and
@@ -165,41 +167,90 @@ fn bench(c: &mut Criterion) {
         breakdown(&rt, &e, &dir.path().join("text.db"), &find_blob, hits);
     }
 
-    // The two kinds take turns, query by query, so that both see the same
+    // The kinds take turns, query by query, so that both see the same
     // load (the machine is shared): the ratio of these p50s is the figure.
+    // Each query runs in both forms a caller can ask for: owned documents
+    // (`find`) and the stored bytes (`find_raw`, what `cipherdoc serve`
+    // sends on the wire).
     let kinds = [
-        ("prefix_query_100k_1pct/encrypted", "enc", &query),
-        ("prefix_query_100k_1pct/plaintext", "plain", &plain_query),
+        (
+            "prefix_query_100k_1pct/encrypted",
+            "enc",
+            &query,
+            Form::Documents,
+        ),
+        (
+            "prefix_query_100k_1pct/plaintext",
+            "plain",
+            &plain_query,
+            Form::Documents,
+        ),
+        (
+            "prefix_query_100k_1pct/encrypted_raw",
+            "enc",
+            &query,
+            Form::Bytes,
+        ),
+        (
+            "prefix_query_100k_1pct/plaintext_raw",
+            "plain",
+            &plain_query,
+            Form::Bytes,
+        ),
     ];
     let mut times = vec![Vec::with_capacity(QUERIES); kinds.len()];
     rt.block_on(async {
         for _ in 0..QUERIES {
-            for ((_, coll, f), times) in kinds.iter().zip(&mut times) {
+            for ((_, coll, f, form), times) in kinds.iter().zip(&mut times) {
                 let t = Instant::now();
-                let docs = e.find(coll, f, &FindOptions::default()).await.unwrap();
+                let n = form.run(&e, coll, f).await;
                 times.push(t.elapsed());
-                assert_eq!(docs.len(), hits);
+                assert_eq!(n, hits);
             }
         }
     });
     let p50s: Vec<Duration> = kinds
         .iter()
         .zip(times)
-        .map(|((name, _, _), times)| {
+        .map(|((name, ..), times)| {
             let (p50, p90) = percentiles(times);
             println!("p50 {name}: {p50:?} (p90 {p90:?})");
             p50
         })
         .collect();
     println!(
-        "p50 ratio encrypted/plaintext (in turns): {:.2}",
+        "p50 ratio encrypted/plaintext, documents (in turns): {:.2}",
         p50s[0].as_secs_f64() / p50s[1].as_secs_f64()
     );
-    for (name, coll, f) in kinds {
+    println!(
+        "p50 ratio encrypted/plaintext, stored bytes (in turns): {:.2}",
+        p50s[2].as_secs_f64() / p50s[3].as_secs_f64()
+    );
+    for (name, coll, f, form) in kinds {
         c.bench_function(name, |b| {
             b.to_async(&rt)
-                .iter(|| async { e.find(coll, f, &FindOptions::default()).await.unwrap() });
+                .iter(|| async { form.run(&e, coll, f).await });
         });
+    }
+}
+
+/// The form a query's documents are asked for in.
+#[derive(Clone, Copy)]
+enum Form {
+    /// `Engine::find`: owned documents.
+    Documents,
+    /// `Engine::find_raw`: the stored bytes.
+    Bytes,
+}
+
+impl Form {
+    /// Run the query; how many documents it found.
+    async fn run(self, e: &QeServer, coll: &str, f: &Filter) -> usize {
+        let o = FindOptions::default();
+        match self {
+            Form::Documents => e.find(coll, f, &o).await.unwrap().len(),
+            Form::Bytes => e.find_raw(coll, f, &o).await.unwrap().len(),
+        }
     }
 }
 

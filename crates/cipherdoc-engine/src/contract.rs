@@ -52,14 +52,15 @@ macro_rules! engine_contract_tests {
     (server_role: $make:expr) => {
         $crate::engine_contract_tests!(@each $make;
             crud, catalog, filters_every_operator_every_type, filter_semantics,
-            sort_skip_limit_projection, indexes, key_vault, transactions, transact_runs_one_transaction,
-            fail_fast_transactions, random_filters, concurrent_writers);
+            sort_skip_limit_projection, indexes, two_sided_ranges, key_vault, transactions,
+            transact_runs_one_transaction, fail_fast_transactions, random_filters, concurrent_writers);
     };
     ($make:expr) => {
         $crate::engine_contract_tests!(@each $make;
             crud, catalog, filters_every_operator_every_type, filter_semantics,
-            sort_skip_limit_projection, indexes, key_vault, transactions, transact_runs_one_transaction,
-            fail_fast_transactions, drop_removes_state, qe_state, tag_index, random_filters, concurrent_writers);
+            sort_skip_limit_projection, indexes, two_sided_ranges, key_vault, transactions,
+            transact_runs_one_transaction, fail_fast_transactions, drop_removes_state, qe_state,
+            tag_index, random_filters, concurrent_writers);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -89,6 +90,7 @@ where
         filter_semantics,
         sort_skip_limit_projection,
         indexes,
+        two_sided_ranges,
         key_vault,
         transactions,
         transact_runs_one_transaction,
@@ -111,8 +113,30 @@ fn all() -> FindOptions {
     FindOptions::default()
 }
 
+/// `find`, checked against `find_raw`: the same documents in the same order
+/// (compared as bytes, so that a NaN equals itself), or both refused.
+async fn find_checked(
+    engine: &dyn Engine,
+    collection: &str,
+    filter: &Filter,
+    options: &FindOptions,
+) -> crate::Result<Vec<Document>> {
+    let (f, o) = (filter, options);
+    let found = engine.find(collection, f, o).await;
+    match (&found, engine.find_raw(collection, f, o).await) {
+        (Ok(docs), Ok(raw)) => {
+            let docs: Vec<Vec<u8>> = docs.iter().map(|d| bson::to_vec(d).unwrap()).collect();
+            let raw: Vec<&[u8]> = raw.iter().map(|r| r.as_bytes()).collect();
+            assert_eq!(raw, docs, "find_raw of {f:?} with {o:?}");
+        }
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("find of {f:?} with {o:?} gave {a:?} but find_raw {b:?}"),
+    }
+    found
+}
+
 async fn find_ids(e: &dyn Engine, c: &str, f: &Filter) -> BTreeSet<String> {
-    e.find(c, f, &all())
+    find_checked(e, c, f, &all())
         .await
         .unwrap()
         .iter()
@@ -168,7 +192,7 @@ pub fn sample_values() -> Vec<Bson> {
 pub async fn crud(e: Arc<dyn Engine>) {
     let e = e.as_ref();
     assert!(
-        e.find("nothing", &Filter::all(), &all())
+        find_checked(e, "nothing", &Filter::all(), &all())
             .await
             .unwrap()
             .is_empty()
@@ -419,7 +443,7 @@ pub async fn filter_semantics(e: Arc<dyn Engine>) {
     .unwrap();
     let q = |d: Document| async move {
         let f = Filter::parse(&d).unwrap();
-        let mut v: Vec<i32> = ids(&e.find("s", &f, &all()).await.unwrap())
+        let mut v: Vec<i32> = ids(&find_checked(e, "s", &f, &all()).await.unwrap())
             .into_iter()
             .map(|b| b.as_i32().unwrap())
             .collect();
@@ -508,7 +532,7 @@ pub async fn sort_skip_limit_projection(e: Arc<dyn Engine>) {
             limit,
             projection: None,
         };
-        ids(&e.find("o", &Filter::all(), &o).await.unwrap())
+        ids(&find_checked(e, "o", &Filter::all(), &o).await.unwrap())
             .into_iter()
             .map(|b| b.as_i32().unwrap())
             .collect::<Vec<_>>()
@@ -537,14 +561,21 @@ pub async fn sort_skip_limit_projection(e: Arc<dyn Engine>) {
         ..all()
     };
     assert_eq!(
-        ids(&e.find("o", &Filter::all(), &unsorted).await.unwrap()),
+        ids(&find_checked(e, "o", &Filter::all(), &unsorted)
+            .await
+            .unwrap()),
         vec![Bson::Int32(2), Bson::Int32(3)]
     );
     let zero = FindOptions {
         limit: Some(0),
         ..all()
     };
-    assert!(e.find("o", &Filter::all(), &zero).await.unwrap().is_empty());
+    assert!(
+        find_checked(e, "o", &Filter::all(), &zero)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let proj = |p: Document| FindOptions {
         projection: Some(p),
@@ -552,27 +583,86 @@ pub async fn sort_skip_limit_projection(e: Arc<dyn Engine>) {
     };
     let one = Filter::eq("_id", 1);
     assert_eq!(
-        e.find("o", &one, &proj(doc! {"p.x": 1})).await.unwrap(),
+        find_checked(e, "o", &one, &proj(doc! {"p.x": 1}))
+            .await
+            .unwrap(),
         vec![doc! {"_id": 1, "p": {"x": 1}}]
     );
     assert_eq!(
-        e.find("o", &one, &proj(doc! {"k": 1, "_id": 0}))
+        find_checked(e, "o", &one, &proj(doc! {"k": 1, "_id": 0}))
             .await
             .unwrap(),
         vec![doc! {"k": 3}]
     );
     assert_eq!(
-        e.find("o", &one, &proj(doc! {"p.y": 0, "z": 0}))
+        find_checked(e, "o", &one, &proj(doc! {"p.y": 0, "z": 0}))
             .await
             .unwrap(),
         vec![doc! {"_id": 1, "k": 3, "p": {"x": 1}}]
     );
     assert!(matches!(
-        e.find("o", &one, &proj(doc! {"k": 1, "z": 0}))
+        find_checked(e, "o", &one, &proj(doc! {"k": 1, "z": 0}))
             .await
             .unwrap_err(),
         EngineError::InvalidProjection(_)
     ));
+}
+
+/// A range with both bounds on an indexed path: exact on scalars, and
+/// still exact once a document meets each bound with another array element
+/// (the index is then multikey and the bounds cannot be intersected),
+/// whether the array came by insert, by replace, or was there before the
+/// index.
+pub async fn two_sided_ranges(e: Arc<dyn Engine>) {
+    let e = e.as_ref();
+    let sorted_ids = |c: &'static str, f: Filter| async move {
+        let mut v: Vec<i32> = ids(&find_checked(e, c, &f, &all()).await.unwrap())
+            .into_iter()
+            .map(|b| b.as_i32().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let between = |p: &str| Filter::and([Filter::gt(p, 10), Filter::lte(p, 20)]);
+    e.create_index("w", IndexSpec::new("a")).await.unwrap();
+    e.insert_many("w", (0..50).map(|i| doc! {"_id": i, "a": i}).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted_ids("w", between("a")).await,
+        (11..=20).collect::<Vec<_>>()
+    );
+    // Bounds in either order, and a bound of another type left alone.
+    let reversed = Filter::and([Filter::lte("a", 20), Filter::gt("a", 10)]);
+    assert_eq!(sorted_ids("w", reversed).await.len(), 10);
+    let mixed = Filter::and([Filter::gt("a", 10), Filter::lt("a", "z")]);
+    assert!(sorted_ids("w", mixed).await.is_empty());
+    // 40 > 10 and 0 <= 20: a match through two elements.
+    e.insert_one("w", doc! {"_id": 100, "a": [0, 40]})
+        .await
+        .unwrap();
+    let mut want: Vec<i32> = (11..=20).collect();
+    want.push(100);
+    assert_eq!(sorted_ids("w", between("a")).await, want);
+
+    e.insert_one("w2", doc! {"_id": 1, "b": 5}).await.unwrap();
+    e.create_index("w2", IndexSpec::new("b")).await.unwrap();
+    assert!(sorted_ids("w2", between("b")).await.is_empty());
+    assert!(
+        e.replace_one("w2", &Bson::Int32(1), doc! {"b": [0, 40]})
+            .await
+            .unwrap()
+    );
+    assert_eq!(sorted_ids("w2", between("b")).await, vec![1]);
+
+    e.insert_many(
+        "w3",
+        vec![doc! {"_id": 1, "c": [1, 30]}, doc! {"_id": 2, "c": 15}],
+    )
+    .await
+    .unwrap();
+    e.create_index("w3", IndexSpec::new("c")).await.unwrap();
+    assert_eq!(sorted_ids("w3", between("c")).await, vec![1, 2]);
 }
 
 /// Secondary indexes: used results equal unindexed ones; unique violations
@@ -757,6 +847,14 @@ pub async fn transactions(e: Arc<dyn Engine>) {
         tx.count("t", &Filter::all()).await.unwrap(),
         1,
         "reads own writes"
+    );
+    let raw = tx.find_raw("t", &Filter::all(), &all()).await.unwrap();
+    assert_eq!(
+        raw.iter()
+            .map(|r| crate::decode_raw("t", r).unwrap())
+            .collect::<Vec<_>>(),
+        vec![doc! {"_id": 1}],
+        "find_raw reads own writes"
     );
     tx.commit().await.unwrap();
     assert_eq!(e.count("t", &Filter::all()).await.unwrap(), 1);

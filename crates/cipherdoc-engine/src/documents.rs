@@ -62,6 +62,24 @@ pub(crate) fn encode(collection: &str, doc: &Document) -> Result<Vec<u8>> {
     Ok(bson::to_vec(doc)?)
 }
 
+/// `doc` as BSON bytes, for a `find_raw` that had to build documents (a
+/// sort or a projection) or an engine without one of its own.
+pub(crate) fn encode_raw(collection: &str, doc: &Document) -> Result<bson::RawDocumentBuf> {
+    bson::RawDocumentBuf::from_bytes(bson::to_vec(doc)?).map_err(|e| EngineError::Corrupt {
+        collection: collection.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A find's `(skip, limit)` as counts of documents (`usize::MAX`: no limit).
+pub(crate) fn window(opts: &crate::FindOptions) -> (usize, usize) {
+    let skip = usize::try_from(opts.skip).unwrap_or(usize::MAX);
+    let limit = opts
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    (skip, limit)
+}
+
 fn too_deep(collection: &str) -> EngineError {
     EngineError::TooDeep {
         collection: collection.to_owned(),
@@ -71,7 +89,9 @@ fn too_deep(collection: &str) -> EngineError {
 
 /// Whether raw BSON nests deeper than [`MAX_DOCUMENT_DEPTH`]; an explicit
 /// stack, no recursion.
-fn raw_too_deep(root: &bson::RawDocument) -> std::result::Result<bool, bson::raw::Error> {
+pub(crate) fn raw_too_deep(
+    root: &bson::RawDocument,
+) -> std::result::Result<bool, bson::raw::Error> {
     use bson::{RawArray, RawBsonRef, RawDocument};
     enum Node<'a> {
         Doc(&'a RawDocument),

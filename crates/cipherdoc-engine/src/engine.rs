@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 
 use crate::Result;
 use crate::filter::Filter;
@@ -352,6 +352,22 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         filter: &Filter,
         options: &FindOptions,
     ) -> Result<Vec<Document>>;
+    /// The same documents as [`Engine::find`], in the same order, as BSON
+    /// bytes: for callers that pass documents on as bytes (the wire
+    /// server's cursor batches) or decode them themselves. An engine that
+    /// stores BSON returns the stored bytes without building an owned
+    /// [`Document`] per match, which is most of the cost of a query whose
+    /// documents are large (an encrypted document is mostly its stored
+    /// values and `__safeContent__` tags). The default encodes what `find`
+    /// returns. [`crate::decode_raw`] turns one into a [`Document`].
+    async fn find_raw(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        encode_found(collection, &self.find(collection, filter, options).await?)
+    }
     /// Number of matching documents.
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64>;
 
@@ -475,6 +491,15 @@ pub trait Transaction: Send + std::fmt::Debug {
         filter: &Filter,
         options: &FindOptions,
     ) -> Result<Vec<Document>>;
+    /// See [`Engine::find_raw`]; sees this transaction's own writes.
+    async fn find_raw(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        encode_found(collection, &self.find(collection, filter, options).await?)
+    }
     /// See [`Engine::count`].
     async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64>;
     /// See [`Engine::describe_collection`] (QE needs the `encryptedFields`
@@ -484,6 +509,20 @@ pub trait Transaction: Send + std::fmt::Debug {
     async fn commit(self: Box<Self>) -> Result<()>;
     /// Discard every write of the transaction.
     async fn rollback(self: Box<Self>) -> Result<()>;
+}
+
+/// `find`'s documents as BSON bytes: the default [`Engine::find_raw`].
+fn encode_found(collection: &str, docs: &[Document]) -> Result<Vec<RawDocumentBuf>> {
+    docs.iter()
+        .map(|d| crate::documents::encode_raw(collection, d))
+        .collect()
+}
+
+/// Whether a `find` can hand over stored bytes as they are: without a sort
+/// or a projection, which need the documents.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn bytes_as_stored(options: &FindOptions) -> bool {
+    options.sort.is_empty() && options.projection.is_none()
 }
 
 /// How many of the matching documents a delete removes (`delete_one` and

@@ -22,7 +22,13 @@ pub mod key_vault;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod qe_server;
+// The access path of a read, shared by the SQLite and PostgreSQL engines.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod plan;
 pub mod qe_state;
+// Shared by the SQLite and PostgreSQL engines' scans.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod raw;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod value;
@@ -45,6 +51,19 @@ pub fn sort_documents(
     sort: &[(String, SortDirection)],
 ) -> Vec<bson::Document> {
     documents::sort_docs(docs, sort)
+}
+
+/// The owned document of one that [`Engine::find_raw`] returned, decoded
+/// in one pass that also enforces [`MAX_DOCUMENT_DEPTH`]: faster than
+/// `bson`'s own conversion for documents made mostly of binaries (an
+/// encrypted document's stored values and tags). `collection` names the
+/// collection in the error.
+///
+/// # Errors
+///
+/// [`EngineError::Corrupt`] or [`EngineError::TooDeep`].
+pub fn decode_raw(collection: &str, raw: &bson::RawDocument) -> Result<bson::Document> {
+    raw::decode(collection, raw.as_bytes())
 }
 
 /// Apply a MongoDB projection as `find` applies it (`{a: 1}` inclusion,

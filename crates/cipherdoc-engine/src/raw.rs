@@ -1,7 +1,10 @@
-//! Reading stored documents from the bytes SQLite hands out, without
-//! copying them first: the tag check of a counted QE query on the raw BSON
-//! (nothing decoded), and one pass that checks the nesting limit while it
-//! builds the owned [`Document`].
+//! Reading stored documents from the bytes an engine hands out, without
+//! copying them first, for every engine that stores BSON (SQLite,
+//! PostgreSQL): the tag check of a QE query on the raw BSON (nothing
+//! decoded), one pass that checks the nesting limit while it builds the
+//! owned [`Document`], and [`judge`], which decides for one stored row
+//! whether it matches a filter and hands it over in the form the caller
+//! wants ([`Want`]).
 //!
 //! An encrypted document is mostly large binaries (a text field's stored
 //! value 17 and its `__safeContent__` array); `bson`'s own conversion
@@ -14,10 +17,84 @@ use std::collections::BTreeSet;
 use bson::spec::BinarySubtype;
 use bson::{Bson, Document, JavaScriptCodeWithScope, RawArray, RawBsonRef, RawDocument};
 
-use crate::documents::MAX_DOCUMENT_DEPTH;
-use crate::filter::SAFE_CONTENT;
+use crate::documents::{MAX_DOCUMENT_DEPTH, raw_too_deep};
+use crate::filter::{Filter, SAFE_CONTENT};
 use crate::qe_state::Tag;
 use crate::{EngineError, Result};
+
+/// What a scan hands over for each matching row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Nothing: the caller counts. A tag lookup is then checked on the raw
+    /// bytes and nothing is decoded.
+    Count,
+    /// The owned [`Document`] (`find`).
+    Documents,
+    /// The stored bytes, checked for structure and nesting but not decoded
+    /// unless the filter needs the document (`find_raw`).
+    Bytes,
+}
+
+/// One matching row, in the form [`Want`] asked for.
+#[derive(Debug)]
+pub(crate) enum Found<'a> {
+    /// [`Want::Count`].
+    Counted,
+    /// [`Want::Documents`].
+    Document(Document),
+    /// [`Want::Bytes`]: the stored document, borrowed from the row.
+    Bytes(&'a RawDocument),
+}
+
+/// Whether the document stored as `bytes` matches `filter`, and if so in
+/// the form `want` asks for. A filter that is only a tag lookup (the QE
+/// server role's rewrite of an encrypted query) is evaluated on the raw
+/// bytes; any other is evaluated on the decoded document. Every engine's
+/// scan runs its candidate rows through here, so the engines agree on
+/// what matches.
+pub(crate) fn judge<'a>(
+    collection: &str,
+    filter: &Filter,
+    want: Want,
+    bytes: &'a [u8],
+) -> Result<Option<Found<'a>>> {
+    if let Filter::TagIn(tags) = filter
+        && want != Want::Documents
+    {
+        if !has_tag(collection, bytes, tags)? {
+            return Ok(None);
+        }
+        return Ok(Some(match want {
+            Want::Bytes => Found::Bytes(checked(collection, bytes)?),
+            _ => Found::Counted,
+        }));
+    }
+    let doc = decode(collection, bytes)?;
+    if !filter.matches(&doc) {
+        return Ok(None);
+    }
+    Ok(Some(match want {
+        Want::Count => Found::Counted,
+        Want::Documents => Found::Document(doc),
+        // `decode` has checked the structure and the nesting.
+        Want::Bytes => {
+            Found::Bytes(RawDocument::from_bytes(bytes).map_err(|e| corrupt(collection, &e))?)
+        }
+    }))
+}
+
+/// `bytes` as a raw document, refused as [`decode`] refuses it (corrupt,
+/// or nested deeper than [`MAX_DOCUMENT_DEPTH`]) without building anything.
+pub(crate) fn checked<'a>(collection: &str, bytes: &'a [u8]) -> Result<&'a RawDocument> {
+    let raw = RawDocument::from_bytes(bytes).map_err(|e| corrupt(collection, &e))?;
+    if raw_too_deep(raw).map_err(|e| corrupt(collection, &e))? {
+        return Err(EngineError::TooDeep {
+            collection: collection.to_owned(),
+            limit: MAX_DOCUMENT_DEPTH,
+        });
+    }
+    Ok(raw)
+}
 
 /// Whether a stored document's `__safeContent__` holds one of `tags`: the
 /// evaluation of [`crate::Filter::TagIn`] on the raw bytes.

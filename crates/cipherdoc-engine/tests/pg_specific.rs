@@ -98,6 +98,21 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
             && !range.contains("Seq Scan"),
         "{range}"
     );
+    let two_sided = plan(Filter::and([
+        Filter::gte("ssn", "02000"),
+        Filter::lt("ssn", "02010"),
+    ]))
+    .await;
+    // Both bounds in the index condition; the only sequential scan is of
+    // the one-row catalog table that holds the multikey flag.
+    assert!(
+        two_sided.contains("p.$idx.ssn_1")
+            && two_sided.contains("Index Cond: ((key >= ")
+            && two_sided.contains("AND (key < ")
+            && !two_sided.contains("Seq Scan on p ")
+            && !two_sided.contains("Seq Scan on \"p.$idx"),
+        "{two_sided}"
+    );
     let prefix = plan(Filter::starts_with("ssn", "0499")).await;
     assert!(
         prefix.contains("p.$idx.ssn_1")

@@ -44,6 +44,15 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
         range.contains("p.$idx.ssn_1") && range.contains("key>?"),
         "{range}"
     );
+    let between = Filter::and([Filter::gt("ssn", "100"), Filter::lt("ssn", "110")]);
+    let two_sided = plan_text(&e.explain("p", &between).await.unwrap());
+    assert!(
+        two_sided.contains("p.$idx.ssn_1")
+            && two_sided.contains("key>? AND key<?")
+            && !two_sided.contains("SCAN p"),
+        "{two_sided}"
+    );
+    assert_eq!(e.count("p", &between).await.unwrap(), 9);
     let prefix = plan_text(
         &e.explain("p", &Filter::starts_with("ssn", "19"))
             .await
@@ -114,6 +123,37 @@ async fn data_survives_reopen_and_uses_wal() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// A database of an earlier version, whose `$indexes` has no multikey
+/// flag, is upgraded at open with every index multikey: a two-sided range
+/// then still finds a document that meets each bound with another element.
+#[tokio::test]
+async fn an_earlier_database_gets_multikey_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    {
+        let e = SqliteEngine::open(&path).unwrap();
+        e.create_index("c", IndexSpec::new("a")).await.unwrap();
+        e.insert_many(
+            "c",
+            vec![doc! {"_id": 1, "a": [0, 40]}, doc! {"_id": 2, "a": 15}],
+        )
+        .await
+        .unwrap();
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("ALTER TABLE \"$indexes\" DROP COLUMN multikey;")
+        .unwrap();
+    let e = SqliteEngine::open(&path).unwrap();
+    let between = Filter::and([Filter::gt("a", 10), Filter::lt("a", 20)]);
+    assert_eq!(e.count("c", &between).await.unwrap(), 2);
+    let flag: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT multikey FROM \"$indexes\"", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(flag, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -348,10 +348,10 @@ async fn catalog_cursor(
         cmd.get_document("cursor").unwrap_or(&Document::new()),
         "batchSize",
     )?;
-    Ok(shared
+    shared
         .cursors
         .first_batch(ns, docs, batch, Batches::Cursor, None)
-        .await)
+        .await
 }
 
 pub(crate) async fn list_indexes(shared: &Shared, db: &str, cmd: &Document) -> CommandResult {

@@ -387,15 +387,19 @@ async fn find(shared: &Shared, db: &str, cmd: &Document, exec: &mut Exec<'_>) ->
     let ns = format!("{db}.{coll}");
     let docs = if let Some(t) = target(shared, db, cmd, "find", exec, Open::ExistingOnly).await? {
         let filter = check_filter(&t, &filter_doc)?;
-        engine_find(&t, exec, &filter, &options).await?
+        // As stored: the cursor decodes only what it sends.
+        match exec.tx(&t.dbh).await? {
+            Some(tx) => tx.find_raw(&t.coll, &filter, &options).await?,
+            None => t.dbh.qe.find_raw(&t.coll, &filter, &options).await?,
+        }
     } else {
         parse_filter(&filter_doc)?;
         Vec::new()
     };
-    Ok(shared
+    shared
         .cursors
         .first_batch(ns, docs, batch, batches, lsid(cmd))
-        .await)
+        .await
 }
 
 async fn get_more(shared: &Shared, db: &str, cmd: &Document) -> CommandResult {
@@ -566,7 +570,7 @@ async fn aggregate(
         None => Vec::new(),
     };
     let docs = plan.run(docs)?;
-    Ok(shared
+    shared
         .cursors
         .first_batch(
             format!("{db}.{coll}"),
@@ -575,7 +579,7 @@ async fn aggregate(
             Batches::Cursor,
             lsid(cmd),
         )
-        .await)
+        .await
 }
 
 /// Run `work` in one write transaction: the session's, or (autocommit) a

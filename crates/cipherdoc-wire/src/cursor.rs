@@ -4,12 +4,15 @@
 //!
 //! Results are materialised (the engine's `find` returns them whole), so a
 //! cursor holds documents, not an open engine read; it therefore never
-//! pins a snapshot or a connection.
+//! pins a snapshot or a connection. A find's documents stay as the engine
+//! stored them ([`Row::Stored`], from `Engine::find_raw`) until a batch
+//! sends them: sizing a batch reads their length, and only what is sent is
+//! decoded.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bson::{Bson, Document, doc};
+use bson::{Bson, Document, RawDocumentBuf, doc};
 use tokio::sync::Mutex;
 
 use crate::error::{CommandError, CommandResult, ErrorCode};
@@ -21,10 +24,50 @@ pub(crate) const DEFAULT_FIRST_BATCH: usize = 101;
 /// Room kept free in a 16 MiB reply for the envelope around the batch.
 const REPLY_OVERHEAD: usize = 16 * 1024;
 
+/// One document of a result.
+#[derive(Debug)]
+pub(crate) enum Row {
+    /// Built by the server (aggregation stages, catalog listings).
+    Built(Document),
+    /// As the engine stored it (a find through `Engine::find_raw`).
+    Stored(RawDocumentBuf),
+}
+
+impl From<Document> for Row {
+    fn from(d: Document) -> Self {
+        Self::Built(d)
+    }
+}
+
+impl From<RawDocumentBuf> for Row {
+    fn from(d: RawDocumentBuf) -> Self {
+        Self::Stored(d)
+    }
+}
+
+impl Row {
+    /// Its size in a reply.
+    fn len(&self) -> usize {
+        match self {
+            Self::Built(d) => bson::to_vec(d).map_or(0, |b| b.len()),
+            Self::Stored(d) => d.as_bytes().len(),
+        }
+    }
+
+    /// The document to send; `ns` names the collection if a stored one
+    /// does not decode.
+    fn into_document(self, ns: &str) -> CommandResult<Document> {
+        match self {
+            Self::Built(d) => Ok(d),
+            Self::Stored(d) => Ok(cipherdoc_engine::decode_raw(ns, &d)?),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Cursor {
     ns: String,
-    docs: VecDeque<Document>,
+    docs: VecDeque<Row>,
     /// The session that opened it (`getMore` from another is refused).
     lsid: Option<Bson>,
     used: Instant,
@@ -48,23 +91,27 @@ pub(crate) struct Cursors {
 
 /// A batch of at most `limit` documents (all when `None`) that fits in one
 /// reply.
-fn take_batch(docs: &mut VecDeque<Document>, limit: Option<usize>) -> Vec<Bson> {
+fn take_batch(
+    docs: &mut VecDeque<Row>,
+    limit: Option<usize>,
+    ns: &str,
+) -> CommandResult<Vec<Bson>> {
     let mut out = Vec::new();
     let mut size = 0usize;
     while let Some(d) = docs.front() {
         if limit.is_some_and(|l| out.len() >= l) {
             break;
         }
-        let len = bson::to_vec(d).map_or(0, |b| b.len());
+        let len = d.len();
         if !out.is_empty() && size + len > MAX_BSON_OBJECT_SIZE - REPLY_OVERHEAD {
             break;
         }
         size += len;
         if let Some(d) = docs.pop_front() {
-            out.push(Bson::Document(d));
+            out.push(Bson::Document(d.into_document(ns)?));
         }
     }
-    out
+    Ok(out)
 }
 
 /// An integral number of any BSON numeric type (MongoDB accepts a
@@ -117,16 +164,16 @@ impl Cursors {
     /// The `cursor` reply of a command whose result is `docs`: the first
     /// batch, and a cursor id for the rest (0 when nothing is left or
     /// `single_batch`).
-    pub(crate) async fn first_batch(
+    pub(crate) async fn first_batch<R: Into<Row>>(
         &self,
         ns: String,
-        docs: Vec<Document>,
+        docs: Vec<R>,
         batch: Option<usize>,
         batches: Batches,
         lsid: Option<Bson>,
-    ) -> Document {
-        let mut docs: VecDeque<Document> = docs.into();
-        let first = take_batch(&mut docs, Some(batch.unwrap_or(DEFAULT_FIRST_BATCH)));
+    ) -> CommandResult {
+        let mut docs: VecDeque<Row> = docs.into_iter().map(Into::into).collect();
+        let first = take_batch(&mut docs, Some(batch.unwrap_or(DEFAULT_FIRST_BATCH)), &ns)?;
         let id = if docs.is_empty() || batches == Batches::Single {
             0
         } else {
@@ -146,7 +193,7 @@ impl Cursors {
             );
             id
         };
-        doc! {"cursor": {"firstBatch": first, "id": id, "ns": ns}}
+        Ok(doc! {"cursor": {"firstBatch": first, "id": id, "ns": ns}})
     }
 
     /// `getMore`.
@@ -182,7 +229,7 @@ impl Cursors {
             ));
         }
         c.used = Instant::now();
-        let batch_docs = take_batch(&mut c.docs, batch);
+        let batch_docs = take_batch(&mut c.docs, batch, ns)?;
         let next = if c.docs.is_empty() {
             map.remove(&id);
             0

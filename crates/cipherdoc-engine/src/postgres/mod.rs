@@ -157,7 +157,7 @@ pub use self::url::PgUrl;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use deadpool_postgres::Pool;
 
 use self::ctx::{CatalogRead, Ctx, Schema};
@@ -322,19 +322,29 @@ impl PgEngine {
         let mut cx = self.ctx(CatalogRead::Unlocked).await?;
         let s = Arc::clone(&self.inner.schema);
         // Concurrent first connects would race on CREATE SCHEMA; the lock
-        // makes them take turns.
+        // makes them take turns. A schema made by an earlier version gets
+        // the indexes' multikey flag, set: its indexes may hold several
+        // keys per document (see `crate::plan`).
         let sql = format!(
             "BEGIN; SELECT pg_advisory_xact_lock({key});
              CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS {catalog}(name text PRIMARY KEY, encrypted_fields bytea);
              CREATE TABLE IF NOT EXISTS {indexes}(collection text NOT NULL, name text NOT NULL,
                  path text NOT NULL, is_unique boolean NOT NULL, sparse boolean NOT NULL,
+                 multikey boolean NOT NULL DEFAULT false,
                  PRIMARY KEY(collection, name));
+             DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{indexes_literal}'::regclass
+                                AND attname = 'multikey' AND NOT attisdropped) THEN
+                     ALTER TABLE {indexes} ADD COLUMN multikey boolean NOT NULL DEFAULT true;
+                 END IF;
+             END $$;
              COMMIT;",
             key = s.init_key(),
             schema = s.quoted(),
             catalog = s.catalog(),
             indexes = s.indexes(),
+            indexes_literal = s.indexes().replace('\'', "''"),
         );
         cx.mark_dirty();
         cx.batch(&sql).await?;
@@ -518,6 +528,18 @@ impl Engine for PgEngine {
     ) -> Result<Vec<Document>> {
         read!(self, |cx| ops::find(&mut cx, collection, filter, options)
             .await)
+    }
+
+    async fn find_raw(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        read!(self, |cx| ops::find_raw(
+            &mut cx, collection, filter, options
+        )
+        .await)
     }
 
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
@@ -797,6 +819,16 @@ impl Transaction for PgTransaction {
         options: &FindOptions,
     ) -> Result<Vec<Document>> {
         op!(self, |cx| ops::find(cx, collection, filter, options).await)
+    }
+
+    async fn find_raw(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        op!(self, |cx| ops::find_raw(cx, collection, filter, options)
+            .await)
     }
 
     async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {

@@ -22,11 +22,11 @@
 //! compared for equality, and sorted with `COLLATE "C"` (byte order) where
 //! an order is reported.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use tokio_postgres::error::SqlState;
 
 use super::ctx::{CatalogRead, Ctx, Meta, Schema, ident};
@@ -34,10 +34,15 @@ use super::documents::{
     Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
     index_keys, normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
 };
-use crate::engine::{CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec, RenameTarget};
-use crate::filter::{FieldOp, Filter};
+use crate::documents::{encode_raw, window};
+use crate::engine::{
+    CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec, RenameTarget, bytes_as_stored,
+};
+use crate::filter::Filter;
+use crate::plan::{self, Access, KeyCondition, KeyRange, Shape};
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
-use crate::value::{canonical_rank, encode_key, equals, string_prefix_range};
+use crate::raw::{self, Found, Want};
+use crate::value::{encode_key, equals};
 use crate::{EngineError, Result};
 
 const LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
@@ -446,10 +451,13 @@ pub(crate) async fn create_index(cx: &mut Ctx, name: &str, spec: &IndexSpec) -> 
         .await?;
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let (mut keys, mut rids) = (Vec::new(), Vec::new());
+    let mut multikey = false;
     for r in &rows {
         let rid: i64 = r.try_get(0)?;
         let doc = decode(name, r.try_get(1)?)?;
-        for (k, v) in index_keys(&doc, spec) {
+        let doc_keys = index_keys(&doc, spec);
+        multikey |= doc_keys.len() > 1;
+        for (k, v) in doc_keys {
             if spec.unique && !seen.insert(k.clone()) {
                 return Err(EngineError::DuplicateKey {
                     collection: name.to_owned(),
@@ -466,6 +474,16 @@ pub(crate) async fn create_index(cx: &mut Ctx, name: &str, spec: &IndexSpec) -> 
     for (k, r) in keys.chunks(20_000).zip(rids.chunks(20_000)) {
         let (k, r) = (k.to_vec(), r.to_vec());
         cx.execute(&insert, &[&k, &r]).await?;
+    }
+    if multikey {
+        cx.execute(
+            &format!(
+                "UPDATE {} SET multikey = true WHERE collection = $1 AND name = $2",
+                s.indexes()
+            ),
+            &[&name, &spec.name],
+        )
+        .await?;
     }
     let mut m = (*meta).clone();
     m.indexes.push(spec.clone());
@@ -583,6 +601,7 @@ pub(crate) async fn insert_docs(
         }
     }
     let (mut tag_ids, mut tags) = (Vec::new(), Vec::new());
+    let mut multikey: BTreeSet<String> = BTreeSet::new();
     for doc in docs {
         let (id, doc) = ensure_id(name, doc)?;
         let k = encode_key(&id);
@@ -590,7 +609,11 @@ pub(crate) async fn insert_docs(
             return Err(dup(name, "_id_", "_id", &id));
         }
         for ((spec, cols), pos) in meta.indexes.iter().zip(&mut idx_cols).zip(&uniq_pos) {
-            for (key, v) in index_keys(&doc, spec) {
+            let keys = index_keys(&doc, spec);
+            if keys.len() > 1 {
+                multikey.insert(spec.name.clone());
+            }
+            for (key, v) in keys {
                 if let Some(u) = pos.and_then(|p| uniq.get_mut(p)) {
                     if u.keys.insert(key.clone(), v.clone()).is_some() {
                         return Err(dup(name, &spec.name, &spec.path, &v));
@@ -637,6 +660,13 @@ pub(crate) async fn insert_docs(
         params.push(&tag_ids);
         params.push(&tags);
     }
+    let (collection, multikey): (String, Vec<String>) =
+        (name.to_owned(), multikey.into_iter().collect());
+    if !multikey.is_empty() {
+        sql.push_str(&multikey_cte(&s, params.len() + 1));
+        params.push(&collection);
+        params.push(&multikey);
+    }
     sql.push_str(" SELECT count(*) FROM d");
     match cx.execute(&sql, &params).await {
         Ok(_) => Ok(ids),
@@ -645,6 +675,16 @@ pub(crate) async fn insert_docs(
             Err(map_unique(e, name, &uniq))
         }
     }
+}
+
+/// A CTE that makes indexes multikey for good (see [`crate::plan`]): the
+/// collection is parameter `$p`, the index names `$p+1` (`text[]`).
+fn multikey_cte(s: &Schema, p: usize) -> String {
+    format!(
+        ", mk AS (UPDATE {} SET multikey = true WHERE collection = ${p} AND name = ANY(${}::text[]) AND NOT multikey)",
+        s.indexes(),
+        p + 1
+    )
 }
 
 pub(crate) async fn replace_one(
@@ -691,9 +731,13 @@ pub(crate) async fn replace_one(
     );
     let mut cols: Vec<KeyColumns> = Vec::new();
     let mut uniq = Vec::new();
+    let mut multikey = Vec::new();
     for spec in &meta.indexes {
         let old_keys = index_keys(&old, spec);
         let new_keys = index_keys(&doc, spec);
+        if new_keys.len() > 1 {
+            multikey.push(spec.name.clone());
+        }
         let del: Vec<Vec<u8>> = old_keys
             .keys()
             .filter(|k| !new_keys.contains_key(*k))
@@ -745,6 +789,12 @@ pub(crate) async fn replace_one(
         params.push(&tag_del);
         params.push(&tag_add);
     }
+    let collection = name.to_owned();
+    if !multikey.is_empty() {
+        sql.push_str(&multikey_cte(&s, params.len() + 1));
+        params.push(&collection);
+        params.push(&multikey);
+    }
     sql.push_str(" SELECT 1");
     match cx.execute(&sql, &params).await {
         Ok(_) => Ok(true),
@@ -752,15 +802,17 @@ pub(crate) async fn replace_one(
     }
 }
 
-enum Param {
-    Keys(Vec<Vec<u8>>),
-    Key(Vec<u8>),
-}
-
-/// How a filter's candidates are fetched.
+/// How a filter's candidates are fetched: the planner's [`Access`] as
+/// PostgreSQL SQL.
 pub(crate) struct Plan {
     sql: String,
     params: Vec<Param>,
+}
+
+enum Param {
+    Keys(Vec<Vec<u8>>),
+    Key(Vec<u8>),
+    Text(String),
 }
 
 impl Plan {
@@ -770,28 +822,19 @@ impl Plan {
             .map(|p| match p {
                 Param::Keys(k) => k as &(dyn tokio_postgres::types::ToSql + Sync),
                 Param::Key(k) => k as &(dyn tokio_postgres::types::ToSql + Sync),
+                Param::Text(t) => t as &(dyn tokio_postgres::types::ToSql + Sync),
             })
             .collect()
     }
 }
 
-fn conjuncts(f: &Filter) -> Vec<&Filter> {
-    match f {
-        Filter::And(fs) => fs.iter().flat_map(conjuncts).collect(),
-        other => vec![other],
+impl Shape for Meta {
+    fn indexes(&self) -> &[IndexSpec] {
+        &self.indexes
     }
-}
-
-fn keys_param<'a>(vals: impl IntoIterator<Item = &'a Bson>) -> Param {
-    let mut keys = Vec::new();
-    for v in vals {
-        keys.push(encode_key(v));
-        if matches!(v, Bson::Null) {
-            // `$eq: null` also matches undefined, which has its own rank.
-            keys.push(encode_key(&Bson::Undefined));
-        }
+    fn has_tag_index(&self) -> bool {
+        self.encrypted()
     }
-    Param::Keys(keys)
 }
 
 /// Whether a read locks the rows it returns until the transaction ends
@@ -804,122 +847,107 @@ pub(crate) enum RowLock {
     ForUpdate,
 }
 
-/// Choose the access path: an `_id` lookup, a tag-index lookup, an equality
-/// or range scan of a secondary index, or a full scan. The whole filter is
-/// still evaluated on every candidate, so an index only has to return a
-/// superset of the matches.
+/// `range`'s conditions on an index table's `key`, its parameters
+/// appended to `params`. The multikey flag is read by the statement, in
+/// its own snapshot (see [`crate::plan`]), so a concurrent write that makes
+/// the index multikey is seen together with its document, or not at all.
+fn key_conditions(
+    s: &Schema,
+    meta: &Meta,
+    index: &IndexSpec,
+    range: &KeyRange,
+    params: &mut Vec<Param>,
+) -> String {
+    let mut conds = Vec::new();
+    for c in range.conditions() {
+        match c {
+            KeyCondition::Compare(op, key) => {
+                params.push(Param::Key(key.to_vec()));
+                conds.push(format!("key {op} ${}", params.len()));
+            }
+            KeyCondition::BelowUnlessMultikey { narrow, wide } => {
+                params.push(Param::Text(meta.name.clone()));
+                params.push(Param::Text(index.name.clone()));
+                params.push(Param::Key(wide.to_vec()));
+                params.push(Param::Key(narrow.to_vec()));
+                let p = params.len();
+                conds.push(format!(
+                    "key < (SELECT CASE WHEN multikey THEN ${}::bytea ELSE ${p}::bytea END FROM {} WHERE collection = ${}::text AND name = ${}::text)",
+                    p - 1,
+                    s.indexes(),
+                    p - 3,
+                    p - 2
+                ));
+            }
+        }
+    }
+    conds.join(" AND ")
+}
+
+/// The candidate query of `filter` on `meta`'s collection (see
+/// [`crate::plan::access`]).
 pub(crate) fn plan(s: &Schema, meta: &Meta, filter: &Filter, lock: RowLock) -> Plan {
     let table = s.table(&meta.name);
     let lock = match lock {
         RowLock::ForUpdate => " FOR UPDATE",
         RowLock::None => "",
     };
-    let by_rid = |sub: String, params: Vec<Param>| Plan {
-        sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({sub}) ORDER BY rid{lock}"),
-        params,
+    let mut params = Vec::new();
+    let rids = match plan::access(meta, filter) {
+        Access::Scan => {
+            return Plan {
+                sql: format!("SELECT rid, doc FROM {table} ORDER BY rid{lock}"),
+                params,
+            };
+        }
+        Access::Ids(keys) => {
+            return Plan {
+                sql: format!(
+                    "SELECT rid, doc FROM {table} WHERE id = ANY($1::bytea[]) ORDER BY rid{lock}"
+                ),
+                params: vec![Param::Keys(keys)],
+            };
+        }
+        Access::Tags(tags) => {
+            params.push(Param::Keys(tags));
+            format!(
+                "SELECT rid FROM {} WHERE tag = ANY($1::bytea[])",
+                s.table(&tags_raw(&meta.name))
+            )
+        }
+        Access::Keys { index, keys } => {
+            params.push(Param::Keys(keys));
+            format!(
+                "SELECT rid FROM {} WHERE key = ANY($1::bytea[])",
+                s.table(&idx_raw(&meta.name, &index.name))
+            )
+        }
+        Access::Range { index, range } => {
+            let cond = key_conditions(s, meta, index, &range, &mut params);
+            format!(
+                "SELECT rid FROM {} WHERE {cond}",
+                s.table(&idx_raw(&meta.name, &index.name))
+            )
+        }
     };
-    let cs = conjuncts(filter);
-    for c in &cs {
-        match c {
-            Filter::Field {
-                path,
-                op: FieldOp::Eq(v),
-            } if path == "_id" => {
-                return Plan {
-                    sql: format!(
-                        "SELECT rid, doc FROM {table} WHERE id = ANY($1::bytea[]) ORDER BY rid{lock}"
-                    ),
-                    params: vec![keys_param([v])],
-                };
-            }
-            Filter::Field {
-                path,
-                op: FieldOp::In(vs),
-            } if path == "_id" => {
-                return Plan {
-                    sql: format!(
-                        "SELECT rid, doc FROM {table} WHERE id = ANY($1::bytea[]) ORDER BY rid{lock}"
-                    ),
-                    params: vec![keys_param(vs)],
-                };
-            }
-            Filter::TagIn(tags) if meta.encrypted() => {
-                return by_rid(
-                    format!(
-                        "SELECT rid FROM {} WHERE tag = ANY($1::bytea[])",
-                        s.table(&tags_raw(&meta.name))
-                    ),
-                    vec![Param::Keys(tags.iter().map(|t| t.0.to_vec()).collect())],
-                );
-            }
-            _ => {}
-        }
-    }
-    for c in &cs {
-        let Filter::Field { path, op } = c else {
-            continue;
-        };
-        for spec in meta.indexes.iter().filter(|sp| &sp.path == path) {
-            let t = s.table(&idx_raw(&meta.name, &spec.name));
-            let has_null = |vs: &[&Bson]| vs.iter().any(|v| matches!(v, Bson::Null));
-            match op {
-                FieldOp::Eq(v) if !(spec.sparse && has_null(&[v])) => {
-                    return by_rid(
-                        format!("SELECT rid FROM {t} WHERE key = ANY($1::bytea[])"),
-                        vec![keys_param([v])],
-                    );
-                }
-                FieldOp::In(vs) if !(spec.sparse && has_null(&vs.iter().collect::<Vec<_>>())) => {
-                    return by_rid(
-                        format!("SELECT rid FROM {t} WHERE key = ANY($1::bytea[])"),
-                        vec![keys_param(vs)],
-                    );
-                }
-                FieldOp::Lt(v) | FieldOp::Lte(v) | FieldOp::Gt(v) | FieldOp::Gte(v)
-                    if !matches!(
-                        v,
-                        Bson::MinKey | Bson::MaxKey | Bson::Null | Bson::Undefined
-                    ) =>
-                {
-                    let rank = canonical_rank(v);
-                    let lo = Param::Key(vec![rank]);
-                    let hi = Param::Key(vec![rank.saturating_add(1)]);
-                    let k = Param::Key(encode_key(v));
-                    let (cond, params) = match op {
-                        FieldOp::Lt(_) => ("key >= $1 AND key < $2", vec![lo, k]),
-                        FieldOp::Lte(_) => ("key >= $1 AND key <= $2", vec![lo, k]),
-                        FieldOp::Gt(_) => ("key > $1 AND key < $2", vec![k, hi]),
-                        _ => ("key >= $1 AND key < $2", vec![k, hi]),
-                    };
-                    return by_rid(format!("SELECT rid FROM {t} WHERE {cond}"), params);
-                }
-                // Exactly the string keys starting with the prefix (see
-                // `string_prefix_range`); the evaluator then drops symbols.
-                FieldOp::StartsWith(prefix) => {
-                    let (lo, hi) = string_prefix_range(prefix);
-                    return by_rid(
-                        format!("SELECT rid FROM {t} WHERE key >= $1 AND key < $2"),
-                        vec![Param::Key(lo), Param::Key(hi)],
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
     Plan {
-        sql: format!("SELECT rid, doc FROM {table} ORDER BY rid{lock}"),
-        params: Vec::new(),
+        sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({rids}) ORDER BY rid{lock}"),
+        params,
     }
 }
 
-/// Every matching (rid, document), in insertion order, at most `limit`.
-async fn scan(
+/// What `take` keeps of each matching row (in the form `want` asks for),
+/// in insertion order, until it has kept `limit`.
+#[allow(clippy::too_many_arguments)] // one scan for find, find_raw, count and delete
+async fn scan<T>(
     cx: &mut Ctx,
     meta: &Meta,
     filter: &Filter,
     lock: RowLock,
+    want: Want,
     limit: usize,
-) -> Result<Vec<(i64, Document)>> {
+    mut take: impl FnMut(i64, Found<'_>) -> Option<T>,
+) -> Result<Vec<T>> {
     let s = Arc::clone(&cx.s);
     let plan = plan(&s, meta, filter, lock);
     let rows = cx.query(&plan.sql, &plan.refs()).await?;
@@ -928,12 +956,19 @@ async fn scan(
         if out.len() >= limit {
             break;
         }
-        let doc = decode(&meta.name, r.try_get(1)?)?;
-        if filter.matches(&doc) {
-            out.push((r.try_get(0)?, doc));
+        if let Some(found) = raw::judge(&meta.name, filter, want, r.try_get(1)?)? {
+            out.extend(take(r.try_get(0)?, found));
         }
     }
     Ok(out)
+}
+
+/// A matching row's document ([`Want::Documents`]) with its rid.
+fn document(rid: i64, found: Found<'_>) -> Option<(i64, Document)> {
+    match found {
+        Found::Document(d) => Some((rid, d)),
+        Found::Counted | Found::Bytes(_) => None,
+    }
 }
 
 pub(crate) async fn explain(cx: &mut Ctx, name: &str, filter: &Filter) -> Result<Vec<String>> {
@@ -964,10 +999,7 @@ pub(crate) async fn find(
         .as_ref()
         .map(Projection::parse)
         .transpose()?;
-    let skip = usize::try_from(opts.skip).unwrap_or(usize::MAX);
-    let limit = opts
-        .limit
-        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let (skip, limit) = window(opts);
     let want = if opts.sort.is_empty() {
         skip.saturating_add(limit)
     } else {
@@ -976,11 +1008,19 @@ pub(crate) async fn find(
     if want == 0 {
         return Ok(Vec::new());
     }
-    let docs: Vec<Document> = scan(cx, &meta, filter, RowLock::None, want)
-        .await?
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
+    let docs: Vec<Document> = scan(
+        cx,
+        &meta,
+        filter,
+        RowLock::None,
+        Want::Documents,
+        want,
+        document,
+    )
+    .await?
+    .into_iter()
+    .map(|(_, d)| d)
+    .collect();
     let out = sort_docs(docs, &opts.sort)
         .into_iter()
         .skip(skip)
@@ -989,6 +1029,44 @@ pub(crate) async fn find(
         Some(p) => out.map(|d| p.apply(d)).collect(),
         None => out.collect(),
     })
+}
+
+/// [`find`] as the stored bytes, copied once each. With a sort or a
+/// projection the documents are needed, so it is `find`'s answer encoded.
+pub(crate) async fn find_raw(
+    cx: &mut Ctx,
+    name: &str,
+    filter: &Filter,
+    opts: &FindOptions,
+) -> Result<Vec<RawDocumentBuf>> {
+    if !bytes_as_stored(opts) {
+        return find(cx, name, filter, opts)
+            .await?
+            .iter()
+            .map(|d| encode_raw(name, d))
+            .collect();
+    }
+    let Some(meta) = load_meta(cx, name).await? else {
+        return Ok(Vec::new());
+    };
+    let (skip, limit) = window(opts);
+    let mut seen = 0usize;
+    scan(
+        cx,
+        &meta,
+        filter,
+        RowLock::None,
+        Want::Bytes,
+        limit,
+        |_, found| {
+            seen += 1;
+            match found {
+                Found::Bytes(raw) if seen > skip => Some(raw.to_raw_document_buf()),
+                _ => None,
+            }
+        },
+    )
+    .await
 }
 
 pub(crate) async fn count(cx: &mut Ctx, name: &str, filter: &Filter) -> Result<u64> {
@@ -1003,9 +1081,17 @@ pub(crate) async fn count(cx: &mut Ctx, name: &str, filter: &Filter) -> Result<u
         let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
         return Ok(u64::try_from(n).unwrap_or(0));
     }
-    Ok(scan(cx, &meta, filter, RowLock::None, usize::MAX)
-        .await?
-        .len() as u64)
+    let counted = scan(
+        cx,
+        &meta,
+        filter,
+        RowLock::None,
+        Want::Count,
+        usize::MAX,
+        |_, _| Some(()),
+    )
+    .await?;
+    Ok(counted.len() as u64)
 }
 
 pub(crate) async fn delete(
@@ -1017,7 +1103,16 @@ pub(crate) async fn delete(
     let Some(meta) = load_meta(cx, name).await? else {
         return Ok(0);
     };
-    let victims = scan(cx, &meta, filter, RowLock::ForUpdate, scope.limit()).await?;
+    let victims = scan(
+        cx,
+        &meta,
+        filter,
+        RowLock::ForUpdate,
+        Want::Documents,
+        scope.limit(),
+        document,
+    )
+    .await?;
     if victims.is_empty() {
         return Ok(0);
     }

@@ -112,11 +112,13 @@ pub mod text_suite;
 mod write;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 
 pub use compact::{CompactionStats, CompactionTokens, FieldTokens};
 pub use error::QeError;
@@ -124,7 +126,7 @@ pub use stats::{CounterCount, CounterKind};
 
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, Engine, FindOptions, IndexSpec, QeRole, QeStateSizes,
-    RenameTarget, Transaction, TxMode, transact,
+    RenameTarget, SortDirection, Transaction, TxMode, transact,
 };
 use crate::filter::Filter;
 use crate::qe_state::QeState;
@@ -364,31 +366,45 @@ async fn write_in(
     })
 }
 
-/// Read inside `tx`: find (with options) or count. `cached`: whether the
-/// schema may come from the short-lived read cache (autocommit reads).
-async fn read_in(
+/// Where a read takes the collection's QE schema from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemaSource {
+    /// The short-lived read cache, else the catalog (autocommit reads).
+    ReadCache,
+    /// The catalog as the caller's transaction sees it.
+    Transaction,
+}
+
+/// The filter to run inside `tx` for a read of `collection`: `filter` with
+/// its encrypted predicates rewritten to tag lookups, after the sort has
+/// been checked against the encrypted fields.
+async fn rewrite_in(
     shared: &Shared,
     tx: &mut dyn Transaction,
     collection: &str,
     filter: &Filter,
-    options: Option<&FindOptions>,
-    cached: bool,
-) -> Result<(Vec<Document>, u64)> {
-    let schema = if cached {
-        shared.schema_for_read(tx, collection).await?
-    } else {
-        shared.schema_in(tx, collection).await?
+    sort: &[(String, SortDirection)],
+    source: SchemaSource,
+) -> Result<Filter> {
+    let schema = match source {
+        SchemaSource::ReadCache => shared.schema_for_read(tx, collection).await?,
+        SchemaSource::Transaction => shared.schema_in(tx, collection).await?,
     };
     let schema = schema.as_deref();
-    if let Some(o) = options {
-        query::check_sort(collection, schema, &o.sort)?;
-    }
-    let f = query::rewrite(tx, collection, schema, filter, shared.config.max_query_tags).await?;
-    match options {
-        Some(o) => Ok((tx.find(collection, &f, o).await?, 0)),
-        None => Ok((Vec::new(), tx.count(collection, &f).await?)),
-    }
+    query::check_sort(collection, schema, sort)?;
+    query::rewrite(tx, collection, schema, filter, shared.config.max_query_tags).await
 }
+
+/// A read to run inside the transaction with the rewritten filter: the
+/// transaction, the collection and the filter.
+type ReadWork<T> = Box<
+    dyn for<'t> FnOnce(
+            &'t mut dyn Transaction,
+            String,
+            Filter,
+        ) -> Pin<Box<dyn Future<Output = Result<T>> + Send + 't>>
+        + Send,
+>;
 
 /// The ESC/ECOC storage of a transaction of the wrapped engine, which must
 /// be one whose QE role cipherdoc plays ([`QeRole::Client`]).
@@ -487,23 +503,27 @@ impl QeServer {
         .into())
     }
 
-    /// One autocommit read on one snapshot, in one engine call.
-    async fn read(
+    /// One autocommit read on one snapshot, in one engine call: the
+    /// filter rewritten, then `work`.
+    async fn read<T: Send + 'static>(
         &self,
         collection: &str,
         filter: &Filter,
-        options: Option<&FindOptions>,
-    ) -> Result<(Vec<Document>, u64)> {
-        let (shared, coll, filter, options) = (
+        sort: &[(String, SortDirection)],
+        work: ReadWork<T>,
+    ) -> Result<T> {
+        let (shared, coll, filter, sort) = (
             Arc::clone(&self.shared),
             collection.to_owned(),
             filter.clone(),
-            options.cloned(),
+            sort.to_vec(),
         );
         transact(&*self.inner, TxMode::Read, move |tx| {
             Box::pin(async move {
                 tx.fail_fast();
-                read_in(&shared, tx, &coll, &filter, options.as_ref(), true).await
+                let f =
+                    rewrite_in(&shared, tx, &coll, &filter, &sort, SchemaSource::ReadCache).await?;
+                work(tx, coll, f).await
             })
         })
         .await
@@ -700,11 +720,28 @@ impl Engine for QeServer {
         filter: &Filter,
         options: &FindOptions,
     ) -> Result<Vec<Document>> {
-        Ok(self.read(collection, filter, Some(options)).await?.0)
+        let o = options.clone();
+        let work: ReadWork<_> =
+            Box::new(move |tx, c, f| Box::pin(async move { tx.find(&c, &f, &o).await }));
+        self.read(collection, filter, &options.sort, work).await
+    }
+
+    async fn find_raw(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        let o = options.clone();
+        let work: ReadWork<_> =
+            Box::new(move |tx, c, f| Box::pin(async move { tx.find_raw(&c, &f, &o).await }));
+        self.read(collection, filter, &options.sort, work).await
     }
 
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        Ok(self.read(collection, filter, None).await?.1)
+        let work: ReadWork<_> =
+            Box::new(move |tx, c, f| Box::pin(async move { tx.count(&c, &f).await }));
+        self.read(collection, filter, &[], work).await
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
@@ -743,6 +780,25 @@ impl std::fmt::Debug for QeTransaction {
 }
 
 impl QeTransaction {
+    /// The filter a read runs on the inner transaction (see [`rewrite_in`]).
+    async fn rewrite(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        sort: &[(String, SortDirection)],
+    ) -> Result<Filter> {
+        self.check()?;
+        rewrite_in(
+            &self.shared,
+            &mut *self.inner,
+            collection,
+            filter,
+            sort,
+            SchemaSource::Transaction,
+        )
+        .await
+    }
+
     fn check(&self) -> Result<()> {
         match &self.poisoned {
             Some(why) => Err(QeError::TransactionAborted(why.clone()).into()),
@@ -799,31 +855,23 @@ impl Transaction for QeTransaction {
         filter: &Filter,
         options: &FindOptions,
     ) -> Result<Vec<Document>> {
-        self.check()?;
-        Ok(read_in(
-            &self.shared,
-            &mut *self.inner,
-            collection,
-            filter,
-            Some(options),
-            false,
-        )
-        .await?
-        .0)
+        let f = self.rewrite(collection, filter, &options.sort).await?;
+        self.inner.find(collection, &f, options).await
+    }
+
+    async fn find_raw(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        let f = self.rewrite(collection, filter, &options.sort).await?;
+        self.inner.find_raw(collection, &f, options).await
     }
 
     async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {
-        self.check()?;
-        Ok(read_in(
-            &self.shared,
-            &mut *self.inner,
-            collection,
-            filter,
-            None,
-            false,
-        )
-        .await?
-        .1)
+        let f = self.rewrite(collection, filter, &[]).await?;
+        self.inner.count(collection, &f).await
     }
 
     async fn describe_collection(&mut self, name: &str) -> Result<Option<CollectionInfo>> {

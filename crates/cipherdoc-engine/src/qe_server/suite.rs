@@ -238,13 +238,19 @@ type Model = BTreeMap<i32, (String, i64, String)>;
 const NAMES: [&str; 5] = ["ada", "bob", "cyd", "dee", "eve"];
 const AGES: [i64; 4] = [30, 40, 50, 60];
 
+/// The `_id`s an encrypted query finds, `find` and `find_raw` agreeing.
 async fn ids(e: &dyn Engine, c: &str, f: &Filter) -> BTreeSet<i32> {
-    e.find(c, f, &FindOptions::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.get_i32("_id").unwrap())
-        .collect()
+    let o = FindOptions::default();
+    let docs = e.find(c, f, &o).await.unwrap();
+    let raw = e.find_raw(c, f, &o).await.unwrap();
+    assert_eq!(
+        raw.iter().map(|r| r.as_bytes()).collect::<Vec<_>>(),
+        docs.iter()
+            .map(|d| bson::to_vec(d).unwrap())
+            .collect::<Vec<_>>(),
+        "find_raw of {f:?}"
+    );
+    docs.iter().map(|d| d.get_i32("_id").unwrap()).collect()
 }
 
 fn expect(model: &Model, pred: impl Fn(&(String, i64, String)) -> bool) -> BTreeSet<i32> {

@@ -42,7 +42,6 @@
 //! thread ends, and its connection closes, when the engine is dropped.
 
 mod ops;
-mod raw;
 mod wal;
 
 pub use wal::{CHECKPOINT_PAGES, WAL_LIMIT_PAGES};
@@ -51,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::OwnedMutexGuard;
 
@@ -402,6 +401,16 @@ impl Engine for SqliteEngine {
     ) -> Result<Vec<Document>> {
         let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
         self.read(move |c| ops::find(c, &name, &f, &o)).await
+    }
+
+    async fn find_raw(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
+        self.read(move |c| ops::find_raw(c, &name, &f, &o)).await
     }
 
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64> {
@@ -755,6 +764,16 @@ impl Transaction for SqliteTransaction {
     ) -> Result<Vec<Document>> {
         let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
         self.query(move |c| ops::find(c, &name, &f, &o)).await
+    }
+
+    async fn find_raw(
+        &mut self,
+        collection: &str,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Vec<RawDocumentBuf>> {
+        let (name, f, o) = (collection.to_owned(), filter.clone(), options.clone());
+        self.query(move |c| ops::find_raw(c, &name, &f, &o)).await
     }
 
     async fn count(&mut self, collection: &str, filter: &Filter) -> Result<u64> {

@@ -24,23 +24,25 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use bson::{Bson, Document, oid::ObjectId};
+use bson::{Bson, Document, RawDocumentBuf, oid::ObjectId};
 use rusqlite::ToSql;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::raw;
 use crate::documents::{
-    Projection, decode, doc_tags, ecoc_compact_name, encode, index_keys,
-    normalize_encrypted_fields, sort_docs, with_id_first,
+    Projection, decode, doc_tags, ecoc_compact_name, encode, encode_raw, index_keys,
+    normalize_encrypted_fields, sort_docs, window, with_id_first,
 };
 pub(crate) use crate::documents::{ecoc_name, esc_name};
 use crate::engine::{
     CollectionInfo, CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec, RenameTarget,
+    bytes_as_stored,
 };
-use crate::filter::{FieldOp, Filter};
+use crate::filter::Filter;
+use crate::plan::{self, Access, KeyCondition, KeyRange, Shape};
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
-use crate::value::{canonical_rank, encode_key, string_prefix_range};
+use crate::raw::{self, Found, Want};
+use crate::value::encode_key;
 use crate::{EngineError, Result};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -54,6 +56,7 @@ CREATE TABLE IF NOT EXISTS "$indexes"(
     path TEXT NOT NULL,
     is_unique INTEGER NOT NULL,
     sparse INTEGER NOT NULL,
+    multikey INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(collection, name)
 );
 "#;
@@ -85,9 +88,22 @@ fn create_esc_anchors_index(conn: &Connection, c: &str) -> Result<()> {
     Ok(())
 }
 
-/// Create what a database made by an earlier version lacks (the ESC
-/// anchors index of each encrypted collection). Run at open, on the writer.
+/// Create what a database made by an earlier version lacks: the ESC
+/// anchors index of each encrypted collection, and the indexes' multikey
+/// flag (see [`crate::plan`]; an index of an earlier version may hold
+/// several keys per document, so it starts multikey). Run at open, on the
+/// writer.
 pub(crate) fn upgrade(conn: &Connection) -> Result<()> {
+    let has_multikey: bool = conn
+        .prepare(
+            "SELECT EXISTS(SELECT 1 FROM pragma_table_info('$indexes') WHERE name = 'multikey')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !has_multikey {
+        conn.execute_batch(
+            "ALTER TABLE \"$indexes\" ADD COLUMN multikey INTEGER NOT NULL DEFAULT 1;",
+        )?;
+    }
     let names: Vec<String> = conn
         .prepare("SELECT name FROM \"$catalog\" WHERE encrypted_fields IS NOT NULL")?
         .query_map([], |r| r.get(0))?
@@ -107,6 +123,15 @@ pub(crate) struct Meta {
     /// on every operation showed up in profiles.
     pub(crate) encrypted_fields: Option<Vec<u8>>,
     pub(crate) indexes: Vec<IndexSpec>,
+}
+
+impl Shape for Meta {
+    fn indexes(&self) -> &[IndexSpec] {
+        &self.indexes
+    }
+    fn has_tag_index(&self) -> bool {
+        self.encrypted()
+    }
 }
 
 impl Meta {
@@ -399,7 +424,15 @@ fn add_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> Resu
             "INSERT INTO {}(key, rid) VALUES(?1, ?2)",
             idx_table(&meta.name, &spec.name)
         ))?;
-        for (key, value) in index_keys(doc, spec) {
+        let keys = index_keys(doc, spec);
+        if keys.len() > 1 {
+            // The index becomes multikey for good (see `crate::plan`).
+            conn.prepare_cached(
+                "UPDATE \"$indexes\" SET multikey=1 WHERE collection=?1 AND name=?2 AND multikey=0",
+            )?
+            .execute(params![meta.name, spec.name])?;
+        }
+        for (key, value) in keys {
             match stmt.execute(params![key, rid]) {
                 Ok(_) => {}
                 Err(e) if is_constraint(&e) => {
@@ -524,171 +557,120 @@ pub(crate) fn replace_one(
     Ok(true)
 }
 
-/// How a filter's candidates are fetched.
+/// How a filter's candidates are fetched: the planner's [`Access`] as
+/// SQLite SQL.
 pub(crate) struct Plan {
     pub(crate) sql: String,
     pub(crate) params: Vec<Box<dyn ToSql>>,
 }
 
-fn conjuncts(f: &Filter) -> Vec<&Filter> {
-    match f {
-        Filter::And(fs) => fs.iter().flat_map(conjuncts).collect(),
-        other => vec![other],
-    }
+/// Keys for `IN rarray(?)`.
+fn keys_param(keys: Vec<Vec<u8>>) -> Box<dyn ToSql> {
+    Box::new(Rc::new(
+        keys.into_iter().map(Value::Blob).collect::<Vec<_>>(),
+    ))
 }
 
-fn keys_param<'a>(vals: impl IntoIterator<Item = &'a Bson>) -> Box<dyn ToSql> {
-    let mut keys: Vec<Value> = Vec::new();
-    for v in vals {
-        keys.push(Value::Blob(encode_key(v)));
-        if matches!(v, Bson::Null) {
-            // `$eq: null` also matches undefined, which has its own rank.
-            keys.push(Value::Blob(encode_key(&Bson::Undefined)));
+/// `range`'s conditions on an index table's `key`, its parameters
+/// appended to `params`. The multikey flag is read by the statement, in
+/// its own snapshot (see [`crate::plan`]).
+fn key_conditions(
+    meta: &Meta,
+    index: &IndexSpec,
+    range: &KeyRange,
+    params: &mut Vec<Box<dyn ToSql>>,
+) -> String {
+    let mut conds = Vec::new();
+    for c in range.conditions() {
+        match c {
+            KeyCondition::Compare(op, key) => {
+                params.push(Box::new(key.to_vec()));
+                conds.push(format!("key {op} ?{}", params.len()));
+            }
+            KeyCondition::BelowUnlessMultikey { narrow, wide } => {
+                params.push(Box::new(meta.name.clone()));
+                params.push(Box::new(index.name.clone()));
+                params.push(Box::new(wide.to_vec()));
+                params.push(Box::new(narrow.to_vec()));
+                let p = params.len();
+                conds.push(format!(
+                    "key < (SELECT CASE WHEN multikey THEN ?{} ELSE ?{p} END FROM \"$indexes\" WHERE collection=?{} AND name=?{})",
+                    p - 1,
+                    p - 3,
+                    p - 2
+                ));
+            }
         }
     }
-    Box::new(Rc::new(keys))
+    conds.join(" AND ")
 }
 
-/// Choose the access path: an `_id` lookup, a tag-index lookup, an equality
-/// or range scan of a secondary index, or a full scan. The whole filter is
-/// still evaluated on every candidate, so an index only has to return a
-/// superset of the matches.
+/// The candidate query of `filter` on `meta`'s collection (see
+/// [`crate::plan::access`]).
 pub(crate) fn plan(meta: &Meta, filter: &Filter) -> Plan {
     let table = q(&meta.name);
-    let by_rid = |sub: String, params: Vec<Box<dyn ToSql>>| Plan {
-        sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({sub}) ORDER BY rid"),
-        params,
+    let mut params: Vec<Box<dyn ToSql>> = Vec::new();
+    let rids = match plan::access(meta, filter) {
+        Access::Scan => {
+            return Plan {
+                sql: format!("SELECT rid, doc FROM {table} ORDER BY rid"),
+                params,
+            };
+        }
+        Access::Ids(keys) => {
+            return Plan {
+                sql: format!("SELECT rid, doc FROM {table} WHERE id IN rarray(?1) ORDER BY rid"),
+                params: vec![keys_param(keys)],
+            };
+        }
+        Access::Tags(tags) => {
+            params.push(keys_param(tags));
+            format!(
+                "SELECT rid FROM {} WHERE tag IN rarray(?1)",
+                tags_table(&meta.name)
+            )
+        }
+        Access::Keys { index, keys } => {
+            params.push(keys_param(keys));
+            format!(
+                "SELECT rid FROM {} WHERE key IN rarray(?1)",
+                idx_table(&meta.name, &index.name)
+            )
+        }
+        Access::Range { index, range } => {
+            let cond = key_conditions(meta, index, &range, &mut params);
+            format!(
+                "SELECT rid FROM {} WHERE {cond}",
+                idx_table(&meta.name, &index.name)
+            )
+        }
     };
-    let cs = conjuncts(filter);
-    for c in &cs {
-        match c {
-            Filter::Field {
-                path,
-                op: FieldOp::Eq(v),
-            } if path == "_id" => {
-                return Plan {
-                    sql: format!("SELECT rid, doc FROM {table} WHERE id IN rarray(?1)"),
-                    params: vec![keys_param([v])],
-                };
-            }
-            Filter::Field {
-                path,
-                op: FieldOp::In(vs),
-            } if path == "_id" => {
-                return Plan {
-                    sql: format!(
-                        "SELECT rid, doc FROM {table} WHERE id IN rarray(?1) ORDER BY rid"
-                    ),
-                    params: vec![keys_param(vs)],
-                };
-            }
-            Filter::TagIn(tags) if meta.encrypted() => {
-                let tags: Vec<Value> = tags.iter().map(|t| Value::Blob(t.0.to_vec())).collect();
-                return by_rid(
-                    format!(
-                        "SELECT rid FROM {} WHERE tag IN rarray(?1)",
-                        tags_table(&meta.name)
-                    ),
-                    vec![Box::new(Rc::new(tags)) as Box<dyn ToSql>],
-                );
-            }
-            _ => {}
-        }
-    }
-    for c in &cs {
-        let Filter::Field { path, op } = c else {
-            continue;
-        };
-        for spec in meta.indexes.iter().filter(|s| &s.path == path) {
-            let t = idx_table(&meta.name, &spec.name);
-            let has_null = |vs: &[&Bson]| vs.iter().any(|v| matches!(v, Bson::Null));
-            match op {
-                FieldOp::Eq(v) if !(spec.sparse && has_null(&[v])) => {
-                    return by_rid(
-                        format!("SELECT rid FROM {t} WHERE key IN rarray(?1)"),
-                        vec![keys_param([v])],
-                    );
-                }
-                FieldOp::In(vs) if !(spec.sparse && has_null(&vs.iter().collect::<Vec<_>>())) => {
-                    return by_rid(
-                        format!("SELECT rid FROM {t} WHERE key IN rarray(?1)"),
-                        vec![keys_param(vs)],
-                    );
-                }
-                FieldOp::Lt(v) | FieldOp::Lte(v) | FieldOp::Gt(v) | FieldOp::Gte(v)
-                    if !matches!(
-                        v,
-                        Bson::MinKey | Bson::MaxKey | Bson::Null | Bson::Undefined
-                    ) =>
-                {
-                    let rank = canonical_rank(v);
-                    let lo_bracket: Box<dyn ToSql> = Box::new(vec![rank]);
-                    let hi_bracket: Box<dyn ToSql> = Box::new(vec![rank + 1]);
-                    let k: Box<dyn ToSql> = Box::new(encode_key(v));
-                    let (cond, params) = match op {
-                        FieldOp::Lt(_) => ("key >= ?1 AND key < ?2", vec![lo_bracket, k]),
-                        FieldOp::Lte(_) => ("key >= ?1 AND key <= ?2", vec![lo_bracket, k]),
-                        FieldOp::Gt(_) => ("key > ?1 AND key < ?2", vec![k, hi_bracket]),
-                        _ => ("key >= ?1 AND key < ?2", vec![k, hi_bracket]),
-                    };
-                    return by_rid(format!("SELECT rid FROM {t} WHERE {cond}"), params);
-                }
-                // Exactly the string keys starting with the prefix (see
-                // `string_prefix_range`); the evaluator then drops symbols.
-                FieldOp::StartsWith(prefix) => {
-                    let (lo, hi) = string_prefix_range(prefix);
-                    return by_rid(
-                        format!("SELECT rid FROM {t} WHERE key >= ?1 AND key < ?2"),
-                        vec![Box::new(lo) as Box<dyn ToSql>, Box::new(hi)],
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
     Plan {
-        sql: format!("SELECT rid, doc FROM {table} ORDER BY rid"),
-        params: Vec::new(),
+        sql: format!("SELECT rid, doc FROM {table} WHERE rid IN ({rids}) ORDER BY rid"),
+        params,
     }
 }
 
-/// Feed every matching (rid, document) to `f` until it returns `false`;
-/// the document is decoded only when `want_docs` (a count needs none when
-/// the filter can be evaluated on the stored bytes).
+/// Feed every matching row to `f`, in the form `want` asks for, until it
+/// returns `false`.
 fn scan(
     conn: &Connection,
     meta: &Meta,
     filter: &Filter,
-    want_docs: bool,
-    mut f: impl FnMut(i64, Option<Document>) -> bool,
+    want: Want,
+    mut f: impl FnMut(i64, Found<'_>) -> Result<bool>,
 ) -> Result<()> {
     let plan = plan(meta, filter);
     let mut stmt = conn.prepare_cached(&plan.sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(plan.params.iter()))?;
-    // A count of a query that is only a tag lookup (the QE server's
-    // rewrite of an encrypted query) re-checks the tags on the raw bytes
-    // and decodes nothing; a find decodes each candidate once and
-    // evaluates the filter on it.
-    let tags_only = match filter {
-        Filter::TagIn(tags) if !want_docs => Some(tags),
-        _ => None,
-    };
     while let Some(row) = rows.next()? {
         let rid: i64 = row.get(0)?;
+        // Straight from SQLite's row buffer: nothing is copied before the
+        // filter has accepted the row.
         let bytes = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-        let doc = if let Some(tags) = tags_only {
-            if !raw::has_tag(&meta.name, bytes, tags)? {
-                continue;
-            }
-            None
-        } else {
-            let doc = raw::decode(&meta.name, bytes)?;
-            if !filter.matches(&doc) {
-                continue;
-            }
-            Some(doc)
-        };
-        if !f(rid, doc) {
+        if let Some(found) = raw::judge(&meta.name, filter, want, bytes)?
+            && !f(rid, found)?
+        {
             break;
         }
     }
@@ -720,31 +702,62 @@ pub(crate) fn find(
         .as_ref()
         .map(Projection::parse)
         .transpose()?;
-    let skip = usize::try_from(opts.skip).unwrap_or(usize::MAX);
-    let limit = opts
-        .limit
-        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-    let mut docs = Vec::new();
-    if opts.sort.is_empty() {
-        let want = skip.saturating_add(limit);
-        if want > 0 {
-            scan(conn, &meta, filter, true, |_, d| {
-                docs.extend(d);
-                docs.len() < want
-            })?;
-        }
+    let (skip, limit) = window(opts);
+    let want = if opts.sort.is_empty() {
+        skip.saturating_add(limit)
     } else {
-        scan(conn, &meta, filter, true, |_, d| {
-            docs.extend(d);
-            true
+        usize::MAX
+    };
+    let mut docs = Vec::new();
+    if want > 0 {
+        scan(conn, &meta, filter, Want::Documents, |_, found| {
+            if let Found::Document(d) = found {
+                docs.push(d);
+            }
+            Ok(docs.len() < want)
         })?;
-        docs = sort_docs(docs, &opts.sort);
     }
-    let out = docs.into_iter().skip(skip).take(limit);
+    let out = sort_docs(docs, &opts.sort)
+        .into_iter()
+        .skip(skip)
+        .take(limit);
     Ok(match projection {
         Some(p) => out.map(|d| p.apply(d)).collect(),
         None => out.collect(),
     })
+}
+
+/// [`find`] as the stored bytes, copied once each. With a sort or a
+/// projection the documents are needed, so it is `find`'s answer encoded.
+pub(crate) fn find_raw(
+    conn: &Connection,
+    name: &str,
+    filter: &Filter,
+    opts: &FindOptions,
+) -> Result<Vec<RawDocumentBuf>> {
+    if !bytes_as_stored(opts) {
+        return find(conn, name, filter, opts)?
+            .iter()
+            .map(|d| encode_raw(name, d))
+            .collect();
+    }
+    let Some(meta) = load_meta(conn, name)? else {
+        return Ok(Vec::new());
+    };
+    let (skip, limit) = window(opts);
+    let (mut seen, mut out) = (0usize, Vec::new());
+    if limit > 0 {
+        scan(conn, &meta, filter, Want::Bytes, |_, found| {
+            seen += 1;
+            if seen > skip
+                && let Found::Bytes(raw) = found
+            {
+                out.push(raw.to_raw_document_buf());
+            }
+            Ok(out.len() < limit)
+        })?;
+    }
+    Ok(out)
 }
 
 pub(crate) fn count(conn: &Connection, name: &str, filter: &Filter) -> Result<u64> {
@@ -752,9 +765,9 @@ pub(crate) fn count(conn: &Connection, name: &str, filter: &Filter) -> Result<u6
         return Ok(0);
     };
     let mut n = 0u64;
-    scan(conn, &meta, filter, false, |_, _| {
+    scan(conn, &meta, filter, Want::Count, |_, _| {
         n += 1;
-        true
+        Ok(true)
     })?;
     Ok(n)
 }
@@ -769,9 +782,11 @@ pub(crate) fn delete(
         return Ok(0);
     };
     let mut victims = Vec::new();
-    scan(conn, &meta, filter, true, |rid, d| {
-        victims.extend(d.map(|d| (rid, d)));
-        victims.len() < scope.limit()
+    scan(conn, &meta, filter, Want::Documents, |rid, found| {
+        if let Found::Document(d) = found {
+            victims.push((rid, d));
+        }
+        Ok(victims.len() < scope.limit())
     })?;
     let mut stmt = conn.prepare_cached(&format!("DELETE FROM {} WHERE rid=?1", q(name)))?;
     for (rid, d) in &victims {
