@@ -122,6 +122,68 @@ impl KeyRange {
     }
 }
 
+/// The SQL type of a rendered parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SqlType {
+    /// Index keys.
+    Bytes,
+    /// Collection and index names.
+    Text,
+}
+
+/// What differs between the engines' SQL for the same access path: how a
+/// parameter is written and passed, and where the catalog of indexes is.
+pub(crate) trait Dialect {
+    /// A statement parameter.
+    type Param;
+    /// The placeholder of parameter `n` (1-based) of type `ty`.
+    fn placeholder(&self, n: usize, ty: SqlType) -> String;
+    /// An index key as a parameter.
+    fn bytes(&self, key: Vec<u8>) -> Self::Param;
+    /// A name as a parameter.
+    fn text(&self, name: String) -> Self::Param;
+    /// The catalog table of indexes, quoted (`"$indexes"`).
+    fn indexes_table(&self) -> String;
+}
+
+/// `range`'s conditions on the `key` column of `index` (an index of
+/// `collection`), their parameters appended to `params`. The multikey flag
+/// is read by the statement, in its own snapshot, so a concurrent write
+/// that makes the index multikey is seen together with its document, or
+/// not at all.
+pub(crate) fn key_conditions<D: Dialect>(
+    dialect: &D,
+    collection: &str,
+    index: &IndexSpec,
+    range: &KeyRange,
+    params: &mut Vec<D::Param>,
+) -> String {
+    let mut push = |p: D::Param, ty: SqlType| {
+        params.push(p);
+        dialect.placeholder(params.len(), ty)
+    };
+    let mut conds = Vec::new();
+    for c in range.conditions() {
+        match c {
+            KeyCondition::Compare(op, key) => {
+                let k = push(dialect.bytes(key.to_vec()), SqlType::Bytes);
+                conds.push(format!("key {op} {k}"));
+            }
+            KeyCondition::BelowUnlessMultikey { narrow, wide } => {
+                let c = push(dialect.text(collection.to_owned()), SqlType::Text);
+                let n = push(dialect.text(index.name.clone()), SqlType::Text);
+                let w = push(dialect.bytes(wide.to_vec()), SqlType::Bytes);
+                let k = push(dialect.bytes(narrow.to_vec()), SqlType::Bytes);
+                conds.push(format!(
+                    "key < (SELECT CASE WHEN multikey THEN {w} ELSE {k} END FROM {} WHERE collection = {c} AND name = {n})",
+                    dialect.indexes_table()
+                ));
+            }
+        }
+    }
+    conds.join(" AND ")
+}
+
 /// The keys an equality on `vals` looks up: `$eq: null` also matches
 /// undefined, which has its own rank.
 fn eq_keys<'v>(vals: impl IntoIterator<Item = &'v Bson>) -> Vec<Vec<u8>> {

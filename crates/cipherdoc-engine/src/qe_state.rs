@@ -101,8 +101,13 @@ pub struct EcocEntry {
 /// reading anything — do not check.
 #[async_trait]
 pub trait QeState: Send {
-    /// Probe one ESC id.
-    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>>;
+    /// Probe one ESC id: [`QeState::esc_get_many`] of one.
+    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
+        let mut v = self
+            .esc_get_many(collection, std::slice::from_ref(id))
+            .await?;
+        Ok(v.pop().flatten())
+    }
 
     /// Whether a call to [`QeState::esc_get_many`] costs about as little as
     /// probing one more id in it: true for an in-process engine running a

@@ -861,13 +861,6 @@ impl QeState for PgTransaction {
         op!(self, |cx| ops::lock_for_maintenance(cx, collection).await)
     }
 
-    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
-        let mut v = self
-            .esc_get_many(collection, std::slice::from_ref(id))
-            .await?;
-        Ok(v.pop().flatten())
-    }
-
     async fn esc_get_many(
         &mut self,
         collection: &str,

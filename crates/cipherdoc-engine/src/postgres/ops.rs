@@ -39,7 +39,7 @@ use crate::engine::{
     CreateCollectionOptions, DeleteScope, FindOptions, IndexSpec, RenameTarget, bytes_as_stored,
 };
 use crate::filter::Filter;
-use crate::plan::{self, Access, KeyCondition, KeyRange, Shape};
+use crate::plan::{self, Access, Dialect, Shape, SqlType};
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
 use crate::raw::{self, Found, Want};
 use crate::value::{encode_key, equals};
@@ -847,41 +847,26 @@ pub(crate) enum RowLock {
     ForUpdate,
 }
 
-/// `range`'s conditions on an index table's `key`, its parameters
-/// appended to `params`. The multikey flag is read by the statement, in
-/// its own snapshot (see [`crate::plan`]), so a concurrent write that makes
-/// the index multikey is seen together with its document, or not at all.
-fn key_conditions(
-    s: &Schema,
-    meta: &Meta,
-    index: &IndexSpec,
-    range: &KeyRange,
-    params: &mut Vec<Param>,
-) -> String {
-    let mut conds = Vec::new();
-    for c in range.conditions() {
-        match c {
-            KeyCondition::Compare(op, key) => {
-                params.push(Param::Key(key.to_vec()));
-                conds.push(format!("key {op} ${}", params.len()));
-            }
-            KeyCondition::BelowUnlessMultikey { narrow, wide } => {
-                params.push(Param::Text(meta.name.clone()));
-                params.push(Param::Text(index.name.clone()));
-                params.push(Param::Key(wide.to_vec()));
-                params.push(Param::Key(narrow.to_vec()));
-                let p = params.len();
-                conds.push(format!(
-                    "key < (SELECT CASE WHEN multikey THEN ${}::bytea ELSE ${p}::bytea END FROM {} WHERE collection = ${}::text AND name = ${}::text)",
-                    p - 1,
-                    s.indexes(),
-                    p - 3,
-                    p - 2
-                ));
-            }
+/// PostgreSQL's parameters: `$N` with a cast, typed values.
+struct Postgres<'s>(&'s Schema);
+
+impl Dialect for Postgres<'_> {
+    type Param = Param;
+    fn placeholder(&self, n: usize, ty: SqlType) -> String {
+        match ty {
+            SqlType::Bytes => format!("${n}::bytea"),
+            SqlType::Text => format!("${n}::text"),
         }
     }
-    conds.join(" AND ")
+    fn bytes(&self, key: Vec<u8>) -> Param {
+        Param::Key(key)
+    }
+    fn text(&self, name: String) -> Param {
+        Param::Text(name)
+    }
+    fn indexes_table(&self) -> String {
+        self.0.indexes()
+    }
 }
 
 /// The candidate query of `filter` on `meta`'s collection (see
@@ -923,7 +908,7 @@ pub(crate) fn plan(s: &Schema, meta: &Meta, filter: &Filter, lock: RowLock) -> P
             )
         }
         Access::Range { index, range } => {
-            let cond = key_conditions(s, meta, index, &range, &mut params);
+            let cond = plan::key_conditions(&Postgres(s), &meta.name, index, &range, &mut params);
             format!(
                 "SELECT rid FROM {} WHERE {cond}",
                 s.table(&idx_raw(&meta.name, &index.name))

@@ -807,13 +807,6 @@ impl QeState for SqliteTransaction {
         self.query(move |c| ops::esc_has_anchors(c, &name)).await
     }
 
-    async fn esc_get(&mut self, collection: &str, id: &EscId) -> Result<Option<EscEntry>> {
-        let mut v = self
-            .esc_get_many(collection, std::slice::from_ref(id))
-            .await?;
-        Ok(v.pop().flatten())
-    }
-
     async fn esc_get_many(
         &mut self,
         collection: &str,

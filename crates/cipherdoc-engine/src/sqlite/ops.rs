@@ -39,7 +39,7 @@ use crate::engine::{
     bytes_as_stored,
 };
 use crate::filter::Filter;
-use crate::plan::{self, Access, KeyCondition, KeyRange, Shape};
+use crate::plan::{self, Access, Dialect, Shape, SqlType};
 use crate::qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue};
 use crate::raw::{self, Found, Want};
 use crate::value::encode_key;
@@ -571,38 +571,23 @@ fn keys_param(keys: Vec<Vec<u8>>) -> Box<dyn ToSql> {
     ))
 }
 
-/// `range`'s conditions on an index table's `key`, its parameters
-/// appended to `params`. The multikey flag is read by the statement, in
-/// its own snapshot (see [`crate::plan`]).
-fn key_conditions(
-    meta: &Meta,
-    index: &IndexSpec,
-    range: &KeyRange,
-    params: &mut Vec<Box<dyn ToSql>>,
-) -> String {
-    let mut conds = Vec::new();
-    for c in range.conditions() {
-        match c {
-            KeyCondition::Compare(op, key) => {
-                params.push(Box::new(key.to_vec()));
-                conds.push(format!("key {op} ?{}", params.len()));
-            }
-            KeyCondition::BelowUnlessMultikey { narrow, wide } => {
-                params.push(Box::new(meta.name.clone()));
-                params.push(Box::new(index.name.clone()));
-                params.push(Box::new(wide.to_vec()));
-                params.push(Box::new(narrow.to_vec()));
-                let p = params.len();
-                conds.push(format!(
-                    "key < (SELECT CASE WHEN multikey THEN ?{} ELSE ?{p} END FROM \"$indexes\" WHERE collection=?{} AND name=?{})",
-                    p - 1,
-                    p - 3,
-                    p - 2
-                ));
-            }
-        }
+/// SQLite's parameters: numbered `?N`, boxed values.
+struct Sqlite;
+
+impl Dialect for Sqlite {
+    type Param = Box<dyn ToSql>;
+    fn placeholder(&self, n: usize, _: SqlType) -> String {
+        format!("?{n}")
     }
-    conds.join(" AND ")
+    fn bytes(&self, key: Vec<u8>) -> Self::Param {
+        Box::new(key)
+    }
+    fn text(&self, name: String) -> Self::Param {
+        Box::new(name)
+    }
+    fn indexes_table(&self) -> String {
+        "\"$indexes\"".to_owned()
+    }
 }
 
 /// The candidate query of `filter` on `meta`'s collection (see
@@ -638,7 +623,7 @@ pub(crate) fn plan(meta: &Meta, filter: &Filter) -> Plan {
             )
         }
         Access::Range { index, range } => {
-            let cond = key_conditions(meta, index, &range, &mut params);
+            let cond = plan::key_conditions(&Sqlite, &meta.name, index, &range, &mut params);
             format!(
                 "SELECT rid FROM {} WHERE {cond}",
                 idx_table(&meta.name, &index.name)
