@@ -9,7 +9,8 @@
 //! `cargo bench -p cipherdoc --bench copy`
 //!
 //! `CIPHERDOC_BENCH_COPY_DOCS` sets the number of documents (default 2,000;
-//! BENCHMARKS.md records 100,000). Each sample is one whole run on a fresh
+//! BENCHMARKS.md records 100,000). `CIPHERDOC_BENCH_COPY_RUNS=k` times k
+//! whole runs of each directly instead of criterion's 10-sample groups. Each sample is one whole run on a fresh
 //! database; the setup (migrating, storing the plaintext documents) is
 //! outside the timed section.
 
@@ -24,8 +25,10 @@ use cipherdoc::migrations::{
     AppState, MigrateOptions, Migration, autodetect, migrate, model_state,
 };
 use cipherdoc::model::Model as _;
-use cipherdoc::settings::Settings;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+
+mod common;
+use common::Backend;
 
 mod before {
     use bson::oid::ObjectId;
@@ -53,76 +56,6 @@ mod after {
         #[encrypted(queries = "equality")]
         pub diagnosis: String,
         pub notes: String,
-    }
-}
-
-#[derive(Clone)]
-enum Backend {
-    Sqlite,
-    Postgres(String),
-}
-
-impl Backend {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
-
-    fn settings(&self, dir: &Path, tag: &str) -> Settings {
-        let key = dir.join("master.key");
-        std::fs::write(&key, [7u8; 96]).unwrap();
-        #[cfg(unix)]
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        // The key vault lives in the encrypted database, whose name is the
-        // alias on SQLite and a per-run schema on PostgreSQL.
-        let (db, name) = match self {
-            Self::Sqlite => (
-                "engine = \"sqlite\"\npath = \"encrypted.db\"".to_owned(),
-                "encrypted".to_owned(),
-            ),
-            Self::Postgres(url) => {
-                let name = format!("cdbench_copy_{tag}");
-                (
-                    format!("engine = \"postgres\"\nurl = \"{url}\"\nname = \"{name}\""),
-                    name,
-                )
-            }
-        };
-        let text = format!(
-            r#"
-[databases.default]
-engine = "sqlite"
-path = "default.db"
-
-[databases.encrypted]
-{db}
-
-[databases.encrypted.encryption]
-key_vault_namespace = "{name}.__keyVault"
-kms_providers.local.key_file = "master.key"
-
-[[routers]]
-app = "bench"
-database = "encrypted"
-"#
-        );
-        Settings::from_toml(&text, dir).unwrap()
-    }
-
-    async fn cleanup(&self, app: &App) {
-        if let Self::Postgres(url) = self {
-            let client = cipherdoc_engine::postgres::testing::connect(url)
-                .await
-                .unwrap();
-            let name = app.database("encrypted").unwrap().name().to_owned();
-            client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .await
-                .unwrap();
-        }
     }
 }
 
@@ -178,7 +111,7 @@ async fn open<M: cipherdoc::model::Model>(
     tag: &str,
     target: &str,
 ) -> App {
-    let app = App::open(backend.settings(dir, tag))
+    let app = App::open(backend.settings(dir, "copy", tag))
         .await
         .unwrap()
         .register::<M>()
@@ -227,7 +160,7 @@ async fn run_once(backend: &Backend, what: &str, n: usize) -> Duration {
             let app = open::<before::Visit>(backend, dir.path(), &tag, "0001").await;
             bulk(&app, &docs).await;
             drop(app);
-            let app2 = App::open(backend.settings(dir.path(), &tag))
+            let app2 = App::open(backend.settings(dir.path(), "copy", &tag))
                 .await
                 .unwrap()
                 .register::<after::Visit>()
@@ -248,17 +181,36 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let mut backends = vec![Backend::Sqlite];
-    if let Ok(url) = std::env::var("CIPHERDOC_TEST_POSTGRES_URL")
-        && !url.trim().is_empty()
-    {
-        backends.push(Backend::Postgres(url));
-    }
+    let backends = Backend::from_env();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    // A few whole runs each, timed directly: at 100k documents a 10-sample
+    // criterion group takes most of an hour per engine.
+    if let Some(runs) = std::env::var("CIPHERDOC_BENCH_COPY_RUNS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        for backend in &backends {
+            for what in ["plaintext insert", "encrypted insert", "copy"] {
+                let mut times: Vec<Duration> = (0..runs)
+                    .map(|_| rt.block_on(run_once(backend, what, n)))
+                    .collect();
+                times.sort_unstable();
+                let median = times[times.len() / 2];
+                println!(
+                    "copy/{}/{what}: {n} documents, {runs} runs: median {median:?} ({:.0} docs/s), min {:?}, max {:?}",
+                    backend.name(),
+                    n as f64 / median.as_secs_f64(),
+                    times[0],
+                    times[times.len() - 1]
+                );
+            }
+        }
+        return;
+    }
     for backend in &backends {
         let mut g = c.benchmark_group(format!("copy/{}", backend.name()));
         g.sample_size(10);

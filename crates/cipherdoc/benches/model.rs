@@ -1,0 +1,204 @@
+//! What users call, measured through the model layer (issue 20): at N
+//! documents (100,000 in BENCHMARKS.md), `QuerySet::get` by an encrypted,
+//! equality-queryable field against `get` by an indexed plaintext field of
+//! the same model (so both decrypt the same result), `create` of one
+//! document, and `bulk_create` of 500 — on SQLite, and on PostgreSQL with
+//! `CIPHERDOC_TEST_POSTGRES_URL`.
+//!
+//! `CIPHERDOC_BENCH_MODEL_DOCS=100000 cargo bench -p cipherdoc --bench model -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Besides criterion's estimates the bench prints p50 and p90 of the two
+//! `get`s over 300 rounds in which they take turns (both see the same load
+//! on a shared machine), and their ratio. Loading the N documents is
+//! outside every timed section.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bson::oid::ObjectId;
+use cipherdoc::App;
+use cipherdoc::migrations::{
+    AppState, MigrateOptions, Migration, autodetect, migrate, model_state,
+};
+use cipherdoc::model::Model as _;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+mod common;
+use common::Backend;
+
+mod models {
+    use bson::oid::ObjectId;
+    use cipherdoc::Model;
+
+    #[derive(Model, Debug, Clone, PartialEq)]
+    #[model(app = "bench", collection = "bench_person")]
+    pub struct Person {
+        pub id: ObjectId,
+        #[field(index)]
+        pub badge: String,
+        #[encrypted(queries = "equality")]
+        pub ssn: String,
+        pub name: String,
+    }
+}
+use models::Person;
+
+const ROUNDS: usize = 300;
+
+fn person(i: usize) -> Person {
+    Person {
+        id: ObjectId::new(),
+        badge: format!("B{i:08}"),
+        ssn: format!("{:03}-{:02}-{:04}", i % 1000, i % 100, i),
+        name: format!("Person {i}"),
+    }
+}
+
+async fn open(backend: &Backend, dir: &Path, tag: &str) -> App {
+    let app = App::open(backend.settings(dir, "model", tag))
+        .await
+        .unwrap()
+        .register::<Person>()
+        .unwrap();
+    let operations = autodetect(
+        "bench",
+        &AppState::default(),
+        &[model_state(Person::schema())],
+    )
+    .unwrap();
+    let initial = Migration {
+        app: "bench".into(),
+        name: "0001_initial".into(),
+        operations,
+    };
+    migrate(&app, &vec![initial], &MigrateOptions::database("encrypted"))
+        .await
+        .unwrap();
+    app
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort_unstable();
+    let at = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    (at(50), at(90))
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("CIPHERDOC_BENCH_MODEL_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for backend in Backend::from_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = format!("{}_{}", std::process::id(), ObjectId::new().to_hex());
+        let app = rt.block_on(async {
+            let app = open(&backend, dir.path(), &tag).await;
+            let t = Instant::now();
+            let people: Vec<Person> = (0..n).map(person).collect();
+            for chunk in people.chunks(500) {
+                app.objects::<Person>()
+                    .bulk_create(chunk.to_vec())
+                    .await
+                    .unwrap();
+            }
+            println!("{}: loaded {n} people in {:?}", backend.name(), t.elapsed());
+            app
+        });
+        let fields = Person::fields();
+        let group = format!("model_{}k/{}", n / 1000, backend.name());
+
+        // The two gets take turns, each on another person, so that both
+        // see the same load: the ratio of their p50s is the figure.
+        let mut times = [Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS)];
+        rt.block_on(async {
+            let people = app.objects::<Person>();
+            for r in 0..ROUNDS {
+                let i = (r * 7919) % n;
+                let want = person(i);
+                let t = Instant::now();
+                let by_ssn = people.get(fields.ssn.eq(want.ssn.clone())).await.unwrap();
+                times[0].push(t.elapsed());
+                let t = Instant::now();
+                let by_badge = people
+                    .get(fields.badge.eq(want.badge.clone()))
+                    .await
+                    .unwrap();
+                times[1].push(t.elapsed());
+                assert_eq!(by_ssn, by_badge);
+                assert_eq!(by_ssn.ssn, want.ssn);
+            }
+        });
+        let [enc, plain] = times.map(percentiles);
+        println!(
+            "{group}: get by encrypted ssn p50 {:?} (p90 {:?}); by indexed badge p50 {:?} (p90 {:?}); ratio {:.2}",
+            enc.0,
+            enc.1,
+            plain.0,
+            plain.1,
+            enc.0.as_secs_f64() / plain.0.as_secs_f64()
+        );
+
+        let mut g = c.benchmark_group(&group);
+        let mut round = 0usize;
+        g.bench_function("get_by_encrypted_equality", |b| {
+            b.to_async(&rt).iter(|| {
+                round += 1;
+                let want = person((round * 7919) % n);
+                let app = &app;
+                async move {
+                    app.objects::<Person>()
+                        .get(fields.ssn.eq(want.ssn))
+                        .await
+                        .unwrap()
+                }
+            });
+        });
+        g.bench_function("get_by_indexed_plaintext", |b| {
+            b.to_async(&rt).iter(|| {
+                round += 1;
+                let want = person((round * 7919) % n);
+                let app = &app;
+                async move {
+                    app.objects::<Person>()
+                        .get(fields.badge.eq(want.badge))
+                        .await
+                        .unwrap()
+                }
+            });
+        });
+        let mut next = n;
+        g.bench_function("create", |b| {
+            b.to_async(&rt).iter(|| {
+                next += 1;
+                let p = person(next);
+                let app = &app;
+                async move { app.objects::<Person>().create(p).await.unwrap() }
+            });
+        });
+        g.throughput(Throughput::Elements(500));
+        g.bench_function("bulk_create_500", |b| {
+            b.to_async(&rt).iter(|| {
+                let batch: Vec<Person> = (next..next + 500).map(person).collect();
+                next += 500;
+                let app = &app;
+                async move { app.objects::<Person>().bulk_create(batch).await.unwrap() }
+            });
+        });
+        g.finish();
+        rt.block_on(backend.cleanup(&app));
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
