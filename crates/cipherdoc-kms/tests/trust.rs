@@ -56,7 +56,6 @@ fn providers(name: &str, creds: KmsCredentials, trust: KeyTrust) -> KmsProviders
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -178,7 +177,6 @@ fn aws(trust: KeyTrust, endpoint_override: Option<String>) -> KmsProviders {
         &[("aws".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -326,7 +324,6 @@ async fn an_absurd_token_lifetime_neither_panics_nor_pins_the_token() {
         &[("azure".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap();
     for _ in 0..2 {

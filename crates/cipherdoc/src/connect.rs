@@ -9,13 +9,13 @@ use bson::{Document, doc};
 use cipherdoc_engine::Engine;
 use cipherdoc_kms::{
     AwsCredentials, AzureCredentials, Endpoint, GcpCredentials, KeyTrust, KmipCredentials,
-    KmsCredentials, KmsProviders, LocalCredentials, LocalWrap, MasterKey as KmsMasterKey,
-    ProviderName, ProviderSettings, Secret, SecretBytes,
+    KmsCredentials, KmsProviders, LocalCredentials, MasterKey as KmsMasterKey, ProviderName,
+    ProviderSettings, Secret, SecretBytes,
 };
 
 use crate::error::{Error, Result};
 use crate::key_vault::EngineKeyVault;
-use crate::keys::{CryptoLocalWrap, KeyCheckValues, KeyStore};
+use crate::keys::{KeyCheckValues, KeyStore};
 use crate::settings::{
     DatabaseSettings, EncryptionSettings, EngineSettings, KmsProviderSettings, MasterKeySettings,
     SecretSource, SettingsError,
@@ -166,21 +166,16 @@ fn credentials(
                         })?,
                 )
             };
-            if bytes.len() != 96 {
-                return Err(setting_err(
+            let key = cipherdoc_crypto::LocalMasterKey::from_slice(&bytes).map_err(|_| {
+                setting_err(
                     path,
                     format!(
                         "the local master key must be 96 bytes, found {}",
                         bytes.len()
                     ),
-                ));
-            }
-            (
-                KmsCredentials::Local(LocalCredentials {
-                    key: SecretBytes::new(bytes.to_vec()),
-                }),
-                tls,
-            )
+                )
+            })?;
+            (KmsCredentials::Local(LocalCredentials { key }), tls)
         }
         KmsProviderSettings::Aws {
             access_key_id,
@@ -395,8 +390,7 @@ pub(crate) async fn open_encryption(
         providers.insert(name, ps);
         master_keys.push(mk);
     }
-    let hook: Arc<dyn LocalWrap> = Arc::new(CryptoLocalWrap);
-    let kms = KmsProviders::from_settings(&providers, Some(&hook))?;
+    let kms = KmsProviders::from_settings(&providers)?;
     let (_, vault_coll) = enc.key_vault();
     let vault = EngineKeyVault::open(engine, vault_coll).await?;
     let mut keys = KeyStore::new(
