@@ -52,7 +52,8 @@ pub use http::{DEFAULT_DEADLINE, HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, T
 pub use kmip::KmipProvider;
 pub use local::LocalProvider;
 pub use master_key::{
-    AwsMasterKey, AzureMasterKey, Endpoint, GcpMasterKey, KmipMasterKey, LocalMasterKey, MasterKey,
+    AwsMasterKeyDoc, AzureMasterKeyDoc, Endpoint, GcpMasterKeyDoc, KmipMasterKeyDoc,
+    LocalMasterKeyDoc, MasterKey,
 };
 pub use name::{ProviderKind, ProviderName};
 pub use provider::{KmsProvider, WrappedKey};

@@ -15,7 +15,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use cipherdoc_kms::{
-    AwsCredentials, AwsMasterKey, AzureCredentials, Endpoint, GcpCredentials, HttpOptions,
+    AwsCredentials, AwsMasterKeyDoc, AzureCredentials, Endpoint, GcpCredentials, HttpOptions,
     KeyTrust, KmsCredentials, KmsError, KmsProviders, MasterKey, ProviderName, ProviderSettings,
     RetryPolicy, Secret,
 };
@@ -198,7 +198,7 @@ async fn a_region_with_a_host_suffix_is_refused_before_any_connection() {
         }
         // A master key built without the parser is still refused: by the
         // trust check, and below it by the transport's host guard.
-        let forged = MasterKey::Aws(AwsMasterKey {
+        let forged = MasterKey::Aws(AwsMasterKeyDoc {
             provider: "aws".parse().unwrap(),
             region: region.clone(),
             key: "k".into(),

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::key_vault::EngineKeyVault;
 use crate::keys::{KeyCheckValues, KeyStore};
 use crate::settings::{
-    DatabaseSettings, EncryptionSettings, EngineSettings, KmsProviderSettings, MasterKeySettings,
-    SecretSource, SettingsError,
+    DatabaseSettings, EncryptionSettings, EngineSettings, KmsCredentialsSettings,
+    MasterKeySettings, SecretSource, SettingsError,
 };
 
 fn setting_err(path: String, problem: impl Into<String>) -> Error {
@@ -146,11 +146,11 @@ fn endpoint(s: &str, path: &str) -> Result<Endpoint> {
 /// The KMS credentials of one configured provider, secrets resolved now.
 fn credentials(
     base: &str,
-    p: &KmsProviderSettings,
+    p: &KmsCredentialsSettings,
 ) -> Result<(KmsCredentials, cipherdoc_kms::TlsOptions)> {
     let tls = cipherdoc_kms::TlsOptions::default();
     Ok(match p {
-        KmsProviderSettings::Local { key, raw } => {
+        KmsCredentialsSettings::Local { key, raw } => {
             let path = format!("{base}.key_file");
             let bytes = key.read_bytes().map_err(|e| setting_err(path.clone(), e))?;
             let bytes = if *raw {
@@ -177,7 +177,7 @@ fn credentials(
             })?;
             (KmsCredentials::Local(LocalCredentials { key }), tls)
         }
-        KmsProviderSettings::Aws {
+        KmsCredentialsSettings::Aws {
             access_key_id,
             secret_access_key,
             session_token,
@@ -195,7 +195,7 @@ fn credentials(
             };
             (KmsCredentials::Aws(creds), tls)
         }
-        KmsProviderSettings::Azure {
+        KmsCredentialsSettings::Azure {
             tenant_id,
             client_id,
             client_secret,
@@ -222,7 +222,7 @@ fn credentials(
             };
             (KmsCredentials::Azure(creds), tls)
         }
-        KmsProviderSettings::Gcp {
+        KmsCredentialsSettings::Gcp {
             email,
             private_key,
             endpoint: ep,
@@ -248,7 +248,7 @@ fn credentials(
             };
             (KmsCredentials::Gcp(creds), tls)
         }
-        KmsProviderSettings::Kmip {
+        KmsCredentialsSettings::Kmip {
             endpoint: ep,
             tls_ca_file,
             tls_cert_file,
@@ -355,7 +355,7 @@ pub(crate) async fn open_encryption(
         let name: ProviderName = name_str
             .parse()
             .map_err(|e: cipherdoc_kms::KmsError| setting_err(path.clone(), e.to_string()))?;
-        let (credentials, tls) = credentials(&path, &p.settings)?;
+        let (credentials, tls) = credentials(&path, &p.credentials)?;
         let mut ps = ProviderSettings::new(credentials);
         ps.tls = tls;
         if let Some(ca) = &p.transport.tls_ca_file {

@@ -30,8 +30,8 @@ use self::ttlv::{Item, Value, tag};
 use crate::http::{HttpOptions, TlsOptions, read_file};
 use crate::local;
 use crate::{
-    Endpoint, HostSet, KeyTrust, KmipCredentials, KmipMasterKey, KmsError, KmsProvider, MasterKey,
-    ProviderKind, ProviderName, WrappedKey,
+    Endpoint, HostSet, KeyTrust, KmipCredentials, KmipMasterKeyDoc, KmsError, KmsProvider,
+    MasterKey, ProviderKind, ProviderName, WrappedKey,
 };
 
 const DEFAULT_PORT: u16 = 5696;
@@ -173,7 +173,7 @@ impl KmipProvider {
         self
     }
 
-    fn endpoint_for(&self, mk: &KmipMasterKey) -> Result<(String, u16), KmsError> {
+    fn endpoint_for(&self, mk: &KmipMasterKeyDoc) -> Result<(String, u16), KmsError> {
         let e = mk.endpoint.as_ref().unwrap_or(&self.endpoint);
         let host = e
             .host()
@@ -215,7 +215,7 @@ impl KmipProvider {
     /// Runs `flow` on a fresh connection with the timeout, retrying transient failures.
     async fn with_session<T, F>(
         &self,
-        mk: &KmipMasterKey,
+        mk: &KmipMasterKeyDoc,
         retry: Retry,
         flow: F,
     ) -> Result<T, KmsError>
