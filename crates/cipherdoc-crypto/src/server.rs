@@ -15,6 +15,10 @@ impl Tag {
     pub const fn from_bytes(b: [u8; 32]) -> Self {
         Self(b)
     }
+    /// From a slice; `None` unless it is exactly 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 32]>::try_from(bytes).ok().map(Self)
+    }
     /// The 32 bytes.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -145,6 +149,10 @@ impl EscId {
     /// Wraps 32 bytes.
     pub const fn from_bytes(b: [u8; 32]) -> Self {
         Self(b)
+    }
+    /// From a slice; `None` unless it is exactly 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 32]>::try_from(bytes).ok().map(Self)
     }
     /// The 32 bytes.
     pub const fn as_bytes(&self) -> &[u8; 32] {

@@ -40,7 +40,7 @@ fn tag(v: usize, k: usize) -> Tag {
     let mut t = [0u8; 32];
     t[..8].copy_from_slice(&(v as u64).to_le_bytes());
     t[8..16].copy_from_slice(&(k as u64).to_le_bytes());
-    Tag(t)
+    Tag::from_bytes(t)
 }
 
 /// Document `i`: `ssn` repeats 10 times; its tag is spread over 9
@@ -52,7 +52,7 @@ fn docs(n: usize, offset: usize) -> Vec<bson::Document> {
                 "name": format!("patient-{i}"),
                 "ssn": format!("{:09}", i / 10),
                 "n": i64::try_from(i).unwrap(),
-                "__safeContent__": [Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: tag(i / 10, i % 9).0.to_vec() })],
+                "__safeContent__": [Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: tag(i / 10, i % 9).as_bytes().to_vec() })],
             }
         })
         .collect()

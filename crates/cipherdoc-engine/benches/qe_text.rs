@@ -273,10 +273,7 @@ fn breakdown(
 
     let p = FindTextPayload::decode(find).unwrap();
     let cts = p.contention_tokens();
-    let tags: std::collections::BTreeSet<Tag> = cts[0]
-        .tags(hits as u64)
-        .map(|t| Tag(*t.as_bytes()))
-        .collect();
+    let tags: std::collections::BTreeSet<Tag> = cts[0].tags(hits as u64).collect();
     let conn =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -286,7 +283,7 @@ fn breakdown(
     let values = || {
         std::rc::Rc::new(
             tags.iter()
-                .map(|t| Value::Blob(t.0.to_vec()))
+                .map(|t| Value::Blob(t.as_bytes().to_vec()))
                 .collect::<Vec<_>>(),
         )
     };

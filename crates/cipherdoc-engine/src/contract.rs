@@ -863,7 +863,9 @@ pub async fn transactions(e: Arc<dyn Engine>) {
     tx.insert_one("t", doc! {"_id": 2}).await.unwrap();
     tx.insert_one("new_coll", doc! {"_id": 2}).await.unwrap();
     if let Some(st) = state(e, &mut *tx) {
-        st.esc_insert("t", &EscId([1; 32]), None).await.unwrap();
+        st.esc_insert("t", &EscId::from_bytes([1; 32]), None)
+            .await
+            .unwrap();
         st.ecoc_append("t", "f", b"p").await.unwrap();
     }
     tx.delete_many("t", &Filter::eq("_id", 1)).await.unwrap();
@@ -957,7 +959,8 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
         Box::pin(async move {
             tx.insert_one("x", doc! {"_id": 1}).await?;
             if let Some(st) = tx.qe_state() {
-                st.esc_insert("x", &EscId([4; 32]), None).await?;
+                st.esc_insert("x", &EscId::from_bytes([4; 32]), None)
+                    .await?;
             }
             if undone_alone {
                 // A failing operation is undone alone.
@@ -977,7 +980,8 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
         Box::pin(async move {
             tx.insert_one("x", doc! {"_id": 3}).await?;
             if let Some(st) = tx.qe_state() {
-                st.esc_insert("x", &EscId([5; 32]), None).await?;
+                st.esc_insert("x", &EscId::from_bytes([5; 32]), None)
+                    .await?;
             }
             Err::<(), _>(EngineError::NotEncrypted("the work's own error".into()))
         })
@@ -995,8 +999,11 @@ pub async fn transact_runs_one_transaction(e: Arc<dyn Engine>) {
             let docs = tx.count("x", &Filter::all()).await?;
             let esc = match tx.qe_state() {
                 Some(st) => Some(
-                    st.esc_get_many("x", &[EscId([4; 32]), EscId([5; 32])])
-                        .await?,
+                    st.esc_get_many(
+                        "x",
+                        &[EscId::from_bytes([4; 32]), EscId::from_bytes([5; 32])],
+                    )
+                    .await?,
                 ),
                 None => None,
             };
@@ -1044,7 +1051,9 @@ pub async fn fail_fast_transactions(e: Arc<dyn Engine>) {
     tx.fail_fast();
     tx.insert_one("f", doc! {"_id": 2}).await.unwrap();
     if let Some(st) = state(&*e, &mut *tx) {
-        st.esc_insert("f", &EscId([6; 32]), None).await.unwrap();
+        st.esc_insert("f", &EscId::from_bytes([6; 32]), None)
+            .await
+            .unwrap();
     }
     let dup = tx
         .insert_many("f", vec![doc! {"_id": 3}, doc! {"_id": 1}])
@@ -1064,7 +1073,10 @@ pub async fn fail_fast_transactions(e: Arc<dyn Engine>) {
     );
     let mut read = e.begin_read().await.unwrap();
     if let Some(st) = state(&*e, &mut *read) {
-        let esc = st.esc_get_many("f", &[EscId([6; 32])]).await.unwrap();
+        let esc = st
+            .esc_get_many("f", &[EscId::from_bytes([6; 32])])
+            .await
+            .unwrap();
         assert_eq!(esc, [None], "nor its ESC row");
     }
     drop(read);
@@ -1111,7 +1123,7 @@ pub async fn fail_fast_transactions(e: Arc<dyn Engine>) {
 fn tag_bin(t: &Tag) -> Bson {
     Bson::Binary(Binary {
         subtype: BinarySubtype::Generic,
-        bytes: t.0.to_vec(),
+        bytes: t.as_bytes().to_vec(),
     })
 }
 
@@ -1122,14 +1134,18 @@ pub async fn drop_removes_state(e: Arc<dyn Engine>) {
         encrypted_fields: Some(doc! {"fields": []}),
     };
     e.create_collection("x", enc()).await.unwrap();
-    let t = Tag([9; 32]);
+    let t = Tag::from_bytes([9; 32]);
     let mut tx = e.begin().await.unwrap();
     tx.insert_one("x", doc! {"_id": 1, "__safeContent__": [tag_bin(&t)]})
         .await
         .unwrap();
     tx.qe_state()
         .unwrap()
-        .esc_insert("x", &EscId([1; 32]), Some(EscValue(vec![1; 32])))
+        .esc_insert(
+            "x",
+            &EscId::from_bytes([1; 32]),
+            Some(EscValue(vec![1; 32])),
+        )
         .await
         .unwrap();
     tx.qe_state()
@@ -1189,8 +1205,10 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
     // their fast path, but never the typed error).
     for (coll, plain) in [("plain", true), ("missing", false)] {
         let errs = [
-            st.esc_get_many(coll, &[EscId([9; 32])]).await.unwrap_err(),
-            st.esc_insert(coll, &EscId([9; 32]), None)
+            st.esc_get_many(coll, &[EscId::from_bytes([9; 32])])
+                .await
+                .unwrap_err(),
+            st.esc_insert(coll, &EscId::from_bytes([9; 32]), None)
                 .await
                 .unwrap_err(),
             st.ecoc_append(coll, "f", b"v").await.unwrap_err(),
@@ -1207,7 +1225,7 @@ pub async fn qe_state(e: Arc<dyn Engine>) {
         }
     }
 
-    let id = |b: u8| EscId([b; 32]);
+    let id = |b: u8| EscId::from_bytes([b; 32]);
     let val = |b: u8| EscValue(vec![b; 32]);
     st.esc_insert("q", &id(1), None).await.unwrap();
     st.esc_insert("q", &id(2), Some(val(7))).await.unwrap();
@@ -1310,7 +1328,7 @@ pub async fn tag_index(e: Arc<dyn Engine>) {
     )
     .await
     .unwrap();
-    let t = |b: u8| Tag([b; 32]);
+    let t = |b: u8| Tag::from_bytes([b; 32]);
     e.insert_many(
         "g",
         vec![
@@ -1507,7 +1525,9 @@ pub async fn concurrent_writers(e: Arc<dyn Engine>) {
                 id[0] = task;
                 id[1] = i;
                 if let Some(st) = tx.qe_state() {
-                    st.esc_insert("w", &EscId(id), None).await.unwrap();
+                    st.esc_insert("w", &EscId::from_bytes(id), None)
+                        .await
+                        .unwrap();
                     st.ecoc_append("w", "v", &[task, i]).await.unwrap();
                 }
                 tx.commit().await.unwrap();

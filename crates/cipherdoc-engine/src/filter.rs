@@ -822,7 +822,7 @@ mod tests {
         };
         assert_eq!(
             Filter::parse(&doc! {"__safeContent__": {"$in": [tag]}}).unwrap(),
-            Filter::tag_in([Tag([7; 32])])
+            Filter::tag_in([Tag::from_bytes([7; 32])])
         );
     }
 

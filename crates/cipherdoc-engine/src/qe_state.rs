@@ -13,46 +13,9 @@ use async_trait::async_trait;
 
 use crate::Result;
 
-macro_rules! bytes32 {
-    ($(#[$m:meta])* $name:ident) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub [u8; 32]);
-
-        impl $name {
-            /// The 32 bytes.
-            pub fn as_bytes(&self) -> &[u8; 32] {
-                &self.0
-            }
-
-            /// From a slice; `None` unless it is exactly 32 bytes long.
-            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-                <[u8; 32]>::try_from(bytes).ok().map(Self)
-            }
-        }
-
-        impl std::fmt::Debug for $name {
-            // Ids and tags are public values (they are stored in the clear),
-            // so a short hex prefix helps debugging without being noisy.
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, concat!(stringify!($name), "("))?;
-                for b in &self.0[..4] {
-                    write!(f, "{b:02x}")?;
-                }
-                write!(f, "..)")
-            }
-        }
-    };
-}
-
-bytes32!(
-    /// An ESC document id (`HMAC(ESCTwiceDerivedTagToken, …)`, §9.2).
-    EscId
-);
-bytes32!(
-    /// A `__safeContent__` tag (BinData 0, 32 bytes, §9.4 step 4).
-    Tag
-);
+/// An ESC document id and a `__safeContent__` tag: the protocol crate's
+/// types (§9.2, §9.4), public values stored in the clear.
+pub use cipherdoc_crypto::server::{EscId, Tag};
 
 /// An ESC document's `value` (an `EncryptCTR` ciphertext of two LE64
 /// numbers, §9.2). Anchors and null anchors have one; non-anchors do not.

@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn corrupt_bytes_are_errors_not_panics() {
         let bytes = bson::to_vec(&doc! {"a": [1, {"b": "x"}], "__safeContent__": [1]}).unwrap();
-        let tags = BTreeSet::from([Tag([1; 32])]);
+        let tags = BTreeSet::from([Tag::from_bytes([1; 32])]);
         for cut in 0..bytes.len() {
             let mut b = bytes[..cut].to_vec();
             // Keep the length prefix consistent, so the damage is inside.
@@ -286,7 +286,7 @@ mod tests {
             doc! {"__safeContent__": [Binary { subtype: BinarySubtype::Generic, bytes: vec![1; 31] }]},
             doc! {"other": [t(1)]},
         ];
-        let filter_tags = BTreeSet::from([Tag([1; 32]), Tag([3; 32])]);
+        let filter_tags = BTreeSet::from([Tag::from_bytes([1; 32]), Tag::from_bytes([3; 32])]);
         let f = crate::Filter::TagIn(filter_tags.clone());
         for d in &docs {
             let bytes = bson::to_vec(d).unwrap();

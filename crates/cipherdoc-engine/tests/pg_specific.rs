@@ -125,7 +125,7 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
         id.contains("Index Scan") && !id.contains("Seq Scan"),
         "{id}"
     );
-    let tags = plan(Filter::tag_in([Tag([7; 32])])).await;
+    let tags = plan(Filter::tag_in([Tag::from_bytes([7; 32])])).await;
     assert!(
         tags.contains("p.$tags") && tags.contains("Index") && !tags.contains("Seq Scan"),
         "{tags}"
@@ -145,7 +145,9 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
         10
     );
     assert_eq!(
-        e.count("p", &Filter::tag_in([Tag([7; 32])])).await.unwrap(),
+        e.count("p", &Filter::tag_in([Tag::from_bytes([7; 32])]))
+            .await
+            .unwrap(),
         20
     );
 }
@@ -210,14 +212,14 @@ fn position_id(pos: u64) -> EscId {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&pos.to_le_bytes());
     id[8..16].copy_from_slice(b"escpos..");
-    EscId(id)
+    EscId::from_bytes(id)
 }
 
 fn position_tag(pos: u64) -> Tag {
     let mut t = [0u8; 32];
     t[..8].copy_from_slice(&pos.to_le_bytes());
     t[8..16].copy_from_slice(b"tagpos..");
-    Tag(t)
+    Tag::from_bytes(t)
 }
 
 /// The first free ESC position (positions are contiguous from 1), probed
@@ -310,7 +312,7 @@ async fn esc_contention_16_connections_x_500_loses_nothing() {
                     .unwrap();
                 tx.insert_one(
                     "v",
-                    doc! {"task": task, "i": i, "__safeContent__": [bin(&position_tag(pos).0)]},
+                    doc! {"task": task, "i": i, "__safeContent__": [bin(position_tag(pos).as_bytes())]},
                 )
                 .await
                 .unwrap();
@@ -444,7 +446,7 @@ async fn long_collection_names_do_not_collide() {
             .unwrap()
             .esc_insert(
                 name,
-                &EscId([9; 32]),
+                &EscId::from_bytes([9; 32]),
                 Some(EscValue(vec![u8::try_from(n).unwrap()])),
             )
             .await
@@ -454,7 +456,7 @@ async fn long_collection_names_do_not_collide() {
     for name in [&a, &b] {
         assert_eq!(e.count(name, &Filter::eq("k", 1)).await.unwrap(), 1);
         assert_eq!(
-            e.count(name, &Filter::tag_in([Tag([1; 32])]))
+            e.count(name, &Filter::tag_in([Tag::from_bytes([1; 32])]))
                 .await
                 .unwrap(),
             1
@@ -468,7 +470,7 @@ async fn long_collection_names_do_not_collide() {
     assert_eq!(
         tx.qe_state()
             .unwrap()
-            .esc_get(&b, &EscId([9; 32]))
+            .esc_get(&b, &EscId::from_bytes([9; 32]))
             .await
             .unwrap()
             .unwrap()
@@ -492,7 +494,7 @@ async fn dropped_transaction_rolls_back_and_releases_locks() {
         tx.insert_one("d", doc! {"_id": 1, "k": 1}).await.unwrap();
         tx.qe_state()
             .unwrap()
-            .esc_insert("d", &EscId([1; 32]), None)
+            .esc_insert("d", &EscId::from_bytes([1; 32]), None)
             .await
             .unwrap();
     }
@@ -510,7 +512,7 @@ async fn dropped_transaction_rolls_back_and_releases_locks() {
     assert_eq!(tx.qe_state().unwrap().esc_count("d").await.unwrap(), 0);
     tx.qe_state()
         .unwrap()
-        .esc_insert("d", &EscId([1; 32]), None)
+        .esc_insert("d", &EscId::from_bytes([1; 32]), None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -532,7 +534,7 @@ async fn read_transaction_is_one_snapshot() {
     assert_eq!(
         r.qe_state()
             .unwrap()
-            .esc_get("s", &EscId([7; 32]))
+            .esc_get("s", &EscId::from_bytes([7; 32]))
             .await
             .unwrap(),
         None
@@ -541,7 +543,7 @@ async fn read_transaction_is_one_snapshot() {
     let mut w = e.begin().await.unwrap();
     w.qe_state()
         .unwrap()
-        .esc_insert("s", &EscId([7; 32]), None)
+        .esc_insert("s", &EscId::from_bytes([7; 32]), None)
         .await
         .unwrap();
     w.commit().await.unwrap();
@@ -549,7 +551,7 @@ async fn read_transaction_is_one_snapshot() {
     assert_eq!(
         r.qe_state()
             .unwrap()
-            .esc_get("s", &EscId([7; 32]))
+            .esc_get("s", &EscId::from_bytes([7; 32]))
             .await
             .unwrap(),
         None
@@ -563,7 +565,7 @@ async fn read_transaction_is_one_snapshot() {
     assert!(
         r.qe_state()
             .unwrap()
-            .esc_get("s", &EscId([7; 32]))
+            .esc_get("s", &EscId::from_bytes([7; 32]))
             .await
             .unwrap()
             .is_some()
@@ -588,7 +590,7 @@ async fn dropped_read_transaction_returns_a_clean_connection() {
             assert_eq!(r.count("c", &Filter::all()).await.unwrap(), u64::from(i));
             r.qe_state()
                 .unwrap()
-                .esc_get_many("c", &[EscId([1; 32])])
+                .esc_get_many("c", &[EscId::from_bytes([1; 32])])
                 .await
                 .unwrap();
         }
@@ -596,7 +598,7 @@ async fn dropped_read_transaction_returns_a_clean_connection() {
         let mut tx = e.begin().await.unwrap();
         tx.qe_state()
             .unwrap()
-            .esc_insert("c", &EscId([i; 32]), None)
+            .esc_insert("c", &EscId::from_bytes([i; 32]), None)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -618,12 +620,12 @@ async fn esc_insert_many_all_or_none_and_ecoc_appends() {
     let mut tx = e.begin().await.unwrap();
     tx.qe_state()
         .unwrap()
-        .esc_insert("m", &EscId([2; 32]), None)
+        .esc_insert("m", &EscId::from_bytes([2; 32]), None)
         .await
         .unwrap();
     let batch: Vec<(EscId, Option<EscValue>)> = [1u8, 2, 3]
         .iter()
-        .map(|b| (EscId([*b; 32]), Some(EscValue(vec![*b; 16]))))
+        .map(|b| (EscId::from_bytes([*b; 32]), Some(EscValue(vec![*b; 16]))))
         .collect();
     assert!(matches!(
         tx.qe_state().unwrap().esc_insert_many("m", &batch).await,
@@ -631,7 +633,10 @@ async fn esc_insert_many_all_or_none_and_ecoc_appends() {
     ));
     assert_eq!(tx.qe_state().unwrap().esc_count("m").await.unwrap(), 1);
     // A repeated id inside one batch conflicts too.
-    let twice = vec![(EscId([4; 32]), None), (EscId([4; 32]), None)];
+    let twice = vec![
+        (EscId::from_bytes([4; 32]), None),
+        (EscId::from_bytes([4; 32]), None),
+    ];
     assert!(matches!(
         tx.qe_state().unwrap().esc_insert_many("m", &twice).await,
         Err(EngineError::EscIdConflict { .. })
@@ -645,7 +650,7 @@ async fn esc_insert_many_all_or_none_and_ecoc_appends() {
     let got = tx
         .qe_state()
         .unwrap()
-        .esc_get_many("m", &[EscId([3; 32])])
+        .esc_get_many("m", &[EscId::from_bytes([3; 32])])
         .await
         .unwrap();
     assert_eq!(got[0].as_ref().unwrap().value, Some(EscValue(vec![3; 16])));
@@ -743,11 +748,14 @@ async fn fail_fast_esc_insert_is_checked_in_the_next_round_trip() {
     let mut tx = e.begin().await.unwrap();
     tx.qe_state()
         .unwrap()
-        .esc_insert("d", &EscId([1; 32]), None)
+        .esc_insert("d", &EscId::from_bytes([1; 32]), None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let taken = [(EscId([2; 32]), None), (EscId([1; 32]), None)];
+    let taken = [
+        (EscId::from_bytes([2; 32]), None),
+        (EscId::from_bytes([1; 32]), None),
+    ];
     let conflict = |r: &cipherdoc_engine::Result<()>| matches!(r, Err(EngineError::EscIdConflict { collection }) if collection == "d");
     let closed =
         |r: &cipherdoc_engine::Result<()>| matches!(r, Err(EngineError::TransactionClosed(_)));
@@ -792,7 +800,13 @@ async fn fail_fast_esc_insert_is_checked_in_the_next_round_trip() {
     tx.fail_fast();
     tx.qe_state()
         .unwrap()
-        .esc_insert_many("d", &[(EscId([3; 32]), None), (EscId([4; 32]), None)])
+        .esc_insert_many(
+            "d",
+            &[
+                (EscId::from_bytes([3; 32]), None),
+                (EscId::from_bytes([4; 32]), None),
+            ],
+        )
         .await
         .unwrap();
     tx.qe_state()
@@ -824,7 +838,11 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
     let mut tx = e.begin().await.unwrap();
     tx.qe_state()
         .unwrap()
-        .esc_insert("enc", &EscId([5; 32]), Some(EscValue(vec![5; 16])))
+        .esc_insert(
+            "enc",
+            &EscId::from_bytes([5; 32]),
+            Some(EscValue(vec![5; 16])),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -838,7 +856,7 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
             assert!(matches!(
                 tx.qe_state()
                     .unwrap()
-                    .esc_get_many("plain", &[EscId([5; 32])])
+                    .esc_get_many("plain", &[EscId::from_bytes([5; 32])])
                     .await,
                 Err(EngineError::NotEncrypted(_))
             ));
@@ -852,14 +870,17 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
             assert!(matches!(
                 tx.qe_state()
                     .unwrap()
-                    .esc_get_many("missing", &[EscId([5; 32])])
+                    .esc_get_many("missing", &[EscId::from_bytes([5; 32])])
                     .await,
                 Err(EngineError::CollectionNotFound(_))
             ));
             let got = tx
                 .qe_state()
                 .unwrap()
-                .esc_get_many("enc", &[EscId([6; 32]), EscId([5; 32])])
+                .esc_get_many(
+                    "enc",
+                    &[EscId::from_bytes([6; 32]), EscId::from_bytes([5; 32])],
+                )
                 .await
                 .unwrap();
             assert_eq!(got[0], None);
@@ -873,7 +894,7 @@ async fn first_probe_of_a_transaction_checks_the_collection() {
             let got = tx
                 .qe_state()
                 .unwrap()
-                .esc_get_many("enc", &[EscId([5; 32])])
+                .esc_get_many("enc", &[EscId::from_bytes([5; 32])])
                 .await
                 .unwrap();
             assert!(got[0].is_some());
@@ -952,7 +973,7 @@ async fn canaries_in_encrypted_fields_never_reach_the_server_files() {
             .unwrap()
             .esc_insert(
                 "patients",
-                &EscId([i; 32]),
+                &EscId::from_bytes([i; 32]),
                 Some(EscValue(pretend_encrypt(&mut rng, esc_secret.as_bytes()))),
             )
             .await
@@ -1033,7 +1054,7 @@ async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
     writer
         .qe_state()
         .unwrap()
-        .esc_get_many("m", &[EscId([7; 32])])
+        .esc_get_many("m", &[EscId::from_bytes([7; 32])])
         .await
         .unwrap();
     let maintenance = {
@@ -1059,7 +1080,7 @@ async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
     writer
         .qe_state()
         .unwrap()
-        .esc_insert("m", &EscId([7; 32]), None)
+        .esc_insert("m", &EscId::from_bytes([7; 32]), None)
         .await
         .unwrap();
     let committing = Instant::now();
@@ -1069,7 +1090,7 @@ async fn maintenance_lock_waits_for_writers_and_holds_them_off() {
     let mut next = e.begin().await.unwrap();
     next.qe_state()
         .unwrap()
-        .esc_get_many("m", &[EscId([8; 32])])
+        .esc_get_many("m", &[EscId::from_bytes([8; 32])])
         .await
         .unwrap();
     let admitted = Instant::now();

@@ -65,7 +65,7 @@ async fn indexed_equality_range_id_and_tag_lookups_use_indexes() {
     let id = plan_text(&e.explain("p", &Filter::eq("_id", 1)).await.unwrap());
     assert!(id.contains("SEARCH") && id.contains("id=?"), "{id}");
     let tags = plan_text(
-        &e.explain("p", &Filter::tag_in([Tag([1; 32])]))
+        &e.explain("p", &Filter::tag_in([Tag::from_bytes([1; 32])]))
             .await
             .unwrap(),
     );
@@ -198,13 +198,23 @@ async fn esc_anchor_presence_follows_the_esc() {
     assert!(!tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
     tx.qe_state()
         .unwrap()
-        .esc_insert_many("q", &[(EscId([1; 32]), None), (EscId([2; 32]), None)])
+        .esc_insert_many(
+            "q",
+            &[
+                (EscId::from_bytes([1; 32]), None),
+                (EscId::from_bytes([2; 32]), None),
+            ],
+        )
         .await
         .unwrap();
     assert!(!tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
     tx.qe_state()
         .unwrap()
-        .esc_upsert("q", &EscId([3; 32]), Some(EscValue(vec![7; 32])))
+        .esc_upsert(
+            "q",
+            &EscId::from_bytes([3; 32]),
+            Some(EscValue(vec![7; 32])),
+        )
         .await
         .unwrap();
     assert!(tx.qe_state().unwrap().esc_has_anchors("q").await.unwrap());
@@ -216,7 +226,7 @@ async fn esc_anchor_presence_follows_the_esc() {
     assert_eq!(
         tx.qe_state()
             .unwrap()
-            .esc_delete_many("q", &[EscId([3; 32])])
+            .esc_delete_many("q", &[EscId::from_bytes([3; 32])])
             .await
             .unwrap(),
         1

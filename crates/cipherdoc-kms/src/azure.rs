@@ -126,7 +126,7 @@ impl AzureProvider {
 
     async fn call(
         &self,
-        mk: &crate::AzureMasterKey,
+        mk: &crate::AzureMasterKeyDoc,
         op: &str,
         value: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {

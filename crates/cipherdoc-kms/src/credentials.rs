@@ -84,8 +84,8 @@ pub struct KmipCredentials {
 /// The 96-byte local key-encryption key.
 #[derive(Debug, Clone)]
 pub struct LocalCredentials {
-    /// 96 bytes.
-    pub key: SecretBytes,
+    /// The key (zeroized on drop, redacted in `Debug`).
+    pub key: cipherdoc_crypto::LocalMasterKey,
 }
 
 /// Credentials for one provider.

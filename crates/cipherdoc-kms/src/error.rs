@@ -193,13 +193,22 @@ pub enum KmsError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// Local wrapping (through the [`crate::LocalWrap`] hook) failed.
-    #[error("KMS provider {provider}: local key wrapping failed: {reason}")]
-    LocalWrap {
+    /// Wrapping or unwrapping with a 96-byte local key (the `local`
+    /// provider's, or the SecretData of KMIP without `delegated`) failed.
+    /// On unwrap, `source` is [`cipherdoc_crypto::Error::AuthenticationFailed`]
+    /// when the key is not the one the data key was wrapped with or the
+    /// key material was modified.
+    #[error(
+        "KMS provider {provider}: cannot {operation} the data key with the local key: {source}; check that the provider's key is the one the data key was made with"
+    )]
+    LocalKey {
         /// Provider name.
         provider: String,
-        /// Reason reported by the hook (must not contain secrets).
-        reason: String,
+        /// Wrap or unwrap.
+        operation: LocalKeyOperation,
+        /// What cipherdoc-crypto refused (never key bytes).
+        #[source]
+        source: cipherdoc_crypto::Error,
     },
     /// The provider's kind was left out of this build: its Cargo feature
     /// (`aws`, `azure`, `gcp` or `kmip`) is off.
@@ -212,6 +221,24 @@ pub enum KmsError {
         /// The Cargo feature that brings the provider.
         feature: &'static str,
     },
+}
+
+/// What a [`KmsError::LocalKey`] failed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKeyOperation {
+    /// Wrapping a new data key.
+    Wrap,
+    /// Unwrapping a key document's `keyMaterial`.
+    Unwrap,
+}
+
+impl std::fmt::Display for LocalKeyOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Wrap => "wrap",
+            Self::Unwrap => "unwrap",
+        })
+    }
 }
 
 impl KmsError {

@@ -189,7 +189,7 @@ impl GcpProvider {
 
     async fn call(
         &self,
-        mk: &crate::GcpMasterKey,
+        mk: &crate::GcpMasterKeyDoc,
         op: &str,
         field: &str,
         value: &[u8],

@@ -1,5 +1,6 @@
 //! Wrapping and unwrapping cipherdoc data keys with a KMS: AWS KMS, Azure
-//! Key Vault, GCP Cloud KMS and KMIP servers (plus `local` through a hook),
+//! Key Vault, GCP Cloud KMS and KMIP servers, and a `local` 96-byte key
+//! (wrapped with cipherdoc-crypto's FLE1 AEAD),
 //! with the `masterKey` and credential shapes MongoDB uses, so that key
 //! documents are interchangeable with libmongocrypt's.
 //!
@@ -43,7 +44,7 @@ pub use credentials::{
     AwsCredentials, AzureCredentials, GcpCredentials, KmipCredentials, KmsCredentials,
     LocalCredentials,
 };
-pub use error::KmsError;
+pub use error::{KmsError, LocalKeyOperation};
 #[cfg(feature = "gcp")]
 pub use gcp::GcpProvider;
 pub use http::{DEFAULT_DEADLINE, HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, TlsOptions};
@@ -51,10 +52,11 @@ pub use http::{DEFAULT_DEADLINE, HttpOptions, MAX_RESPONSE_BYTES, RetryPolicy, T
 pub use kmip::KmipProvider;
 pub use local::LocalProvider;
 pub use master_key::{
-    AwsMasterKey, AzureMasterKey, Endpoint, GcpMasterKey, KmipMasterKey, LocalMasterKey, MasterKey,
+    AwsMasterKeyDoc, AzureMasterKeyDoc, Endpoint, GcpMasterKeyDoc, KmipMasterKeyDoc,
+    LocalMasterKeyDoc, MasterKey,
 };
 pub use name::{ProviderKind, ProviderName};
-pub use provider::{KmsProvider, LocalWrap, WrappedKey};
+pub use provider::{KmsProvider, WrappedKey};
 pub use secret::{Secret, SecretBytes};
 pub use settings::{KmsProviders, ProviderSettings, build_provider};
 pub use trust::{HostSet, KeyTrust, validate_host, validate_region};

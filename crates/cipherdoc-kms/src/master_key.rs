@@ -4,6 +4,11 @@
 //! (`src/mongocrypt-kek.c`): unknown fields are rejected, endpoints are stored
 //! as `host[:port]` (a `scheme://` prefix or a path given on input is dropped,
 //! as libmongocrypt does).
+//!
+//! [`MasterKey`] is the document; each variant holds a `*MasterKeyDoc` with
+//! that provider's fields. The 96-byte key of the `local` provider itself is
+//! [`cipherdoc_crypto::LocalMasterKey`], held by the provider, never by a
+//! document.
 
 use bson::{Bson, Document};
 
@@ -78,7 +83,7 @@ impl Endpoint {
 
 /// `{provider: "aws", region, key, endpoint?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsMasterKey {
+pub struct AwsMasterKeyDoc {
     /// `aws` or `aws:<name>`.
     pub provider: ProviderName,
     /// AWS region, e.g. `us-east-1`.
@@ -91,7 +96,7 @@ pub struct AwsMasterKey {
 
 /// `{provider: "azure", keyVaultEndpoint, keyName, keyVersion?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AzureMasterKey {
+pub struct AzureMasterKeyDoc {
     /// `azure` or `azure:<name>`.
     pub provider: ProviderName,
     /// Vault host, e.g. `myvault.vault.azure.net`.
@@ -104,7 +109,7 @@ pub struct AzureMasterKey {
 
 /// `{provider: "gcp", projectId, location, keyRing, keyName, keyVersion?, endpoint?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GcpMasterKey {
+pub struct GcpMasterKeyDoc {
     /// `gcp` or `gcp:<name>`.
     pub provider: ProviderName,
     /// Project id.
@@ -123,7 +128,7 @@ pub struct GcpMasterKey {
 
 /// `{provider: "kmip", keyId?, endpoint?, delegated?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KmipMasterKey {
+pub struct KmipMasterKeyDoc {
     /// `kmip` or `kmip:<name>`.
     pub provider: ProviderName,
     /// KMIP unique identifier of the key; filled in by `wrap` when absent.
@@ -136,7 +141,7 @@ pub struct KmipMasterKey {
 
 /// `{provider: "local"}` or `{provider: "local:<name>"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalMasterKey {
+pub struct LocalMasterKeyDoc {
     /// `local` or `local:<name>`.
     pub provider: ProviderName,
 }
@@ -146,15 +151,15 @@ pub struct LocalMasterKey {
 #[non_exhaustive]
 pub enum MasterKey {
     /// AWS KMS key.
-    Aws(AwsMasterKey),
+    Aws(AwsMasterKeyDoc),
     /// Azure Key Vault key.
-    Azure(AzureMasterKey),
+    Azure(AzureMasterKeyDoc),
     /// GCP Cloud KMS key.
-    Gcp(GcpMasterKey),
+    Gcp(GcpMasterKeyDoc),
     /// KMIP key.
-    Kmip(KmipMasterKey),
-    /// Local KEK.
-    Local(LocalMasterKey),
+    Kmip(KmipMasterKeyDoc),
+    /// The local provider's key (held by the provider, not the document).
+    Local(LocalMasterKeyDoc),
 }
 
 struct Reader<'a> {
@@ -248,7 +253,7 @@ impl MasterKey {
                 r.only(&["provider", "key", "region", "endpoint"])?;
                 let region = r.req_str("region")?;
                 crate::trust::validate_region(&region).map_err(|e| r.err("region", e))?;
-                Self::Aws(AwsMasterKey {
+                Self::Aws(AwsMasterKeyDoc {
                     key: r.req_str("key")?,
                     region,
                     endpoint: r.opt_endpoint("endpoint")?,
@@ -257,7 +262,7 @@ impl MasterKey {
             }
             ProviderKind::Azure => {
                 r.only(&["provider", "keyVaultEndpoint", "keyName", "keyVersion"])?;
-                Self::Azure(AzureMasterKey {
+                Self::Azure(AzureMasterKeyDoc {
                     key_vault_endpoint: r
                         .opt_endpoint("keyVaultEndpoint")?
                         .ok_or_else(|| r.err("keyVaultEndpoint", "is required"))?,
@@ -276,7 +281,7 @@ impl MasterKey {
                     "keyName",
                     "keyVersion",
                 ])?;
-                Self::Gcp(GcpMasterKey {
+                Self::Gcp(GcpMasterKeyDoc {
                     endpoint: r.opt_endpoint("endpoint")?,
                     project_id: r.req_str("projectId")?,
                     location: r.req_str("location")?,
@@ -288,7 +293,7 @@ impl MasterKey {
             }
             ProviderKind::Kmip => {
                 r.only(&["provider", "endpoint", "keyId", "delegated"])?;
-                Self::Kmip(KmipMasterKey {
+                Self::Kmip(KmipMasterKeyDoc {
                     endpoint: r.opt_endpoint("endpoint")?,
                     key_id: r.opt_str("keyId")?,
                     delegated: r.opt_bool("delegated")?.unwrap_or(false),
@@ -297,7 +302,7 @@ impl MasterKey {
             }
             ProviderKind::Local => {
                 r.only(&["provider"])?;
-                Self::Local(LocalMasterKey { provider })
+                Self::Local(LocalMasterKeyDoc { provider })
             }
         })
     }

@@ -1,4 +1,4 @@
-//! The provider abstraction and the local-wrapping hook.
+//! The provider abstraction.
 
 use std::fmt::Debug;
 
@@ -39,20 +39,6 @@ pub trait KmsProvider: Send + Sync + Debug {
         master_key: &MasterKey,
         key_material: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
-}
-
-/// Local (client-side) key wrapping, implemented by `cipherdoc-crypto` with
-/// FLE1 AEAD (`_mongocrypt_wrap_key`: AEAD_AES_256_CBC_HMAC_SHA_512, random
-/// IV, no associated data, 96-byte KEK).
-///
-/// Used by the `local` provider and by KMIP without `delegated`, where
-/// libmongocrypt fetches a 96-byte SecretData from the KMIP server and wraps
-/// the DEK with it exactly as the local provider does.
-pub trait LocalWrap: Send + Sync + Debug {
-    /// Wraps `dek` under the 96-byte `kek`.
-    fn wrap(&self, kek: &[u8], dek: &[u8]) -> Result<Vec<u8>, String>;
-    /// Verifies and unwraps `key_material` under `kek`.
-    fn unwrap(&self, kek: &[u8], key_material: &[u8]) -> Result<Zeroizing<Vec<u8>>, String>;
 }
 
 pub(crate) fn expect_kind(

@@ -15,8 +15,8 @@ use crate::GcpProvider;
 #[cfg(feature = "kmip")]
 use crate::KmipProvider;
 use crate::{
-    HttpOptions, KeyTrust, KmsCredentials, KmsError, KmsProvider, LocalProvider, LocalWrap,
-    MasterKey, ProviderName, TlsOptions, WrappedKey,
+    HttpOptions, KeyTrust, KmsCredentials, KmsError, KmsProvider, LocalProvider, MasterKey,
+    ProviderName, TlsOptions, WrappedKey,
 };
 
 /// Settings of one provider.
@@ -45,12 +45,10 @@ impl ProviderSettings {
     }
 }
 
-/// Builds one provider. `local_wrap` is needed for `local` and for KMIP
-/// without `delegated`.
+/// Builds one provider.
 pub fn build_provider(
     name: &ProviderName,
     settings: &ProviderSettings,
-    local_wrap: Option<&Arc<dyn LocalWrap>>,
 ) -> Result<Arc<dyn KmsProvider>, KmsError> {
     settings.credentials.check_kind(name)?;
     let http = &settings.http;
@@ -72,19 +70,12 @@ pub fn build_provider(
         )),
         #[cfg(feature = "kmip")]
         KmsCredentials::Kmip(c) => Ok(Arc::new(
-            KmipProvider::new(name, c.clone(), http, &settings.tls, local_wrap.cloned())?
+            KmipProvider::new(name, c.clone(), http, &settings.tls)?
                 .with_trust(settings.trust.clone()),
         )),
         KmsCredentials::Local(c) => {
-            let w = local_wrap.ok_or_else(|| {
-                KmsError::config(name, "the local provider needs the local wrapping hook")
-            })?;
             // No I/O: no deadline.
-            return Ok(Arc::new(LocalProvider::new(
-                name.clone(),
-                c.key.clone(),
-                w.clone(),
-            )?));
+            return Ok(Arc::new(LocalProvider::new(name.clone(), c.key.clone())?));
         }
         // A provider this build was compiled without: a typed error
         // naming the feature, not a missing match arm.
@@ -160,11 +151,10 @@ impl KmsProviders {
     /// Builds every provider in `settings`.
     pub fn from_settings(
         settings: &BTreeMap<ProviderName, ProviderSettings>,
-        local_wrap: Option<&Arc<dyn LocalWrap>>,
     ) -> Result<Self, KmsError> {
         let mut providers = BTreeMap::new();
         for (name, s) in settings {
-            providers.insert(name.clone(), build_provider(name, s, local_wrap)?);
+            providers.insert(name.clone(), build_provider(name, s)?);
         }
         Ok(Self { providers })
     }
@@ -259,7 +249,7 @@ mod tests {
     #[test]
     fn an_aws_provider_is_built_with_the_aws_feature() {
         let (name, settings) = aws_settings();
-        let provider = build_provider(&name, &settings, None).expect("an aws provider");
+        let provider = build_provider(&name, &settings).expect("an aws provider");
         assert_eq!(provider.name(), &name);
     }
 
@@ -269,7 +259,7 @@ mod tests {
     #[test]
     fn an_aws_provider_is_refused_without_the_aws_feature() {
         let (name, settings) = aws_settings();
-        let e = build_provider(&name, &settings, None).expect_err("no aws in this build");
+        let e = build_provider(&name, &settings).expect_err("no aws in this build");
         assert!(
             matches!(&e, KmsError::FeatureMissing { provider, feature: "aws" } if provider == "aws"),
             "{e:?}"

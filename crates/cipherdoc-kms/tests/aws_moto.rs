@@ -89,7 +89,6 @@ fn providers(p: &Peer, name: &str, secret: &str) -> KmsProviders {
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }

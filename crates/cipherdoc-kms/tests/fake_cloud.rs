@@ -22,9 +22,11 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use cipherdoc_crypto::LocalMasterKey;
 use cipherdoc_kms::{
     AzureCredentials, Endpoint, GcpCredentials, HttpOptions, KeyTrust, KmsCredentials, KmsError,
-    KmsProviders, MasterKey, ProviderName, ProviderSettings, RetryPolicy, Secret, SecretBytes,
+    KmsProviders, LocalKeyOperation, MasterKey, ProviderName, ProviderSettings, RetryPolicy,
+    Secret, SecretBytes,
 };
 use common::assert_clean_error;
 use rand_core::{OsRng, RngCore};
@@ -209,7 +211,6 @@ fn azure_kms(base: &str, name: &str, creds: AzureCredentials) -> KmsProviders {
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -540,7 +541,6 @@ fn gcp_kms(base: &str, name: &str, creds: GcpCredentials) -> KmsProviders {
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -671,33 +671,6 @@ async fn gcp_access_token_wrong_and_disabled_keys() {
 
 // ------------------------------------------------------ settings, rewrap ----
 
-/// Stand-in for cipherdoc-crypto's FLE1 wrapping (the lead wires the real one).
-#[derive(Debug)]
-struct TestWrap;
-
-impl cipherdoc_kms::LocalWrap for TestWrap {
-    fn wrap(&self, kek: &[u8], dek: &[u8]) -> Result<Vec<u8>, String> {
-        let c = Aes256Gcm::new_from_slice(&kek[..32]).map_err(|e| e.to_string())?;
-        let mut out = vec![0u8; 12];
-        OsRng.fill_bytes(&mut out);
-        let ct = c
-            .encrypt(Nonce::from_slice(&out), dek)
-            .map_err(|e| e.to_string())?;
-        out.extend(ct);
-        Ok(out)
-    }
-
-    fn unwrap(&self, kek: &[u8], km: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
-        let c = Aes256Gcm::new_from_slice(&kek[..32]).map_err(|e| e.to_string())?;
-        if km.len() < 12 {
-            return Err("key material too short".into());
-        }
-        c.decrypt(Nonce::from_slice(&km[..12]), &km[12..])
-            .map(zeroize::Zeroizing::new)
-            .map_err(|_| "authentication failed".into())
-    }
-}
-
 #[tokio::test]
 async fn named_providers_from_settings_and_rewrap_local_to_azure() {
     let (base, _fake) = azure_fake().await;
@@ -709,10 +682,10 @@ async fn named_providers_from_settings_and_rewrap_local_to_azure() {
     };
     az.trust = KeyTrust::new(vec![az_mk("azure:prod", "test-key", None)], &[]);
     let local = ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
-        key: SecretBytes::new(vec![3u8; 96]),
+        key: LocalMasterKey::from_slice(&[3u8; 96]).unwrap(),
     }));
     let backup = ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
-        key: SecretBytes::new(vec![4u8; 96]),
+        key: LocalMasterKey::from_slice(&[4u8; 96]).unwrap(),
     }));
     let settings = [
         ("local".parse::<ProviderName>().unwrap(), local),
@@ -721,8 +694,7 @@ async fn named_providers_from_settings_and_rewrap_local_to_azure() {
     ]
     .into_iter()
     .collect();
-    let hook: Arc<dyn cipherdoc_kms::LocalWrap> = Arc::new(TestWrap);
-    let kms = KmsProviders::from_settings(&settings, Some(&hook)).unwrap();
+    let kms = KmsProviders::from_settings(&settings).unwrap();
     assert_eq!(
         kms.names().map(ToString::to_string).collect::<Vec<_>>(),
         ["azure:prod", "local", "local:backup"]
@@ -732,8 +704,16 @@ async fn named_providers_from_settings_and_rewrap_local_to_azure() {
     let local_mk = MasterKey::from_document(&bson::doc! {"provider": "local"}).unwrap();
     let backup_mk = MasterKey::from_document(&bson::doc! {"provider": "local:backup"}).unwrap();
     let w = kms.wrap(&local_mk, &dek).await.unwrap();
-    // Two named local providers hold different KEKs.
-    assert!(kms.unwrap(&backup_mk, &w.key_material).await.is_err());
+    // Two named local providers hold different KEKs: the other one's
+    // unwrap fails authentication, a typed error naming the provider.
+    assert!(matches!(
+        kms.unwrap(&backup_mk, &w.key_material).await,
+        Err(KmsError::LocalKey {
+            ref provider,
+            operation: LocalKeyOperation::Unwrap,
+            source: cipherdoc_crypto::Error::AuthenticationFailed,
+        }) if provider == "local:backup"
+    ));
 
     let az_mk = az_mk("azure:prod", "test-key", None);
     let moved = kms
@@ -746,7 +726,7 @@ async fn named_providers_from_settings_and_rewrap_local_to_azure() {
         &dek[..]
     );
 
-    // Credentials of the wrong kind, and local without the hook, are refused.
+    // Credentials of the wrong kind are refused.
     let wrong = [(
         "aws".parse::<ProviderName>().unwrap(),
         ProviderSettings::new(KmsCredentials::Azure(az_creds("x"))),
@@ -754,19 +734,7 @@ async fn named_providers_from_settings_and_rewrap_local_to_azure() {
     .into_iter()
     .collect();
     assert!(matches!(
-        KmsProviders::from_settings(&wrong, None),
-        Err(KmsError::Config { .. })
-    ));
-    let nohook = [(
-        "local".parse::<ProviderName>().unwrap(),
-        ProviderSettings::new(KmsCredentials::Local(cipherdoc_kms::LocalCredentials {
-            key: SecretBytes::new(vec![3u8; 96]),
-        })),
-    )]
-    .into_iter()
-    .collect();
-    assert!(matches!(
-        KmsProviders::from_settings(&nohook, None),
+        KmsProviders::from_settings(&wrong),
         Err(KmsError::Config { .. })
     ));
 }

@@ -228,7 +228,6 @@ fn kms(endpoint: &str, timeout: Duration) -> KmsProviders {
         &[("aws:prod".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -412,7 +411,6 @@ async fn kmip_timeout() {
             ca_file: Some(PathBuf::from(ca)),
             ..TlsOptions::default()
         },
-        None,
     )
     .unwrap();
     let mk =
@@ -465,7 +463,6 @@ async fn kmip_create_and_register_are_never_retried() {
             ca_file: Some(PathBuf::from(ca)),
             ..TlsOptions::default()
         },
-        None,
     )
     .unwrap();
     let creates =

@@ -7,45 +7,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use cipherdoc_kms::{
-    Endpoint, HttpOptions, KmipCredentials, KmipProvider, KmsError, KmsProvider, LocalWrap,
-    MasterKey, ProviderName, RetryPolicy, TlsOptions,
+    Endpoint, HttpOptions, KmipCredentials, KmipProvider, KmsError, KmsProvider, MasterKey,
+    ProviderName, RetryPolicy, TlsOptions,
 };
 use common::{assert_clean_error, peer_env};
-use zeroize::Zeroizing;
-
-/// Stand-in for cipherdoc-crypto's FLE1 AEAD (the real hook): AES-256-GCM
-/// under the first 32 bytes of the 96-byte KMIP secret. It proves that the
-/// provider fetches the same secret for wrap and unwrap; the FLE1 format
-/// itself is tested in cipherdoc-crypto.
-#[derive(Debug)]
-struct TestWrap;
-
-impl LocalWrap for TestWrap {
-    fn wrap(&self, kek: &[u8], dek: &[u8]) -> Result<Vec<u8>, String> {
-        assert_eq!(kek.len(), 96);
-        let c = Aes256Gcm::new_from_slice(&kek[..32]).map_err(|e| e.to_string())?;
-        let nonce = [9u8; 12];
-        let mut out = nonce.to_vec();
-        out.extend(
-            c.encrypt(Nonce::from_slice(&nonce), dek)
-                .map_err(|e| e.to_string())?,
-        );
-        Ok(out)
-    }
-
-    fn unwrap(&self, kek: &[u8], km: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
-        let c = Aes256Gcm::new_from_slice(&kek[..32]).map_err(|e| e.to_string())?;
-        let (n, ct) = km.split_at(12.min(km.len()));
-        c.decrypt(Nonce::from_slice(n), ct)
-            .map(Zeroizing::new)
-            .map_err(|_| "authentication failed".to_owned())
-    }
-}
 
 fn provider(name: &str) -> Option<KmipProvider> {
     let endpoint = peer_env("CIPHERDOC_TEST_KMIP_ENDPOINT")?;
@@ -65,7 +32,6 @@ fn provider(name: &str) -> Option<KmipProvider> {
                 ..HttpOptions::default()
             },
             &tls,
-            Some(Arc::new(TestWrap)),
         )
         .unwrap(),
     )
@@ -85,6 +51,9 @@ async fn non_delegated_registers_secret_and_wraps_locally() {
     };
     let key_id = out.key_id.clone().expect("wrap fills keyId");
     assert!(!out.delegated);
+    // The local provider's FLE1 wrap under the fetched SecretData: IV(16)
+    // ‖ AES-256-CBC(96 bytes) ‖ HMAC-SHA-512/256(32).
+    assert_eq!(w.key_material.len(), 160);
     assert_eq!(
         w.master_key.to_document(),
         bson::doc! {"provider": "kmip", "keyId": key_id.clone()}
@@ -176,7 +145,6 @@ async fn wrong_client_certificate_is_refused() {
             ca_file: Some(ca.into()),
             ..TlsOptions::default()
         },
-        Some(Arc::new(TestWrap)),
     )
     .unwrap();
     let mk = MasterKey::from_document(&bson::doc! {"provider": "kmip", "delegated": true}).unwrap();

@@ -15,7 +15,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use cipherdoc_kms::{
-    AwsCredentials, AwsMasterKey, AzureCredentials, Endpoint, GcpCredentials, HttpOptions,
+    AwsCredentials, AwsMasterKeyDoc, AzureCredentials, Endpoint, GcpCredentials, HttpOptions,
     KeyTrust, KmsCredentials, KmsError, KmsProviders, MasterKey, ProviderName, ProviderSettings,
     RetryPolicy, Secret,
 };
@@ -56,7 +56,6 @@ fn providers(name: &str, creds: KmsCredentials, trust: KeyTrust) -> KmsProviders
         &[(name.parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -178,7 +177,6 @@ fn aws(trust: KeyTrust, endpoint_override: Option<String>) -> KmsProviders {
         &[("aws".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap()
 }
@@ -200,7 +198,7 @@ async fn a_region_with_a_host_suffix_is_refused_before_any_connection() {
         }
         // A master key built without the parser is still refused: by the
         // trust check, and below it by the transport's host guard.
-        let forged = MasterKey::Aws(AwsMasterKey {
+        let forged = MasterKey::Aws(AwsMasterKeyDoc {
             provider: "aws".parse().unwrap(),
             region: region.clone(),
             key: "k".into(),
@@ -326,7 +324,6 @@ async fn an_absurd_token_lifetime_neither_panics_nor_pins_the_token() {
         &[("azure".parse::<ProviderName>().unwrap(), s)]
             .into_iter()
             .collect(),
-        None,
     )
     .unwrap();
     for _ in 0..2 {

@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn tags_are_refused() {
-        let f = Filter::tag_in([cipherdoc_engine::Tag([1; 32])]);
+        let f = Filter::tag_in([cipherdoc_engine::Tag::from_bytes([1; 32])]);
         assert!(matches!(to_query(&f), Err(EngineError::Filter(_))));
     }
 }

@@ -27,14 +27,14 @@ use cipherdoc_crypto::payload::{
     BlobSubtype, FindEqualityPayloadV2, Fle1Algorithm, Fle1EncryptedValue,
     IndexedEqualityEncryptedValueV2, InsertUpdatePayloadV2, UnindexedEncryptedValueV2,
 };
-use cipherdoc_crypto::{KeyId, OsRandom, RandomSource};
+use cipherdoc_crypto::{KeyId, LocalMasterKey, OsRandom, RandomSource};
 use cipherdoc_kms::{
-    KmsProviders, LocalProvider, MasterKey as KmsMasterKey, ProviderKind, ProviderName, SecretBytes,
+    KmsProviders, LocalProvider, MasterKey as KmsMasterKey, ProviderKind, ProviderName,
 };
 
 use crate::error::{Error, Result};
 use crate::key_vault::KeyVault;
-use crate::keys::{CryptoLocalWrap, KeyStore, LoadedKey};
+use crate::keys::{KeyStore, LoadedKey};
 use crate::private_file::{Existing, write_private_with};
 
 /// How to encrypt.
@@ -153,11 +153,7 @@ impl ClientEncryption {
             )));
         }
         let name = ProviderName::new(ProviderKind::Local);
-        let provider = LocalProvider::new(
-            name.clone(),
-            SecretBytes::new(bytes.to_vec()),
-            Arc::new(CryptoLocalWrap),
-        )?;
+        let provider = LocalProvider::new(name.clone(), LocalMasterKey::from_slice(&bytes)?)?;
         let mut kms = KmsProviders::default();
         kms.insert(Arc::new(provider));
         let master = KmsMasterKey::from_document(&doc! { "provider": "local" })?;

@@ -9,16 +9,16 @@ use bson::{Document, doc};
 use cipherdoc_engine::Engine;
 use cipherdoc_kms::{
     AwsCredentials, AzureCredentials, Endpoint, GcpCredentials, KeyTrust, KmipCredentials,
-    KmsCredentials, KmsProviders, LocalCredentials, LocalWrap, MasterKey as KmsMasterKey,
-    ProviderName, ProviderSettings, Secret, SecretBytes,
+    KmsCredentials, KmsProviders, LocalCredentials, MasterKey as KmsMasterKey, ProviderName,
+    ProviderSettings, Secret, SecretBytes,
 };
 
 use crate::error::{Error, Result};
 use crate::key_vault::EngineKeyVault;
-use crate::keys::{CryptoLocalWrap, KeyCheckValues, KeyStore};
+use crate::keys::{KeyCheckValues, KeyStore};
 use crate::settings::{
-    DatabaseSettings, EncryptionSettings, EngineSettings, KmsProviderSettings, MasterKeySettings,
-    SecretSource, SettingsError,
+    DatabaseSettings, EncryptionSettings, EngineSettings, KmsCredentialsSettings,
+    MasterKeySettings, SecretSource, SettingsError,
 };
 
 fn setting_err(path: String, problem: impl Into<String>) -> Error {
@@ -146,11 +146,11 @@ fn endpoint(s: &str, path: &str) -> Result<Endpoint> {
 /// The KMS credentials of one configured provider, secrets resolved now.
 fn credentials(
     base: &str,
-    p: &KmsProviderSettings,
+    p: &KmsCredentialsSettings,
 ) -> Result<(KmsCredentials, cipherdoc_kms::TlsOptions)> {
     let tls = cipherdoc_kms::TlsOptions::default();
     Ok(match p {
-        KmsProviderSettings::Local { key, raw } => {
+        KmsCredentialsSettings::Local { key, raw } => {
             let path = format!("{base}.key_file");
             let bytes = key.read_bytes().map_err(|e| setting_err(path.clone(), e))?;
             let bytes = if *raw {
@@ -166,23 +166,18 @@ fn credentials(
                         })?,
                 )
             };
-            if bytes.len() != 96 {
-                return Err(setting_err(
+            let key = cipherdoc_crypto::LocalMasterKey::from_slice(&bytes).map_err(|_| {
+                setting_err(
                     path,
                     format!(
                         "the local master key must be 96 bytes, found {}",
                         bytes.len()
                     ),
-                ));
-            }
-            (
-                KmsCredentials::Local(LocalCredentials {
-                    key: SecretBytes::new(bytes.to_vec()),
-                }),
-                tls,
-            )
+                )
+            })?;
+            (KmsCredentials::Local(LocalCredentials { key }), tls)
         }
-        KmsProviderSettings::Aws {
+        KmsCredentialsSettings::Aws {
             access_key_id,
             secret_access_key,
             session_token,
@@ -200,7 +195,7 @@ fn credentials(
             };
             (KmsCredentials::Aws(creds), tls)
         }
-        KmsProviderSettings::Azure {
+        KmsCredentialsSettings::Azure {
             tenant_id,
             client_id,
             client_secret,
@@ -227,7 +222,7 @@ fn credentials(
             };
             (KmsCredentials::Azure(creds), tls)
         }
-        KmsProviderSettings::Gcp {
+        KmsCredentialsSettings::Gcp {
             email,
             private_key,
             endpoint: ep,
@@ -253,7 +248,7 @@ fn credentials(
             };
             (KmsCredentials::Gcp(creds), tls)
         }
-        KmsProviderSettings::Kmip {
+        KmsCredentialsSettings::Kmip {
             endpoint: ep,
             tls_ca_file,
             tls_cert_file,
@@ -360,7 +355,7 @@ pub(crate) async fn open_encryption(
         let name: ProviderName = name_str
             .parse()
             .map_err(|e: cipherdoc_kms::KmsError| setting_err(path.clone(), e.to_string()))?;
-        let (credentials, tls) = credentials(&path, &p.settings)?;
+        let (credentials, tls) = credentials(&path, &p.credentials)?;
         let mut ps = ProviderSettings::new(credentials);
         ps.tls = tls;
         if let Some(ca) = &p.transport.tls_ca_file {
@@ -395,8 +390,7 @@ pub(crate) async fn open_encryption(
         providers.insert(name, ps);
         master_keys.push(mk);
     }
-    let hook: Arc<dyn LocalWrap> = Arc::new(CryptoLocalWrap);
-    let kms = KmsProviders::from_settings(&providers, Some(&hook))?;
+    let kms = KmsProviders::from_settings(&providers)?;
     let (_, vault_coll) = enc.key_vault();
     let vault = EngineKeyVault::open(engine, vault_coll).await?;
     let mut keys = KeyStore::new(

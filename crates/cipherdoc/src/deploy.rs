@@ -17,7 +17,7 @@ use crate::app::{App, Database};
 use crate::error::Result;
 use crate::leakage::{LeakageFinding, LeakageOptions, leakage_report};
 use crate::migrations::Severity;
-use crate::settings::{KmsKind, KmsProviderSettings, SecretSource};
+use crate::settings::{KmsCredentialsSettings, KmsKind, SecretSource};
 
 /// The ECOC size past which `check --deploy` asks for `compact`: each
 /// insert or update of an indexed field appends one entry, and until
@@ -242,7 +242,7 @@ async fn check_database(
             });
         }
         let prefix = format!("databases.{alias}.encryption.kms_providers.{name}");
-        for (key, source) in secret_sources(&provider.settings) {
+        for (key, source) in secret_sources(&provider.credentials) {
             match source {
                 SecretSource::Inline(_) => out.push(DeployFinding::InlineSecret {
                     setting: format!("{prefix}.{key}"),
@@ -258,10 +258,10 @@ async fn check_database(
                 SecretSource::Env(_) => {}
             }
         }
-        if let KmsProviderSettings::Kmip {
+        if let KmsCredentialsSettings::Kmip {
             tls_key_file: Some(p),
             ..
-        } = &provider.settings
+        } = &provider.credentials
         {
             file_finding(alias, DeployFile::KmsSecret, p, out);
         }
@@ -329,10 +329,10 @@ pub async fn key_vault_has_unique_alt_names(
 }
 
 /// The secrets of a provider's settings, by setting name.
-fn secret_sources(settings: &KmsProviderSettings) -> Vec<(&'static str, &SecretSource)> {
+fn secret_sources(settings: &KmsCredentialsSettings) -> Vec<(&'static str, &SecretSource)> {
     let optional: [(&'static str, &Option<SecretSource>); 2] = match settings {
-        KmsProviderSettings::Local { key, .. } => return vec![("key", key)],
-        KmsProviderSettings::Aws {
+        KmsCredentialsSettings::Local { key, .. } => return vec![("key", key)],
+        KmsCredentialsSettings::Aws {
             secret_access_key,
             session_token,
             ..
@@ -340,7 +340,7 @@ fn secret_sources(settings: &KmsProviderSettings) -> Vec<(&'static str, &SecretS
             ("secret_access_key", secret_access_key),
             ("session_token", session_token),
         ],
-        KmsProviderSettings::Azure {
+        KmsCredentialsSettings::Azure {
             client_secret,
             access_token,
             ..
@@ -348,14 +348,14 @@ fn secret_sources(settings: &KmsProviderSettings) -> Vec<(&'static str, &SecretS
             ("client_secret", client_secret),
             ("access_token", access_token),
         ],
-        KmsProviderSettings::Gcp {
+        KmsCredentialsSettings::Gcp {
             private_key,
             access_token,
             ..
         } => [("private_key", private_key), ("access_token", access_token)],
         // KMIP authenticates with a client certificate: its key file is
         // checked by the caller.
-        KmsProviderSettings::Kmip { .. } => return Vec::new(),
+        KmsCredentialsSettings::Kmip { .. } => return Vec::new(),
     };
     optional
         .into_iter()

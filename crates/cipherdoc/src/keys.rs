@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use bson::DateTime;
 use cipherdoc_crypto::tokens::IndexKeyTokens;
-use cipherdoc_crypto::{DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKey, OsRandom};
-use cipherdoc_kms::{DataKeyCache, KmsError, KmsProviders, LocalWrap, MasterKey as KmsMasterKey};
-use zeroize::Zeroizing;
+use cipherdoc_crypto::{DataKey, KeyCheckValue, KeyDocument, KeyId, OsRandom};
+use cipherdoc_kms::{DataKeyCache, KmsError, KmsProviders, MasterKey as KmsMasterKey};
 
 use crate::error::{Error, KeyRef, Result};
 use crate::key_vault::KeyVault;
@@ -37,29 +36,6 @@ impl LoadedKey {
     fn new(id: KeyId, key: DataKey) -> Self {
         let tokens = IndexKeyTokens::new(id, &key);
         Self { id, key, tokens }
-    }
-}
-
-/// The local provider's wrapping: FLE1 AEAD under the 96-byte master key
-/// (qe-protocol.md §1.2), also used by non-delegated KMIP.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CryptoLocalWrap;
-
-impl LocalWrap for CryptoLocalWrap {
-    fn wrap(&self, kek: &[u8], dek: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        let kek = LocalMasterKey::from_slice(kek).map_err(|e| e.to_string())?;
-        let dek = DataKey::from_slice(dek).map_err(|e| e.to_string())?;
-        cipherdoc_crypto::wrap_local(&kek, &dek, &mut OsRandom).map_err(|e| e.to_string())
-    }
-
-    fn unwrap(
-        &self,
-        kek: &[u8],
-        key_material: &[u8],
-    ) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
-        let kek = LocalMasterKey::from_slice(kek).map_err(|e| e.to_string())?;
-        let dek = cipherdoc_crypto::unwrap_local(&kek, key_material).map_err(|e| e.to_string())?;
-        Ok(Zeroizing::new(dek.as_bytes().to_vec()))
     }
 }
 

@@ -32,8 +32,8 @@ use crate::error::{Error, Result};
 use crate::migrations::{MigrateOptions, MigrationSource, initial_migrations, migrate};
 use crate::model::Model;
 use crate::settings::{
-    EngineSettings, KmsKind, KmsProvider, KmsProviderName, KmsProviderSettings, MasterKeySettings,
-    Router, SecretSource, Settings, SettingsError,
+    EngineSettings, KmsCredentialsSettings, KmsKind, KmsProviderName, KmsProviderSettings,
+    MasterKeySettings, Router, SecretSource, Settings, SettingsError,
 };
 
 /// The reference's layout: `default`, and `encrypted` (database
@@ -219,9 +219,9 @@ impl TestAppBuilder {
                     name.to_string().replace(':', "-")
                 ));
                 generate_local_master_key_file(&file)?;
-                providers.push(KmsProvider {
+                providers.push(KmsProviderSettings {
                     name,
-                    settings: KmsProviderSettings::Local {
+                    credentials: KmsCredentialsSettings::Local {
                         key: SecretSource::File(file),
                         raw: true,
                     },

@@ -17,7 +17,7 @@ use cipherdoc::App;
 use cipherdoc::migrations::{
     MigrateOptions, MigrationDir, encrypted_fields_map, encrypted_fields_map_json, migrate,
 };
-use cipherdoc::settings::{KmsProviderSettings, SecretSource, Settings};
+use cipherdoc::settings::{KmsCredentialsSettings, SecretSource, Settings};
 use cipherdoc_engine::{Filter, FindOptions};
 use rust_decimal::Decimal;
 
@@ -44,10 +44,10 @@ pub fn ensure_local_master_keys(settings: &Settings) -> Result<Vec<PathBuf>> {
     for db in &settings.databases {
         let Some(enc) = &db.encryption else { continue };
         for p in &enc.kms_providers {
-            if let KmsProviderSettings::Local {
+            if let KmsCredentialsSettings::Local {
                 key: SecretSource::File(path),
                 raw: true,
-            } = &p.settings
+            } = &p.credentials
                 && !path.exists()
             {
                 if let Some(dir) = path.parent() {

@@ -626,7 +626,7 @@ pub(crate) async fn insert_docs(
         if meta.encrypted() {
             for t in doc_tags(&doc) {
                 tag_ids.push(k.clone());
-                tags.push(t.0.to_vec());
+                tags.push(t.as_bytes().to_vec());
             }
         }
         bytes.push(encode(name, &doc)?);
@@ -760,11 +760,11 @@ pub(crate) async fn replace_one(
     let (old_tags, new_tags) = (doc_tags(&old), doc_tags(&doc));
     let tag_del: Vec<Vec<u8>> = old_tags
         .difference(&new_tags)
-        .map(|t| t.0.to_vec())
+        .map(|t| t.as_bytes().to_vec())
         .collect();
     let tag_add: Vec<Vec<u8>> = new_tags
         .difference(&old_tags)
-        .map(|t| t.0.to_vec())
+        .map(|t| t.as_bytes().to_vec())
         .collect();
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&bytes, &rid];
     for (i, (spec, (del, add))) in meta.indexes.iter().zip(&cols).enumerate() {
@@ -1118,7 +1118,7 @@ pub(crate) async fn delete(
     if meta.encrypted() {
         for (rid, d) in &victims {
             for t in doc_tags(d) {
-                tags.push(t.0.to_vec());
+                tags.push(t.as_bytes().to_vec());
                 tag_rids.push(*rid);
             }
         }
@@ -1202,7 +1202,7 @@ pub(crate) async fn esc_get_many(
         require_encrypted(cx, c).await?;
         return Ok(Vec::new());
     }
-    let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.as_bytes().to_vec()).collect();
     let sql = format!(
         "SELECT id, value FROM {} WHERE id = ANY($1::bytea[])",
         cx.s.table(&esc_name(c))
@@ -1215,7 +1215,7 @@ pub(crate) async fn esc_get_many(
     Ok(ids
         .iter()
         .map(|i| {
-            found.get(&i.0[..]).map(|v| EscEntry {
+            found.get(&i.as_bytes()[..]).map(|v| EscEntry {
                 value: v.clone().map(EscValue),
             })
         })
@@ -1244,7 +1244,7 @@ pub(crate) async fn esc_insert(
     } else {
         format!("INSERT INTO {table}(id, value) VALUES($1, $2) ON CONFLICT (id) DO NOTHING")
     };
-    let idb: &[u8] = &id.0;
+    let idb: &[u8] = id.as_bytes();
     let v: Option<&[u8]> = value.map(|v| v.0.as_slice());
     let n = cx.execute(&sql, &[&idb, &v]).await?;
     if n == 0 {
@@ -1271,7 +1271,7 @@ pub(crate) async fn esc_insert_many(
     if docs.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Vec<u8>> = docs.iter().map(|(id, _)| id.0.to_vec()).collect();
+    let ids: Vec<Vec<u8>> = docs.iter().map(|(id, _)| id.as_bytes().to_vec()).collect();
     let values: Vec<Option<Vec<u8>>> = docs
         .iter()
         .map(|(_, v)| v.as_ref().map(|v| v.0.clone()))
@@ -1338,7 +1338,7 @@ pub(crate) async fn esc_lock_counters(cx: &mut Ctx, c: &str, counters: &[[u8; 32
 
 pub(crate) async fn esc_delete_many(cx: &mut Ctx, c: &str, ids: &[EscId]) -> Result<u64> {
     require_encrypted(cx, c).await?;
-    let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.0.to_vec()).collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|i| i.as_bytes().to_vec()).collect();
     let sql = format!(
         "DELETE FROM {} WHERE id = ANY($1::bytea[])",
         cx.s.table(&esc_name(c))

@@ -305,10 +305,7 @@ async fn anchor_counters(
             let v = value
                 .encrypt(&t.value, &mut OsRandom)
                 .map_err(state(collection))?;
-            docs.push((
-                EscId(*anchor_id(&t.tag, apos).as_bytes()),
-                Some(EscValue(v)),
-            ));
+            docs.push((anchor_id(&t.tag, apos), Some(EscValue(v))));
         }
     }
     super::state(tx)?.esc_insert_many(collection, &docs).await?;
@@ -342,17 +339,13 @@ async fn cleanup_counters(
                 .encrypt(&t.value, &mut OsRandom)
                 .map_err(state(collection))?;
             super::state(tx)?
-                .esc_upsert(
-                    collection,
-                    &EscId(*null_anchor_id(&t.tag).as_bytes()),
-                    Some(EscValue(v)),
-                )
+                .esc_upsert(collection, &null_anchor_id(&t.tag), Some(EscValue(v)))
                 .await?;
             stats.null_anchors_written += 1;
         }
         if let Some((a, b)) = plan.delete_anchors {
             for i in a..=b {
-                delete.push(EscId(*anchor_id(&t.tag, i).as_bytes()));
+                delete.push(anchor_id(&t.tag, i));
             }
         }
     }
@@ -387,17 +380,13 @@ async fn cleanup_padding(
                 .encrypt(&value, &mut OsRandom)
                 .map_err(state(collection))?;
             super::state(tx)?
-                .esc_upsert(
-                    collection,
-                    &EscId(*null_anchor_id(&key).as_bytes()),
-                    Some(EscValue(v)),
-                )
+                .esc_upsert(collection, &null_anchor_id(&key), Some(EscValue(v)))
                 .await?;
             stats.null_anchors_written += 1;
         }
         if let Some((a, b)) = plan.delete_anchors {
             for i in a..=b {
-                delete.push(EscId(*anchor_id(&key, i).as_bytes()));
+                delete.push(anchor_id(&key, i));
             }
         }
     }
@@ -556,7 +545,7 @@ async fn pad_fields(
             let v = AnchorValue { apos: 0, cpos: 0 }
                 .encrypt(&value, &mut OsRandom)
                 .map_err(state(collection))?;
-            docs.push((EscId(*anchor_id(&key, pos).as_bytes()), Some(EscValue(v))));
+            docs.push((anchor_id(&key, pos), Some(EscValue(v))));
         }
     }
     super::state(tx)?.esc_insert_many(collection, &docs).await?;

@@ -150,7 +150,7 @@ fn probe_of(a: &Answer) -> ProbeResult<'_> {
 }
 
 fn eid(id: cipherdoc_crypto::server::EscId) -> EscId {
-    EscId(*id.as_bytes())
+    id
 }
 
 fn state_err(collection: &str) -> impl Fn(cipherdoc_crypto::Error) -> EngineError + '_ {

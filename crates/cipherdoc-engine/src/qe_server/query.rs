@@ -482,7 +482,7 @@ pub(crate) async fn rewrite(
             }
             .into());
         }
-        set.extend(ct.tags(n).map(|t| Tag(*t.as_bytes())));
+        set.extend(ct.tags(n));
     }
     // Pass 2: substitute.
     let mut total = 0usize;

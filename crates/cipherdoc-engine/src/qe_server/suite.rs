@@ -266,7 +266,7 @@ fn tags_of(doc: &Document) -> BTreeSet<Tag> {
     for k in ["name", "age"] {
         if let Some(Bson::Binary(b)) = doc.get(k) {
             let v = IndexedEqualityEncryptedValueV2::decode(&b.bytes).unwrap();
-            out.insert(Tag(*v.metadata.tag.as_bytes()));
+            out.insert(v.metadata.tag);
         }
     }
     out

@@ -318,7 +318,7 @@ fn stored_tags(doc: &Document) -> BTreeSet<Tag> {
         };
         assert_eq!(b.bytes.first(), Some(&17), "{k} is stored as blob 17");
         let v = IndexedTextEncryptedValue::decode(&b.bytes).unwrap();
-        out.extend(v.tags().map(|t| Tag(*t.as_bytes())));
+        out.extend(v.tags());
     }
     out
 }

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use bson::spec::{BinarySubtype, ElementType};
 use bson::{Binary, Bson, Document};
 use cipherdoc_crypto::payload::{
-    BlobSubtype, IndexedEqualityEncryptedValueV2, IndexedTextEncryptedValue, InsertUpdatePayloadV2,
-    UnindexedEncryptedValueV2,
+    BlobSubtype, IndexedEqualityEncryptedValueV2, IndexedRangeEncryptedValueV2,
+    IndexedTextEncryptedValue, InsertUpdatePayloadV2, UnindexedEncryptedValueV2,
 };
 use cipherdoc_crypto::server::text::{build_indexed_text_value, text_insert_token_sets};
 use cipherdoc_crypto::server::{
@@ -23,7 +23,7 @@ use super::schema::{FieldKind, FieldSpec, PathRel, QeSchema};
 use crate::Result;
 use crate::engine::{FindOptions, Transaction};
 use crate::filter::{Filter, SAFE_CONTENT};
-use crate::qe_state::{EcocEntry, EscId, Tag};
+use crate::qe_state::{EcocEntry, Tag};
 
 /// One ESC counter an insert payload advances: equality has one (the
 /// top-level `s`/`p`), range one per edge (`g[i].s`/`g[i].p`), text search
@@ -79,18 +79,18 @@ fn build_stored(
     };
     if iup.text_search_token_sets.is_some() {
         let v = build_indexed_text_value(iup, counts, rng).map_err(payload_err)?;
-        let tags = v.tags().map(|t| Tag(*t.as_bytes())).collect();
+        let tags = v.tags().collect();
         return Ok((v.encode().map_err(payload_err)?, tags));
     }
     match (&iup.edge_token_sets, counts) {
         (None, [count]) => {
             let v = build_indexed_equality_value(iup, *count, rng).map_err(payload_err)?;
-            let tag = Tag(*v.metadata.tag.as_bytes());
+            let tag = v.metadata.tag;
             Ok((v.encode(), vec![tag]))
         }
         (Some(_), counts) => {
             let v = build_indexed_range_value(iup, counts, rng).map_err(payload_err)?;
-            let tags = v.tags().map(|t| Tag(*t.as_bytes())).collect();
+            let tags = v.tags().collect();
             Ok((v.encode().map_err(payload_err)?, tags))
         }
         (None, _) => Err(QeError::State {
@@ -108,26 +108,15 @@ fn stored_tags(blob: &[u8]) -> Option<Vec<Tag>> {
     match BlobSubtype::of(blob).ok()? {
         BlobSubtype::Fle2IndexedEqualityEncryptedValueV2 => {
             let v = IndexedEqualityEncryptedValueV2::decode(blob).ok()?;
-            Some(vec![Tag(*v.metadata.tag.as_bytes())])
+            Some(vec![v.metadata.tag])
         }
         BlobSubtype::Fle2IndexedRangeEncryptedValueV2 => {
-            // 0x0F ‖ S_KeyId(16) ‖ T(1) ‖ edge_count(1) ‖ SEV ‖ 96·edge_count (§6.7);
-            // the tag is bytes 32..64 of each block.
-            let n = usize::from(*blob.get(18)?);
-            let meta = blob.len().checked_sub(n * 96)?;
-            if meta < 19 + 32 {
-                return None;
-            }
-            (0..n)
-                .map(|i| {
-                    let at = meta + i * 96 + 32;
-                    Tag::from_slice(blob.get(at..at + 32)?)
-                })
-                .collect()
+            let v = IndexedRangeEncryptedValueV2::decode(blob).ok()?;
+            Some(v.tags().collect())
         }
         BlobSubtype::Fle2IndexedTextEncryptedValue => {
             let v = IndexedTextEncryptedValue::decode(blob).ok()?;
-            Some(v.tags().map(|t| Tag(*t.as_bytes())).collect())
+            Some(v.tags().collect())
         }
         _ => None,
     }
@@ -577,7 +566,7 @@ async fn apply(
                 let i = slot.get(s.esc.tag.as_bytes()).copied().unwrap_or_default();
                 let Some(c) = next.get_mut(i) else { continue };
                 counts.push(*c);
-                esc.push((EscId(*non_anchor_id(&s.esc.tag, *c).as_bytes()), None));
+                esc.push((non_anchor_id(&s.esc.tag, *c), None));
                 ecoc.push(EcocEntry {
                     field_name: j.path.clone(),
                     value: s.ecoc_value.clone(),
@@ -625,7 +614,7 @@ async fn apply(
                     .map(|t| {
                         Bson::Binary(Binary {
                             subtype: BinarySubtype::Generic,
-                            bytes: t.0.to_vec(),
+                            bytes: t.as_bytes().to_vec(),
                         })
                     })
                     .collect();

@@ -452,7 +452,7 @@ fn add_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> Resu
             tags_table(&meta.name)
         ))?;
         for t in doc_tags(doc) {
-            stmt.execute(params![&t.0[..], rid])?;
+            stmt.execute(params![&t.as_bytes()[..], rid])?;
         }
     }
     Ok(())
@@ -474,7 +474,7 @@ fn remove_entries(conn: &Connection, meta: &Meta, rid: i64, doc: &Document) -> R
             tags_table(&meta.name)
         ))?;
         for t in doc_tags(doc) {
-            stmt.execute(params![&t.0[..], rid])?;
+            stmt.execute(params![&t.as_bytes()[..], rid])?;
         }
     }
     Ok(())
@@ -873,8 +873,9 @@ pub(crate) fn esc_get_many(
         ))?;
         ids.iter()
             .map(|id| {
-                let value: Option<Option<Vec<u8>>> =
-                    stmt.query_row([&id.0[..]], |r| r.get(0)).optional()?;
+                let value: Option<Option<Vec<u8>>> = stmt
+                    .query_row([&id.as_bytes()[..]], |r| r.get(0))
+                    .optional()?;
                 Ok(value.map(|v| EscEntry {
                     value: v.map(EscValue),
                 }))
@@ -899,7 +900,7 @@ pub(crate) fn esc_insert<'a>(
     on_state_tables(conn, c, || {
         let mut stmt = conn.prepare_cached(&sql.replace("{}", &q(&esc_name(c))))?;
         for (id, value) in rows {
-            match stmt.execute(params![&id.0[..], value.map(|v| &v.0[..])]) {
+            match stmt.execute(params![&id.as_bytes()[..], value.map(|v| &v.0[..])]) {
                 Ok(_) => {}
                 Err(e) if is_constraint(&e) => {
                     return Err(EngineError::EscIdConflict {
@@ -915,7 +916,10 @@ pub(crate) fn esc_insert<'a>(
 
 pub(crate) fn esc_delete_many(conn: &Connection, c: &str, ids: &[EscId]) -> Result<u64> {
     require_encrypted(conn, c)?;
-    let keys: Vec<Value> = ids.iter().map(|i| Value::Blob(i.0.to_vec())).collect();
+    let keys: Vec<Value> = ids
+        .iter()
+        .map(|i| Value::Blob(i.as_bytes().to_vec()))
+        .collect();
     let n = conn.execute(
         &format!("DELETE FROM {} WHERE id IN rarray(?1)", q(&esc_name(c))),
         [Rc::new(keys)],

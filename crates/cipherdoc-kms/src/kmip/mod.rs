@@ -3,9 +3,9 @@
 //!
 //! * Not delegated (default): `Register` a random 96-byte SecretData (type
 //!   Seed, format Opaque, usage mask 0) unless `keyId` is given, `Activate`
-//!   it, `Get` it, and wrap the DEK locally with it through [`LocalWrap`]
-//!   (libmongocrypt uses `_mongocrypt_wrap_key`, the FLE1 AEAD of the local
-//!   provider). Unwrap = `Get` + local unwrap.
+//!   it, `Get` it, and wrap the DEK locally with it as the local provider
+//!   does (libmongocrypt uses `_mongocrypt_wrap_key`, the FLE1 AEAD of
+//!   [`cipherdoc_crypto::wrap_local`]). Unwrap = `Get` + local unwrap.
 //! * Delegated: `Create` an AES-256 key (usage Encrypt|Decrypt) unless
 //!   `keyId` is given, `Activate`, then `Encrypt` with AES-CBC-PKCS5 and a
 //!   server-chosen IV; `keyMaterial = IV(16) ‖ ciphertext`. Unwrap =
@@ -16,6 +16,7 @@ pub mod ttlv;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cipherdoc_crypto::LocalMasterKey;
 use rand_core::{OsRng, RngCore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -27,8 +28,9 @@ use zeroize::Zeroizing;
 
 use self::ttlv::{Item, Value, tag};
 use crate::http::{HttpOptions, TlsOptions, read_file};
+use crate::local;
 use crate::{
-    Endpoint, HostSet, KeyTrust, KmipCredentials, KmipMasterKey, KmsError, KmsProvider, LocalWrap,
+    Endpoint, HostSet, KeyTrust, KmipCredentials, KmipMasterKeyDoc, KmsError, KmsProvider,
     MasterKey, ProviderKind, ProviderName, WrappedKey,
 };
 
@@ -53,7 +55,6 @@ pub struct KmipProvider {
     endpoint: Endpoint,
     connector: TlsConnector,
     opts: HttpOptions,
-    local: Option<Arc<dyn LocalWrap>>,
     trust: KeyTrust,
     /// The only hosts a connection may go to: the configured endpoint, the
     /// configured master keys' and the allowlist.
@@ -126,13 +127,12 @@ fn tls_config(name: &ProviderName, tls: &TlsOptions) -> Result<rustls::ClientCon
 }
 
 impl KmipProvider {
-    /// Builds the provider. `local` is required to wrap without `delegated`.
+    /// Builds the provider.
     pub fn new(
         name: &ProviderName,
         creds: KmipCredentials,
         http: &HttpOptions,
         tls: &TlsOptions,
-        local: Option<Arc<dyn LocalWrap>>,
     ) -> Result<Self, KmsError> {
         if name.kind() != ProviderKind::Kmip {
             return Err(KmsError::config(name, "not a kmip provider name"));
@@ -156,7 +156,6 @@ impl KmipProvider {
             endpoint: creds.endpoint,
             connector,
             opts: http.clone(),
-            local,
             trust: KeyTrust::default(),
             allowed,
         })
@@ -174,7 +173,7 @@ impl KmipProvider {
         self
     }
 
-    fn endpoint_for(&self, mk: &KmipMasterKey) -> Result<(String, u16), KmsError> {
+    fn endpoint_for(&self, mk: &KmipMasterKeyDoc) -> Result<(String, u16), KmsError> {
         let e = mk.endpoint.as_ref().unwrap_or(&self.endpoint);
         let host = e
             .host()
@@ -216,7 +215,7 @@ impl KmipProvider {
     /// Runs `flow` on a fresh connection with the timeout, retrying transient failures.
     async fn with_session<T, F>(
         &self,
-        mk: &KmipMasterKey,
+        mk: &KmipMasterKeyDoc,
         retry: Retry,
         flow: F,
     ) -> Result<T, KmsError>
@@ -265,12 +264,6 @@ impl KmipProvider {
             }
             return res;
         }
-    }
-
-    fn local(&self) -> Result<&Arc<dyn LocalWrap>, KmsError> {
-        self.local.as_ref().ok_or_else(|| {
-            KmsError::config(&self.name, "non-delegated KMIP needs the local wrapping hook (build the provider with a LocalWrap)")
-        })
     }
 }
 
@@ -519,7 +512,7 @@ impl Session<'_> {
         self.roundtrip("Activate", req).await.map(drop)
     }
 
-    async fn get_secret(&mut self, uid: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    async fn get_secret(&mut self, uid: &str) -> Result<LocalMasterKey, KmsError> {
         let req = Zeroizing::new(request(
             0,
             op::GET,
@@ -554,7 +547,7 @@ impl Session<'_> {
                 ),
             ));
         }
-        Ok(s)
+        LocalMasterKey::from_slice(&s).map_err(|e| KmsError::protocol(&self.p.name, e.to_string()))
     }
 
     async fn crypt(
@@ -617,7 +610,9 @@ impl KmsProvider for KmipProvider {
         self.trust
             .check(&self.name, master_key, Some(&self.endpoint))?;
         if !mk.delegated {
-            self.local()?;
+            // A data key the local wrap would refuse is refused before the
+            // flow creates a server object.
+            local::check_data_key(&self.name, dek)?;
         }
         // Without a keyId the flow creates a server object: never run twice.
         let retry = if mk.key_id.is_some() {
@@ -664,14 +659,7 @@ impl KmsProvider for KmipProvider {
                             id
                         };
                         let kek = s.get_secret(&uid).await?;
-                        let local = s.p.local()?;
-                        let km = local
-                            .wrap(&kek, &dek)
-                            .map_err(|reason| KmsError::LocalWrap {
-                                provider: s.p.name.to_string(),
-                                reason,
-                            })?;
-                        Ok((uid, km))
+                        Ok((uid, local::wrap_with(&s.p.name, &kek, &dek)?))
                     }
                 })
             })
@@ -724,19 +712,13 @@ impl KmsProvider for KmipProvider {
             })
             .await
         } else {
-            let local = self.local()?;
             let kek = self
                 .with_session(mk, Retry::Transient, |s| {
                     let uid = uid.to_owned();
                     boxed(async move { s.get_secret(&uid).await })
                 })
                 .await?;
-            local
-                .unwrap(&kek, key_material)
-                .map_err(|reason| KmsError::LocalWrap {
-                    provider: self.name.to_string(),
-                    reason,
-                })
+            local::unwrap_with(&self.name, &kek, key_material)
         }
     }
 }

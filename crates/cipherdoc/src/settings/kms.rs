@@ -148,7 +148,7 @@ impl SecretSource {
 /// Credentials of one configured provider (`kms_providers.<name>`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum KmsProviderSettings {
+pub enum KmsCredentialsSettings {
     /// `key_file` (raw 96 bytes), `key_env` or `key` (base64 of 96 bytes).
     Local {
         /// The master key's source.
@@ -408,7 +408,7 @@ pub(crate) fn read_provider(
     r: &mut TableReader<'_>,
     name: &KmsProviderName,
     base_dir: &Path,
-) -> Result<KmsProviderSettings, SettingsError> {
+) -> Result<KmsCredentialsSettings, SettingsError> {
     Ok(match name.kind() {
         KmsKind::Local => {
             let has_file = r.has("key_file");
@@ -419,7 +419,7 @@ pub(crate) fn read_provider(
                 )
             })?;
             r.finish(&["key_file", "key_env", "key"])?;
-            KmsProviderSettings::Local { key, raw: has_file }
+            KmsCredentialsSettings::Local { key, raw: has_file }
         }
         KmsKind::Aws => {
             let access_key_id = r.opt_str("access_key_id")?;
@@ -452,7 +452,7 @@ pub(crate) fn read_provider(
                 "session_token_file",
                 "session_token_env",
             ])?;
-            KmsProviderSettings::Aws {
+            KmsCredentialsSettings::Aws {
                 access_key_id,
                 secret_access_key,
                 session_token,
@@ -475,7 +475,7 @@ pub(crate) fn read_provider(
                 ));
             }
             r.finish(&["endpoint", "tls_ca_file", "tls_cert_file", "tls_key_file"])?;
-            KmsProviderSettings::Kmip {
+            KmsCredentialsSettings::Kmip {
                 endpoint,
                 tls_ca_file,
                 tls_cert_file,
@@ -488,7 +488,7 @@ pub(crate) fn read_provider(
 fn read_azure(
     r: &mut TableReader<'_>,
     base_dir: &Path,
-) -> Result<KmsProviderSettings, SettingsError> {
+) -> Result<KmsCredentialsSettings, SettingsError> {
     let tenant_id = r.opt_str("tenant_id")?;
     let client_id = r.opt_str("client_id")?;
     let client_secret = secret(
@@ -528,7 +528,7 @@ fn read_azure(
         "access_token_file",
         "access_token_env",
     ])?;
-    Ok(KmsProviderSettings::Azure {
+    Ok(KmsCredentialsSettings::Azure {
         tenant_id,
         client_id,
         client_secret,
@@ -540,7 +540,7 @@ fn read_azure(
 fn read_gcp(
     r: &mut TableReader<'_>,
     base_dir: &Path,
-) -> Result<KmsProviderSettings, SettingsError> {
+) -> Result<KmsCredentialsSettings, SettingsError> {
     let email = r.opt_str("email")?;
     let private_key = secret(
         r,
@@ -578,7 +578,7 @@ fn read_gcp(
         "access_token_file",
         "access_token_env",
     ])?;
-    Ok(KmsProviderSettings::Gcp {
+    Ok(KmsCredentialsSettings::Gcp {
         email,
         private_key,
         endpoint,
@@ -681,7 +681,7 @@ pub(crate) fn read_kms(
 ) -> Result<
     Vec<(
         KmsProviderName,
-        KmsProviderSettings,
+        KmsCredentialsSettings,
         MasterKeySettings,
         KmsTransportSettings,
     )>,

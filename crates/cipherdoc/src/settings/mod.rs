@@ -70,7 +70,7 @@ use toml::Table;
 
 pub use error::{ProviderChoiceError, SettingsError};
 pub use kms::{
-    KmsKind, KmsProviderName, KmsProviderSettings, KmsTransportSettings, MasterKeySettings,
+    KmsCredentialsSettings, KmsKind, KmsProviderName, KmsTransportSettings, MasterKeySettings,
     SecretSource,
 };
 pub use router::{DEFAULT_DB, ModelRef, Router, Routers, RuleRouter};
@@ -149,7 +149,7 @@ pub struct EncryptionSettings {
     /// `<db>.<collection>` of the key vault; `<db>` equals the database name.
     pub key_vault_namespace: String,
     /// Configured providers with their credentials and master keys.
-    pub kms_providers: Vec<KmsProvider>,
+    pub kms_providers: Vec<KmsProviderSettings>,
     /// The provider new data keys use when a model or field names none.
     pub default_kms_provider: Option<KmsProviderName>,
     /// A pinned encrypted fields map (file path), which wins over the catalog.
@@ -162,13 +162,15 @@ pub struct EncryptionSettings {
     pub data_key_cache_ttl_secs: u64,
 }
 
-/// One configured KMS provider.
+/// One configured KMS provider (`kms_providers.<name>` with its
+/// `kms_credentials.<name>`); the provider itself is a
+/// [`cipherdoc_kms::KmsProvider`] built from this when the database opens.
 #[derive(Debug, Clone)]
-pub struct KmsProvider {
+pub struct KmsProviderSettings {
     /// `aws`, `aws:prod`, `local`, ...
     pub name: KmsProviderName,
-    /// How to reach and authenticate to it.
-    pub settings: KmsProviderSettings,
+    /// How to authenticate to it.
+    pub credentials: KmsCredentialsSettings,
     /// The master key new data keys are wrapped with.
     pub master_key: MasterKeySettings,
     /// Endpoint, CA file and the hosts whose master keys may be used.
@@ -185,7 +187,10 @@ impl EncryptionSettings {
 
     /// The provider to wrap a new key with: the one asked for, else the
     /// default, else the only one configured.
-    pub fn provider_for(&self, asked: Option<&str>) -> Result<&KmsProvider, ProviderChoiceError> {
+    pub fn provider_for(
+        &self,
+        asked: Option<&str>,
+    ) -> Result<&KmsProviderSettings, ProviderChoiceError> {
         let wanted = match asked {
             Some(a) => Some(KmsProviderName::parse(a).map_err(ProviderChoiceError::InvalidName)?),
             None => self.default_kms_provider.clone(),
@@ -521,12 +526,14 @@ fn read_encryption(
     }
     let kms_providers = kms::read_kms(r, base_dir)?
         .into_iter()
-        .map(|(name, settings, master_key, transport)| KmsProvider {
-            name,
-            settings,
-            master_key,
-            transport,
-        })
+        .map(
+            |(name, credentials, master_key, transport)| KmsProviderSettings {
+                name,
+                credentials,
+                master_key,
+                transport,
+            },
+        )
         .collect::<Vec<_>>();
     let default_kms_provider = match r.opt_str("default_kms_provider")? {
         None => None,
