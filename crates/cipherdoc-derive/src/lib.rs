@@ -21,7 +21,7 @@ use syn::{
 #[proc_macro_derive(Model, attributes(model, field, encrypted))]
 pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand(&input, true)
+    expand(&input, Derive::Model)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
@@ -31,9 +31,29 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(EmbeddedModel, attributes(model, field, encrypted))]
 pub fn derive_embedded_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand(&input, false)
+    expand(&input, Derive::Embedded)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
+}
+
+/// Which derive is expanding: they share the field schema, the typed field
+/// paths and the BSON conversion, and differ in the trait they implement.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Derive {
+    /// `#[derive(Model)]`: a collection's documents, with an `id`.
+    Model,
+    /// `#[derive(EmbeddedModel)]`: a sub-document of a model.
+    Embedded,
+}
+
+impl Derive {
+    /// The derive's name, for messages.
+    fn name(self) -> &'static str {
+        match self {
+            Derive::Model => "Model",
+            Derive::Embedded => "EmbeddedModel",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -135,13 +155,13 @@ fn int_value(meta: &ParseNestedMeta<'_>) -> syn::Result<(i64, Span)> {
     Ok((if neg { -v } else { v }, span))
 }
 
-fn parse_model_attrs(input: &DeriveInput, is_model: bool) -> syn::Result<ModelAttrs> {
+fn parse_model_attrs(input: &DeriveInput, derive: Derive) -> syn::Result<ModelAttrs> {
     let mut out = ModelAttrs::default();
     for attr in &input.attrs {
         if !attr.path().is_ident("model") {
             continue;
         }
-        if !is_model {
+        if derive == Derive::Embedded {
             return Err(syn::Error::new_spanned(
                 attr,
                 "#[model(...)] belongs on a #[derive(Model)]; an embedded model has no app or collection",
@@ -337,7 +357,7 @@ fn is_array(ty: &Type) -> bool {
 
 /// Checks the rules visible in the syntax; returns the compile-time trait
 /// checks to emit for this field.
-fn check_field(def: &FieldDef, is_model: bool) -> syn::Result<TokenStream2> {
+fn check_field(def: &FieldDef, derive: Derive) -> syn::Result<TokenStream2> {
     let ty = &def.ty;
     let name = &def.ident;
     let mut checks = TokenStream2::new();
@@ -349,7 +369,7 @@ fn check_field(def: &FieldDef, is_model: bool) -> syn::Result<TokenStream2> {
     let Some(enc) = &def.encrypted else {
         return Ok(checks);
     };
-    if is_model && def.ident == "id" {
+    if derive == Derive::Model && def.ident == "id" {
         return Err(err(enc.span, "the primary key `id` cannot be encrypted"));
     }
     if is_option(ty) {
@@ -602,9 +622,16 @@ fn opt_u32(lit: Option<&LitInt>) -> syn::Result<TokenStream2> {
     }
 }
 
-fn opt_int(v: Option<(i64, Span)>, as_i32: bool) -> TokenStream2 {
+/// The Rust integer type of a `QueryConfig::Range` option.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IntType {
+    I64,
+    I32,
+}
+
+fn opt_int(v: Option<(i64, Span)>, int: IntType) -> TokenStream2 {
     match v {
-        Some((v, _)) if as_i32 => {
+        Some((v, _)) if int == IntType::I32 => {
             // Range-checked in check_field.
             let v = i32::try_from(v).unwrap_or(i32::MAX);
             quote!(::core::option::Option::Some(#v))
@@ -614,8 +641,15 @@ fn opt_int(v: Option<(i64, Span)>, as_i32: bool) -> TokenStream2 {
     }
 }
 
+/// Whether a field is the model's primary key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldRole {
+    PrimaryKey,
+    Plain,
+}
+
 /// The expression building this field's `FieldSchema`.
-fn field_schema(def: &FieldDef, is_pk: bool) -> syn::Result<TokenStream2> {
+fn field_schema(def: &FieldDef, role: FieldRole) -> syn::Result<TokenStream2> {
     let ty = &def.ty;
     let key = &def.key;
     let rust_name = def.ident.to_string();
@@ -638,7 +672,7 @@ fn field_schema(def: &FieldDef, is_pk: bool) -> syn::Result<TokenStream2> {
     if def.index.is_some() {
         sets.extend(quote!(__f.indexed = true;));
     }
-    if is_pk {
+    if role == FieldRole::PrimaryKey {
         sets.extend(quote!(__f.primary_key = true;));
     }
     if let Some(k) = &def.kind {
@@ -655,7 +689,7 @@ fn field_schema(def: &FieldDef, is_pk: bool) -> syn::Result<TokenStream2> {
         if let Some(p) = &enc.kms_provider {
             sets.extend(quote!(__f.kms_provider = ::core::option::Option::Some(::std::string::String::from(#p));));
         }
-        let contention = opt_int(enc.contention, false);
+        let contention = opt_int(enc.contention, IntType::I64);
         match &enc.queries {
             Some((QueryKind::Equality, _)) => sets.extend(quote! {
                 __f.queries = ::core::option::Option::Some(#m::QueryConfig::Equality { contention: #contention });
@@ -664,9 +698,9 @@ fn field_schema(def: &FieldDef, is_pk: bool) -> syn::Result<TokenStream2> {
                 let (Some(min), Some(max)) = (&enc.min, &enc.max) else {
                     return Err(err(enc.span, "range needs min and max"));
                 };
-                let sparsity = opt_int(enc.sparsity, false);
-                let precision = opt_int(enc.precision, true);
-                let trim = opt_int(enc.trim_factor, true);
+                let sparsity = opt_int(enc.sparsity, IntType::I64);
+                let precision = opt_int(enc.precision, IntType::I32);
+                let trim = opt_int(enc.trim_factor, IntType::I32);
                 // The typed `let`s make a bound of the wrong type a compile
                 // error at the bound, with the field's type as the reason.
                 sets.extend(quote! {
@@ -774,11 +808,43 @@ fn capability(def: &FieldDef) -> TokenStream2 {
     }
 }
 
-#[allow(clippy::too_many_lines)]
-fn expand(input: &DeriveInput, is_model: bool) -> syn::Result<TokenStream2> {
+fn expand(input: &DeriveInput, derive: Derive) -> syn::Result<TokenStream2> {
+    let named = named_fields(input, derive)?;
+    let attrs = parse_model_attrs(input, derive)?;
+    let (mut defs, checks) = parse_fields(named, derive)?;
+    let pk = match derive {
+        Derive::Model => Some(primary_key(&input.ident, &mut defs)?),
+        Derive::Embedded => None,
+    };
+    check_unique_keys(&defs)?;
+    let field_schemas = defs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let role = if pk == Some(i) {
+                FieldRole::PrimaryKey
+            } else {
+                FieldRole::Plain
+            };
+            field_schema(d, role)
+        })
+        .collect::<syn::Result<Vec<_>>>()?;
+    let parts = Parts {
+        checks: checks_block(&checks, &defs),
+        paths: typed_paths(&input.ident, derive, &defs),
+        field_schemas,
+        conversion: conversion(&defs),
+    };
+    match pk.and_then(|i| defs.get(i)) {
+        Some(pk) => model_impl(input, &attrs, &pk.ident, &parts),
+        None => Ok(embedded_impl(input, &parts)),
+    }
+}
+
+/// The struct's named fields; a derive takes nothing else.
+fn named_fields(input: &DeriveInput, derive: Derive) -> syn::Result<&syn::FieldsNamed> {
     let name = &input.ident;
-    let vis = &input.vis;
-    let derive_name = if is_model { "Model" } else { "EmbeddedModel" };
+    let derive_name = derive.name();
     if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
         return Err(syn::Error::new_spanned(
             &input.generics,
@@ -797,13 +863,20 @@ fn expand(input: &DeriveInput, is_model: bool) -> syn::Result<TokenStream2> {
             format!("#[derive({derive_name})] works on structs with named fields"),
         ));
     };
-    let attrs = parse_model_attrs(input, is_model)?;
+    Ok(named)
+}
 
+/// Each field's definition and the compile-time checks of all fields; the
+/// errors of every field at once.
+fn parse_fields(
+    named: &syn::FieldsNamed,
+    derive: Derive,
+) -> syn::Result<(Vec<FieldDef>, TokenStream2)> {
     let mut defs = Vec::new();
     let mut errors: Option<syn::Error> = None;
     let mut checks = TokenStream2::new();
     for f in &named.named {
-        match parse_field(f).and_then(|d| check_field(&d, is_model).map(|c| (d, c))) {
+        match parse_field(f).and_then(|d| check_field(&d, derive).map(|c| (d, c))) {
             Ok((d, c)) => {
                 checks.extend(c);
                 defs.push(d);
@@ -814,45 +887,39 @@ fn expand(input: &DeriveInput, is_model: bool) -> syn::Result<TokenStream2> {
             },
         }
     }
-    if let Some(e) = errors {
-        return Err(e);
+    match errors {
+        Some(e) => Err(e),
+        None => Ok((defs, checks)),
     }
+}
 
-    let m = quote!(::cipherdoc::model);
-    let mut pk_index = None;
-    if is_model {
-        let id = defs.iter().position(|d| d.ident == "id");
-        match id {
-            Some(i) => {
-                let d = &defs[i];
-                if !matches!(last_segment(&d.ty), Some((n, None)) if n == "ObjectId") {
-                    return Err(syn::Error::new_spanned(
-                        &d.ty,
-                        "the primary key `id` must be a bson::oid::ObjectId",
-                    ));
-                }
-                if let Some(c) = &d.db_column {
-                    return Err(err(
-                        c.span(),
-                        "the primary key `id` is always stored as `_id`",
-                    ));
-                }
-                pk_index = Some(i);
-            }
-            None => {
-                return Err(err(
-                    name.span(),
-                    "a Model needs a primary key field `id: ObjectId` (stored as `_id`)",
-                ));
-            }
-        }
-        if let Some(i) = pk_index {
-            if let Some(d) = defs.get_mut(i) {
-                "_id".clone_into(&mut d.key);
-            }
-        }
+/// The index of a model's `id: ObjectId`, whose key becomes `_id`.
+fn primary_key(name: &Ident, defs: &mut [FieldDef]) -> syn::Result<usize> {
+    let Some(i) = defs.iter().position(|d| d.ident == "id") else {
+        return Err(err(
+            name.span(),
+            "a Model needs a primary key field `id: ObjectId` (stored as `_id`)",
+        ));
+    };
+    let d = &mut defs[i];
+    if !matches!(last_segment(&d.ty), Some((n, None)) if n == "ObjectId") {
+        return Err(syn::Error::new_spanned(
+            &d.ty,
+            "the primary key `id` must be a bson::oid::ObjectId",
+        ));
     }
-    // Two fields on one BSON key would silently overwrite each other.
+    if let Some(c) = &d.db_column {
+        return Err(err(
+            c.span(),
+            "the primary key `id` is always stored as `_id`",
+        ));
+    }
+    "_id".clone_into(&mut d.key);
+    Ok(i)
+}
+
+/// Two fields on one BSON key would silently overwrite each other.
+fn check_unique_keys(defs: &[FieldDef]) -> syn::Result<()> {
     for (i, d) in defs.iter().enumerate() {
         if defs[..i].iter().any(|o| o.key == d.key) {
             return Err(err(
@@ -861,228 +928,313 @@ fn expand(input: &DeriveInput, is_model: bool) -> syn::Result<TokenStream2> {
             ));
         }
     }
+    Ok(())
+}
 
-    let field_schemas = defs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| field_schema(d, pk_index == Some(i)))
-        .collect::<syn::Result<Vec<_>>>()?;
-    let idents: Vec<&Ident> = defs.iter().map(|d| &d.ident).collect();
-    let keys: Vec<&String> = defs.iter().map(|d| &d.key).collect();
-    let tys: Vec<&Type> = defs.iter().map(|d| &d.ty).collect();
-    let not_null: Vec<TokenStream2> = defs
-        .iter()
-        .filter(|d| d.encrypted.is_some())
-        .map(|d| {
-            let ty = &d.ty;
-            quote_spanned! {ty.span()=> const _: () = #m::__private::assert_not_null::<#ty>(); }
-        })
-        .collect();
+/// What both derives emit, made once.
+struct Parts {
+    /// The compile-time checks (trait bounds spanned at the fields).
+    checks: TokenStream2,
+    /// The typed field paths.
+    paths: TypedPaths,
+    /// Each field's `FieldSchema` expression.
+    field_schemas: Vec<TokenStream2>,
+    /// The BSON conversion.
+    conversion: Conversion,
+}
 
-    let fields_name = format_ident!("{}Fields", name);
-    let model_param = if is_model { quote!(#name) } else { quote!(M) };
-    let path_fields = defs.iter().map(|d| {
-        let ident = &d.ident;
-        let fvis = &d.vis;
+/// The compile-time checks: each field's trait bounds, and that no
+/// encrypted field's type can hold null.
+fn checks_block(checks: &TokenStream2, defs: &[FieldDef]) -> TokenStream2 {
+    let m = quote!(::cipherdoc::model);
+    let not_null = defs.iter().filter(|d| d.encrypted.is_some()).map(|d| {
         let ty = &d.ty;
-        let cap = capability(d);
-        if d.encrypted.is_some() {
-            quote!(#fvis #ident: #m::FieldPath<#model_param, #ty, #m::#cap>)
-        } else {
-            quote!(#fvis #ident: <#ty as #m::FieldValue>::Path<#model_param>)
-        }
+        quote_spanned! {ty.span()=> const _: () = #m::__private::assert_not_null::<#ty>(); }
     });
-    let path_inits = defs.iter().map(|d| {
-        let ident = &d.ident;
-        let ty = &d.ty;
-        let key = &d.key;
-        let path = if is_model {
-            quote!(::std::string::String::from(#key))
-        } else {
-            quote!(::std::format!("{}.{}", __prefix, #key))
-        };
-        if d.encrypted.is_some() {
-            quote!(#ident: #m::FieldPath::new(#path, #m::__private::encrypted_info(&__schema.fields, #key)))
-        } else {
-            quote!(#ident: <<#ty as #m::FieldValue>::Path<#model_param> as #m::PathSet>::at_path(#path))
-        }
-    });
-    let name_str = name.to_string();
-    let fields_doc = format!("Typed field paths of [`{name}`].");
-
-    let checks_block = quote! {
+    quote! {
         const _: () = {
             #[allow(dead_code, clippy::all)]
             fn __cipherdoc_checks() { #checks }
             #(#not_null)*
         };
+    }
+}
+
+/// The typed field paths (the query markers): the `<Name>Fields` struct's
+/// fields and their initialisers.
+struct TypedPaths {
+    /// `<Name>Fields`.
+    name: Ident,
+    /// Its doc comment.
+    doc: String,
+    /// Its fields, one per struct field.
+    fields: Vec<TokenStream2>,
+    /// Their initialisers (`__schema` and, for an embedded model,
+    /// `__prefix` in scope).
+    inits: Vec<TokenStream2>,
+}
+
+fn typed_paths(name: &Ident, derive: Derive, defs: &[FieldDef]) -> TypedPaths {
+    let m = quote!(::cipherdoc::model);
+    let model_param = match derive {
+        Derive::Model => quote!(#name),
+        Derive::Embedded => quote!(M),
     };
-    let take_fields = quote! {
-        #( #idents: #m::__private::take::<#tys>(&mut __doc, #keys)?, )*
-    };
-    let put_fields = quote! {
-        #( #m::__private::put::<#tys>(&mut __doc, #keys, &self.#idents)?; )*
-    };
-
-    if is_model {
-        let Some(app) = &attrs.app else {
-            return Err(err(
-                name.span(),
-                "#[derive(Model)] needs #[model(app = \"...\")]",
-            ));
-        };
-        if app.value().is_empty() {
-            return Err(err(app.span(), "app must not be empty"));
-        }
-        let collection = attrs.collection.as_ref().map_or_else(
-            || format!("{}_{}", app.value(), snake_case(&name_str)),
-            LitStr::value,
-        );
-        let kms = if let Some(p) = &attrs.kms_provider {
-            quote!(::core::option::Option::Some(::std::string::String::from(#p)))
-        } else {
-            quote!(::core::option::Option::None)
-        };
-        let Some(pk) = pk_index.and_then(|i| defs.get(i)).map(|d| &d.ident) else {
-            return Err(err(
-                name.span(),
-                "a Model needs a primary key field `id: ObjectId`",
-            ));
-        };
-        Ok(quote! {
-            #checks_block
-
-            #[doc = #fields_doc]
-            #[allow(missing_docs)]
-            #vis struct #fields_name {
-                #(#path_fields,)*
-            }
-
-            impl ::core::fmt::Debug for #fields_name {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.debug_struct(#name_str).finish_non_exhaustive()
-                }
-            }
-
-            impl #name {
-                /// The typed field paths of this model, for queries and ordering.
-                pub fn fields() -> &'static #fields_name {
-                    <Self as #m::Model>::fields()
-                }
-            }
-
-            impl #m::Model for #name {
-                type Fields = #fields_name;
-
-                fn schema() -> &'static #m::ModelSchema {
-                    static SCHEMA: #m::__private::OnceLock<#m::ModelSchema> = #m::__private::OnceLock::new();
-                    SCHEMA.get_or_init(|| {
-                        let mut __s = #m::ModelSchema::new(#app, #name_str, #collection);
-                        __s.kms_provider = #kms;
-                        __s.fields = ::std::vec![#(#field_schemas),*];
-                        __s
-                    })
-                }
-
-                fn fields() -> &'static Self::Fields {
-                    static FIELDS: #m::__private::OnceLock<#fields_name> = #m::__private::OnceLock::new();
-                    FIELDS.get_or_init(|| {
-                        let __schema = <Self as #m::Model>::schema();
-                        #fields_name { #(#path_inits,)* }
-                    })
-                }
-
-                fn id(&self) -> &#m::__private::ObjectId {
-                    &self.#pk
-                }
-
-                fn to_document(&self) -> ::core::result::Result<#m::__private::Document, #m::ModelError> {
-                    (|| -> ::core::result::Result<#m::__private::Document, #m::ValueError> {
-                        let mut __doc = #m::__private::Document::new();
-                        #put_fields
-                        ::core::result::Result::Ok(__doc)
-                    })()
-                    .map_err(|e| #m::ModelError::value(&<Self as #m::Model>::schema().label(), &e))
-                }
-
-                fn from_document(mut __doc: #m::__private::Document) -> ::core::result::Result<Self, #m::ModelError> {
-                    (|| -> ::core::result::Result<Self, #m::ValueError> {
-                        ::core::result::Result::Ok(Self { #take_fields })
-                    })()
-                    .map_err(|e| #m::ModelError::value(&<Self as #m::Model>::schema().label(), &e))
-                }
+    let fields = defs
+        .iter()
+        .map(|d| {
+            let ident = &d.ident;
+            let fvis = &d.vis;
+            let ty = &d.ty;
+            let cap = capability(d);
+            if d.encrypted.is_some() {
+                quote!(#fvis #ident: #m::FieldPath<#model_param, #ty, #m::#cap>)
+            } else {
+                quote!(#fvis #ident: <#ty as #m::FieldValue>::Path<#model_param>)
             }
         })
+        .collect();
+    let inits = defs
+        .iter()
+        .map(|d| {
+            let ident = &d.ident;
+            let ty = &d.ty;
+            let key = &d.key;
+            let path = match derive {
+                Derive::Model => quote!(::std::string::String::from(#key)),
+                Derive::Embedded => quote!(::std::format!("{}.{}", __prefix, #key)),
+            };
+            if d.encrypted.is_some() {
+                quote!(#ident: #m::FieldPath::new(#path, #m::__private::encrypted_info(&__schema.fields, #key)))
+            } else {
+                quote!(#ident: <<#ty as #m::FieldValue>::Path<#model_param> as #m::PathSet>::at_path(#path))
+            }
+        })
+        .collect();
+    TypedPaths {
+        name: format_ident!("{}Fields", name),
+        doc: format!("Typed field paths of [`{name}`]."),
+        fields,
+        inits,
+    }
+}
+
+/// The BSON conversion's bodies: the struct's fields taken from
+/// `__doc`, and put into it.
+struct Conversion {
+    take: TokenStream2,
+    put: TokenStream2,
+}
+
+fn conversion(defs: &[FieldDef]) -> Conversion {
+    let m = quote!(::cipherdoc::model);
+    let idents: Vec<&Ident> = defs.iter().map(|d| &d.ident).collect();
+    let keys: Vec<&String> = defs.iter().map(|d| &d.key).collect();
+    let tys: Vec<&Type> = defs.iter().map(|d| &d.ty).collect();
+    Conversion {
+        take: quote! {
+            #( #idents: #m::__private::take::<#tys>(&mut __doc, #keys)?, )*
+        },
+        put: quote! {
+            #( #m::__private::put::<#tys>(&mut __doc, #keys, &self.#idents)?; )*
+        },
+    }
+}
+
+/// `impl Model`, the typed paths struct and `Name::fields()`.
+fn model_impl(
+    input: &DeriveInput,
+    attrs: &ModelAttrs,
+    pk: &Ident,
+    parts: &Parts,
+) -> syn::Result<TokenStream2> {
+    let name = &input.ident;
+    let vis = &input.vis;
+    let name_str = name.to_string();
+    let m = quote!(::cipherdoc::model);
+    let Some(app) = &attrs.app else {
+        return Err(err(
+            name.span(),
+            "#[derive(Model)] needs #[model(app = \"...\")]",
+        ));
+    };
+    if app.value().is_empty() {
+        return Err(err(app.span(), "app must not be empty"));
+    }
+    let collection = attrs.collection.as_ref().map_or_else(
+        || format!("{}_{}", app.value(), snake_case(&name_str)),
+        LitStr::value,
+    );
+    let kms = if let Some(p) = &attrs.kms_provider {
+        quote!(::core::option::Option::Some(::std::string::String::from(#p)))
     } else {
-        Ok(quote! {
-            #checks_block
+        quote!(::core::option::Option::None)
+    };
+    let Parts {
+        checks,
+        paths:
+            TypedPaths {
+                name: fields_name,
+                doc: fields_doc,
+                fields: path_fields,
+                inits: path_inits,
+            },
+        field_schemas,
+        conversion: Conversion { take, put },
+    } = parts;
+    Ok(quote! {
+        #checks
 
-            #[doc = #fields_doc]
-            #[allow(missing_docs)]
-            #vis struct #fields_name<M: 'static> {
-                #(#path_fields,)*
-                __model: ::core::marker::PhantomData<fn() -> M>,
+        #[doc = #fields_doc]
+        #[allow(missing_docs)]
+        #vis struct #fields_name {
+            #(#path_fields,)*
+        }
+
+        impl ::core::fmt::Debug for #fields_name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name_str).finish_non_exhaustive()
+            }
+        }
+
+        impl #name {
+            /// The typed field paths of this model, for queries and ordering.
+            pub fn fields() -> &'static #fields_name {
+                <Self as #m::Model>::fields()
+            }
+        }
+
+        impl #m::Model for #name {
+            type Fields = #fields_name;
+
+            fn schema() -> &'static #m::ModelSchema {
+                static SCHEMA: #m::__private::OnceLock<#m::ModelSchema> = #m::__private::OnceLock::new();
+                SCHEMA.get_or_init(|| {
+                    let mut __s = #m::ModelSchema::new(#app, #name_str, #collection);
+                    __s.kms_provider = #kms;
+                    __s.fields = ::std::vec![#(#field_schemas),*];
+                    __s
+                })
             }
 
-            impl<M: 'static> ::core::fmt::Debug for #fields_name<M> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.debug_struct(#name_str).finish_non_exhaustive()
-                }
+            fn fields() -> &'static Self::Fields {
+                static FIELDS: #m::__private::OnceLock<#fields_name> = #m::__private::OnceLock::new();
+                FIELDS.get_or_init(|| {
+                    let __schema = <Self as #m::Model>::schema();
+                    #fields_name { #(#path_inits,)* }
+                })
             }
 
-            impl<M: 'static> #m::PathSet for #fields_name<M> {
-                fn at_path(__prefix: ::std::string::String) -> Self {
-                    let __schema = <#name as #m::EmbeddedModel>::schema();
-                    #fields_name { #(#path_inits,)* __model: ::core::marker::PhantomData }
-                }
+            fn id(&self) -> &#m::__private::ObjectId {
+                &self.#pk
             }
 
-            impl #m::EmbeddedModel for #name {
-                const NAME: &'static str = #name_str;
-
-                fn schema() -> &'static #m::EmbeddedSchema {
-                    static SCHEMA: #m::__private::OnceLock<#m::EmbeddedSchema> = #m::__private::OnceLock::new();
-                    SCHEMA.get_or_init(|| {
-                        let mut __s = #m::EmbeddedSchema::new(#name_str);
-                        __s.fields = ::std::vec![#(#field_schemas),*];
-                        __s
-                    })
-                }
-
-                fn to_document(&self) -> ::core::result::Result<#m::__private::Document, #m::ValueError> {
+            fn to_document(&self) -> ::core::result::Result<#m::__private::Document, #m::ModelError> {
+                (|| -> ::core::result::Result<#m::__private::Document, #m::ValueError> {
                     let mut __doc = #m::__private::Document::new();
-                    #put_fields
+                    #put
                     ::core::result::Result::Ok(__doc)
-                }
-
-                fn from_document(mut __doc: #m::__private::Document) -> ::core::result::Result<Self, #m::ValueError> {
-                    ::core::result::Result::Ok(Self { #take_fields })
-                }
+                })()
+                .map_err(|e| #m::ModelError::value(&<Self as #m::Model>::schema().label(), &e))
             }
 
-            impl #m::FieldValue for #name {
-                const BSON_TYPE: &'static str = "object";
-                type Path<M: 'static> = #fields_name<M>;
+            fn from_document(mut __doc: #m::__private::Document) -> ::core::result::Result<Self, #m::ModelError> {
+                (|| -> ::core::result::Result<Self, #m::ValueError> {
+                    ::core::result::Result::Ok(Self { #take })
+                })()
+                .map_err(|e| #m::ModelError::value(&<Self as #m::Model>::schema().label(), &e))
+            }
+        }
+    })
+}
 
-                fn kind() -> #m::FieldKind {
-                    #m::FieldKind::Embedded(#m::EmbeddedRef::of::<Self>())
-                }
+/// `impl EmbeddedModel` and `impl FieldValue`, and the typed paths struct,
+/// generic over the model it lies in.
+fn embedded_impl(input: &DeriveInput, parts: &Parts) -> TokenStream2 {
+    let name = &input.ident;
+    let vis = &input.vis;
+    let name_str = name.to_string();
+    let m = quote!(::cipherdoc::model);
+    let Parts {
+        checks,
+        paths:
+            TypedPaths {
+                name: fields_name,
+                doc: fields_doc,
+                fields: path_fields,
+                inits: path_inits,
+            },
+        field_schemas,
+        conversion: Conversion { take, put },
+    } = parts;
+    quote! {
+        #checks
 
-                fn to_bson(&self) -> ::core::result::Result<#m::__private::Bson, #m::ValueError> {
-                    <Self as #m::EmbeddedModel>::to_document(self).map(#m::__private::Bson::Document)
-                }
+        #[doc = #fields_doc]
+        #[allow(missing_docs)]
+        #vis struct #fields_name<M: 'static> {
+            #(#path_fields,)*
+            __model: ::core::marker::PhantomData<fn() -> M>,
+        }
 
-                fn from_bson(value: #m::__private::Bson) -> ::core::result::Result<Self, #m::ValueError> {
-                    match value {
-                        #m::__private::Bson::Document(d) => <Self as #m::EmbeddedModel>::from_document(d),
-                        other => ::core::result::Result::Err(#m::ValueError::WrongType {
-                            expected: "object",
-                            found: #m::bson_type_name(&other),
-                        }),
-                    }
+        impl<M: 'static> ::core::fmt::Debug for #fields_name<M> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name_str).finish_non_exhaustive()
+            }
+        }
+
+        impl<M: 'static> #m::PathSet for #fields_name<M> {
+            fn at_path(__prefix: ::std::string::String) -> Self {
+                let __schema = <#name as #m::EmbeddedModel>::schema();
+                #fields_name { #(#path_inits,)* __model: ::core::marker::PhantomData }
+            }
+        }
+
+        impl #m::EmbeddedModel for #name {
+            const NAME: &'static str = #name_str;
+
+            fn schema() -> &'static #m::EmbeddedSchema {
+                static SCHEMA: #m::__private::OnceLock<#m::EmbeddedSchema> = #m::__private::OnceLock::new();
+                SCHEMA.get_or_init(|| {
+                    let mut __s = #m::EmbeddedSchema::new(#name_str);
+                    __s.fields = ::std::vec![#(#field_schemas),*];
+                    __s
+                })
+            }
+
+            fn to_document(&self) -> ::core::result::Result<#m::__private::Document, #m::ValueError> {
+                let mut __doc = #m::__private::Document::new();
+                #put
+                ::core::result::Result::Ok(__doc)
+            }
+
+            fn from_document(mut __doc: #m::__private::Document) -> ::core::result::Result<Self, #m::ValueError> {
+                ::core::result::Result::Ok(Self { #take })
+            }
+        }
+
+        impl #m::FieldValue for #name {
+            const BSON_TYPE: &'static str = "object";
+            type Path<M: 'static> = #fields_name<M>;
+
+            fn kind() -> #m::FieldKind {
+                #m::FieldKind::Embedded(#m::EmbeddedRef::of::<Self>())
+            }
+
+            fn to_bson(&self) -> ::core::result::Result<#m::__private::Bson, #m::ValueError> {
+                <Self as #m::EmbeddedModel>::to_document(self).map(#m::__private::Bson::Document)
+            }
+
+            fn from_bson(value: #m::__private::Bson) -> ::core::result::Result<Self, #m::ValueError> {
+                match value {
+                    #m::__private::Bson::Document(d) => <Self as #m::EmbeddedModel>::from_document(d),
+                    other => ::core::result::Result::Err(#m::ValueError::WrongType {
+                        expected: "object",
+                        found: #m::bson_type_name(&other),
+                    }),
                 }
             }
-        })
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bson::{Bson, Document};
 use cipherdoc_crypto::efc::EncryptedFieldConfig;
-use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens, QeServer};
+use cipherdoc_engine::qe_server::{CompactionStats, CompactionTokens, QeError, QeServer};
 use cipherdoc_engine::{Engine, QeRole};
 use cipherdoc_kms::MasterKey as KmsMasterKey;
 
@@ -142,12 +142,7 @@ impl Database {
             });
         }
         let doc = crate::migrations::compaction_tokens(self, collection).await?;
-        CompactionTokens::from_document(&doc).map_err(|e| {
-            Error::Encryption(format!(
-                "compaction tokens for {}: {e}",
-                self.namespace(collection)
-            ))
-        })
+        parse_compaction_tokens(&self.namespace(collection), &doc)
     }
 
     /// Where the engine stores the data (the SQLite file, the PostgreSQL URL).
@@ -231,12 +226,11 @@ impl Database {
         {
             return Ok(Some(Arc::clone(hit)));
         }
-        let config = EncryptedFieldConfig::from_document(&cat).map_err(|e| {
-            Error::Encryption(format!(
-                "catalog encryptedFields of {}: {e}",
-                self.namespace(collection)
-            ))
-        })?;
+        let config =
+            EncryptedFieldConfig::from_document(&cat).map_err(|source| Error::InvalidCatalog {
+                namespace: self.namespace(collection),
+                source,
+            })?;
         let entry = Arc::new(EncryptedFields {
             document: cat,
             config,
@@ -526,4 +520,19 @@ impl App {
     pub fn objects<M: Model>(&self) -> QuerySet<'_, M> {
         QuerySet::new(self)
     }
+}
+
+/// The compaction tokens that [`crate::migrations::compaction_tokens`] made
+/// for `namespace`, in the engine's form.
+pub(crate) fn parse_compaction_tokens(namespace: &str, doc: &Document) -> Result<CompactionTokens> {
+    CompactionTokens::from_document(doc).map_err(|e| {
+        let e = match e {
+            QeError::Tokens { reason, .. } => QeError::Tokens {
+                collection: namespace.to_owned(),
+                reason,
+            },
+            other => other,
+        };
+        Error::Engine(e.into())
+    })
 }

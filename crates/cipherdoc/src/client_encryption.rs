@@ -32,7 +32,7 @@ use cipherdoc_kms::{
     KmsProviders, LocalProvider, MasterKey as KmsMasterKey, ProviderKind, ProviderName,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{BlobProblem, EncryptOptionsProblem, Error, MasterKeyFileProblem, Result};
 use crate::key_vault::KeyVault;
 use crate::keys::{KeyStore, LoadedKey};
 use crate::private_file::{Existing, write_private_with};
@@ -143,14 +143,17 @@ impl ClientEncryption {
         vault: Arc<dyn KeyVault>,
         master_key_file: &Path,
     ) -> Result<Self> {
-        let bytes = crate::private_file::read_private(master_key_file)
-            .map_err(|e| Error::Encryption(format!("master key file: {e}")))?;
+        let bytes = crate::private_file::read_private(master_key_file).map_err(|e| {
+            Error::MasterKeyFile {
+                path: master_key_file.to_owned(),
+                problem: MasterKeyFileProblem::Read(e),
+            }
+        })?;
         if bytes.len() != 96 {
-            return Err(Error::Encryption(format!(
-                "master key file {} holds {} bytes; a local master key is exactly 96 bytes (make one with `cipherdoc key generate-master`)",
-                master_key_file.display(),
-                bytes.len()
-            )));
+            return Err(Error::MasterKeyFile {
+                path: master_key_file.to_owned(),
+                problem: MasterKeyFileProblem::WrongLength { len: bytes.len() },
+            });
         }
         let name = ProviderName::new(ProviderKind::Local);
         let provider = LocalProvider::new(name.clone(), LocalMasterKey::from_slice(&bytes)?)?;
@@ -173,15 +176,13 @@ impl ClientEncryption {
             .master_keys
             .iter()
             .find(|m| m.provider().to_string() == provider)
-            .ok_or_else(|| {
-                Error::Encryption(format!(
-                    "KMS provider '{provider}' is not configured; configured: {}",
-                    self.master_keys
-                        .iter()
-                        .map(|m| m.provider().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+            .ok_or_else(|| Error::UnknownKmsProvider {
+                provider: provider.to_owned(),
+                configured: self
+                    .master_keys
+                    .iter()
+                    .map(|m| m.provider().to_string())
+                    .collect(),
             })?;
         self.keys.create_data_key(master, alt_names).await
     }
@@ -245,18 +246,14 @@ impl ClientEncryption {
             (Algorithm::String, query) => {
                 let cm = cipherdoc_crypto::random::validate_max_contention(contention)?;
                 let Some(opts) = &options.string else {
-                    return Err(Error::Encryption(
-                        "the string algorithm needs string options (caseSensitive, diacriticSensitive, prefix/suffix/substring)".to_owned(),
-                    ));
+                    return Err(EncryptOptionsProblem::StringOptionsMissing.into());
                 };
                 let Bson::String(s) = value else {
-                    return Err(Error::Encryption(
-                        "the string algorithm encrypts string values only".to_owned(),
-                    ));
+                    return Err(EncryptOptionsProblem::NotAString.into());
                 };
                 let text = |e: cipherdoc_crypto::Error| match e {
                     cipherdoc_crypto::Error::Text(t) => {
-                        Error::Encryption(format!("string algorithm: {t}"))
+                        Error::EncryptOptions(EncryptOptionsProblem::Text(t))
                     }
                     other => Error::Crypto(other),
                 };
@@ -280,9 +277,7 @@ impl ClientEncryption {
                     Some(QueryType::Suffix) => cipherdoc_crypto::text::TextQuery::Suffix,
                     Some(QueryType::Substring) => cipherdoc_crypto::text::TextQuery::Substring,
                     Some(q) => {
-                        return Err(Error::Encryption(format!(
-                            "query type {q:?} does not go with the string algorithm; use prefix, suffix or substring"
-                        )));
+                        return Err(EncryptOptionsProblem::QueryTypeNotForString(q).into());
                     }
                 };
                 cipherdoc_crypto::client_text::encrypt_text_find(
@@ -296,9 +291,11 @@ impl ClientEncryption {
                 .encode()
             }
             (alg, Some(q)) => {
-                return Err(Error::Encryption(format!(
-                    "query type {q:?} needs the indexed algorithm, not {alg:?}"
-                )));
+                return Err(EncryptOptionsProblem::QueryTypeNeedsIndexed {
+                    query: q,
+                    algorithm: alg,
+                }
+                .into());
             }
         };
         if options.contention_factor.is_some()
@@ -307,9 +304,7 @@ impl ClientEncryption {
                 Algorithm::Indexed | Algorithm::Range | Algorithm::String
             )
         {
-            return Err(Error::Encryption(
-                "a contention factor applies only to the indexed algorithm".to_owned(),
-            ));
+            return Err(EncryptOptionsProblem::ContentionNotApplicable.into());
         }
         Ok(Binary {
             subtype: BinarySubtype::Encrypted,
@@ -328,17 +323,14 @@ impl ClientEncryption {
         options: &EncryptOptions,
     ) -> Result<Document> {
         if options.algorithm != Algorithm::Range {
-            return Err(Error::Encryption(
-                "encrypt_expression needs the range algorithm".to_owned(),
-            ));
+            return Err(EncryptOptionsProblem::ExpressionNeedsRange.into());
         }
         let key = self.key(&options.key).await?;
         let cm = cipherdoc_crypto::random::validate_max_contention(
             options.contention_factor.unwrap_or(DEFAULT_CONTENTION),
         )?;
-        let sample = first_constant(expr).ok_or_else(|| {
-            Error::Encryption("the expression has no constant to encrypt".to_owned())
-        })?;
+        let sample =
+            first_constant(expr).ok_or(EncryptOptionsProblem::ExpressionWithoutConstant)?;
         let index = range_index(options, &sample)?;
         Ok(cipherdoc_crypto::client_range::encrypt_range_expression(
             expr,
@@ -352,22 +344,17 @@ impl ClientEncryption {
     /// Decrypts a blob (subtypes 1, 2, 11, 14, 15, 16), loading the keys it needs.
     pub async fn decrypt(&self, blob: &Binary) -> Result<Bson> {
         if blob.subtype != BinarySubtype::Encrypted {
-            return Err(Error::Encryption(format!(
-                "expected an encrypted blob (binary subtype 6), got subtype {:?}",
-                blob.subtype
-            )));
+            return Err(BlobProblem::NotEncrypted(blob.subtype).into());
         }
         let mut loaded = Vec::new();
         for id in key_ids_of(&blob.bytes)? {
             let k = self.keys.key(id).await?;
             loaded.push(k);
         }
-        self.keys.decrypt_blob(&blob.bytes, &mut loaded).await?.ok_or_else(|| {
-            Error::Encryption(
-                "this blob carries no ciphertext (a placeholder or find payload); nothing to decrypt"
-                    .to_owned(),
-            )
-        })
+        self.keys
+            .decrypt_blob(&blob.bytes, &mut loaded)
+            .await?
+            .ok_or_else(|| BlobProblem::NoCiphertext.into())
     }
 }
 
@@ -376,11 +363,10 @@ fn range_index(
     options: &EncryptOptions,
     value: &Bson,
 ) -> Result<cipherdoc_crypto::range::RangeIndex> {
-    let doc = options.range.as_ref().ok_or_else(|| {
-        Error::Encryption(
-            "the range algorithm needs range options (min, max, sparsity, ...)".to_owned(),
-        )
-    })?;
+    let doc = options
+        .range
+        .as_ref()
+        .ok_or(EncryptOptionsProblem::RangeOptionsMissing)?;
     let opts = cipherdoc_crypto::client_range::range_options_from_document(doc)?;
     Ok(cipherdoc_crypto::client_range::resolve_range_options(
         &opts, value,
@@ -498,14 +484,12 @@ fn len_i64(n: usize) -> i64 {
 pub fn generate_local_master_key_file(path: &Path) -> Result<()> {
     let mut key = zeroize::Zeroizing::new([0u8; 96]);
     OsRandom.fill(&mut key[..]).map_err(Error::Crypto)?;
-    write_private_with(path, &key[..], Existing::Refuse).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Encryption(format!(
-                "{} already exists; a master key is never overwritten (remove it first if you mean it)",
-                path.display()
-            ))
+    write_private_with(path, &key[..], Existing::Refuse).map_err(|e| Error::MasterKeyFile {
+        path: path.to_owned(),
+        problem: if e.kind() == std::io::ErrorKind::AlreadyExists {
+            MasterKeyFileProblem::AlreadyExists
         } else {
-            Error::Encryption(format!("cannot write {}: {e}", path.display()))
-        }
+            MasterKeyFileProblem::Write(e)
+        },
     })
 }

@@ -12,7 +12,8 @@
 //!
 //! The encrypter refuses what QE cannot do (a null or mistyped encrypted
 //! value, a comparison other than equality on an equality field, an
-//! encrypted path inside an array) before anything reaches an engine.
+//! encrypted path inside an array) before anything reaches an engine, with
+//! [`Error::ValueRefused`] or [`Error::QueryRefused`].
 
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ use cipherdoc_crypto::{KeyId, OsRandom};
 use cipherdoc_engine::filter::SAFE_CONTENT;
 use cipherdoc_engine::{EncStrOp, FieldOp, Filter};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldIndex, FieldProblem, FieldUse, QueryProblem, Result, ValueProblem};
 use crate::keys::{KeyStore, LoadedKey};
 
 /// Encrypts documents and filters, and decrypts documents, for one key store.
@@ -86,9 +87,11 @@ impl Encrypter {
         efc: &EncryptedFieldConfig,
     ) -> Result<Document> {
         if doc.contains_key(SAFE_CONTENT) {
-            return Err(Error::Encryption(format!(
-                "{ns}: documents may not set `{SAFE_CONTENT}`; it is maintained by Queryable Encryption"
-            )));
+            return Err(Error::ValueRefused {
+                namespace: ns.to_owned(),
+                field: SAFE_CONTENT.to_owned(),
+                problem: ValueProblem::SafeContentSet,
+            });
         }
         let mut out = doc.clone();
         for field in &efc.fields {
@@ -96,12 +99,9 @@ impl Encrypter {
                 continue;
             };
             if is_encrypted_blob(slot) {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} already holds an encrypted value; give the plaintext",
-                    field.path
-                )));
+                return Err(value_refused(ns, field, ValueProblem::AlreadyEncrypted));
             }
-            check_type(ns, field, slot)?;
+            check_type(ns, field, slot, FieldUse::Store)?;
             let key = self.field_key(ns, field).await?;
             let user = UserKey {
                 id: key.id,
@@ -128,10 +128,14 @@ impl Encrypter {
                         && (k < lo || k > hi)
                     {
                         // The value itself stays out of the message: it is secret.
-                        return Err(Error::Encryption(format!(
-                            "the value of range field '{}' of {ns} is outside the index bounds [{min}, {max}]; store a value within them",
-                            field.path
-                        )));
+                        return Err(value_refused(
+                            ns,
+                            field,
+                            ValueProblem::OutsideRangeBounds {
+                                min: min.to_string(),
+                                max: max.to_string(),
+                            },
+                        ));
                     }
                     client_range::encrypt_range_insert(
                         slot,
@@ -147,10 +151,13 @@ impl Encrypter {
                 Some(QueryTypeConfig::Text { .. }) => {
                     let ix = text_index(ns, field)?;
                     let Bson::String(s) = &*slot else {
-                        return Err(Error::Encryption(format!(
-                            "field '{}' of {ns} is a text-search field and holds strings only",
-                            field.path
-                        )));
+                        return Err(value_refused(
+                            ns,
+                            field,
+                            ValueProblem::NotAString {
+                                access: FieldUse::Store,
+                            },
+                        ));
                     };
                     client_text::encrypt_text_insert(
                         s,
@@ -164,10 +171,11 @@ impl Encrypter {
                     .encode()
                 }
                 Some(_) => {
-                    return Err(Error::Encryption(format!(
-                        "field '{}' of {ns} has a query type this version does not support",
-                        field.path
-                    )));
+                    return Err(Error::UnsupportedField {
+                        namespace: ns.to_owned(),
+                        field: field.path.clone(),
+                        problem: Box::new(FieldProblem::UnknownQueryType),
+                    });
                 }
             };
             *slot = blob(bytes);
@@ -198,18 +206,23 @@ impl Encrypter {
             Filter::Not(f) => Filter::Not(Box::new(self.encrypt_filter(ns, f, efc).await?)),
             Filter::Field { path, op } => {
                 if path == SAFE_CONTENT || path.starts_with("__safeContent__.") {
-                    return Err(Error::Encryption(format!(
-                        "{ns}: `{SAFE_CONTENT}` cannot be queried directly"
-                    )));
+                    return Err(Error::QueryRefused {
+                        namespace: ns.to_owned(),
+                        path: path.clone(),
+                        problem: QueryProblem::SafeContent,
+                    });
                 }
                 if let Some(inside) = efc.fields.iter().find(|f| {
                     path.strip_prefix(f.path.as_str())
                         .is_some_and(|r| r.starts_with('.'))
                 }) {
-                    return Err(Error::Encryption(format!(
-                        "cannot query '{path}' of {ns}: it lies inside the encrypted field '{}', whose contents cannot be queried",
-                        inside.path
-                    )));
+                    return Err(Error::QueryRefused {
+                        namespace: ns.to_owned(),
+                        path: path.clone(),
+                        problem: QueryProblem::InsideEncryptedField {
+                            encrypted: inside.path.clone(),
+                        },
+                    });
                 }
                 match efc.field(path) {
                     None => filter.clone(),
@@ -243,12 +256,7 @@ impl Encrypter {
     }
 
     async fn encrypt_op(&self, ns: &str, field: &EncryptedField, op: &FieldOp) -> Result<FieldOp> {
-        let not_queryable = || {
-            Error::Encryption(format!(
-                "field '{}' of {ns} is encrypted without `queries`, so it cannot be queried; declare it with queries = \"equality\" (a new collection is needed)",
-                field.path
-            ))
-        };
+        let not_queryable = || query_refused(ns, field, QueryProblem::NotQueryable);
         let query = field.query().ok_or_else(not_queryable)?;
         if let FieldOp::Exists(_) = op {
             return Ok(op.clone());
@@ -256,22 +264,28 @@ impl Encrypter {
         let cm = match query {
             QueryTypeConfig::Equality { contention } => *contention,
             QueryTypeConfig::Range { .. } => {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} is a range field",
-                    field.path
-                )));
+                return Err(query_refused(
+                    ns,
+                    field,
+                    QueryProblem::OperatorNotAllowed {
+                        index: FieldIndex::Range,
+                    },
+                ));
             }
             _ => return Err(not_queryable()),
         };
         let key = self.field_key(ns, field).await?;
         let find = |v: &Bson| -> Result<Bson> {
             if matches!(v, Bson::Null) {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} is encrypted and never null; comparing it with null is not supported",
-                    field.path
-                )));
+                return Err(value_refused(
+                    ns,
+                    field,
+                    ValueProblem::Null {
+                        access: FieldUse::Query,
+                    },
+                ));
             }
-            check_type(ns, field, v)?;
+            check_type(ns, field, v, FieldUse::Query)?;
             Ok(blob(
                 client::encrypt_equality_find(v, &key.tokens, cm)?.encode(),
             ))
@@ -282,16 +296,16 @@ impl Encrypter {
             FieldOp::In(vs) => FieldOp::In(vs.iter().map(find).collect::<Result<_>>()?),
             FieldOp::Nin(vs) => FieldOp::Nin(vs.iter().map(find).collect::<Result<_>>()?),
             FieldOp::Lt(_) | FieldOp::Lte(_) | FieldOp::Gt(_) | FieldOp::Gte(_) => {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} has an equality index: only eq, ne and in are allowed (use queries = \"range\" for <, <=, >, >=)",
-                    field.path
-                )));
+                return Err(query_refused(ns, field, QueryProblem::ComparisonOnEquality));
             }
             _ => {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns}: this operator cannot be used on an encrypted field",
-                    field.path
-                )));
+                return Err(query_refused(
+                    ns,
+                    field,
+                    QueryProblem::OperatorNotAllowed {
+                        index: FieldIndex::Equality,
+                    },
+                ));
             }
         })
     }
@@ -314,10 +328,13 @@ impl Encrypter {
         let path = field.path.clone();
         let find = |op: EncStrOp, v: &Bson| -> Result<Filter> {
             let Bson::String(s) = v else {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} is a text-search field: compare it with strings only",
-                    field.path
-                )));
+                return Err(value_refused(
+                    ns,
+                    field,
+                    ValueProblem::NotAString {
+                        access: FieldUse::Query,
+                    },
+                ));
             };
             let query = match op {
                 EncStrOp::StartsWith => TextQuery::Prefix,
@@ -353,10 +370,13 @@ impl Encrypter {
                 op: op.clone(),
             },
             _ => {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} is a text-search field: only starts_with, ends_with, contains (as its query types allow) and equality are allowed",
-                    field.path
-                )));
+                return Err(query_refused(
+                    ns,
+                    field,
+                    QueryProblem::OperatorNotAllowed {
+                        index: FieldIndex::Text,
+                    },
+                ));
             }
         })
     }
@@ -382,12 +402,15 @@ impl Encrypter {
         let path = field.path.clone();
         let one = |lo: Bound, hi: Bound, value: &Bson| -> Result<Filter> {
             if matches!(value, Bson::Null) {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns} is encrypted and never null; comparing it with null is not supported",
-                    field.path
-                )));
+                return Err(value_refused(
+                    ns,
+                    field,
+                    ValueProblem::Null {
+                        access: FieldUse::Query,
+                    },
+                ));
             }
-            check_type(ns, field, value)?;
+            check_type(ns, field, value, FieldUse::Query)?;
             let index = range_index(ns, field, q, value)?;
             let (min, max) = (
                 range_value_to_bson(index.index_min()),
@@ -460,10 +483,13 @@ impl Encrypter {
                 op: op.clone(),
             },
             _ => {
-                return Err(Error::Encryption(format!(
-                    "field '{}' of {ns}: this operator cannot be used on an encrypted field",
-                    field.path
-                )));
+                return Err(query_refused(
+                    ns,
+                    field,
+                    QueryProblem::OperatorNotAllowed {
+                        index: FieldIndex::Range,
+                    },
+                ));
             }
         })
     }
@@ -775,21 +801,43 @@ fn range_index(
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(|e| range_error(..., e))`
 fn range_error(ns: &str, field: &EncryptedField, e: cipherdoc_crypto::Error) -> Error {
-    Error::Encryption(format!("range field '{}' of {ns}: {e}", field.path))
+    Error::RangeField {
+        namespace: ns.to_owned(),
+        field: field.path.clone(),
+        source: e,
+    }
+}
+
+fn value_refused(ns: &str, field: &EncryptedField, problem: ValueProblem) -> Error {
+    Error::ValueRefused {
+        namespace: ns.to_owned(),
+        field: field.path.clone(),
+        problem,
+    }
+}
+
+fn query_refused(ns: &str, field: &EncryptedField, problem: QueryProblem) -> Error {
+    Error::QueryRefused {
+        namespace: ns.to_owned(),
+        path: field.path.clone(),
+        problem,
+    }
 }
 
 /// A text-search field's combined index (its `encryptedFields` options).
 fn text_index(ns: &str, field: &EncryptedField) -> Result<TextFieldIndex> {
     match field.text_index(&field.path) {
         Ok(Some(ix)) => Ok(ix),
-        Ok(None) => Err(Error::Encryption(format!(
-            "field '{}' of {ns} is not a text-search field",
-            field.path
-        ))),
-        Err(e) => Err(Error::Encryption(format!(
-            "field '{}' of {ns}: invalid text-search options: {e}",
-            field.path
-        ))),
+        Ok(None) => Err(Error::UnsupportedField {
+            namespace: ns.to_owned(),
+            field: field.path.clone(),
+            problem: Box::new(FieldProblem::NotTextSearch),
+        }),
+        Err(e) => Err(Error::UnsupportedField {
+            namespace: ns.to_owned(),
+            field: field.path.clone(),
+            problem: Box::new(FieldProblem::InvalidTextOptions(e)),
+        }),
     }
 }
 
@@ -809,22 +857,21 @@ fn text_refused(ns: &str, field: &EncryptedField, source: TextError) -> Error {
     }
 }
 
-fn check_type(ns: &str, field: &EncryptedField, v: &Bson) -> Result<()> {
+fn check_type(ns: &str, field: &EncryptedField, v: &Bson, access: FieldUse) -> Result<()> {
     if matches!(v, Bson::Null | Bson::Undefined) {
-        return Err(Error::Encryption(format!(
-            "field '{}' of {ns} is encrypted and cannot be null",
-            field.path
-        )));
+        return Err(value_refused(ns, field, ValueProblem::Null { access }));
     }
     if let Some(t) = field.bson_type {
         let actual = v.element_type() as u8;
         if t.type_byte() != actual {
-            return Err(Error::Encryption(format!(
-                "field '{}' of {ns} is encrypted as '{}' but the value has BSON type {:?}",
-                field.path,
-                t.as_str(),
-                v.element_type()
-            )));
+            return Err(value_refused(
+                ns,
+                field,
+                ValueProblem::WrongType {
+                    expected: t.as_str(),
+                    actual: v.element_type(),
+                },
+            ));
         }
     }
     Ok(())
@@ -847,16 +894,23 @@ fn slot_mut<'d>(doc: &'d mut Document, path: &str, ns: &str) -> Result<Option<&'
             },
             Bson::Array(_) => {
                 let prefix: Vec<&str> = path.split('.').take(depth + 1).collect();
-                return Err(Error::Encryption(format!(
-                    "encrypted field '{path}' of {ns} lies inside the array '{}'; QE cannot encrypt fields of array elements (encrypt the whole array instead)",
-                    prefix.join(".")
-                )));
+                return Err(Error::ValueRefused {
+                    namespace: ns.to_owned(),
+                    field: path.to_owned(),
+                    problem: ValueProblem::InsideArray {
+                        array: prefix.join("."),
+                    },
+                });
             }
             Bson::Null => return Ok(None),
             _ => {
-                return Err(Error::Encryption(format!(
-                    "encrypted field '{path}' of {ns}: '{part}' is reached through a value that is not a document"
-                )));
+                return Err(Error::ValueRefused {
+                    namespace: ns.to_owned(),
+                    field: path.to_owned(),
+                    problem: ValueProblem::ThroughNonDocument {
+                        part: part.to_owned(),
+                    },
+                });
             }
         };
     }

@@ -112,10 +112,76 @@ pub enum Error {
         /// small).
         problem: Box<PinnedMapProblem>,
     },
-    /// An operation that Queryable Encryption does not allow, refused before
-    /// anything reached the engine.
-    #[error("{0}")]
-    NotAllowed(String),
+    /// A value for an encrypted field refused before anything reached the
+    /// engine, in a document to store or as a query operand: null, of the
+    /// wrong BSON type, outside a range index, already encrypted, or at a
+    /// path QE cannot encrypt. The message names the collection and the
+    /// field, never the value.
+    #[error("{}", problem.message(namespace, field))]
+    ValueRefused {
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What is wrong with the value.
+        problem: ValueProblem,
+    },
+    /// A filter on an encrypted collection that Queryable Encryption cannot
+    /// run, refused before anything reached the engine: a field encrypted
+    /// without `queries`, an operator its index does not allow, a path
+    /// inside an encrypted field, `__safeContent__`.
+    #[error("{}", problem.message(namespace, path))]
+    QueryRefused {
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// The dotted path queried.
+        path: String,
+        /// Why it cannot be queried.
+        problem: QueryProblem,
+    },
+    /// The range protocol refused a range field's options or a value for it
+    /// (the message names the bounds, never the value).
+    #[error("range field '{field}' of {namespace}: {source}")]
+    RangeField {
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What the protocol layer refused.
+        #[source]
+        source: cipherdoc_crypto::Error,
+    },
+    /// An encrypted field whose `encryptedFields` entry this version cannot
+    /// use (a query type it does not know, text-search options that do not
+    /// parse).
+    #[error("{}", problem.message(namespace, field))]
+    UnsupportedField {
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What this version cannot use (boxed: it keeps every `Result`
+        /// of the crate small).
+        problem: Box<FieldProblem>,
+    },
+    /// A collection's `encryptedFields` in the catalog do not parse; nothing
+    /// was read or written.
+    #[error("catalog encryptedFields of {namespace}: {source}")]
+    InvalidCatalog {
+        /// `<db>.<collection>`.
+        namespace: String,
+        /// Why they do not parse.
+        #[source]
+        source: cipherdoc_crypto::efc::EfcError,
+    },
+    /// An operation on the encrypted state of a collection (compaction,
+    /// cleanup, a leakage report) asked of a collection that is not
+    /// encrypted.
+    #[error("{namespace} is not an encrypted collection; nothing to compact")]
+    NotEncryptedCollection {
+        /// `<db>.<collection>`.
+        namespace: String,
+    },
     /// A migration failed or was refused.
     #[error(transparent)]
     Migration(#[from] crate::migrations::MigrationError),
@@ -134,7 +200,55 @@ pub enum Error {
     /// No KMS provider (or no master key) to create a data key with.
     #[error(transparent)]
     KmsProviderChoice(#[from] crate::settings::ProviderChoiceError),
-    /// An encryption request is not allowed or not possible.
+    /// A migration found no master key for an encrypted field's new data
+    /// key: the field's `kms_provider` is not configured on the database,
+    /// or it names none and the database has no default. Nothing was
+    /// created.
+    #[error(
+        "cannot create the data key of {model} field '{field}' on database '{alias}': {source}"
+    )]
+    FieldKmsProvider {
+        /// The database alias.
+        alias: String,
+        /// The model label, `app.Model`.
+        model: String,
+        /// The dotted path of the field.
+        field: String,
+        /// Why no master key was found.
+        #[source]
+        source: Box<Error>,
+    },
+    /// An explicit encryption request ([`crate::client_encryption`]) whose
+    /// options do not go together or with the value; nothing was encrypted.
+    #[error(transparent)]
+    EncryptOptions(#[from] EncryptOptionsProblem),
+    /// A blob given to
+    /// [`ClientEncryption::decrypt`](crate::client_encryption::ClientEncryption::decrypt)
+    /// that holds nothing to decrypt.
+    #[error(transparent)]
+    NotDecryptable(#[from] BlobProblem),
+    /// A KMS provider that no master key of the client is configured for.
+    #[error("KMS provider '{provider}' is not configured; configured: {}", configured.join(", "))]
+    UnknownKmsProvider {
+        /// The provider asked for, e.g. `aws:prod`.
+        provider: String,
+        /// The providers configured.
+        configured: Vec<String>,
+    },
+    /// A local master key file that cannot be read, written or used.
+    #[error("{}", problem.message(path))]
+    MasterKeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: MasterKeyFileProblem,
+    },
+    /// [`crate::testing`] could not create the temporary folder for its
+    /// databases and master keys.
+    #[error("cannot create a temporary folder: {0}; make TMPDIR a writable folder")]
+    TempDir(#[source] std::io::Error),
+    /// The key store's catch-all (a blob naming more keys than a value
+    /// can); the other cases have their own variants.
     #[error("{0}")]
     Encryption(String),
     /// A value or query for a text-search field (prefix, suffix, substring)
@@ -382,6 +496,284 @@ pub enum PinnedMapProblem {
     /// The catalog's entry cannot be parsed.
     #[error("the database's encryptedFields are invalid: {0}")]
     InvalidCatalog(cipherdoc_crypto::efc::EfcError),
+}
+
+/// What is wrong with a value for an encrypted field (see
+/// [`Error::ValueRefused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueProblem {
+    /// A document sets `__safeContent__`, which QE maintains.
+    SafeContentSet,
+    /// The value is already an encrypted blob.
+    AlreadyEncrypted,
+    /// Null (or undefined): an encrypted field is never null.
+    Null {
+        /// Stored or compared.
+        access: FieldUse,
+    },
+    /// A BSON type other than the field's `bsonType`.
+    WrongType {
+        /// The field's `bsonType`, e.g. `int`.
+        expected: &'static str,
+        /// The value's type.
+        actual: bson::spec::ElementType,
+    },
+    /// Not a string, for a text-search field.
+    NotAString {
+        /// Stored or compared.
+        access: FieldUse,
+    },
+    /// A value to store outside the range index's bounds (the bounds are
+    /// part of the schema; the value is not named).
+    OutsideRangeBounds {
+        /// The index's lower bound.
+        min: String,
+        /// The index's upper bound.
+        max: String,
+    },
+    /// The encrypted path goes through an array.
+    InsideArray {
+        /// The dotted path of the array.
+        array: String,
+    },
+    /// The encrypted path goes through a value that is not a document.
+    ThroughNonDocument {
+        /// The path component reached through it.
+        part: String,
+    },
+}
+
+impl ValueProblem {
+    /// The message for `field` of `namespace`.
+    pub fn message(&self, namespace: &str, field: &str) -> String {
+        match self {
+            ValueProblem::SafeContentSet => format!(
+                "{namespace}: documents may not set `{field}`; it is maintained by Queryable Encryption"
+            ),
+            ValueProblem::AlreadyEncrypted => format!(
+                "field '{field}' of {namespace} already holds an encrypted value; give the plaintext"
+            ),
+            ValueProblem::Null {
+                access: FieldUse::Store,
+            } => format!("field '{field}' of {namespace} is encrypted and cannot be null"),
+            ValueProblem::Null {
+                access: FieldUse::Query,
+            } => format!(
+                "field '{field}' of {namespace} is encrypted and never null; comparing it with null is not supported"
+            ),
+            ValueProblem::WrongType { expected, actual } => format!(
+                "field '{field}' of {namespace} is encrypted as '{expected}' but the value has BSON type {actual:?}"
+            ),
+            ValueProblem::NotAString {
+                access: FieldUse::Store,
+            } => format!(
+                "field '{field}' of {namespace} is a text-search field and holds strings only"
+            ),
+            ValueProblem::NotAString {
+                access: FieldUse::Query,
+            } => format!(
+                "field '{field}' of {namespace} is a text-search field: compare it with strings only"
+            ),
+            ValueProblem::OutsideRangeBounds { min, max } => format!(
+                "the value of range field '{field}' of {namespace} is outside the index bounds [{min}, {max}]; store a value within them"
+            ),
+            ValueProblem::InsideArray { array } => format!(
+                "encrypted field '{field}' of {namespace} lies inside the array '{array}'; QE cannot encrypt fields of array elements (encrypt the whole array instead)"
+            ),
+            ValueProblem::ThroughNonDocument { part } => format!(
+                "encrypted field '{field}' of {namespace}: '{part}' is reached through a value that is not a document"
+            ),
+        }
+    }
+}
+
+/// The index of an encrypted field, as a refused query names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldIndex {
+    /// `queries = "equality"`.
+    Equality,
+    /// `queries = "range"`.
+    Range,
+    /// A text-search field (prefix, suffix, substring).
+    Text,
+}
+
+/// Why a filter cannot run on an encrypted collection (see
+/// [`Error::QueryRefused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryProblem {
+    /// `__safeContent__` is queried.
+    SafeContent,
+    /// The path lies inside an encrypted field.
+    InsideEncryptedField {
+        /// The encrypted field.
+        encrypted: String,
+    },
+    /// The field is encrypted without `queries`.
+    NotQueryable,
+    /// `<`, `<=`, `>`, `>=` on a field with an equality index.
+    ComparisonOnEquality,
+    /// An operator the field's index does not allow.
+    OperatorNotAllowed {
+        /// The field's index.
+        index: FieldIndex,
+    },
+}
+
+impl QueryProblem {
+    /// The message for `path` of `namespace`.
+    pub fn message(&self, namespace: &str, path: &str) -> String {
+        match self {
+            QueryProblem::SafeContent => {
+                format!("{namespace}: `{path}` cannot be queried directly")
+            }
+            QueryProblem::InsideEncryptedField { encrypted } => format!(
+                "cannot query '{path}' of {namespace}: it lies inside the encrypted field '{encrypted}', whose contents cannot be queried"
+            ),
+            QueryProblem::NotQueryable => format!(
+                "field '{path}' of {namespace} is encrypted without `queries`, so it cannot be queried; declare it with queries = \"equality\" (a new collection is needed)"
+            ),
+            QueryProblem::ComparisonOnEquality => format!(
+                "field '{path}' of {namespace} has an equality index: only eq, ne and in are allowed (use queries = \"range\" for <, <=, >, >=)"
+            ),
+            QueryProblem::OperatorNotAllowed {
+                index: FieldIndex::Text,
+            } => format!(
+                "field '{path}' of {namespace} is a text-search field: only starts_with, ends_with, contains (as its query types allow) and equality are allowed"
+            ),
+            QueryProblem::OperatorNotAllowed {
+                index: FieldIndex::Equality | FieldIndex::Range,
+            } => format!(
+                "field '{path}' of {namespace}: this operator cannot be used on an encrypted field"
+            ),
+        }
+    }
+}
+
+/// What this version cannot use in a field's `encryptedFields` entry (see
+/// [`Error::UnsupportedField`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldProblem {
+    /// A query type this version does not know.
+    UnknownQueryType,
+    /// A text-search query type whose entry has no text-search options.
+    NotTextSearch,
+    /// Text-search options that do not parse.
+    InvalidTextOptions(cipherdoc_crypto::efc::EfcError),
+}
+
+impl FieldProblem {
+    /// The message for `field` of `namespace`.
+    pub fn message(&self, namespace: &str, field: &str) -> String {
+        match self {
+            FieldProblem::UnknownQueryType => format!(
+                "field '{field}' of {namespace} has a query type this version does not support; upgrade cipherdoc or declare the field with equality, range or text-search queries"
+            ),
+            FieldProblem::NotTextSearch => {
+                format!("field '{field}' of {namespace} is not a text-search field")
+            }
+            FieldProblem::InvalidTextOptions(e) => {
+                format!("field '{field}' of {namespace}: invalid text-search options: {e}")
+            }
+        }
+    }
+}
+
+/// What is wrong with an explicit encryption request (see
+/// [`Error::EncryptOptions`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncryptOptionsProblem {
+    /// [`Algorithm::String`](crate::client_encryption::Algorithm::String)
+    /// without string options.
+    #[error(
+        "the string algorithm needs string options (caseSensitive, diacriticSensitive, prefix/suffix/substring)"
+    )]
+    StringOptionsMissing,
+    /// [`Algorithm::String`](crate::client_encryption::Algorithm::String)
+    /// given a value that is not a string.
+    #[error("the string algorithm encrypts string values only")]
+    NotAString,
+    /// The text-search layer refused the string options or the value.
+    #[error("string algorithm: {0}")]
+    Text(#[source] cipherdoc_crypto::text::TextError),
+    /// A query type that does not go with the string algorithm.
+    #[error(
+        "query type {0:?} does not go with the string algorithm; use prefix, suffix or substring"
+    )]
+    QueryTypeNotForString(crate::client_encryption::QueryType),
+    /// A query type with an algorithm that has no queries.
+    #[error("query type {query:?} needs the indexed algorithm, not {algorithm:?}")]
+    QueryTypeNeedsIndexed {
+        /// The query type asked for.
+        query: crate::client_encryption::QueryType,
+        /// The algorithm given.
+        algorithm: crate::client_encryption::Algorithm,
+    },
+    /// A contention factor with an algorithm that has none.
+    #[error("a contention factor applies only to the indexed algorithm")]
+    ContentionNotApplicable,
+    /// [`Algorithm::Range`](crate::client_encryption::Algorithm::Range)
+    /// without range options.
+    #[error("the range algorithm needs range options (min, max, sparsity, ...)")]
+    RangeOptionsMissing,
+    /// `encrypt_expression` with another algorithm than range.
+    #[error("encrypt_expression needs the range algorithm")]
+    ExpressionNeedsRange,
+    /// `encrypt_expression` given an expression without a constant.
+    #[error("the expression has no constant to encrypt")]
+    ExpressionWithoutConstant,
+}
+
+/// Why a blob cannot be decrypted (see [`Error::NotDecryptable`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobProblem {
+    /// Not binary subtype 6.
+    #[error("expected an encrypted blob (binary subtype 6), got subtype {0:?}")]
+    NotEncrypted(bson::spec::BinarySubtype),
+    /// A placeholder or find payload: no ciphertext.
+    #[error("this blob carries no ciphertext (a placeholder or find payload); nothing to decrypt")]
+    NoCiphertext,
+}
+
+/// What is wrong with a local master key file (see
+/// [`Error::MasterKeyFile`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MasterKeyFileProblem {
+    /// It cannot be read, or others may read it.
+    Read(crate::private_file::PrivateFileError),
+    /// It does not hold 96 bytes.
+    WrongLength {
+        /// The bytes it holds.
+        len: usize,
+    },
+    /// Generating one where a file already is.
+    AlreadyExists,
+    /// It cannot be written.
+    Write(std::io::Error),
+}
+
+impl MasterKeyFileProblem {
+    /// The message for the file at `path`.
+    pub fn message(&self, path: &std::path::Path) -> String {
+        let path = path.display();
+        match self {
+            MasterKeyFileProblem::Read(e) => format!("master key file: {e}"),
+            MasterKeyFileProblem::WrongLength { len } => format!(
+                "master key file {path} holds {len} bytes; a local master key is exactly 96 bytes (make one with `cipherdoc key generate-master`)"
+            ),
+            MasterKeyFileProblem::AlreadyExists => format!(
+                "{path} already exists; a master key is never overwritten (remove it first if you mean it)"
+            ),
+            MasterKeyFileProblem::Write(e) => format!("cannot write {path}: {e}"),
+        }
+    }
 }
 
 /// Result alias for this crate.

@@ -32,7 +32,7 @@ use std::fmt;
 
 use cipherdoc_crypto::efc::{EncryptedField, QueryTypeConfig};
 use cipherdoc_engine::EngineError;
-use cipherdoc_engine::qe_server::{CompactionTokens, CounterCount, CounterKind};
+use cipherdoc_engine::qe_server::{CounterCount, CounterKind};
 use cipherdoc_engine::{Filter, QeStateSizes};
 
 use crate::app::Database;
@@ -355,15 +355,15 @@ impl fmt::Display for LeakageReport {
 /// The leakage report of one database.
 ///
 /// # Errors
-/// [`Error::Encryption`] when the database has no encryption settings; the
+/// [`Error::NotEncrypted`] when the database has no encryption settings; the
 /// engine's and the key store's errors (the report unwraps each field's data
 /// key to derive its ECOC token).
 pub async fn leakage_report(db: &Database, options: LeakageOptions) -> Result<LeakageReport> {
     if db.encryption().is_none() {
-        return Err(Error::Encryption(format!(
-            "database '{}' has no encryption settings; it stores nothing encrypted to report on",
-            db.alias()
-        )));
+        return Err(Error::NotEncrypted {
+            alias: db.alias().to_owned(),
+            operation: "report on leakage",
+        });
     }
     let engine = db.engine();
     let mut collections = Vec::new();
@@ -373,12 +373,7 @@ pub async fn leakage_report(db: &Database, options: LeakageOptions) -> Result<Le
         };
         let documents = engine.count(&collection, &Filter::And(Vec::new())).await?;
         let tokens = crate::migrations::compaction_tokens(db, &collection).await?;
-        let tokens = CompactionTokens::from_document(&tokens).map_err(|e| {
-            Error::Encryption(format!(
-                "compaction tokens for {}: {e}",
-                db.namespace(&collection)
-            ))
-        })?;
+        let tokens = crate::app::parse_compaction_tokens(&db.namespace(&collection), &tokens)?;
         let (state, counters) = match engine.qe_counters(&collection, &tokens).await {
             Ok(counters) => (
                 Some(engine.qe_state_sizes(&collection).await?),

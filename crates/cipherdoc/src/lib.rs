@@ -24,7 +24,10 @@ pub mod testing;
 
 pub use app::{App, AppBuilder, Database, EncryptedFields};
 pub use cipherdoc_derive::{EmbeddedModel, Model};
-pub use error::{Error, FieldUse, KeyRef, PinnedMapProblem, Refusal, Result};
+pub use error::{
+    BlobProblem, EncryptOptionsProblem, Error, FieldIndex, FieldProblem, FieldUse, KeyRef,
+    MasterKeyFileProblem, PinnedMapProblem, QueryProblem, Refusal, Result, ValueProblem,
+};
 pub use queryset::QuerySet;
 
 // What the public signatures expose, so that an application needs no

@@ -183,7 +183,7 @@ impl TestAppBuilder {
         let dir = tempfile::Builder::new()
             .prefix("cipherdoc-test-")
             .tempdir()
-            .map_err(|e| Error::Encryption(format!("cannot create a temporary folder: {e}")))?;
+            .map_err(Error::TempDir)?;
         let mut settings = Settings::from_toml(&self.settings, dir.path())?;
         for db in &mut settings.databases {
             match &mut db.engine {
@@ -210,7 +210,12 @@ impl TestAppBuilder {
                 .map(|p| p.name.clone())
                 .collect();
             if names.is_empty() {
-                names.push(KmsProviderName::parse("local").map_err(Error::Encryption)?);
+                names.push(KmsProviderName::parse("local").map_err(|problem| {
+                    SettingsError::Invalid {
+                        path: format!("databases.{alias}.encryption.kms_providers"),
+                        problem,
+                    }
+                })?);
             }
             let mut providers = Vec::new();
             for name in names {

@@ -9,8 +9,9 @@ use bson::spec::BinarySubtype;
 use bson::{Bson, oid::ObjectId};
 use cipherdoc::key_vault::{alt_names_of, key_id_of};
 use cipherdoc::migrations::{
-    MigrateOptions, Migration, MigrationDir, MigrationSource, Operation, applied_migrations,
-    encrypted_fields_map, encrypted_fields_map_json, makemigrations, migrate, show_migrations,
+    MigrateOptions, Migration, MigrationDir, MigrationSource, Operation, WriteFiles,
+    applied_migrations, encrypted_fields_map, encrypted_fields_map_json, makemigrations, migrate,
+    show_migrations,
 };
 use cipherdoc::testing::TestApp;
 use common::{Patient, Room};
@@ -215,7 +216,7 @@ async fn migrate_zero_drops_the_collection_keeps_the_keys_and_reuses_them() {
         .open()
         .await
         .unwrap();
-    let written = makemigrations(&app, &files, &[], false).unwrap();
+    let written = makemigrations(&app, &files, &[], WriteFiles::Yes).unwrap();
     assert_eq!(written.len(), 1);
     let path = written[0].1.clone().unwrap();
     assert!(path.ends_with("migrations/myapp/0001_initial.toml"));
@@ -223,7 +224,11 @@ async fn migrate_zero_drops_the_collection_keeps_the_keys_and_reuses_them() {
     assert!(text.contains("op = \"create_model\""), "{text}");
     assert!(text.contains("collection = \"myapp_patient\""), "{text}");
     // Nothing changed: nothing new.
-    assert!(makemigrations(&app, &files, &[], false).unwrap().is_empty());
+    assert!(
+        makemigrations(&app, &files, &[], WriteFiles::Yes)
+            .unwrap()
+            .is_empty()
+    );
     // The file reads back as what was written.
     assert_eq!(
         files.migrations("myapp").unwrap(),
@@ -299,7 +304,7 @@ async fn plaintext_field_changes_make_a_second_migration() {
         .open()
         .await
         .unwrap();
-    makemigrations(&app, &files, &[], false).unwrap();
+    makemigrations(&app, &files, &[], WriteFiles::Yes).unwrap();
     // Simulate an older model: drop `floor` from the recorded state.
     let mut first = files.migrations("clinic").unwrap().remove(0);
     if let Operation::CreateModel { fields, .. } = &mut first.operations[0] {
@@ -307,7 +312,7 @@ async fn plaintext_field_changes_make_a_second_migration() {
     }
     let p = dir.path().join("clinic/0001_initial.toml");
     std::fs::write(&p, first.to_toml().unwrap()).unwrap();
-    let made = makemigrations(&app, &files, &["clinic".into()], false).unwrap();
+    let made = makemigrations(&app, &files, &["clinic".into()], WriteFiles::Yes).unwrap();
     assert_eq!(made.len(), 1);
     let m: &Migration = &made[0].0;
     assert_eq!(m.name, "0002_room_floor");
@@ -315,6 +320,6 @@ async fn plaintext_field_changes_make_a_second_migration() {
         matches!(&m.operations[..], [Operation::AddField { field, .. }] if field.path == "floor")
     );
     // An unknown app is an error naming the registered ones.
-    let err = makemigrations(&app, &files, &["nope".into()], true).unwrap_err();
+    let err = makemigrations(&app, &files, &["nope".into()], WriteFiles::No).unwrap_err();
     assert!(err.to_string().contains("registered apps: clinic"), "{err}");
 }

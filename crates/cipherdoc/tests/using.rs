@@ -123,5 +123,5 @@ async fn using_an_unknown_alias_names_it() {
         .await
         .expect_err("there is no database `archive`");
     assert!(err.to_string().contains("archive"), "{err}");
-    assert!(!matches!(err, Error::NotAllowed(_)), "{err:?}");
+    assert!(matches!(err, Error::UnknownDatabase { .. }), "{err:?}");
 }

@@ -103,11 +103,9 @@ fn key_ids(efc: Option<&EncryptedFieldConfig>) -> BTreeSet<KeyId> {
 }
 
 fn parse_efc(db: &Database, collection: &str, d: &Document) -> Result<EncryptedFieldConfig> {
-    EncryptedFieldConfig::from_document(d).map_err(|e| {
-        Error::Encryption(format!(
-            "catalog encryptedFields of {}: {e}",
-            db.namespace(collection)
-        ))
+    EncryptedFieldConfig::from_document(d).map_err(|source| Error::InvalidCatalog {
+        namespace: db.namespace(collection),
+        source,
     })
 }
 

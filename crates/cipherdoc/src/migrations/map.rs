@@ -138,14 +138,13 @@ pub(crate) fn master_for<'d>(
     f: &super::FieldState,
 ) -> Result<&'d cipherdoc_kms::MasterKey> {
     let enc = db.encryption().ok_or_else(|| no_encryption(db, app, ms))?;
-    enc.master_key_for(f.kms_provider.as_deref()).map_err(|e| {
-        Error::Encryption(format!(
-            "cannot create the data key of {app}.{} field '{}' on database '{}': {e}",
-            ms.model,
-            f.path,
-            db.alias()
-        ))
-    })
+    enc.master_key_for(f.kms_provider.as_deref())
+        .map_err(|e| Error::FieldKmsProvider {
+            alias: db.alias().to_owned(),
+            model: format!("{app}.{}", ms.model),
+            field: f.path.clone(),
+            source: Box::new(e),
+        })
 }
 
 fn routed_here(app: &App, db: &Database, schema: &crate::model::ModelSchema) -> bool {
@@ -217,10 +216,9 @@ pub async fn compaction_tokens(db: &Database, collection: &str) -> Result<Docume
         });
     };
     let Some(efc) = db.encrypted_fields(collection).await? else {
-        return Err(Error::Encryption(format!(
-            "{} is not an encrypted collection; nothing to compact",
-            db.namespace(collection)
-        )));
+        return Err(Error::NotEncryptedCollection {
+            namespace: db.namespace(collection),
+        });
     };
     let mut out = Document::new();
     for f in &efc.config().fields {

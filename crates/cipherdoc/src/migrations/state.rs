@@ -689,24 +689,20 @@ fn migration_name(number: usize, ops: &[Operation]) -> String {
 
 /// Compares the registered models of each app (all, or those in `only`)
 /// with their migrations in `dir` and writes the next migration of each app
-/// that changed (unless `dry_run`). Returns the new migrations with the
-/// files written.
+/// that changed (with [`WriteFiles::Yes`]). Returns the new migrations with
+/// the files written.
 pub fn makemigrations(
     app: &App,
     dir: &MigrationDir,
     only: &[String],
-    dry_run: bool,
+    write: WriteFiles,
 ) -> Result<Vec<(Migration, Option<PathBuf>)>, MigrationError> {
     makemigrations_with(
         app,
         dir,
         &MakeMigrationsOptions {
             only: only.to_vec(),
-            write: if dry_run {
-                WriteFiles::No
-            } else {
-                WriteFiles::Yes
-            },
+            write,
             reencrypt: Vec::new(),
         },
     )

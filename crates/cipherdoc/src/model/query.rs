@@ -408,27 +408,27 @@ impl<M> Q<M> {
         &self.expr
     }
 
-    fn combine(self, other: Self, and: bool) -> Self {
+    fn combine(self, other: Self, join: Join) -> Self {
         let error = self.error.or(other.error);
-        let expr = match (self.expr, other.expr, and) {
-            (Expr::And(mut a), Expr::And(b), true) => {
+        let expr = match (self.expr, other.expr, join) {
+            (Expr::And(mut a), Expr::And(b), Join::And) => {
                 a.extend(b);
                 Expr::And(a)
             }
-            (Expr::And(mut a), b, true) => {
+            (Expr::And(mut a), b, Join::And) => {
                 a.push(b);
                 Expr::And(a)
             }
-            (a, b, true) => Expr::And(vec![a, b]),
-            (Expr::Or(mut a), Expr::Or(b), false) => {
+            (a, b, Join::And) => Expr::And(vec![a, b]),
+            (Expr::Or(mut a), Expr::Or(b), Join::Or) => {
                 a.extend(b);
                 Expr::Or(a)
             }
-            (Expr::Or(mut a), b, false) => {
+            (Expr::Or(mut a), b, Join::Or) => {
                 a.push(b);
                 Expr::Or(a)
             }
-            (a, b, false) => Expr::Or(vec![a, b]),
+            (a, b, Join::Or) => Expr::Or(vec![a, b]),
         };
         Q {
             expr,
@@ -438,17 +438,26 @@ impl<M> Q<M> {
     }
 }
 
+/// How `Q::combine` joins two queries.
+#[derive(Clone, Copy)]
+enum Join {
+    /// `&`: both.
+    And,
+    /// `|`: either.
+    Or,
+}
+
 impl<M> BitAnd for Q<M> {
     type Output = Q<M>;
     fn bitand(self, rhs: Self) -> Self {
-        self.combine(rhs, true)
+        self.combine(rhs, Join::And)
     }
 }
 
 impl<M> BitOr for Q<M> {
     type Output = Q<M>;
     fn bitor(self, rhs: Self) -> Self {
-        self.combine(rhs, false)
+        self.combine(rhs, Join::Or)
     }
 }
 
