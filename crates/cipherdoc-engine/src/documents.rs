@@ -80,6 +80,55 @@ pub(crate) fn window(opts: &crate::FindOptions) -> (usize, usize) {
     (skip, limit)
 }
 
+/// What a `find` does with the matches an engine's scan collects: how
+/// many it needs, then sort, skip, limit and projection, the same on every
+/// engine.
+pub(crate) struct FindShape<'o> {
+    projection: Option<Projection>,
+    sort: &'o [(String, crate::SortDirection)],
+    skip: usize,
+    limit: usize,
+}
+
+impl<'o> FindShape<'o> {
+    /// `opts` checked (an invalid projection is refused).
+    pub(crate) fn new(opts: &'o crate::FindOptions) -> Result<Self> {
+        let (skip, limit) = window(opts);
+        Ok(Self {
+            projection: opts
+                .projection
+                .as_ref()
+                .map(Projection::parse)
+                .transpose()?,
+            sort: &opts.sort,
+            skip,
+            limit,
+        })
+    }
+
+    /// How many matches the scan must collect, in insertion order: all of
+    /// them when the find sorts.
+    pub(crate) fn wanted(&self) -> usize {
+        if self.sort.is_empty() {
+            self.skip.saturating_add(self.limit)
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// The find's answer from the collected matches.
+    pub(crate) fn finish(self, docs: Vec<Document>) -> Vec<Document> {
+        let out = sort_docs(docs, self.sort)
+            .into_iter()
+            .skip(self.skip)
+            .take(self.limit);
+        match self.projection {
+            Some(p) => out.map(|d| p.apply(d)).collect(),
+            None => out.collect(),
+        }
+    }
+}
+
 fn too_deep(collection: &str) -> EngineError {
     EngineError::TooDeep {
         collection: collection.to_owned(),

@@ -31,8 +31,8 @@ use tokio_postgres::error::SqlState;
 
 use super::ctx::{CatalogRead, Ctx, Meta, Schema, ident};
 use super::documents::{
-    Projection, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
-    index_keys, normalize_encrypted_fields, render, sort_docs, validate_name, with_id_first,
+    FindShape, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
+    index_keys, normalize_encrypted_fields, render, validate_name, with_id_first,
 };
 use crate::documents::{encode_raw, window};
 use crate::engine::{
@@ -979,41 +979,22 @@ pub(crate) async fn find(
     let Some(meta) = load_meta(cx, name).await? else {
         return Ok(Vec::new());
     };
-    let projection = opts
-        .projection
-        .as_ref()
-        .map(Projection::parse)
-        .transpose()?;
-    let (skip, limit) = window(opts);
-    let want = if opts.sort.is_empty() {
-        skip.saturating_add(limit)
-    } else {
-        usize::MAX
-    };
-    if want == 0 {
+    let shape = FindShape::new(opts)?;
+    let wanted = shape.wanted();
+    if wanted == 0 {
         return Ok(Vec::new());
     }
-    let docs: Vec<Document> = scan(
+    let docs = scan(
         cx,
         &meta,
         filter,
         RowLock::None,
         Want::Documents,
-        want,
+        wanted,
         document,
     )
-    .await?
-    .into_iter()
-    .map(|(_, d)| d)
-    .collect();
-    let out = sort_docs(docs, &opts.sort)
-        .into_iter()
-        .skip(skip)
-        .take(limit);
-    Ok(match projection {
-        Some(p) => out.map(|d| p.apply(d)).collect(),
-        None => out.collect(),
-    })
+    .await?;
+    Ok(shape.finish(docs.into_iter().map(|(_, d)| d).collect()))
 }
 
 /// [`find`] as the stored bytes, copied once each. With a sort or a

@@ -30,8 +30,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::documents::{
-    Projection, decode, doc_tags, ecoc_compact_name, encode, encode_raw, index_keys,
-    normalize_encrypted_fields, sort_docs, window, with_id_first,
+    FindShape, decode, doc_tags, ecoc_compact_name, encode, encode_raw, index_keys,
+    normalize_encrypted_fields, window, with_id_first,
 };
 pub(crate) use crate::documents::{ecoc_name, esc_name};
 use crate::engine::{
@@ -682,34 +682,18 @@ pub(crate) fn find(
     let Some(meta) = load_meta(conn, name)? else {
         return Ok(Vec::new());
     };
-    let projection = opts
-        .projection
-        .as_ref()
-        .map(Projection::parse)
-        .transpose()?;
-    let (skip, limit) = window(opts);
-    let want = if opts.sort.is_empty() {
-        skip.saturating_add(limit)
-    } else {
-        usize::MAX
-    };
+    let shape = FindShape::new(opts)?;
+    let wanted = shape.wanted();
     let mut docs = Vec::new();
-    if want > 0 {
+    if wanted > 0 {
         scan(conn, &meta, filter, Want::Documents, |_, found| {
             if let Found::Document(d) = found {
                 docs.push(d);
             }
-            Ok(docs.len() < want)
+            Ok(docs.len() < wanted)
         })?;
     }
-    let out = sort_docs(docs, &opts.sort)
-        .into_iter()
-        .skip(skip)
-        .take(limit);
-    Ok(match projection {
-        Some(p) => out.map(|d| p.apply(d)).collect(),
-        None => out.collect(),
-    })
+    Ok(shape.finish(docs))
 }
 
 /// [`find`] as the stored bytes, copied once each. With a sort or a
