@@ -129,6 +129,46 @@ impl<'o> FindShape<'o> {
     }
 }
 
+/// Whether `create_index` has anything to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewIndex {
+    /// The same index exists: nothing to do.
+    AlreadyThere,
+    /// Build it.
+    Build,
+}
+
+/// `spec` checked as a new index of `collection`, whose indexes are
+/// `existing`, the same on every engine: a name that is not empty nor
+/// `_id_`, a dotted path with non-empty components, and no other index of
+/// that name.
+pub(crate) fn check_new_index(
+    collection: &str,
+    spec: &crate::IndexSpec,
+    existing: &[crate::IndexSpec],
+) -> Result<NewIndex> {
+    let invalid = |reason: &str| EngineError::InvalidIndex {
+        collection: collection.to_owned(),
+        index: spec.name.clone(),
+        reason: reason.to_owned(),
+    };
+    if spec.name.is_empty() || spec.name == "_id_" {
+        return Err(invalid("the name must be non-empty and not _id_"));
+    }
+    if spec.path.is_empty() || spec.path.split('.').any(str::is_empty) {
+        return Err(invalid(
+            "the path must be a dotted path with non-empty components",
+        ));
+    }
+    match existing.iter().find(|i| i.name == spec.name) {
+        None => Ok(NewIndex::Build),
+        Some(same) if same == spec => Ok(NewIndex::AlreadyThere),
+        Some(_) => Err(invalid(
+            "an index with this name exists with a different definition; drop it or pick another name",
+        )),
+    }
+}
+
 fn too_deep(collection: &str) -> EngineError {
     EngineError::TooDeep {
         collection: collection.to_owned(),

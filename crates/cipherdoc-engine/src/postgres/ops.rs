@@ -31,8 +31,9 @@ use tokio_postgres::error::SqlState;
 
 use super::ctx::{CatalogRead, Ctx, Meta, Schema, ident};
 use super::documents::{
-    FindShape, decode, doc_tags, ecoc_compact_name, ecoc_name, encode, ensure_id, esc_name,
-    index_keys, normalize_encrypted_fields, render, validate_name, with_id_first,
+    FindShape, NewIndex, check_new_index, decode, doc_tags, ecoc_compact_name, ecoc_name, encode,
+    ensure_id, esc_name, index_keys, normalize_encrypted_fields, render, validate_name,
+    with_id_first,
 };
 use crate::documents::{encode_raw, window};
 use crate::engine::{
@@ -393,14 +394,9 @@ pub(crate) async fn create_index(cx: &mut Ctx, name: &str, spec: &IndexSpec) -> 
         index: spec.name.clone(),
         reason: reason.to_owned(),
     };
-    if spec.name.is_empty() || spec.name == "_id_" {
-        return Err(invalid("the name must be non-empty and not _id_"));
-    }
-    if spec.path.is_empty() || spec.path.split('.').any(str::is_empty) {
-        return Err(invalid(
-            "the path must be a dotted path with non-empty components",
-        ));
-    }
+    // Checked before any lock or write; checked again below against the
+    // indexes the locked catalog holds.
+    check_new_index(name, spec, &[])?;
     let s = Arc::clone(&cx.s);
     // Exclusive: waits for every open writer of the collection and keeps
     // new ones out until the index is built and committed, so no document
@@ -411,14 +407,8 @@ pub(crate) async fn create_index(cx: &mut Ctx, name: &str, spec: &IndexSpec) -> 
         Some(m) => m,
         None => create_locked(cx, name, CreateCollectionOptions::default()).await?,
     };
-    if let Some(existing) = meta.indexes.iter().find(|i| i.name == spec.name) {
-        return if existing == spec {
-            Ok(())
-        } else {
-            Err(invalid(
-                "an index with this name exists with a different definition; drop it or pick another name",
-            ))
-        };
+    if check_new_index(name, spec, &meta.indexes)? == NewIndex::AlreadyThere {
+        return Ok(());
     }
     let raw = idx_raw(name, &spec.name);
     if tables_exist(cx, std::slice::from_ref(&raw)).await? {

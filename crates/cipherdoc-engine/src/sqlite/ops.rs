@@ -30,8 +30,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::documents::{
-    FindShape, decode, doc_tags, ecoc_compact_name, encode, encode_raw, index_keys,
-    normalize_encrypted_fields, window, with_id_first,
+    FindShape, NewIndex, check_new_index, decode, doc_tags, ecoc_compact_name, encode, encode_raw,
+    index_keys, normalize_encrypted_fields, window, with_id_first,
 };
 pub(crate) use crate::documents::{ecoc_name, esc_name};
 use crate::engine::{
@@ -767,27 +767,8 @@ pub(crate) fn delete(
 
 pub(crate) fn create_index(conn: &Connection, name: &str, spec: &IndexSpec) -> Result<()> {
     let meta = ensure_collection(conn, name)?;
-    let invalid = |reason: &str| EngineError::InvalidIndex {
-        collection: name.to_owned(),
-        index: spec.name.clone(),
-        reason: reason.to_owned(),
-    };
-    if spec.name.is_empty() || spec.name == "_id_" {
-        return Err(invalid("the name must be non-empty and not _id_"));
-    }
-    if spec.path.is_empty() || spec.path.split('.').any(str::is_empty) {
-        return Err(invalid(
-            "the path must be a dotted path with non-empty components",
-        ));
-    }
-    if let Some(existing) = meta.indexes.iter().find(|i| i.name == spec.name) {
-        return if existing == spec {
-            Ok(())
-        } else {
-            Err(invalid(
-                "an index with this name exists with a different definition; drop it or pick another name",
-            ))
-        };
+    if check_new_index(name, spec, &meta.indexes)? == NewIndex::AlreadyThere {
+        return Ok(());
     }
     let pk = if spec.unique {
         "PRIMARY KEY(key)"
