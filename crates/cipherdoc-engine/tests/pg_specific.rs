@@ -39,6 +39,38 @@ async fn raw_client(url: &str) -> tokio_postgres::Client {
     testing::connect(url).await.unwrap()
 }
 
+/// A schema of an earlier version, whose `$indexes` has no multikey flag,
+/// is upgraded at connect with every index multikey: a two-sided range
+/// then still finds a document that meets each bound with another element.
+#[tokio::test]
+async fn an_earlier_schema_gets_multikey_indexes() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    e.create_index("c", IndexSpec::new("a")).await.unwrap();
+    e.insert_many(
+        "c",
+        vec![doc! {"_id": 1, "a": [0, 40]}, doc! {"_id": 2, "a": 15}],
+    )
+    .await
+    .unwrap();
+    let indexes = format!("\"{}\".\"$indexes\"", e.schema());
+    let c = raw_client(&url).await;
+    c.batch_execute(&format!("ALTER TABLE {indexes} DROP COLUMN multikey"))
+        .await
+        .unwrap();
+    let again = PgEngine::connect(&url, e.schema()).await.unwrap();
+    let between = Filter::and([Filter::gt("a", 10), Filter::lt("a", 20)]);
+    assert_eq!(again.count("c", &between).await.unwrap(), 2);
+    let flag: bool = c
+        .query_one(&format!("SELECT multikey FROM {indexes}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(flag);
+}
+
 /// `ANALYZE` every table of the engine's schema, so the planner knows the
 /// sizes (autovacuum may not have run yet).
 async fn analyze(url: &str, e: &PgEngine) {
