@@ -256,6 +256,34 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_match_handed_over_as_bytes_is_checked_for_nesting() {
+        let tag = Tag::from_slice(&[1; 32]).unwrap();
+        let mut d = nested(MAX_DOCUMENT_DEPTH + 1, false);
+        d.insert(
+            SAFE_CONTENT,
+            vec![Bson::Binary(bson::Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: vec![1; 32],
+            })],
+        );
+        let bytes = bson::to_vec(&d).unwrap();
+        let f = Filter::TagIn(BTreeSet::from([tag]));
+        assert!(matches!(
+            judge("c", &f, Want::Count, &bytes),
+            Ok(Some(Found::Counted))
+        ));
+        assert!(matches!(
+            judge("c", &f, Want::Bytes, &bytes),
+            Err(EngineError::TooDeep { .. })
+        ));
+        let ok = bson::to_vec(&nested(MAX_DOCUMENT_DEPTH, false)).unwrap();
+        assert!(matches!(
+            judge("c", &Filter::all(), Want::Bytes, &ok),
+            Ok(Some(Found::Bytes(_)))
+        ));
+    }
+
+    #[test]
     fn corrupt_bytes_are_errors_not_panics() {
         let bytes = bson::to_vec(&doc! {"a": [1, {"b": "x"}], "__safeContent__": [1]}).unwrap();
         let tags = BTreeSet::from([Tag::from_bytes([1; 32])]);

@@ -71,6 +71,14 @@ async fn attack(engine: &dyn Engine, overwrite: impl AsyncFnOnce(Vec<u8>)) {
         err.to_string().contains("nested deeper than 100 levels"),
         "{err}"
     );
+    let raw_err = engine
+        .find_raw("c", &Filter::all(), &FindOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&raw_err, EngineError::TooDeep { collection, .. } if collection == "c"),
+        "{raw_err:?}"
+    );
 
     // Writes: at the limit stored and read back; one level more refused,
     // nothing stored.
