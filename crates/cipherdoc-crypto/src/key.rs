@@ -432,254 +432,7 @@ pub(crate) fn key_id_from_raw(what: &'static str, v: RawBsonRef<'_>) -> Result<K
 }
 
 // ---------------------------------------------------------------------------
-// Master keys and key documents
-
-/// The `masterKey` of a key document: which KMS provider wrapped the DEK and
-/// with which key (§1.3). Named providers (`"local:backup"`, `"aws:eu"`) keep
-/// their name in `name`. Field sets are checked as strictly as libmongocrypt
-/// (`_mongocrypt_kek_parse_owned`): required fields present, strings typed,
-/// no unknown fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MasterKey {
-    /// `{provider: "local"}`.
-    Local {
-        /// Provider name after `local:`, if any.
-        name: Option<String>,
-    },
-    /// AWS KMS.
-    Aws {
-        /// Provider name after `aws:`, if any.
-        name: Option<String>,
-        /// AWS region.
-        region: String,
-        /// Customer master key ARN.
-        key: String,
-        /// Custom endpoint.
-        endpoint: Option<String>,
-    },
-    /// Azure Key Vault.
-    Azure {
-        /// Provider name after `azure:`, if any.
-        name: Option<String>,
-        /// Key vault endpoint.
-        key_vault_endpoint: String,
-        /// Key name.
-        key_name: String,
-        /// Key version.
-        key_version: Option<String>,
-    },
-    /// Google Cloud KMS.
-    Gcp {
-        /// Provider name after `gcp:`, if any.
-        name: Option<String>,
-        /// Project id.
-        project_id: String,
-        /// Location.
-        location: String,
-        /// Key ring.
-        key_ring: String,
-        /// Key name.
-        key_name: String,
-        /// Key version.
-        key_version: Option<String>,
-        /// Custom endpoint.
-        endpoint: Option<String>,
-    },
-    /// KMIP.
-    Kmip {
-        /// Provider name after `kmip:`, if any.
-        name: Option<String>,
-        /// KMIP key id.
-        key_id: Option<String>,
-        /// Endpoint.
-        endpoint: Option<String>,
-        /// Whether the KMIP server encrypts (delegated mode).
-        delegated: Option<bool>,
-    },
-}
-
-impl MasterKey {
-    /// The provider kind: `local`, `aws`, `azure`, `gcp` or `kmip`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            MasterKey::Local { .. } => "local",
-            MasterKey::Aws { .. } => "aws",
-            MasterKey::Azure { .. } => "azure",
-            MasterKey::Gcp { .. } => "gcp",
-            MasterKey::Kmip { .. } => "kmip",
-        }
-    }
-
-    fn name(&self) -> Option<&str> {
-        match self {
-            MasterKey::Local { name }
-            | MasterKey::Aws { name, .. }
-            | MasterKey::Azure { name, .. }
-            | MasterKey::Gcp { name, .. }
-            | MasterKey::Kmip { name, .. } => name.as_deref(),
-        }
-    }
-
-    /// The full provider string as stored, e.g. `local` or `local:backup`.
-    pub fn provider(&self) -> String {
-        match self.name() {
-            Some(n) => format!("{}:{n}", self.kind()),
-            None => self.kind().to_string(),
-        }
-    }
-
-    /// Parses a `masterKey` document.
-    pub fn from_document(doc: &Document) -> Result<Self> {
-        let err = |m: String| Error::KeyDocument(format!("masterKey: {m}"));
-        let provider = match doc.get("provider") {
-            Some(Bson::String(s)) => s.as_str(),
-            Some(_) => return Err(err("'provider' must be a string".into())),
-            None => return Err(err("'provider' is required".into())),
-        };
-        let (kind, name) = match provider.split_once(':') {
-            Some((k, n)) => {
-                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(err(format!(
-                        "invalid provider name in '{provider}': use letters, digits and '_'"
-                    )));
-                }
-                (k, Some(n.to_string()))
-            }
-            None => (provider, None),
-        };
-        let allowed: &[&str] = match kind {
-            "local" => &["provider"],
-            "aws" => &["provider", "key", "region", "endpoint"],
-            "azure" => &["provider", "keyVaultEndpoint", "keyName", "keyVersion"],
-            "gcp" => &[
-                "provider",
-                "endpoint",
-                "projectId",
-                "location",
-                "keyRing",
-                "keyName",
-                "keyVersion",
-            ],
-            "kmip" => &["provider", "endpoint", "keyId", "delegated"],
-            other => return Err(err(format!("unrecognized KMS provider: {other}"))),
-        };
-        if let Some(k) = doc.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(err(format!("unexpected field '{k}' for provider '{kind}'")));
-        }
-        let req = |f: &str| -> Result<String> {
-            match doc.get(f) {
-                Some(Bson::String(s)) => Ok(s.clone()),
-                Some(_) => Err(err(format!("'{f}' must be a string"))),
-                None => Err(err(format!("'{f}' is required for provider '{kind}'"))),
-            }
-        };
-        let opt = |f: &str| -> Result<Option<String>> {
-            match doc.get(f) {
-                Some(Bson::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(err(format!("'{f}' must be a string"))),
-                None => Ok(None),
-            }
-        };
-        Ok(match kind {
-            "local" => MasterKey::Local { name },
-            "aws" => MasterKey::Aws {
-                name,
-                region: req("region")?,
-                key: req("key")?,
-                endpoint: opt("endpoint")?,
-            },
-            "azure" => MasterKey::Azure {
-                name,
-                key_vault_endpoint: req("keyVaultEndpoint")?,
-                key_name: req("keyName")?,
-                key_version: opt("keyVersion")?,
-            },
-            "gcp" => MasterKey::Gcp {
-                name,
-                project_id: req("projectId")?,
-                location: req("location")?,
-                key_ring: req("keyRing")?,
-                key_name: req("keyName")?,
-                key_version: opt("keyVersion")?,
-                endpoint: opt("endpoint")?,
-            },
-            _ => MasterKey::Kmip {
-                name,
-                key_id: opt("keyId")?,
-                endpoint: opt("endpoint")?,
-                delegated: match doc.get("delegated") {
-                    Some(Bson::Boolean(b)) => Some(*b),
-                    Some(_) => return Err(err("'delegated' must be a boolean".into())),
-                    None => None,
-                },
-            },
-        })
-    }
-
-    /// Writes the document in libmongocrypt's field order (`_mongocrypt_kek_append`).
-    pub fn to_document(&self) -> Document {
-        let mut d = Document::new();
-        d.insert("provider", self.provider());
-        let mut put = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                d.insert(k, v.clone());
-            }
-        };
-        match self {
-            MasterKey::Local { .. } => {}
-            MasterKey::Aws {
-                region,
-                key,
-                endpoint,
-                ..
-            } => {
-                put("region", &Some(region.clone()));
-                put("key", &Some(key.clone()));
-                put("endpoint", endpoint);
-            }
-            MasterKey::Azure {
-                key_vault_endpoint,
-                key_name,
-                key_version,
-                ..
-            } => {
-                put("keyVaultEndpoint", &Some(key_vault_endpoint.clone()));
-                put("keyName", &Some(key_name.clone()));
-                put("keyVersion", key_version);
-            }
-            MasterKey::Gcp {
-                project_id,
-                location,
-                key_ring,
-                key_name,
-                key_version,
-                endpoint,
-                ..
-            } => {
-                put("projectId", &Some(project_id.clone()));
-                put("location", &Some(location.clone()));
-                put("keyRing", &Some(key_ring.clone()));
-                put("keyName", &Some(key_name.clone()));
-                put("keyVersion", key_version);
-                put("endpoint", endpoint);
-            }
-            MasterKey::Kmip {
-                key_id,
-                endpoint,
-                delegated,
-                ..
-            } => {
-                put("endpoint", endpoint);
-                put("keyId", key_id);
-                if let Some(b) = delegated {
-                    d.insert("delegated", *b);
-                }
-            }
-        }
-        d
-    }
-}
+// Key documents
 
 /// A key-vault document (§1.3), parsed as strictly as libmongocrypt.
 #[derive(Debug, Clone, PartialEq)]
@@ -696,8 +449,12 @@ pub struct KeyDocument {
     pub update_date: DateTime,
     /// `status`: must be present; libmongocrypt ignores its value.
     pub status: Bson,
-    /// `masterKey`.
-    pub master_key: MasterKey,
+    /// `masterKey`: which KMS provider wrapped the DEK and with which key,
+    /// kept as stored. Its fields are the KMS crate's to read
+    /// (`cipherdoc_kms::MasterKey::from_document`), which checks them as
+    /// strictly as libmongocrypt; the protocol needs only that it is a
+    /// document.
+    pub master_key: Document,
 }
 
 impl KeyDocument {
@@ -707,7 +464,7 @@ impl KeyDocument {
         id: KeyId,
         key_alt_names: Vec<String>,
         key_material: Vec<u8>,
-        master_key: MasterKey,
+        master_key: Document,
         now: DateTime,
     ) -> Self {
         Self {
@@ -762,7 +519,7 @@ impl KeyDocument {
                     let Bson::Document(d) = v else {
                         return Err(e("invalid 'masterKey', expected document"));
                     };
-                    master = Some(MasterKey::from_document(d)?);
+                    master = Some(d.clone());
                 }
                 "version" => {
                     let n = match v {
@@ -829,7 +586,7 @@ impl KeyDocument {
         d.insert("creationDate", self.creation_date);
         d.insert("updateDate", self.update_date);
         d.insert("status", self.status.clone());
-        d.insert("masterKey", self.master_key.to_document());
+        d.insert("masterKey", self.master_key.clone());
         d
     }
 }

@@ -33,7 +33,7 @@ pub mod tokens;
 
 pub use error::{Error, Result};
 pub use key::{
-    DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKey, MasterKey, unwrap_local, wrap_local,
+    DataKey, KeyCheckValue, KeyDocument, KeyId, LocalMasterKey, unwrap_local, wrap_local,
 };
 pub use random::{OsRandom, PrefetchedRandom, RandomSource, ReplayRandom};
 pub use redact::{Redacted, RedactedList};

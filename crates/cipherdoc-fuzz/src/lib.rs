@@ -154,7 +154,7 @@ pub fn json_key_vault(data: &[u8]) -> Result<(), String> {
         let _ = cipherdoc::key_vault::key_id_of(d);
         let _ = cipherdoc::key_vault::alt_names_of(d);
         if let Ok(k) = cipherdoc_crypto::KeyDocument::from_document(d)
-            && let Ok(mk) = cipherdoc_kms::MasterKey::from_document(&k.master_key.to_document())
+            && let Ok(mk) = cipherdoc_kms::MasterKey::from_document(&k.master_key)
         {
             // What parses must print back to something that parses the same.
             let again = cipherdoc_kms::MasterKey::from_document(&mk.to_document())

@@ -5,20 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bson::{Document, doc};
 use cipherdoc_engine::Engine;
 use cipherdoc_kms::{
     AwsCredentials, AzureCredentials, Endpoint, GcpCredentials, KeyTrust, KmipCredentials,
-    KmsCredentials, KmsProviders, LocalCredentials, MasterKey as KmsMasterKey, ProviderName,
-    ProviderSettings, Secret, SecretBytes,
+    KmsCredentials, KmsProviders, LocalCredentials, MasterKey as KmsMasterKey, ProviderSettings,
+    Secret, SecretBytes,
 };
 
 use crate::error::{Error, Result};
 use crate::key_vault::EngineKeyVault;
 use crate::keys::{KeyCheckValues, KeyStore};
 use crate::settings::{
-    DatabaseSettings, EncryptionSettings, EngineSettings, KmsCredentialsSettings,
-    MasterKeySettings, SecretSource, SettingsError,
+    DatabaseSettings, EncryptionSettings, EngineSettings, KmsCredentialsSettings, SecretSource,
+    SettingsError,
 };
 
 fn setting_err(path: String, problem: impl Into<String>) -> Error {
@@ -269,71 +268,6 @@ fn credentials(
     })
 }
 
-/// The `masterKey` document new data keys of `provider` are wrapped with.
-pub(crate) fn master_key_document(provider: &str, m: &MasterKeySettings) -> Document {
-    let mut d = doc! { "provider": provider };
-    match m {
-        MasterKeySettings::Aws {
-            key,
-            region,
-            endpoint,
-        } => {
-            d.insert("region", region.clone());
-            d.insert("key", key.clone());
-            if let Some(e) = endpoint {
-                d.insert("endpoint", e.clone());
-            }
-        }
-        MasterKeySettings::Azure {
-            key_vault_endpoint,
-            key_name,
-            key_version,
-        } => {
-            d.insert("keyVaultEndpoint", key_vault_endpoint.clone());
-            d.insert("keyName", key_name.clone());
-            if let Some(v) = key_version {
-                d.insert("keyVersion", v.clone());
-            }
-        }
-        MasterKeySettings::Gcp {
-            project_id,
-            location,
-            key_ring,
-            key_name,
-            key_version,
-            endpoint,
-        } => {
-            d.insert("projectId", project_id.clone());
-            d.insert("location", location.clone());
-            d.insert("keyRing", key_ring.clone());
-            d.insert("keyName", key_name.clone());
-            if let Some(v) = key_version {
-                d.insert("keyVersion", v.clone());
-            }
-            if let Some(e) = endpoint {
-                d.insert("endpoint", e.clone());
-            }
-        }
-        MasterKeySettings::Kmip {
-            key_id,
-            endpoint,
-            delegated,
-        } => {
-            if let Some(k) = key_id {
-                d.insert("keyId", k.clone());
-            }
-            if let Some(e) = endpoint {
-                d.insert("endpoint", e.clone());
-            }
-            if *delegated {
-                d.insert("delegated", true);
-            }
-        }
-        _ => {}
-    }
-    d
-}
-
 /// The encryption machinery of one database: its key vault, KMS providers
 /// and the master keys new data keys are wrapped with.
 pub(crate) struct OpenedEncryption {
@@ -350,11 +284,8 @@ pub(crate) async fn open_encryption(
     let mut providers = BTreeMap::new();
     let mut master_keys = Vec::new();
     for p in &enc.kms_providers {
-        let name_str = p.name.to_string();
-        let path = format!("{base}.kms_providers.{name_str}");
-        let name: ProviderName = name_str
-            .parse()
-            .map_err(|e: cipherdoc_kms::KmsError| setting_err(path.clone(), e.to_string()))?;
+        let name = p.name.clone();
+        let path = format!("{base}.kms_providers.{name}");
         let (credentials, tls) = credentials(&path, &p.credentials)?;
         let mut ps = ProviderSettings::new(credentials);
         ps.tls = tls;
@@ -374,10 +305,7 @@ pub(crate) async fn open_encryption(
                 format!("https://{e}")
             });
         }
-        let mk = KmsMasterKey::from_document(&master_key_document(&name_str, &p.master_key))
-            .map_err(|e| {
-                setting_err(format!("{base}.kms_credentials.{name_str}"), e.to_string())
-            })?;
+        let mk = p.master_key.clone();
         // Key documents are used only with this master key or on these
         // hosts: the settings decide, never the key vault.
         let allowed = p

@@ -17,7 +17,7 @@ use crate::app::{App, Database};
 use crate::error::Result;
 use crate::leakage::{LeakageFinding, LeakageOptions, leakage_report};
 use crate::migrations::Severity;
-use crate::settings::{KmsCredentialsSettings, KmsKind, SecretSource};
+use crate::settings::{KmsCredentialsSettings, ProviderKind, SecretSource};
 
 /// The ECOC size past which `check --deploy` asks for `compact`: each
 /// insert or update of an indexed field appends one entry, and until
@@ -235,7 +235,7 @@ async fn check_database(
     let settings = enc.settings();
     for provider in &settings.kms_providers {
         let name = provider.name.to_string();
-        if provider.name.kind() == KmsKind::Local {
+        if provider.name.kind() == ProviderKind::Local {
             out.push(DeployFinding::LocalKmsProvider {
                 alias: alias.to_owned(),
                 provider: name.clone(),
@@ -248,7 +248,7 @@ async fn check_database(
                     setting: format!("{prefix}.{key}"),
                 }),
                 SecretSource::File(p) => {
-                    let kind = if provider.name.kind() == KmsKind::Local {
+                    let kind = if provider.name.kind() == ProviderKind::Local {
                         DeployFile::MasterKey
                     } else {
                         DeployFile::KmsSecret

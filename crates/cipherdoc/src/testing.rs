@@ -31,9 +31,11 @@ use crate::client_encryption::generate_local_master_key_file;
 use crate::error::{Error, Result};
 use crate::migrations::{MigrateOptions, MigrationSource, initial_migrations, migrate};
 use crate::model::Model;
+use cipherdoc_kms::LocalMasterKeyDoc;
+
 use crate::settings::{
-    EngineSettings, KmsCredentialsSettings, KmsKind, KmsProviderName, KmsProviderSettings,
-    MasterKeySettings, Router, SecretSource, Settings, SettingsError,
+    EngineSettings, KmsCredentialsSettings, KmsProviderSettings, MasterKey, ProviderKind,
+    ProviderName, Router, SecretSource, Settings, SettingsError,
 };
 
 /// The reference's layout: `default`, and `encrypted` (database
@@ -203,19 +205,14 @@ impl TestAppBuilder {
             let Some(enc) = &mut db.encryption else {
                 continue;
             };
-            let mut names: Vec<KmsProviderName> = enc
+            let mut names: Vec<ProviderName> = enc
                 .kms_providers
                 .iter()
-                .filter(|p| p.name.kind() == KmsKind::Local)
+                .filter(|p| p.name.kind() == ProviderKind::Local)
                 .map(|p| p.name.clone())
                 .collect();
             if names.is_empty() {
-                names.push(KmsProviderName::parse("local").map_err(|problem| {
-                    SettingsError::Invalid {
-                        path: format!("databases.{alias}.encryption.kms_providers"),
-                        problem,
-                    }
-                })?);
+                names.push(ProviderName::new(ProviderKind::Local));
             }
             let mut providers = Vec::new();
             for name in names {
@@ -224,13 +221,16 @@ impl TestAppBuilder {
                     name.to_string().replace(':', "-")
                 ));
                 generate_local_master_key_file(&file)?;
+                let master_key = MasterKey::Local(LocalMasterKeyDoc {
+                    provider: name.clone(),
+                });
                 providers.push(KmsProviderSettings {
                     name,
                     credentials: KmsCredentialsSettings::Local {
                         key: SecretSource::File(file),
                         raw: true,
                     },
-                    master_key: MasterKeySettings::Local,
+                    master_key,
                     transport: crate::settings::KmsTransportSettings::default(),
                 });
             }

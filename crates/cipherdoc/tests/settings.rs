@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cipherdoc::settings::{EngineSettings, KmsKind, MasterKeySettings, Settings, SettingsError};
+use cipherdoc::settings::{EngineSettings, MasterKey, ProviderKind, Settings, SettingsError};
 use cipherdoc_engine::postgres::PgConnectError;
 
 const GOOD: &str = r#"
@@ -58,10 +58,11 @@ fn the_reference_layout_loads() {
     assert_eq!(e.key_vault(), ("encrypted_db", "__keyVault"));
     assert_eq!(e.kms_providers.len(), 2);
     let aws = e.provider_for(Some("aws")).unwrap();
-    assert!(
-        matches!(&aws.master_key, MasterKeySettings::Aws { region, .. } if region == "us-east-1")
+    assert!(matches!(&aws.master_key, MasterKey::Aws(k) if k.region == "us-east-1"));
+    assert_eq!(
+        e.provider_for(None).unwrap().name.kind(),
+        ProviderKind::Local
     );
-    assert_eq!(e.provider_for(None).unwrap().name.kind(), KmsKind::Local);
     assert_eq!(s.database("default").unwrap().name, "default");
     let patient = cipherdoc::settings::ModelRef {
         app: "myapp",
@@ -85,6 +86,57 @@ fn missing_aws_region_is_named_by_its_full_path() {
         &text,
         "databases.encrypted.encryption.kms_credentials.aws.region",
         "missing",
+    );
+}
+
+/// `kms_credentials` go through the parser key documents' `masterKey` go
+/// through, so they are refused by the same rules, at load, under the
+/// settings key that holds the bad value.
+#[test]
+fn master_keys_are_checked_like_key_documents_at_load() {
+    for (from, to, key, needle) in [
+        (
+            "region = \"us-east-1\" }",
+            "region = \"us-east-1\", endpoint = \"kms.example:notaport\" }",
+            "endpoint",
+            "invalid port",
+        ),
+        (
+            "region = \"us-east-1\"",
+            "region = \"us east 1\"",
+            "region",
+            "region",
+        ),
+        (
+            "key = \"arn:aws:kms:us-east-1:1:key/x\"",
+            "key = \"\"",
+            "key",
+            "must not be empty",
+        ),
+    ] {
+        let text = GOOD.replace(from, to);
+        assert_ne!(text, GOOD, "{from}");
+        assert_err(
+            &text,
+            &format!("databases.encrypted.encryption.kms_credentials.aws.{key}"),
+            needle,
+        );
+    }
+    let s = load(GOOD).unwrap();
+    let enc = s
+        .database("encrypted")
+        .unwrap()
+        .encryption
+        .as_ref()
+        .unwrap();
+    let aws = enc
+        .kms_providers
+        .iter()
+        .find(|p| p.name.kind() == ProviderKind::Aws)
+        .unwrap();
+    assert_eq!(
+        aws.master_key.to_document(),
+        bson::doc! {"provider": "aws", "region": "us-east-1", "key": "arn:aws:kms:us-east-1:1:key/x"}
     );
 }
 
@@ -185,7 +237,7 @@ fn provider_names_are_checked() {
     assert_err(
         &text,
         "databases.encrypted.encryption.kms_providers.vault",
-        "unknown KMS provider `vault`",
+        "invalid KMS provider name \"vault\": the kind must be one of aws, azure, gcp, kmip, local",
     );
     let text = GOOD.replace(
         "default_kms_provider = \"local\"",
@@ -500,7 +552,7 @@ fn kms_endpoints_allowed_hosts_and_key_check_values() {
     let aws = enc
         .kms_providers
         .iter()
-        .find(|p| p.name.kind() == KmsKind::Aws)
+        .find(|p| p.name.kind() == ProviderKind::Aws)
         .unwrap();
     assert_eq!(
         aws.transport.allowed_hosts,

@@ -86,8 +86,13 @@ impl SettingsError {
 #[non_exhaustive]
 pub enum ProviderChoiceError {
     /// The name asked for is not a provider name.
-    #[error("{0}")]
-    InvalidName(String),
+    #[error("invalid KMS provider name {name:?}: {reason}")]
+    InvalidName {
+        /// The name asked for.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The provider asked for is not configured.
     #[error("KMS provider `{0}` is not configured; add it to kms_providers")]
     NotConfigured(String),

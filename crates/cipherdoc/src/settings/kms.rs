@@ -8,97 +8,18 @@ use std::path::{Path, PathBuf};
 use toml::Table;
 use zeroize::Zeroizing;
 
+use bson::{Document, doc};
+use cipherdoc_kms::{
+    KmipMasterKeyDoc, KmsError, LocalMasterKeyDoc, MasterKey, ProviderKind, ProviderName,
+};
+
 use super::SettingsError;
 use super::reader::TableReader;
 
-/// The kinds of KMS provider cipherdoc speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KmsKind {
-    /// A 96-byte master key held by the application (development only).
-    Local,
-    /// AWS KMS.
-    Aws,
-    /// Azure Key Vault.
-    Azure,
-    /// GCP Cloud KMS.
-    Gcp,
-    /// A KMIP server.
-    Kmip,
-}
-
-impl KmsKind {
-    /// The provider name as MongoDB writes it in `masterKey.provider`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Aws => "aws",
-            Self::Azure => "azure",
-            Self::Gcp => "gcp",
-            Self::Kmip => "kmip",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "local" => Self::Local,
-            "aws" => Self::Aws,
-            "azure" => Self::Azure,
-            "gcp" => Self::Gcp,
-            "kmip" => Self::Kmip,
-            _ => return None,
-        })
-    }
-}
-
-/// A provider name: a kind with an optional name, `aws` or `aws:prod`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KmsProviderName {
-    kind: KmsKind,
-    name: Option<String>,
-}
-
-impl KmsProviderName {
-    /// Parses `kind` or `kind:name` (name: letters, digits, `_`).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (kind, name) = match s.split_once(':') {
-            Some((k, n)) => (k, Some(n)),
-            None => (s, None),
-        };
-        let kind = KmsKind::parse(kind).ok_or_else(|| {
-            format!("unknown KMS provider `{kind}`; use local, aws, azure, gcp or kmip, optionally named as `aws:prod`")
-        })?;
-        if let Some(n) = name
-            && (n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        {
-            return Err(format!(
-                "invalid provider name `{s}`: the part after `:` must be letters, digits or `_`"
-            ));
-        }
-        Ok(Self {
-            kind,
-            name: name.map(str::to_owned),
-        })
-    }
-
-    /// The provider's kind.
-    pub fn kind(&self) -> KmsKind {
-        self.kind
-    }
-
-    /// The part after `:`, when named.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-}
-
-impl fmt::Display for KmsProviderName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(n) => write!(f, "{}:{n}", self.kind.as_str()),
-            None => f.write_str(self.kind.as_str()),
-        }
-    }
+/// Parses a provider name as the settings write it (`aws`, `aws:prod`):
+/// the one parser, [`ProviderName`]'s, with its message.
+pub(crate) fn provider_name(s: &str) -> Result<ProviderName, String> {
+    s.parse::<ProviderName>().map_err(|e| e.to_string())
 }
 
 /// Where a secret comes from. Resolved only when needed, so that the secret
@@ -202,57 +123,6 @@ pub enum KmsCredentialsSettings {
     },
 }
 
-/// The master key new data keys are wrapped with (`kms_credentials.<name>`),
-/// the shape of `masterKey` in a key document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MasterKeySettings {
-    /// The local provider needs no master-key document.
-    Local,
-    /// `{key: ARN, region, endpoint?}`.
-    Aws {
-        /// Key ARN or alias.
-        key: String,
-        /// AWS region.
-        region: String,
-        /// Endpoint override.
-        endpoint: Option<String>,
-    },
-    /// `{keyVaultEndpoint, keyName, keyVersion?}`.
-    Azure {
-        /// Vault endpoint.
-        key_vault_endpoint: String,
-        /// Key name.
-        key_name: String,
-        /// Key version.
-        key_version: Option<String>,
-    },
-    /// `{projectId, location, keyRing, keyName, keyVersion?, endpoint?}`.
-    Gcp {
-        /// Project.
-        project_id: String,
-        /// Location.
-        location: String,
-        /// Key ring.
-        key_ring: String,
-        /// Key name.
-        key_name: String,
-        /// Key version.
-        key_version: Option<String>,
-        /// Endpoint override.
-        endpoint: Option<String>,
-    },
-    /// `{keyId?, endpoint?, delegated?}`.
-    Kmip {
-        /// Existing KMIP secret's id; a new one is registered when absent.
-        key_id: Option<String>,
-        /// Endpoint override.
-        endpoint: Option<String>,
-        /// Encrypt by the KMIP server instead of locally.
-        delegated: bool,
-    },
-}
-
 /// Where and how to reach a provider, beyond its credentials: settings
 /// that cipherdoc alone decides, never a key document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -291,11 +161,11 @@ impl KmsTransportSettings {
 /// `timeout_ms` and `allowed_hosts` (what applies to its kind).
 pub(crate) fn read_transport(
     r: &mut TableReader<'_>,
-    kind: KmsKind,
+    kind: ProviderKind,
     base_dir: &Path,
 ) -> Result<KmsTransportSettings, SettingsError> {
     let mut t = KmsTransportSettings::default();
-    if kind == KmsKind::Local {
+    if kind == ProviderKind::Local {
         return Ok(t);
     }
     if let Some(ms) = r.opt_int("timeout_ms")? {
@@ -331,8 +201,8 @@ pub(crate) fn read_transport(
         }
     }
     let endpoint_key = match kind {
-        KmsKind::Aws | KmsKind::Azure => Some("endpoint"),
-        KmsKind::Gcp => Some("kms_endpoint"),
+        ProviderKind::Aws | ProviderKind::Azure => Some("endpoint"),
+        ProviderKind::Gcp => Some("kms_endpoint"),
         _ => None,
     };
     if let Some(key) = endpoint_key {
@@ -406,11 +276,11 @@ fn secret(
 
 pub(crate) fn read_provider(
     r: &mut TableReader<'_>,
-    name: &KmsProviderName,
+    name: &ProviderName,
     base_dir: &Path,
 ) -> Result<KmsCredentialsSettings, SettingsError> {
     Ok(match name.kind() {
-        KmsKind::Local => {
+        ProviderKind::Local => {
             let has_file = r.has("key_file");
             let key = secret(r, "key_file", "key_env", "key", base_dir)?.ok_or_else(|| {
                 r.error(
@@ -421,7 +291,7 @@ pub(crate) fn read_provider(
             r.finish(&["key_file", "key_env", "key"])?;
             KmsCredentialsSettings::Local { key, raw: has_file }
         }
-        KmsKind::Aws => {
+        ProviderKind::Aws => {
             let access_key_id = r.opt_str("access_key_id")?;
             let secret_access_key = secret(
                 r,
@@ -458,9 +328,9 @@ pub(crate) fn read_provider(
                 session_token,
             }
         }
-        KmsKind::Azure => read_azure(r, base_dir)?,
-        KmsKind::Gcp => read_gcp(r, base_dir)?,
-        KmsKind::Kmip => {
+        ProviderKind::Azure => read_azure(r, base_dir)?,
+        ProviderKind::Gcp => read_gcp(r, base_dir)?,
+        ProviderKind::Kmip => {
             let endpoint = r.req_str("endpoint", "set the KMIP server as \"host:port\"")?;
             let path = |r: &mut TableReader<'_>, k: &'static str| {
                 r.opt_str(k).map(|o| o.map(|p| base_dir.join(p)))
@@ -482,7 +352,15 @@ pub(crate) fn read_provider(
                 tls_key_file,
             }
         }
+        // A kind the KMS crate may add later has no settings here yet.
+        _ => return Err(unsupported_kind(r, name)),
     })
+}
+
+fn unsupported_kind(r: &TableReader<'_>, name: &ProviderName) -> SettingsError {
+    r.table_error(format!(
+        "this version of cipherdoc cannot configure the `{name}` KMS provider"
+    ))
 }
 
 fn read_azure(
@@ -586,89 +464,122 @@ fn read_gcp(
     })
 }
 
+/// Reads `kms_credentials.<name>`: the master key new data keys of
+/// provider `name` are wrapped with.
+///
+/// The table holds a `masterKey` document's fields in snake case. It is read
+/// into that document and parsed by [`MasterKey::from_document`], the parser
+/// key documents use as well, so that a master key from the settings and one
+/// from the key vault are checked by the same rules (required fields, empty
+/// strings, endpoints, AWS regions) and cannot disagree.
 pub(crate) fn read_master_key(
     r: &mut TableReader<'_>,
-    kind: KmsKind,
-) -> Result<MasterKeySettings, SettingsError> {
-    Ok(match kind {
-        KmsKind::Local => {
-            r.finish(&[])?;
-            MasterKeySettings::Local
-        }
-        KmsKind::Aws => {
-            let key = r.req_str("key", "set the AWS KMS key ARN, e.g. key = \"arn:aws:kms:us-east-1:123456789012:key/...\"")?;
-            let region = r.req_str(
+    name: &ProviderName,
+) -> Result<MasterKey, SettingsError> {
+    // (settings key, masterKey field) of each provider kind.
+    let fields: &[(&str, &str)] = match name.kind() {
+        ProviderKind::Aws => {
+            r.req_str("key", "set the AWS KMS key ARN, e.g. key = \"arn:aws:kms:us-east-1:123456789012:key/...\"")?;
+            r.req_str(
                 "region",
                 "set the AWS region of the key, e.g. region = \"us-east-1\"",
             )?;
-            let endpoint = r.opt_str("endpoint")?;
-            r.finish(&["key", "region", "endpoint"])?;
-            MasterKeySettings::Aws {
-                key,
-                region,
-                endpoint,
-            }
+            &[
+                ("key", "key"),
+                ("region", "region"),
+                ("endpoint", "endpoint"),
+            ]
         }
-        KmsKind::Azure => {
-            let key_vault_endpoint = r.req_str(
+        ProviderKind::Azure => {
+            r.req_str(
                 "key_vault_endpoint",
                 "set the vault, e.g. \"myvault.vault.azure.net\"",
             )?;
-            let key_name = r.req_str("key_name", "set the key's name in the vault")?;
-            let key_version = r.opt_str("key_version")?;
-            r.finish(&["key_vault_endpoint", "key_name", "key_version"])?;
-            MasterKeySettings::Azure {
-                key_vault_endpoint,
-                key_name,
-                key_version,
-            }
+            r.req_str("key_name", "set the key's name in the vault")?;
+            &[
+                ("key_vault_endpoint", "keyVaultEndpoint"),
+                ("key_name", "keyName"),
+                ("key_version", "keyVersion"),
+            ]
         }
-        KmsKind::Gcp => {
-            let project_id = r.req_str("project_id", "set the GCP project id")?;
-            let location = r.req_str("location", "set the key ring's location, e.g. \"global\"")?;
-            let key_ring = r.req_str("key_ring", "set the key ring's name")?;
-            let key_name = r.req_str("key_name", "set the key's name")?;
-            let key_version = r.opt_str("key_version")?;
-            let endpoint = r.opt_str("endpoint")?;
-            r.finish(&[
-                "project_id",
-                "location",
-                "key_ring",
-                "key_name",
-                "key_version",
-                "endpoint",
-            ])?;
-            MasterKeySettings::Gcp {
-                project_id,
-                location,
-                key_ring,
-                key_name,
-                key_version,
-                endpoint,
-            }
+        ProviderKind::Gcp => {
+            r.req_str("project_id", "set the GCP project id")?;
+            r.req_str("location", "set the key ring's location, e.g. \"global\"")?;
+            r.req_str("key_ring", "set the key ring's name")?;
+            r.req_str("key_name", "set the key's name")?;
+            &[
+                ("project_id", "projectId"),
+                ("location", "location"),
+                ("key_ring", "keyRing"),
+                ("key_name", "keyName"),
+                ("key_version", "keyVersion"),
+                ("endpoint", "endpoint"),
+            ]
         }
-        KmsKind::Kmip => {
-            let key_id = r.opt_str("key_id")?;
-            let endpoint = r.opt_str("endpoint")?;
-            let delegated = r.opt_bool("delegated")?.unwrap_or(false);
-            r.finish(&["key_id", "endpoint", "delegated"])?;
-            MasterKeySettings::Kmip {
-                key_id,
-                endpoint,
-                delegated,
-            }
+        ProviderKind::Kmip => &[("key_id", "keyId"), ("endpoint", "endpoint")],
+        ProviderKind::Local => &[],
+        _ => return Err(unsupported_kind(r, name)),
+    };
+    let mut d = doc! { "provider": name.to_string() };
+    for (key, field) in fields {
+        if let Some(v) = r.opt_str(key)? {
+            d.insert(*field, v);
         }
+    }
+    let mut allowed: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+    if name.kind() == ProviderKind::Kmip {
+        if r.opt_bool("delegated")? == Some(true) {
+            d.insert("delegated", true);
+        }
+        allowed.push("delegated");
+    }
+    r.finish(&allowed)?;
+    master_key(r, &d, fields)
+}
+
+/// The master key of a provider whose settings name none: `local` needs
+/// none, and `kmip` registers a new key when it wraps the first data key.
+pub(crate) fn implied_master_key(name: &ProviderName) -> Option<MasterKey> {
+    let provider = name.clone();
+    match name.kind() {
+        ProviderKind::Local => Some(MasterKey::Local(LocalMasterKeyDoc { provider })),
+        ProviderKind::Kmip => Some(MasterKey::Kmip(KmipMasterKeyDoc {
+            provider,
+            key_id: None,
+            endpoint: None,
+            delegated: false,
+        })),
+        _ => None,
+    }
+}
+
+/// Parses the assembled `masterKey`, blaming the settings key a refused
+/// field came from.
+fn master_key(
+    r: &TableReader<'_>,
+    d: &Document,
+    fields: &[(&str, &str)],
+) -> Result<MasterKey, SettingsError> {
+    MasterKey::from_document(d).map_err(|e| match e {
+        KmsError::InvalidMasterKey { field, reason, .. } => {
+            let key = fields
+                .iter()
+                .find(|(_, f)| *f == field)
+                .map_or("provider", |(k, _)| *k);
+            r.error(key, reason)
+        }
+        other => r.error("provider", other.to_string()),
     })
 }
 
 /// The Cargo feature of cipherdoc that a provider kind needs, when this
 /// build lacks it (the local provider is always there).
-fn missing_feature(kind: KmsKind) -> Option<&'static str> {
+fn missing_feature(kind: ProviderKind) -> Option<&'static str> {
     match kind {
-        KmsKind::Aws if !cfg!(feature = "aws") => Some("aws"),
-        KmsKind::Azure if !cfg!(feature = "azure") => Some("azure"),
-        KmsKind::Gcp if !cfg!(feature = "gcp") => Some("gcp"),
-        KmsKind::Kmip if !cfg!(feature = "kmip") => Some("kmip"),
+        ProviderKind::Aws if !cfg!(feature = "aws") => Some("aws"),
+        ProviderKind::Azure if !cfg!(feature = "azure") => Some("azure"),
+        ProviderKind::Gcp if !cfg!(feature = "gcp") => Some("gcp"),
+        ProviderKind::Kmip if !cfg!(feature = "kmip") => Some("kmip"),
         _ => None,
     }
 }
@@ -680,9 +591,9 @@ pub(crate) fn read_kms(
     base_dir: &Path,
 ) -> Result<
     Vec<(
-        KmsProviderName,
+        ProviderName,
         KmsCredentialsSettings,
-        MasterKeySettings,
+        MasterKey,
         KmsTransportSettings,
     )>,
     SettingsError,
@@ -715,7 +626,7 @@ pub(crate) fn read_kms(
     }
     let mut out = Vec::new();
     for (name_str, value) in providers {
-        let name = KmsProviderName::parse(name_str).map_err(|p| pr.error(name_str, p))?;
+        let name = provider_name(name_str).map_err(|p| pr.error(name_str, p))?;
         if let Some(feature) = missing_feature(name.kind()) {
             return Err(SettingsError::FeatureMissing {
                 path: pr.child_path(name_str),
@@ -734,20 +645,17 @@ pub(crate) fn read_kms(
                 let t = v
                     .as_table()
                     .ok_or_else(|| cr.error(name_str, "expected a table"))?;
-                read_master_key(&mut cr.sub(name_str, t), name.kind())?
+                read_master_key(&mut cr.sub(name_str, t), &name)?
             }
-            None if name.kind() == KmsKind::Local => MasterKeySettings::Local,
-            None if name.kind() == KmsKind::Kmip => MasterKeySettings::Kmip {
-                key_id: None,
-                endpoint: None,
-                delegated: false,
+            None => match implied_master_key(&name) {
+                Some(m) => m,
+                None => {
+                    return Err(cr.error(
+                        name_str,
+                        format!("missing; new data keys need a master key for `{name_str}` (see the reference's KMS_CREDENTIALS)"),
+                    ));
+                }
             },
-            None => {
-                return Err(cr.error(
-                    name_str,
-                    format!("missing; new data keys need a master key for `{name_str}` (see the reference's KMS_CREDENTIALS)"),
-                ));
-            }
         };
         out.push((name, provider, master, transport));
     }

@@ -69,10 +69,9 @@ use cipherdoc_engine::postgres::{PgTransport, PgUrl};
 use toml::Table;
 
 pub use error::{ProviderChoiceError, SettingsError};
-pub use kms::{
-    KmsCredentialsSettings, KmsKind, KmsProviderName, KmsTransportSettings, MasterKeySettings,
-    SecretSource,
-};
+// The provider names and master keys of the settings are the KMS crate's.
+pub use cipherdoc_kms::{MasterKey, ProviderKind, ProviderName};
+pub use kms::{KmsCredentialsSettings, KmsTransportSettings, SecretSource};
 pub use router::{DEFAULT_DB, ModelRef, Router, Routers, RuleRouter};
 
 use reader::{EnvLookup, TableReader};
@@ -151,7 +150,7 @@ pub struct EncryptionSettings {
     /// Configured providers with their credentials and master keys.
     pub kms_providers: Vec<KmsProviderSettings>,
     /// The provider new data keys use when a model or field names none.
-    pub default_kms_provider: Option<KmsProviderName>,
+    pub default_kms_provider: Option<ProviderName>,
     /// A pinned encrypted fields map (file path), which wins over the catalog.
     pub encrypted_fields_map: Option<PathBuf>,
     /// The key check values of the pinned map's data keys (file path, a
@@ -168,11 +167,11 @@ pub struct EncryptionSettings {
 #[derive(Debug, Clone)]
 pub struct KmsProviderSettings {
     /// `aws`, `aws:prod`, `local`, ...
-    pub name: KmsProviderName,
+    pub name: ProviderName,
     /// How to authenticate to it.
     pub credentials: KmsCredentialsSettings,
     /// The master key new data keys are wrapped with.
-    pub master_key: MasterKeySettings,
+    pub master_key: MasterKey,
     /// Endpoint, CA file and the hosts whose master keys may be used.
     pub transport: KmsTransportSettings,
 }
@@ -191,10 +190,19 @@ impl EncryptionSettings {
         &self,
         asked: Option<&str>,
     ) -> Result<&KmsProviderSettings, ProviderChoiceError> {
-        let wanted = match asked {
-            Some(a) => Some(KmsProviderName::parse(a).map_err(ProviderChoiceError::InvalidName)?),
-            None => self.default_kms_provider.clone(),
-        };
+        let wanted =
+            match asked {
+                Some(a) => Some(a.parse::<ProviderName>().map_err(|e| {
+                    ProviderChoiceError::InvalidName {
+                        name: a.to_owned(),
+                        reason: match e {
+                            cipherdoc_kms::KmsError::InvalidProviderName { reason, .. } => reason,
+                            _ => "not a KMS provider name",
+                        },
+                    }
+                })?),
+                None => self.default_kms_provider.clone(),
+            };
         match wanted {
             Some(w) => self
                 .kms_providers
@@ -538,7 +546,7 @@ fn read_encryption(
     let default_kms_provider = match r.opt_str("default_kms_provider")? {
         None => None,
         Some(s) => {
-            let n = KmsProviderName::parse(&s).map_err(|p| r.error("default_kms_provider", p))?;
+            let n = kms::provider_name(&s).map_err(|p| r.error("default_kms_provider", p))?;
             if !kms_providers.iter().any(|p| p.name == n) {
                 return Err(r.error(
                     "default_kms_provider",

@@ -42,6 +42,11 @@ impl<'a> TableReader<'a> {
         SettingsError::invalid(self.child_path(key), problem)
     }
 
+    /// An error about this table as a whole.
+    pub(crate) fn table_error(&self, problem: impl Into<String>) -> SettingsError {
+        SettingsError::invalid(self.path.clone(), problem)
+    }
+
     fn get(&mut self, key: &'a str) -> Option<&'a Value> {
         let value = self.table.get(key)?;
         self.used.push(key);
