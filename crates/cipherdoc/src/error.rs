@@ -247,10 +247,6 @@ pub enum Error {
     /// databases and master keys.
     #[error("cannot create a temporary folder: {0}; make TMPDIR a writable folder")]
     TempDir(#[source] std::io::Error),
-    /// The key store's catch-all (a blob naming more keys than a value
-    /// can); the other cases have their own variants.
-    #[error("{0}")]
-    Encryption(String),
     /// A value or query for a text-search field (prefix, suffix, substring)
     /// was refused: a query outside the field's lengths, an empty query, a
     /// query type the field lacks, a value longer than `strMaxLength`. The

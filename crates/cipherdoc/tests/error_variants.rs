@@ -5,14 +5,13 @@
 //! explicit encryption's options and blobs, KMS providers, master key
 //! files. The encrypter's messages are checked never to carry the value.
 //!
-//! Not reached here, and why: `UnsupportedField` (its cases are an
-//! `encryptedFields` entry that `EncryptedFieldConfig` already refuses to
-//! parse, or a query type this version does not know, which it cannot
-//! build); `TempDir` (reaching it needs an unwritable `TMPDIR` for the
-//! whole test process); `Encryption` (the key store's blob naming more than
-//! three keys, which no encoder makes); `InvalidCatalog` (every engine
-//! refuses to create a collection whose `encryptedFields` do not parse, so
-//! the catalog never holds one that a test could write).
+//! Reached here as well: `UnsupportedField` (a hand-built
+//! `EncryptedFieldConfig` whose text field mixes query kinds),
+//! `InvalidCatalog` (a catalog entry rewritten in the database file, as
+//! whoever can write to the database could), and `TempDir` (this test binary
+//! run again with an unusable `TMPDIR`). `FieldProblem::UnknownQueryType`
+//! alone is not: it answers a query kind that a newer protocol crate could
+//! add, and this one has none.
 
 // Test code: failing loudly is its job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -30,10 +29,10 @@ use cipherdoc::leakage::{LeakageOptions, leakage_report};
 use cipherdoc::model::Model as _;
 use cipherdoc::testing::TestApp;
 use cipherdoc::{
-    BlobProblem, EmbeddedModel, EncryptOptionsProblem, Error, FieldIndex, FieldUse, Filter,
-    MasterKeyFileProblem, Model, QueryProblem, ValueProblem,
+    BlobProblem, EmbeddedModel, EncryptOptionsProblem, Error, FieldIndex, FieldProblem, FieldUse,
+    Filter, MasterKeyFileProblem, Model, QueryProblem, ValueProblem,
 };
-use cipherdoc_crypto::efc::EncryptedFieldConfig;
+use cipherdoc_crypto::efc::{EncryptedFieldConfig, QueryTypeConfig};
 use cipherdoc_engine::{CreateCollectionOptions, FieldOp};
 
 const SECRET: &str = "CANARY-4111";
@@ -590,5 +589,103 @@ async fn master_key_files_that_cannot_be_used_are_master_key_file() {
     assert!(
         matches!(problem(err), MasterKeyFileProblem::WrongLength { len: 50 }),
         "wrong length"
+    );
+}
+
+#[tokio::test]
+async fn a_text_field_mixed_with_other_queries_is_unsupported_field() {
+    let mut f = fixture().await;
+    let city = f.efc.fields.iter_mut().find(|x| x.path == "city").unwrap();
+    city.queries
+        .push(QueryTypeConfig::Equality { contention: 0 });
+    let doc =
+        doc! {"_id": ObjectId::new(), "ssn": "1", "age": 30_i64, "city": SECRET, "notes": "n"};
+    let err = f.store(doc).await;
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    match &err {
+        Error::UnsupportedField { field, problem, .. } => {
+            assert_eq!(field, "city");
+            assert!(
+                matches!(**problem, FieldProblem::InvalidTextOptions(_)),
+                "{problem:?}"
+            );
+        }
+        other => panic!("expected UnsupportedField, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_catalog_rewritten_in_the_file_is_invalid_catalog() {
+    let f = fixture().await;
+    let collection = Person::schema().collection.clone();
+    let file = f.app.database_file("encrypted");
+    let bad = cipherdoc::bson::to_vec(&doc! {"fields": "not an array"}).unwrap();
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let n = conn
+        .execute(
+            r#"UPDATE "$catalog" SET encrypted_fields = ?1 WHERE name = ?2"#,
+            rusqlite::params![bad, collection],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "the collection's catalog entry");
+    let rows = |c: &rusqlite::Connection| -> i64 {
+        c.query_row(&format!("SELECT count(*) FROM \"{collection}\""), [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let before = rows(&conn);
+
+    let db = f.app.database("encrypted").unwrap();
+    let err = db.encrypted_fields(&collection).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidCatalog { namespace, .. } if *namespace == f.ns),
+        "{err:?}"
+    );
+    // A write through the model refuses too, and stores nothing.
+    let person = Person {
+        id: ObjectId::new(),
+        ssn: SECRET.into(),
+        age: 30,
+        city: "Oslo".into(),
+        notes: SECRET.into(),
+        address: Address { zip: "0150".into() },
+    };
+    let err = f.app.objects::<Person>().create(person).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidCatalog { .. }), "{err:?}");
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    assert_eq!(rows(&conn), before, "nothing written");
+}
+
+/// Set in the child run of [`an_unusable_tmpdir_is_temp_dir`].
+const TEMPDIR_CHILD: &str = "CIPHERDOC_TEST_TEMPDIR_CHILD";
+
+#[tokio::test]
+async fn an_unusable_tmpdir_is_temp_dir() {
+    if std::env::var_os(TEMPDIR_CHILD).is_some() {
+        let Err(err) = TestApp::reference().register::<Person>().migrated().await else {
+            panic!("no temporary folder can be made");
+        };
+        assert!(matches!(err, Error::TempDir(_)), "{err:?}");
+        assert!(err.to_string().contains("TMPDIR"), "{err}");
+        return;
+    }
+    // `TMPDIR` is read by the whole process: the test runs again, alone, in
+    // a child whose `TMPDIR` is a path that cannot exist.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_unusable_tmpdir_is_temp_dir",
+            "--test-threads=1",
+        ])
+        .env(TEMPDIR_CHILD, "1")
+        .env("TMPDIR", "/dev/null/cipherdoc-no-such-folder")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child run: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
