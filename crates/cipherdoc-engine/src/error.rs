@@ -107,10 +107,10 @@ pub enum EngineError {
     /// (an operation on it was cancelled midway); start a new transaction.
     #[error("transaction is no longer usable: {0}")]
     TransactionClosed(&'static str),
-    /// An error from SQLite itself.
-    #[cfg(feature = "sqlite")]
-    #[error("sqlite: {0}")]
-    Sqlite(rusqlite::Error),
+    /// An error from the database library itself (SQLite, PostgreSQL)
+    /// with no variant of its own: a failed statement, a lost connection.
+    #[error(transparent)]
+    Backend(BackendError),
     /// The database cannot grow: the disk (or the file size limit, or
     /// SQLite's `max_page_count`) is full. The failed write was rolled
     /// back whole; free space and retry.
@@ -147,10 +147,6 @@ pub enum EngineError {
     /// Any other I/O failure (opening files, temporary directories).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    /// An error from PostgreSQL or from the connection to it.
-    #[cfg(feature = "postgres")]
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
     /// The PostgreSQL connection string was refused (TLS settings that
     /// could send data in plain text, contradictions, a bad CA file) before
     /// any connection was tried, or the TLS handshake failed.
@@ -224,27 +220,97 @@ pub enum EngineError {
     Config(String),
 }
 
+/// An error from a database library (SQLite's, PostgreSQL's), boxed so that
+/// the drivers' types stay out of cipherdoc's API: what a caller may act on
+/// is the engine, the database's own error code, and whether a retry may
+/// succeed; the library's error itself is the [`std::error::Error::source`].
+#[derive(Debug)]
+pub struct BackendError {
+    engine: &'static str,
+    code: Option<String>,
+    retryable: bool,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendError {
+    /// The engine whose library failed: `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        self.engine
+    }
+
+    /// The database's own code for the error, when it gave one:
+    /// PostgreSQL's SQLSTATE (`"23505"`), SQLite's extended result code
+    /// (`"2067"`).
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The library's error as its own type, for the engine that made it.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn driver<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref()
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.engine, self.source)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+// The two `From` impls below exist for `?` inside the engines; they are
+// hidden from the documentation because the drivers' types are not
+// cipherdoc's API.
+
 #[cfg(feature = "sqlite")]
+#[doc(hidden)]
 impl From<rusqlite::Error> for EngineError {
     /// SQLite's result codes that an operator must act on get variants of
-    /// their own; the rest stay [`EngineError::Sqlite`].
+    /// their own; the rest become [`EngineError::Backend`].
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
-        match &e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
-                Self::StorageFull {
-                    engine: "sqlite",
-                    detail: e.to_string(),
-                }
-            }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ReadOnly => {
-                Self::ReadOnly {
-                    engine: "sqlite",
-                    detail: e.to_string(),
-                }
-            }
-            _ => Self::Sqlite(e),
+        let failure = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(*f),
+            _ => None,
+        };
+        match failure.map(|f| f.code) {
+            Some(ErrorCode::DiskFull) => Self::StorageFull {
+                engine: "sqlite",
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::ReadOnly) => Self::ReadOnly {
+                engine: "sqlite",
+                detail: e.to_string(),
+            },
+            code => Self::Backend(BackendError {
+                engine: "sqlite",
+                code: failure.map(|f| f.extended_code.to_string()),
+                retryable: matches!(
+                    code,
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ),
+                source: Box::new(e),
+            }),
         }
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+impl From<tokio_postgres::Error> for EngineError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Backend(BackendError {
+            engine: "postgres",
+            code: e.code().map(|c| c.code().to_owned()),
+            retryable: postgres_retryable(&e),
+            source: Box::new(e),
+        })
     }
 }
 
@@ -265,13 +331,7 @@ impl EngineError {
             Self::PostgresPool(_)
             | Self::Connection { .. }
             | Self::Qe(crate::qe_server::QeError::WriteConflict { .. }) => true,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(e) => postgres_retryable(e),
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
+            Self::Backend(b) => b.retryable,
             _ => false,
         }
     }

@@ -38,7 +38,7 @@ pub use engine::{
     QeRole, QeStateSizes, RenameTarget, SortDirection, Transaction, TxFuture, TxMode, TxOutput,
     TxWork, transact,
 };
-pub use error::{EngineError, Result};
+pub use error::{BackendError, EngineError, Result};
 pub use filter::{EncStrOp, FieldOp, Filter, FilterError};
 pub use qe_state::{EcocEntry, EcocGeneration, EscEntry, EscId, EscValue, QeState, Tag};
 

@@ -59,7 +59,15 @@ fn tags_raw(c: &str) -> String {
 /// Whether an error is PostgreSQL's "relation does not exist" (a
 /// collection dropped between reading the catalog and reading its table).
 pub(crate) fn is_undefined_table(e: &EngineError) -> bool {
-    matches!(e, EngineError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE))
+    postgres_error(e).and_then(tokio_postgres::Error::code) == Some(&SqlState::UNDEFINED_TABLE)
+}
+
+/// PostgreSQL's own error inside an [`EngineError::Backend`], when it is one.
+pub(crate) fn postgres_error(e: &EngineError) -> Option<&tokio_postgres::Error> {
+    match e {
+        EngineError::Backend(b) => b.driver(),
+        _ => None,
+    }
 }
 
 fn parse_meta(name: &str, rows: &[tokio_postgres::Row]) -> Result<Option<Meta>> {
@@ -512,7 +520,7 @@ fn detail_key(detail: Option<&str>) -> Option<Vec<u8>> {
 /// Turn PostgreSQL's unique violation (SQLSTATE 23505) into the typed
 /// [`EngineError::DuplicateKey`], naming the index and the key.
 fn map_unique(err: EngineError, collection: &str, cands: &[UniqueCands]) -> EngineError {
-    let EngineError::Postgres(pe) = &err else {
+    let Some(pe) = postgres_error(&err) else {
         return err;
     };
     let Some(db) = pe.as_db_error() else {
