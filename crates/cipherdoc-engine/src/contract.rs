@@ -413,7 +413,7 @@ pub async fn filters_every_operator_every_type(e: Arc<dyn Engine>) {
                 oracle_check(e, "t", &docs, &Filter::starts_with(path, p)).await;
                 oracle_check(e, "t", &docs, &Filter::starts_with(path, p).not()).await;
             }
-            for f in [Filter::exists(path, true), Filter::exists(path, false)] {
+            for f in [Filter::exists(path), Filter::missing(path)] {
                 oracle_check(e, "t", &docs, &f).await;
             }
         }
@@ -1461,7 +1461,8 @@ pub fn random_filter(rng: &mut Rng, depth: u32) -> Filter {
         5 => Filter::gte(p, v),
         6 => Filter::is_in(p, [v, rng.pick(&vals).clone()]),
         7 => Filter::not_in(p, [v]),
-        8 => Filter::exists(p, rng.below(2) == 0),
+        8 if rng.below(2) == 0 => Filter::exists(p),
+        8 => Filter::missing(p),
         9 => Filter::eq("_id", i32::try_from(rng.below(40)).unwrap()),
         10 => Filter::and([random_filter(rng, depth - 1), random_filter(rng, depth - 1)]),
         11 => Filter::or([random_filter(rng, depth - 1), random_filter(rng, depth - 1)]),
@@ -1538,10 +1539,7 @@ pub async fn concurrent_writers(e: Arc<dyn Engine>) {
         h.await.unwrap();
     }
     assert_eq!(e.count("w", &Filter::eq("v", "same")).await.unwrap(), 1600);
-    assert_eq!(
-        e.count("w", &Filter::exists("tx", true)).await.unwrap(),
-        100
-    );
+    assert_eq!(e.count("w", &Filter::exists("tx")).await.unwrap(), 100);
     let mut tx = e.begin().await.unwrap();
     if let Some(st) = state(&*e, &mut *tx) {
         assert_eq!(st.esc_count("w").await.unwrap(), 100);

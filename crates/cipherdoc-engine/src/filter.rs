@@ -324,9 +324,13 @@ impl Filter {
     pub fn gte(path: impl Into<String>, v: impl Into<Bson>) -> Self {
         Self::field(path, FieldOp::Gte(v.into()))
     }
-    /// `{path: {$exists: yes}}`
-    pub fn exists(path: impl Into<String>, yes: bool) -> Self {
-        Self::field(path, FieldOp::Exists(yes))
+    /// `{path: {$exists: true}}`: documents that have `path`.
+    pub fn exists(path: impl Into<String>) -> Self {
+        Self::field(path, FieldOp::Exists(true))
+    }
+    /// `{path: {$exists: false}}`: documents without `path`.
+    pub fn missing(path: impl Into<String>) -> Self {
+        Self::field(path, FieldOp::Exists(false))
     }
     /// A string at `path` starts with `prefix` ([`FieldOp::StartsWith`]).
     pub fn starts_with(path: impl Into<String>, prefix: impl Into<String>) -> Self {

@@ -134,7 +134,7 @@ mod tests {
         let cases = [
             Filter::eq("a", 1),
             Filter::and([Filter::eq("a", 1), Filter::gt("b.c", 2)]),
-            Filter::or([Filter::lt("a", 1), Filter::exists("b", false)]),
+            Filter::or([Filter::lt("a", 1), Filter::missing("b")]),
             Filter::nor([Filter::ne("a", "x")]),
             Filter::is_in("a", [Bson::Int32(1), Bson::Null]),
             Filter::not_in("a", [Bson::Int32(1)]),
@@ -163,7 +163,7 @@ mod tests {
             Filter::or([]),
             Filter::nor([]),
             Filter::eq("a", 1).not(),
-            Filter::and([Filter::eq("a", 1).not(), Filter::exists("a", true)]),
+            Filter::and([Filter::eq("a", 1).not(), Filter::exists("a")]),
         ];
         for f in shapes {
             let q = Filter::parse(&to_query(&f).unwrap()).unwrap();

@@ -386,7 +386,7 @@ pub async fn leakage_report(db: &Database, options: LeakageOptions) -> Result<Le
         for field in &efc.config().fields {
             let index = FieldIndex::of(field);
             let documents = engine
-                .count(&collection, &Filter::exists(field.path.clone(), true))
+                .count(&collection, &Filter::exists(field.path.clone()))
                 .await?;
             let observed = match (index, &counters) {
                 (FieldIndex::Unindexed, _) | (_, None) => None,
