@@ -16,16 +16,24 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::many_single_char_names,
-    clippy::too_many_lines
+    clippy::too_many_lines,
+    // Of `common/`, shared with the QE benches.
+    clippy::cast_possible_wrap,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
 )]
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::{Binary, Bson, doc, spec::BinarySubtype};
+use bson::{Binary, Bson, spec::BinarySubtype};
 use cipherdoc_engine::postgres::{PgEngine, testing};
-use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, IndexSpec, Tag};
+use cipherdoc_engine::{CreateCollectionOptions, Engine, Filter, FindOptions, Tag};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+use common::engine::{Bench, patient};
 
 fn doc_count() -> usize {
     std::env::var("CIPHERDOC_BENCH_DOCS")
@@ -43,17 +51,17 @@ fn tag(v: usize, k: usize) -> Tag {
     Tag::from_bytes(t)
 }
 
-/// Document `i`: `ssn` repeats 10 times; its tag is spread over 9
-/// contention counters.
+/// Patient `i` with the tag of its `ssn`, spread over 9 contention counters.
 fn docs(n: usize, offset: usize) -> Vec<bson::Document> {
     (offset..offset + n)
         .map(|i| {
-            doc! {
-                "name": format!("patient-{i}"),
-                "ssn": format!("{:09}", i / 10),
-                "n": i64::try_from(i).unwrap(),
-                "__safeContent__": [Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: tag(i / 10, i % 9).as_bytes().to_vec() })],
-            }
+            let mut d = patient(i);
+            let t = Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: tag(i / 10, i % 9).as_bytes().to_vec(),
+            };
+            d.insert("__safeContent__", vec![Bson::Binary(t)]);
+            d
         })
         .collect()
 }
@@ -64,7 +72,16 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (at(50), at(99))
 }
 
-fn bench(c: &mut Criterion) {
+fn bench<'a>(rt: &'a tokio::runtime::Runtime, engine: &'a PgEngine) -> Bench<'a> {
+    Bench {
+        rt,
+        engine,
+        prefix: "pg",
+        docs,
+    }
+}
+
+fn benches(c: &mut Criterion) {
     let Some(url) = testing::test_url() else {
         return;
     };
@@ -74,40 +91,15 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let enc = || CreateCollectionOptions {
-        encrypted_fields: Some(doc! {"fields": []}),
+        encrypted_fields: Some(bson::doc! {"fields": []}),
     };
 
     // ---- inserts ----
     let e = rt.block_on(PgEngine::temporary(&url)).unwrap();
-    rt.block_on(async {
-        e.create_collection("ins", enc()).await.unwrap();
-        e.create_index("ins", IndexSpec::new("ssn")).await.unwrap();
-    });
-    let mut g = c.benchmark_group("pg_insert");
-    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    rt.block_on(e.create_collection("ins", enc())).unwrap();
+    let b = bench(&rt, &e);
     let mut offset = 0;
-    g.throughput(Throughput::Elements(1000));
-    g.bench_function("insert_many_1000_indexed", |b| {
-        b.iter_batched(
-            || {
-                offset += 1000;
-                docs(1000, offset)
-            },
-            |batch| rt.block_on(e.insert_many("ins", batch)).unwrap(),
-            BatchSize::LargeInput,
-        );
-    });
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("insert_one_indexed", |b| {
-        b.iter_batched(
-            || {
-                offset += 1;
-                docs(1, offset).pop().unwrap()
-            },
-            |d| rt.block_on(e.insert_one("ins", d)).unwrap(),
-            BatchSize::SmallInput,
-        );
-    });
+    let mut g = b.inserts(c, Duration::from_secs(8), &mut offset);
     // 8 clients, each inserting 125 single documents: 1000 per iteration.
     let shared: Arc<dyn Engine> = Arc::new(e.clone());
     g.throughput(Throughput::Elements(1000));
@@ -147,16 +139,10 @@ fn bench(c: &mut Criterion) {
     // ---- finds ----
     let n = doc_count();
     let e = rt.block_on(PgEngine::temporary(&url)).unwrap();
+    let b = bench(&rt, &e);
     let load = Instant::now();
-    rt.block_on(async {
-        e.create_collection("p", enc()).await.unwrap();
-        e.create_index("p", IndexSpec::new("ssn")).await.unwrap();
-        for chunk in 0..n / 10_000 {
-            e.insert_many("p", docs(10_000, chunk * 10_000))
-                .await
-                .unwrap();
-        }
-    });
+    rt.block_on(e.create_collection("p", enc())).unwrap();
+    b.load(n);
     println!("loaded {n} documents in {:?}", load.elapsed());
     // Let the planner know the sizes, as autovacuum would soon.
     rt.block_on(async {
@@ -167,13 +153,7 @@ fn bench(c: &mut Criterion) {
             .unwrap();
     });
     let values = n / 10;
-    let ssn_find = |i: usize| {
-        let f = Filter::eq("ssn", format!("{i:09}"));
-        let r = rt
-            .block_on(e.find("p", &f, &FindOptions::default()))
-            .unwrap();
-        assert_eq!(r.len(), 10);
-    };
+    let ssn_find = |i: usize| b.ssn_find(i);
     let tag_find = |i: usize| {
         let f = Filter::tag_in((0..9).map(|k| tag(i, k)));
         let r = rt
@@ -196,42 +176,17 @@ fn bench(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group(format!("pg_find_{n}"));
     g.sample_size(200).measurement_time(Duration::from_secs(5));
+    b.indexed_equality(&mut g, values);
     let mut i = 0usize;
-    g.bench_function("indexed_equality_10_hits", |b| {
-        b.iter(|| {
-            i = (i + 7919) % values;
-            ssn_find(i);
-        });
-    });
-    g.bench_function("tag_in_9_tags_10_hits", |b| {
-        b.iter(|| {
+    g.bench_function("tag_in_9_tags_10_hits", |bn| {
+        bn.iter(|| {
             i = (i + 7919) % values;
             tag_find(i);
         });
     });
-    let ids: Vec<_> = rt
-        .block_on(e.find(
-            "p",
-            &Filter::all(),
-            &FindOptions {
-                limit: Some(1000),
-                ..FindOptions::default()
-            },
-        ))
-        .unwrap()
-        .into_iter()
-        .map(|d| d.get("_id").unwrap().clone())
-        .collect();
-    g.bench_function("id_lookup", |b| {
-        b.iter(|| {
-            i = (i + 1) % ids.len();
-            rt.block_on(e.find_one("p", &Filter::eq("_id", ids[i].clone())))
-                .unwrap()
-                .unwrap();
-        });
-    });
+    b.id_lookup(&mut g);
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+criterion_group!(all, benches);
+criterion_main!(all);

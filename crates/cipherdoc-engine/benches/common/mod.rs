@@ -1,4 +1,5 @@
-//! Shared by the QE benchmarks (`qe_sqlite`, `qe_pg`): a client that
+//! Shared by the benchmarks: `engine` (the groups `sqlite` and `pg_engine`
+//! both run), and for the QE benchmarks (`qe_sqlite`, `qe_pg`) a client that
 //! encrypts one equality field `ssn` the way a driver would (insert
 //! payloads and find payloads, done outside every timed section), the
 //! benchmark's value pattern and percentiles.
@@ -7,6 +8,8 @@
 //! item.
 
 #![allow(dead_code)]
+
+pub mod engine;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
