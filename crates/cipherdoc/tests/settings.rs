@@ -123,17 +123,8 @@ fn master_keys_are_checked_like_key_documents_at_load() {
         );
     }
     let s = load(GOOD).unwrap();
-    let enc = s
-        .database("encrypted")
-        .unwrap()
-        .encryption
-        .as_ref()
-        .unwrap();
-    let aws = enc
-        .kms_providers
-        .iter()
-        .find(|p| p.name.kind() == ProviderKind::Aws)
-        .unwrap();
+    let enc = s.database("encrypted").unwrap().encryption.as_ref();
+    let aws = enc.unwrap().provider_for(Some("aws")).unwrap();
     assert_eq!(
         aws.master_key.to_document(),
         bson::doc! {"provider": "aws", "region": "us-east-1", "key": "arn:aws:kms:us-east-1:1:key/x"}
