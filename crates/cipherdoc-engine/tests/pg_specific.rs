@@ -71,6 +71,79 @@ async fn an_earlier_schema_gets_multikey_indexes() {
     assert!(flag);
 }
 
+/// The engine analyzes a collection's tables itself when its inserts reach
+/// 1,024 documents and at each doubling (a cached generic plan is then
+/// replanned for the grown tables, autovacuum or not), by autocommit writes
+/// and by committed transactions alike; a rolled back transaction runs
+/// none (what it made due waits for the next commit).
+#[tokio::test]
+async fn growth_analyzes_the_collection_tables() {
+    let Some(url) = testing::test_url() else {
+        return;
+    };
+    let e = PgEngine::temporary(&url).await.unwrap();
+    let c = raw_client(&url).await;
+    // reltuples of each table of the schema: -1 until analyzed.
+    let tuples = |collection: &'static str| {
+        let (c, schema) = (&c, e.schema().to_owned());
+        async move {
+            let rows = c
+                .query(
+                    "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND c.relkind = 'r' AND (c.relname = $2 OR c.relname LIKE $2 || '.%' OR c.relname LIKE 'enxcol_.' || $2 || '.%')",
+                    &[&schema, &collection],
+                )
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, f32>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    for name in ["auto", "tx"] {
+        e.create_collection(name, encrypted()).await.unwrap();
+        e.create_index(name, IndexSpec::new("a")).await.unwrap();
+    }
+    let batch = |from: i32| -> Vec<Document> {
+        (from..from + 500)
+            .map(|i| doc! {"_id": i, "a": i % 7})
+            .collect()
+    };
+    // 1,000 documents: nothing analyzed yet.
+    for from in [0, 500] {
+        e.insert_many("auto", batch(from)).await.unwrap();
+    }
+    let before = tuples("auto").await;
+    assert_eq!(
+        before.len(),
+        5,
+        "documents, index, tags, ESC, ECOC: {before:?}"
+    );
+    assert!(before.iter().all(|(_, n)| *n < 0.0), "{before:?}");
+    // The insert that reaches 1,024 makes every table analyzed.
+    e.insert_many("auto", batch(1000)).await.unwrap();
+    let after = tuples("auto").await;
+    assert!(after.iter().all(|(_, n)| *n >= 0.0), "{after:?}");
+    let docs = after.iter().find(|(t, _)| t == "auto").unwrap().1;
+    assert!((1400.0..=1600.0).contains(&docs), "{after:?}");
+
+    // In a transaction: none while rolled back, all once committed.
+    let mut t = e.begin().await.unwrap();
+    t.insert_many("tx", batch(0)).await.unwrap();
+    t.insert_many("tx", batch(500)).await.unwrap();
+    t.insert_many("tx", batch(1000)).await.unwrap();
+    t.rollback().await.unwrap();
+    let rolled_back = tuples("tx").await;
+    assert!(rolled_back.iter().all(|(_, n)| *n < 0.0), "{rolled_back:?}");
+    let mut t = e.begin().await.unwrap();
+    for from in [2000, 2500, 3000] {
+        t.insert_many("tx", batch(from)).await.unwrap();
+    }
+    t.commit().await.unwrap();
+    let tx = tuples("tx").await;
+    assert!(tx.iter().all(|(_, n)| *n >= 0.0), "{tx:?}");
+}
+
 /// `ANALYZE` every table of the engine's schema, so the planner knows the
 /// sizes (autovacuum may not have run yet).
 async fn analyze(url: &str, e: &PgEngine) {

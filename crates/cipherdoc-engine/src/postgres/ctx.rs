@@ -67,7 +67,20 @@ pub(crate) struct Schema {
     pub(crate) name: String,
     quoted: String,
     pub(crate) meta_sql: String,
+    /// Documents this engine inserted per collection, and the `ANALYZE`
+    /// statements that growth has made due (see [`Schema::note_growth`]).
+    growth: std::sync::Mutex<Growth>,
 }
+
+#[derive(Debug, Default)]
+struct Growth {
+    inserted: HashMap<String, u64>,
+    due: Vec<String>,
+}
+
+/// The first number of inserted documents at which a collection's tables
+/// are analyzed; then at every doubling.
+const ANALYZE_FROM: u64 = 1024;
 
 impl Schema {
     pub(crate) fn new(name: &str) -> Self {
@@ -81,7 +94,48 @@ impl Schema {
             name: name.to_owned(),
             quoted,
             meta_sql,
+            growth: std::sync::Mutex::default(),
         }
+    }
+
+    /// Counts `n` documents inserted into `collection`. When the count
+    /// reaches 1024 and each doubling after it, an `ANALYZE` of the
+    /// collection's `tables` becomes due; it runs after the transaction
+    /// commits ([`Ctx::analyze_due`]).
+    ///
+    /// Why by hand: a cached statement keeps the generic plan made when its
+    /// tables were nearly empty (a sequential scan for `id = ANY($1)`) until
+    /// their statistics change. Autovacuum analyzes growing tables, but not
+    /// at once, and not at all where it is off; a bulk load would then
+    /// compare every row with every id, quadratic in the load. An analyze
+    /// at each doubling costs O(log n) analyzes per load and keeps the plan
+    /// cache's generic plans, so no statement pays for planning each time.
+    pub(crate) fn note_growth(
+        &self,
+        collection: &str,
+        n: usize,
+        tables: impl FnOnce() -> Vec<String>,
+    ) {
+        let mut g = self
+            .growth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = g.inserted.entry(collection.to_owned()).or_default();
+        let before = *count;
+        *count = before.saturating_add(n as u64);
+        let doublings = |c: u64| (c / ANALYZE_FROM).checked_ilog2();
+        if doublings(*count) != doublings(before) {
+            let sql = format!("ANALYZE {}", tables().join(", "));
+            g.due.push(sql);
+        }
+    }
+
+    fn take_due(&self) -> Vec<String> {
+        let mut g = self
+            .growth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut g.due)
     }
     /// Schema-qualified, quoted table for a logical table name.
     pub(crate) fn table(&self, raw: &str) -> String {
@@ -540,6 +594,22 @@ impl Ctx {
         }
         let r = ahead.run(self.client()?, async { Ok(()) }).await;
         self.settle(r)
+    }
+
+    /// Runs the `ANALYZE`s that inserts made due ([`Schema::note_growth`]),
+    /// on this connection outside any transaction: call it after `COMMIT`.
+    /// A failure (the collection was dropped meanwhile) only loses the
+    /// statistics refresh, so it is logged, not returned.
+    pub(crate) async fn analyze_due(&mut self) {
+        for sql in self.s.take_due() {
+            let r = match self.client() {
+                Ok(c) => c.batch_execute(&sql).await.map_err(EngineError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "analyze after growth failed");
+            }
+        }
     }
 
     /// Send the deferred statements, then simple-protocol `sql` (`COMMIT`),

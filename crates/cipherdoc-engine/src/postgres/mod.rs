@@ -403,6 +403,7 @@ async fn finish<T>(mut cx: Ctx, r: Result<T>) -> Result<T> {
         Ok(v) => {
             cx.client()?.batch_execute("COMMIT").await?;
             cx.mark_clean();
+            cx.analyze_due().await;
             Ok(v)
         }
         Err(e) => {
@@ -721,6 +722,9 @@ impl PgTransaction {
             self.cx.client()?.batch_execute("ROLLBACK").await?;
         }
         self.cx.mark_clean();
+        if commit && !self.failed {
+            self.cx.analyze_due().await;
+        }
         if commit && self.failed {
             // A fail-fast transaction whose operation failed never commits.
             return Err(EngineError::FAIL_FAST_FAILED);

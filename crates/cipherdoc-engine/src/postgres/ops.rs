@@ -221,6 +221,19 @@ async fn create_locked(
     Ok(meta)
 }
 
+/// The tables a collection always has: its documents, one per index and,
+/// when encrypted, its tags, ESC and ECOC (not the ECOC being compacted,
+/// which exists only during a compaction).
+fn tables_of(s: &Schema, meta: &Meta) -> Vec<String> {
+    let c = &meta.name;
+    let mut out = vec![s.table(c)];
+    out.extend(meta.indexes.iter().map(|i| s.table(&idx_raw(c, &i.name))));
+    if meta.encrypted() {
+        out.extend([tags_raw(c), esc_name(c), ecoc_name(c)].map(|t| s.table(&t)));
+    }
+    out
+}
+
 fn ecoc_def(s: &Schema, c: &str) -> String {
     format!(
         "{}(rid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, field text NOT NULL, value bytea NOT NULL)",
@@ -280,23 +293,16 @@ pub(crate) async fn drop_collection(cx: &mut Ctx, name: &str) -> Result<bool> {
     let Some(meta) = reload_meta(cx, name).await? else {
         return Ok(false);
     };
-    let mut sql = format!("DROP TABLE IF EXISTS {};", s.table(name));
-    for i in &meta.indexes {
+    let mut sql = String::new();
+    for t in tables_of(&s, &meta) {
+        let _ = write!(sql, "DROP TABLE IF EXISTS {t};");
+    }
+    if meta.encrypted() {
         let _ = write!(
             sql,
             "DROP TABLE IF EXISTS {};",
-            s.table(&idx_raw(name, &i.name))
+            s.table(&ecoc_compact_name(name))
         );
-    }
-    if meta.encrypted() {
-        for t in [
-            tags_raw(name),
-            esc_name(name),
-            ecoc_name(name),
-            ecoc_compact_name(name),
-        ] {
-            let _ = write!(sql, "DROP TABLE IF EXISTS {};", s.table(&t));
-        }
     }
     cx.batch(&sql).await?;
     cx.execute(
@@ -571,6 +577,7 @@ pub(crate) async fn insert_docs(
     }
     let s = Arc::clone(&cx.s);
     let n = docs.len();
+    s.note_growth(name, n, || tables_of(&s, &meta));
     let (mut ids, mut id_keys, mut bytes) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),

@@ -159,15 +159,6 @@ impl PgTransport {
 }
 
 const ALLOW_WHY: &str = "it sends everything in plain text unless the server insists on TLS, and libpq does not check the certificate then";
-/// The session setting every connection starts with (PostgreSQL 12 and
-/// later): each statement is planned for its own parameters. A generic
-/// plan cached while a collection was nearly empty goes on scanning it
-/// after it has grown, until an ANALYZE replans it; an ESC probe
-/// (`id = ANY($1)`) then compares every row with every id, which made a
-/// 100k-document encrypted bulk insert quadratic on a server whose
-/// autovacuum had not yet analyzed the new tables. Planning each statement
-/// costs tens of microseconds.
-const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan";
 
 const FIX: &str = "add sslrootcert=/path/to/ca.pem to the URL (or tls_ca_file to the database's settings; sslrootcert=system trusts the public web CAs)";
 
@@ -403,14 +394,6 @@ impl Plan {
         if config.get_application_name().is_none() {
             config.application_name("cipherdoc");
         }
-        // The user's own `options` come first and win where they choose a
-        // plan cache mode themselves.
-        let options = match config.get_options() {
-            Some(o) if o.contains("plan_cache_mode") => o.to_owned(),
-            Some(o) if !o.trim().is_empty() => format!("{o} {SESSION_OPTIONS}"),
-            _ => SESSION_OPTIONS.to_owned(),
-        };
-        config.options(&options);
         Ok(Self {
             config,
             transport,
@@ -632,30 +615,6 @@ mod tests {
 
     fn ca(p: &str) -> PgTransport {
         PgTransport::VerifiedTls(PgTrustAnchors::CaFile(PathBuf::from(p)))
-    }
-
-    #[test]
-    fn every_session_plans_each_statement_for_its_parameters() {
-        let options = |url: &str| {
-            Plan::new(url, None)
-                .unwrap()
-                .config
-                .get_options()
-                .map(str::to_owned)
-        };
-        assert_eq!(
-            options("postgres://u@127.0.0.1/x").as_deref(),
-            Some(SESSION_OPTIONS)
-        );
-        assert_eq!(
-            options("postgres://u@127.0.0.1/x?options=-c%20search_path%3Dapp").as_deref(),
-            Some("-c search_path=app -c plan_cache_mode=force_custom_plan")
-        );
-        // The user's own choice stands.
-        assert_eq!(
-            options("postgres://u@127.0.0.1/x?options=-c%20plan_cache_mode%3Dauto").as_deref(),
-            Some("-c plan_cache_mode=auto")
-        );
     }
 
     #[test]
