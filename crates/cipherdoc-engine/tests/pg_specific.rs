@@ -127,6 +127,21 @@ async fn growth_analyzes_the_collection_tables() {
     let docs = after.iter().find(|(t, _)| t == "auto").unwrap().1;
     assert!((1400.0..=1600.0).contains(&docs), "{after:?}");
 
+    // Dropped and created again: the count starts again, so the new tables
+    // are analyzed at 1,024 of their own documents, not at the old count's
+    // next doubling (2,048: 1,500 before plus 1,000 now would reach it).
+    e.drop_collection("auto").await.unwrap();
+    e.create_collection("auto", encrypted()).await.unwrap();
+    e.create_index("auto", IndexSpec::new("a")).await.unwrap();
+    for from in [0, 500] {
+        e.insert_many("auto", batch(from)).await.unwrap();
+    }
+    let again = tuples("auto").await;
+    assert!(again.iter().all(|(_, n)| *n < 0.0), "{again:?}");
+    e.insert_many("auto", batch(1000)).await.unwrap();
+    let again = tuples("auto").await;
+    assert!(again.iter().all(|(_, n)| *n >= 0.0), "{again:?}");
+
     // In a transaction: none while rolled back, all once committed.
     let mut t = e.begin().await.unwrap();
     t.insert_many("tx", batch(0)).await.unwrap();

@@ -120,14 +120,31 @@ impl Schema {
             .growth
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = g.inserted.entry(collection.to_owned()).or_default();
+        // Looked up before inserting: no allocation on the insert path
+        // once the collection is counted.
+        let count = if let Some(c) = g.inserted.get_mut(collection) {
+            c
+        } else {
+            g.inserted.entry(collection.to_owned()).or_default()
+        };
         let before = *count;
         *count = before.saturating_add(n as u64);
+        let after = *count;
         let doublings = |c: u64| (c / ANALYZE_FROM).checked_ilog2();
-        if doublings(*count) != doublings(before) {
+        if doublings(after) != doublings(before) {
             let sql = format!("ANALYZE {}", tables().join(", "));
             g.due.push(sql);
         }
+    }
+
+    /// Starts `collection`'s count again: its tables were dropped or
+    /// renamed, so what was counted no longer describes them.
+    pub(crate) fn forget_growth(&self, collection: &str) {
+        self.growth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .inserted
+            .remove(collection);
     }
 
     fn take_due(&self) -> Vec<String> {

@@ -293,6 +293,7 @@ pub(crate) async fn drop_collection(cx: &mut Ctx, name: &str) -> Result<bool> {
     let Some(meta) = reload_meta(cx, name).await? else {
         return Ok(false);
     };
+    s.forget_growth(name);
     let mut sql = String::new();
     for t in tables_of(&s, &meta) {
         let _ = write!(sql, "DROP TABLE IF EXISTS {t};");
@@ -335,6 +336,8 @@ pub(crate) async fn rename_collection(
     lock_exclusive(cx, s.collection_key(first)).await?;
     lock_exclusive(cx, s.collection_key(second)).await?;
     lock_exclusive(cx, s.ddl_key()).await?;
+    s.forget_growth(from);
+    s.forget_growth(to);
     let meta = reload_meta(cx, from)
         .await?
         .ok_or_else(|| EngineError::CollectionNotFound(from.to_owned()))?;
